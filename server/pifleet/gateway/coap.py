@@ -1,0 +1,106 @@
+"""The master's CoAP endpoint: one aiocoap context that serves the boards (resources.py) and commands them.
+
+Lifespan: `await Gateway.start()` binds UDP; `await Gateway.stop()` closes it. One context serves and sends, so
+commands leave from the master's well-known port (what a board expects to see).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+import aiocoap
+import msgspec
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.contentformat import ContentFormat
+
+from ..errors import BoardError
+from .resources import build_site
+
+log = logging.getLogger(__name__)
+
+JSON = ContentFormat.JSON
+
+
+class _CountUnparsable(logging.Filter):
+    """aiocoap drops a malformed datagram with one log line; count those drops for the metrics."""
+
+    def __init__(self, counters: Counter) -> None:
+        super().__init__()
+        self.counters = counters
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg.startswith("Ignoring unparsable message"):
+            self.counters["malformed_dropped"] += 1
+            record.levelno, record.levelname = logging.INFO, "INFO"  # a misbehaving peer, not our failure
+        return True
+
+
+def _uri(address: str, port: int, *path: str) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"coap://{host}:{port}/" + "/".join(path)
+
+
+class Gateway:
+    """Owns the aiocoap context; implements fleet.link.BoardLink."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.context: aiocoap.Context | None = None
+        self.counters: Counter = Counter()
+        self._filter = _CountUnparsable(self.counters)
+
+    async def start(self, registry) -> None:
+        site = build_site(registry, self.counters)
+        self.context = await aiocoap.Context.create_server_context(site, bind=(self.host, self.port),
+                                                                    transports=["udp6"])
+        logging.getLogger("coap-server").addFilter(self._filter)
+        log.info("CoAP endpoint on udp://%s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        logging.getLogger("coap-server").removeFilter(self._filter)
+        if self.context is not None:
+            await self.context.shutdown()
+            self.context = None
+
+    async def _request(self, message: aiocoap.Message, timeout: float) -> aiocoap.Message:
+        assert self.context is not None, "gateway not started"
+        try:
+            return await asyncio.wait_for(self.context.request(message).response, timeout)
+        except TimeoutError:
+            raise BoardError(f"no answer from the board within {timeout:g} s") from None
+        except aiocoap.error.NetworkError as exc:
+            raise BoardError(f"board unreachable: {exc}") from None
+        except aiocoap.error.Error as exc:
+            raise BoardError(f"CoAP exchange failed: {exc}") from None
+
+    async def capabilities(self, address: str, port: int) -> dict[str, Any]:
+        msg = aiocoap.Message(code=Code.GET, uri=_uri(address, port, "cap"))
+        response = await self._request(msg, timeout=30)
+        if response.code != Code.CONTENT:
+            raise BoardError(f"GET /cap answered {response.code}")
+        try:
+            return msgspec.json.decode(response.payload)
+        except msgspec.DecodeError as exc:
+            raise BoardError(f"GET /cap sent invalid JSON: {exc}") from None
+
+    async def command(
+        self, address: str, port: int, capability: str, command: str, eid: str, params: dict[str, Any],
+        timeout: float,
+    ) -> dict[str, Any]:
+        body = msgspec.json.encode({"eid": eid, "params": params})
+        msg = aiocoap.Message(code=Code.POST, uri=_uri(address, port, "a", capability, command), payload=body,
+                              content_format=JSON)
+        response = await self._request(msg, timeout)
+        try:
+            answer = msgspec.json.decode(response.payload) if response.payload else {}
+        except msgspec.DecodeError:
+            answer = {"error": response.payload[:200].decode("utf-8", "replace")}
+        if response.code != Code.CHANGED or not isinstance(answer, dict) or not answer.get("ok"):
+            error = answer.get("error") if isinstance(answer, dict) else None
+            field = answer.get("field") if isinstance(answer, dict) else None
+            raise BoardError(f"board answered {response.code}: {error or 'no reason given'}", field=field)
+        result = answer.get("result")
+        return result if isinstance(result, dict) else {"value": result}

@@ -1,0 +1,130 @@
+"""CoAP resources of the master: the registration directory (/rd, in the style of RFC 9176) and
+/.well-known/core. Malformed requests are answered 4.00 and counted, never raised into the loop."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import aiocoap
+import aiocoap.resource as resource
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.contentformat import ContentFormat
+
+from ..fleet.registry import MAX_LIFETIME_S, MIN_LIFETIME_S, Registry
+
+log = logging.getLogger(__name__)
+
+LINK_FORMAT = ContentFormat.LINKFORMAT
+_TEXT = ContentFormat.TEXT
+
+
+def _bad(reason: str) -> aiocoap.Message:
+    return aiocoap.Message(code=Code.BAD_REQUEST, payload=reason.encode(), content_format=_TEXT)
+
+
+def peer(request: aiocoap.Message) -> tuple[str, int]:
+    """The sender's IP address and port (IPv4-mapped addresses shown as plain IPv4)."""
+    host, port = request.remote.sockaddr[0], request.remote.sockaddr[1]
+    if host.startswith("::ffff:"):
+        host = host[len("::ffff:"):]
+    return host, port
+
+
+def _query(request: aiocoap.Message) -> dict[str, str]:
+    out = {}
+    for item in request.opt.uri_query:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+class Directory(resource.Resource):
+    """POST /rd registers (RFC 9176 §5.3)."""
+
+    def __init__(self, registry: Registry, counters: Counter) -> None:
+        super().__init__()
+        self.registry = registry
+        self.counters = counters
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        return await self._register(request)
+
+    def _refuse(self, reason: str, request: aiocoap.Message) -> aiocoap.Message:
+        self.counters["registrations_refused"] += 1
+        log.warning("registration from %s refused: %s", peer(request)[0], reason)
+        return _bad(reason)
+
+    async def _register(self, request: aiocoap.Message) -> aiocoap.Message:
+        query = _query(request)
+        ep = query.get("ep", "")
+        if not ep or len(ep) > 63 or not all(c.isalnum() or c in "-_." for c in ep):
+            return self._refuse("ep: endpoint name missing or invalid", request)
+        try:
+            lifetime = int(query.get("lt", "90000"))  # RFC 9176 default: 25 hours
+            mpy = int(query["mpy"]) if query.get("mpy") else None
+        except ValueError:
+            return self._refuse("lt and mpy must be integers", request)
+        if not MIN_LIFETIME_S <= lifetime <= MAX_LIFETIME_S:
+            return self._refuse(f"lt: must be {MIN_LIFETIME_S}..{MAX_LIFETIME_S} s", request)
+        if request.opt.content_format not in (None, LINK_FORMAT):
+            return self._refuse("payload must be link-format (ct=40)", request)
+        try:
+            links = request.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._refuse("payload is not UTF-8 link-format", request)
+        address, port = peer(request)
+        registration_id = await self.registry.register(
+            ep=ep, lifetime_s=lifetime, kind=query.get("et") or "pifleet.esp32", name=query.get("name"),
+            role=query.get("role"), mpy=mpy, firmware=query.get("fw"), agent_version=query.get("agent"),
+            links=links, address=address, port=port,
+        )
+        self.counters["registrations"] += 1
+        return aiocoap.Message(code=Code.CREATED, location_path=("rd", registration_id))
+
+    def get_link_description(self):
+        return {"rt": "core.rd", "ct": str(int(LINK_FORMAT))}
+
+
+class Registrations(resource.Resource, resource.PathCapable):
+    """POST /rd/ID updates (the heartbeat), DELETE /rd/ID removes (RFC 9176 §5.3.1, §5.3.2)."""
+
+    def __init__(self, registry: Registry, counters: Counter) -> None:
+        super().__init__()
+        self.registry = registry
+        self.counters = counters
+
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        path = request.opt.uri_path
+        if len(path) != 1:
+            return aiocoap.Message(code=Code.NOT_FOUND)
+        if request.code == Code.POST:
+            return await self._update(request, path[0])
+        if request.code == Code.DELETE:
+            ok = await self.registry.remove(path[0])
+            return aiocoap.Message(code=Code.DELETED if ok else Code.NOT_FOUND)
+        return aiocoap.Message(code=Code.METHOD_NOT_ALLOWED)
+
+    async def _update(self, request: aiocoap.Message, registration_id: str) -> aiocoap.Message:
+        query = _query(request)
+        lifetime = None
+        if "lt" in query:
+            try:
+                lifetime = int(query["lt"])
+            except ValueError:
+                return _bad("lt must be an integer")
+            if not MIN_LIFETIME_S <= lifetime <= MAX_LIFETIME_S:
+                return _bad(f"lt: must be {MIN_LIFETIME_S}..{MAX_LIFETIME_S} s")
+        address, port = peer(request)
+        if not await self.registry.update(registration_id, lifetime, address, port):
+            return aiocoap.Message(code=Code.NOT_FOUND)
+        self.counters["updates"] += 1
+        return aiocoap.Message(code=Code.CHANGED)
+
+
+def build_site(registry: Registry, counters: Counter) -> resource.Site:
+    site = resource.Site()
+    site.add_resource((".well-known", "core"), resource.WKCResource(site.get_resources_as_linkheader))
+    site.add_resource(("rd",), Directory(registry, counters))
+    site.add_resource(("rd",), Registrations(registry, counters))  # a sub-site: /rd/ID
+    return site

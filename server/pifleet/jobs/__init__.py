@@ -1,0 +1,1 @@
+"""Jobs: triggers and next-fire computation, the execution runner, the Huey app and its thin task."""

@@ -1,0 +1,126 @@
+"""Running one execution: claim it, check it, send the command to the board, record the outcome, and plan what
+follows (the job's next run, follow-ups, or a retry). Called by the Huey task on the master's event loop.
+
+Exactly once: `claim` moves a run from scheduled to running in one UPDATE, so a second delivery of the same Huey
+task does nothing; the command carries the execution id, so a board that already ran it does not run it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+
+from ..errors import BoardError, PifleetError
+from ..fleet.params import check_command
+from ..fleet.link import BoardLink
+from ..fleet.registry import Registry
+from ..model import JobSpec
+from ..storage import devices as devices_q
+from ..storage import jobs as q
+from . import triggers
+from .service import JobService, now
+
+log = logging.getLogger(__name__)
+
+
+def interrupted_error() -> str:
+    return "interrupted: the master stopped while this run was in progress"
+
+
+class Runner:
+    def __init__(self, jobs: JobService, registry: Registry, link: BoardLink, command_timeout_s: float) -> None:
+        self.jobs = jobs
+        self.pool = jobs.pool
+        self.registry = registry
+        self.link = link
+        self.command_timeout_s = command_timeout_s
+
+    async def run(self, execution_id: uuid.UUID, attempt: int) -> None:
+        row = await q.claim(self.pool, execution_id, attempt)
+        if row is None:
+            log.debug("execution %s attempt %d: nothing to claim (already run, cancelled or retried)",
+                      execution_id, attempt)
+            return
+        self.jobs.hub.publish("executions")
+        job = await q.get_job_by_id(self.pool, row["job_id"])
+        if job is None:
+            return
+        if row["parent_id"] is None:
+            # plan the job's next own run now, so a long or failing run never stops the schedule
+            await self.jobs.plan_next(job.id, after=row["scheduled_for"])
+        try:
+            result = await self._send(row)
+        except PifleetError as exc:
+            await self._failed(row, job.spec, exc.detail)
+        except Exception as exc:  # a bug must not leave the run "running" forever
+            log.exception("execution %s crashed", execution_id)
+            await self._failed(row, job.spec, f"internal error: {exc}")
+        else:
+            await self._complete(row, job.spec, "succeeded", result=result)
+            log.info("execution %s (%s %s.%s) succeeded: %s", execution_id, job.name, row["capability"],
+                     row["command"], result)
+        self.jobs.hub.publish("executions")
+
+    async def _send(self, row) -> dict[str, Any]:
+        device = await devices_q.get_by_id(self.pool, row["device_id"]) if row["device_id"] else None
+        if device is None:
+            raise PifleetError("the target device no longer exists")
+        # checked again before it runs: the board may have changed its capabilities since the job was saved
+        check_command(device, row["capability"], row["command"], row["params"], "action")
+        if not device.online:
+            reason = device.unreachable or f"no registration update since {device.last_seen or 'never'}"
+            raise BoardError(f"board {device.name} is offline ({reason})")
+        timeout = self.command_timeout_s + float(row["params"].get("seconds", 0) or 0)
+        try:
+            return await self.link.command(device.address, device.port, row["capability"], row["command"],
+                                           str(row["id"]), row["params"], timeout)
+        except BoardError as exc:
+            if "no answer" in exc.detail or "unreachable" in exc.detail:
+                await self.registry.mark_unreachable(device.id, exc.detail)
+            raise
+
+    async def _failed(self, row, spec: JobSpec, error: str) -> None:
+        attempts_made = row["attempt"]
+        if attempts_made < row["max_attempts"]:
+            delay = spec.retry.backoff_s * (2 ** (attempts_made - 1))
+            when = now() + timedelta(seconds=delay)
+            await q.reschedule(self.pool, row["id"], when, error)
+            await self.jobs.queue.schedule(row["id"], attempts_made, when)
+            log.info("execution %s attempt %d/%d failed (%s); retrying at %s", row["id"], attempts_made,
+                     row["max_attempts"], error, when.isoformat())
+            return
+        await self._complete(row, spec, "failed", error=error)
+        log.warning("execution %s failed after %d attempt(s): %s", row["id"], attempts_made, error)
+
+    async def _complete(self, row, spec: JobSpec, state: str, *, result: Any = None, error: str | None = None):
+        """Record the outcome and plan the follow-ups it calls for, in one transaction: a crash in between
+        cannot leave a finished run whose follow-up was never planned. Huey hears of them after the commit
+        (and again from JobService.recover after a crash)."""
+        outcome = "success" if state == "succeeded" else "failure"
+        finished = now()
+        planned = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            await q.finish(conn, row["id"], state, result=result, error=error)
+            # follow-ups hang off the job's own run (chains of follow-ups come with the job-engine issue)
+            follow_ups = spec.follow_ups if row["parent_id"] is None else []
+            for step, follow in enumerate(follow_ups, start=1):
+                if follow.on not in (outcome, "always"):
+                    continue
+                target = follow.target or spec.target
+                device = await devices_q.get_by_name(conn, target.device)
+                when = triggers.follow_up_time(follow.trigger, finished)
+                execution_id = await q.insert_execution(
+                    conn, job_id=row["job_id"], device_id=device.id if device else None,
+                    capability=follow.action.capability, command=follow.action.command,
+                    params=msgspec.to_builtins(follow.action.params), scheduled_for=when,
+                    max_attempts=spec.retry.attempts, parent_id=row["id"], step=step,
+                )
+                if execution_id is not None:
+                    planned.append((execution_id, when))
+        for execution_id, when in planned:
+            await self.jobs.queue.schedule(execution_id, 0, when)
+            log.info("follow-up %s of %s planned for %s", execution_id, row["id"], when.isoformat())

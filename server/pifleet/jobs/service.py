@@ -1,0 +1,125 @@
+"""Jobs as a service: save (validated against the target's capabilities), plan runs, list what will happen.
+
+Planning: every enabled job with a time trigger has exactly one future run of its own ("root" execution) in
+job_executions; when that run starts, the next one is planned. Follow-ups are planned when the run before
+them finishes. Each planned run is handed to the Huey schedule (jobs/queue.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+
+from ..errors import InvalidError, NotFoundError
+from ..events import EventHub
+from ..fleet.params import check_command
+from ..model import ExecutionRead, JobRead, JobSpec
+from ..storage import devices as devices_q
+from ..storage import jobs as q
+from . import triggers
+from .queue import JobQueue
+
+log = logging.getLogger(__name__)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobService:
+    def __init__(self, pool: asyncpg.Pool, queue: JobQueue, hub: EventHub) -> None:
+        self.pool = pool
+        self.queue = queue
+        self.hub = hub
+
+    async def check(self, spec: JobSpec) -> None:
+        """Refuse a job that could not run: unknown device, capability, command or parameter; bad trigger."""
+        triggers.validate(spec.trigger)
+        device = await devices_q.get_by_name(self.pool, spec.target.device)
+        if device is None:
+            raise InvalidError(f"no device named {spec.target.device!r}", field="target.device")
+        check_command(device, spec.action.capability, spec.action.command, spec.action.params, "action")
+        for i, follow in enumerate(spec.follow_ups):
+            triggers.validate_follow_up(follow.trigger, i)
+            target = follow.target or spec.target
+            other = device if target.device == device.name else await devices_q.get_by_name(self.pool, target.device)
+            if other is None:
+                raise InvalidError(f"no device named {target.device!r}", field=f"follow_ups[{i}].target.device")
+            a = follow.action
+            check_command(other, a.capability, a.command, a.params, f"follow_ups[{i}].action")
+
+    async def save(self, spec: JobSpec) -> tuple[JobRead, bool]:
+        await self.check(spec)
+        job, created = await q.upsert_job(self.pool, spec)
+        if not created:
+            await q.cancel_pending_roots(self.pool, job.id)  # the trigger may have changed
+        if spec.enabled:
+            await self.plan_next(job.id, after=now())
+        self.hub.publish("jobs")
+        return await q.get_job(self.pool, spec.name) or job, created
+
+    async def delete(self, name: str) -> None:
+        if not await q.delete_job(self.pool, name):
+            raise NotFoundError(f"no job named {name!r}", field="name")
+        self.hub.publish("jobs")
+
+    async def get(self, name: str) -> JobRead:
+        job = await q.get_job(self.pool, name)
+        if job is None:
+            raise NotFoundError(f"no job named {name!r}", field="name")
+        return job
+
+    async def plan_next(self, job_id: int, after: datetime) -> uuid.UUID | None:
+        """Plan the job's next own run after `after`, unless one is already planned or it never fires again."""
+        job = await q.get_job_by_id(self.pool, job_id)
+        if job is None or not job.enabled or await q.has_pending_root(self.pool, job_id):
+            return None
+        when = triggers.next_fire(job.spec.trigger, after, created=job.created_at)
+        if when is None:
+            return None
+        return await self._plan(job, when)
+
+    async def run_now(self, name: str) -> ExecutionRead:
+        job = await self.get(name)
+        await self.check(job.spec)
+        execution_id = await self._plan(job, now())
+        assert execution_id is not None
+        execution = await q.get_execution(self.pool, execution_id)
+        assert execution is not None
+        return execution
+
+    async def _plan(self, job: JobRead, when: datetime) -> uuid.UUID | None:
+        spec = job.spec
+        device = await devices_q.get_by_name(self.pool, spec.target.device)
+        execution_id = await q.insert_execution(
+            self.pool, job_id=job.id, device_id=device.id if device else None, capability=spec.action.capability,
+            command=spec.action.command, params=spec.action.params, scheduled_for=when,
+            max_attempts=spec.retry.attempts,
+        )
+        if execution_id is not None:
+            await self.queue.schedule(execution_id, 0, when)
+            log.info("planned %s of job %s for %s", execution_id, job.name, when.isoformat())
+            self.hub.publish("executions")
+        return execution_id
+
+    async def recover(self) -> None:
+        """After a start: hand every planned run to Huey again (a second delivery finds nothing to claim),
+        fail runs a crash interrupted (retrying them if their policy allows), plan jobs that lack a next run."""
+        from .runner import interrupted_error  # local: runner imports this module
+
+        for row in await q.interrupted(self.pool):
+            error = interrupted_error()
+            if row["attempt"] < row["max_attempts"]:
+                await q.reschedule(self.pool, row["id"], now(), error)
+            else:
+                await q.finish(self.pool, row["id"], "failed", error=error)
+        for row in await q.scheduled(self.pool):
+            await self.queue.schedule(row["id"], row["attempt"], row["scheduled_for"])
+        for job_id in await q.enabled_job_ids(self.pool):
+            await self.plan_next(job_id, after=now())
+
+    async def upcoming(self, limit: int = 50) -> list[ExecutionRead]:
+        return await q.list_executions(self.pool, state="scheduled", limit=limit, upcoming=True)

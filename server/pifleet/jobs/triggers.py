@@ -1,0 +1,152 @@
+"""When things fire: pure functions from a trigger and an instant to the next instant. No I/O.
+
+Local clock times are resolved in the trigger's time zone with zoneinfo. Across DST changes:
+- a local time that does not exist (spring forward, 02:30 in Europe/Berlin) runs at the same wall-clock
+  distance after the gap, i.e. shifted forward by the gap (03:30 CEST), once;
+- a local time that exists twice (fall back) runs once, at its first occurrence.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ..errors import InvalidError
+from ..model import (
+    AtTrigger,
+    CronTrigger,
+    DelayTrigger,
+    EveryTrigger,
+    FollowUpTrigger,
+    ManualTrigger,
+    NextTimeTrigger,
+    Trigger,
+)
+
+_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("weekday", 0, 7))
+_SEARCH_DAYS = 366 * 5  # "0 0 29 2 1" (Feb 29th on a Monday) is rare, but exists within a few years
+
+
+def zone(name: str, field: str = "trigger.tz") -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidError(f"unknown time zone {name!r}", field=field) from None
+
+
+class Cron:
+    """A parsed five-field cron expression (numbers, `*`, ranges `a-b`, lists `a,b`, steps `*/n`, `a-b/n`)."""
+
+    def __init__(self, expr: str) -> None:
+        parts = expr.split()
+        if len(parts) != 5:
+            raise InvalidError("cron needs five fields: minute hour day month weekday", field="trigger.expr")
+        sets = [self._parse(p, name, lo, hi) for p, (name, lo, hi) in zip(parts, _FIELDS)]
+        self.minutes, self.hours, self.days, self.months, weekdays = sets
+        self.weekdays = {d % 7 for d in weekdays}  # 0 and 7 are both Sunday
+        # cron's rule: when both day fields are restricted, a day matches if either matches
+        self.day_any = parts[2] == "*"
+        self.weekday_any = parts[4] == "*"
+
+    @staticmethod
+    def _parse(text: str, name: str, lo: int, hi: int) -> set[int]:
+        values: set[int] = set()
+        for item in text.split(","):
+            rng, _, step_text = item.partition("/")
+            try:
+                step = int(step_text) if step_text else 1
+                if rng == "*":
+                    start, end = lo, hi
+                elif "-" in rng:
+                    a, b = rng.split("-", 1)
+                    start, end = int(a), int(b)
+                else:
+                    start = int(rng)
+                    end = hi if step_text else start
+            except ValueError:
+                raise InvalidError(f"cron {name} field {text!r} is not a number, range or list",
+                                   field="trigger.expr") from None
+            if step < 1 or not (lo <= start <= end <= hi):
+                raise InvalidError(f"cron {name} field {text!r} is outside {lo}-{hi}", field="trigger.expr")
+            values.update(range(start, end + 1, step))
+        return values
+
+    def _day_matches(self, d: date) -> bool:
+        if d.month not in self.months:
+            return False
+        dom = d.day in self.days
+        dow = (d.isoweekday() % 7) in self.weekdays
+        if self.day_any and self.weekday_any:
+            return True
+        if self.day_any:
+            return dow
+        if self.weekday_any:
+            return dom
+        return dom or dow
+
+    def next_after(self, after: datetime, tz: ZoneInfo) -> datetime | None:
+        local_start = after.astimezone(tz).date() - timedelta(days=1)  # a gap-shifted time may land a day later
+        for offset in range(_SEARCH_DAYS):
+            day = local_start + timedelta(days=offset)
+            if not self._day_matches(day):
+                continue
+            for hour in sorted(self.hours):
+                for minute in sorted(self.minutes):
+                    when = resolve_local(day, time(hour, minute), tz)
+                    if when > after:
+                        return when
+        return None
+
+
+def resolve_local(day: date, clock: time, tz: ZoneInfo) -> datetime:
+    """The instant (UTC) of a local wall-clock time, by the DST rules in the module docstring."""
+    naive = datetime.combine(day, clock)
+    # fold=0 gives the first of two ambiguous times, and for a non-existent time the offset from before the
+    # gap, which lands the instant after the gap by exactly the gap's length
+    return naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+
+
+def validate(trigger: Trigger) -> None:
+    """Refuse what decodes but cannot fire; raises InvalidError naming the field."""
+    if isinstance(trigger, CronTrigger):
+        zone(trigger.tz)
+        Cron(trigger.expr)
+    elif isinstance(trigger, AtTrigger) and trigger.at.tzinfo is None:
+        raise InvalidError("give the time with an offset or Z (2026-11-27T20:00:00+01:00)", field="trigger.at")
+
+
+def validate_follow_up(trigger: FollowUpTrigger, index: int) -> None:
+    if isinstance(trigger, NextTimeTrigger):
+        zone(trigger.tz, field=f"follow_ups[{index}].trigger.tz")
+
+
+def next_fire(trigger: Trigger, after: datetime, *, created: datetime | None = None) -> datetime | None:
+    """The first instant strictly after `after` at which the trigger fires, or None (never again / manual)."""
+    if isinstance(trigger, AtTrigger):
+        return trigger.at.astimezone(UTC) if trigger.at > after else None
+    if isinstance(trigger, CronTrigger):
+        return Cron(trigger.expr).next_after(after, zone(trigger.tz))
+    if isinstance(trigger, EveryTrigger):
+        origin = created or after
+        step = timedelta(seconds=trigger.seconds)
+        n = max(0, int((after - origin) / step)) + 1
+        when = origin + n * step
+        while when <= after:
+            when += step
+        return when.astimezone(UTC)
+    if isinstance(trigger, ManualTrigger):
+        return None
+    raise TypeError(f"unknown trigger {trigger!r}")
+
+
+def follow_up_time(trigger: FollowUpTrigger, finished: datetime) -> datetime:
+    if isinstance(trigger, DelayTrigger):
+        return (finished + timedelta(seconds=trigger.seconds)).astimezone(UTC)
+    tz = zone(trigger.tz)
+    hour, minute = (int(x) for x in trigger.time.split(":"))
+    day = finished.astimezone(tz).date()
+    for offset in range(3):
+        when = resolve_local(day + timedelta(days=offset), time(hour, minute), tz)
+        if when > finished:
+            return when
+    raise AssertionError("a clock time recurs within two days")

@@ -1,0 +1,76 @@
+"""The master's parts, assembled: database, migrations, CoAP gateway, registry, Huey queue, job service.
+
+`Master.start()` brings them up in order and `Master.stop()` closes them in reverse. The HTTP app (app.py) and
+the CLI's `serve`/`demo` (cli.py) sit on top; tests start a Master the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from .config import Settings
+from .events import EventHub
+from .fleet.registry import Registry
+from .gateway.coap import Gateway
+from .jobs.queue import JobQueue
+from .jobs.runner import Runner
+from .jobs.service import JobService
+from .storage import migrations, postgres
+
+log = logging.getLogger(__name__)
+
+
+class Master:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hub = EventHub()
+        self.pool: asyncpg.Pool | None = None
+        self.gateway = Gateway(settings.coap_host, settings.coap_port)
+        self._pg_server = None
+        self._tasks: list[asyncio.Task] = []
+        self.queue: JobQueue
+        self.registry: Registry
+        self.jobs: JobService
+        self.runner: Runner
+
+    def database_url(self) -> str:
+        if self.settings.database_url:
+            return self.settings.database_url
+        if self._pg_server is None:
+            self._pg_server = postgres.start_embedded(self.settings.data_dir / "pg")
+        return postgres.embedded_url(self._pg_server)
+
+    async def start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = await asyncio.to_thread(self.database_url)
+        self.pool = await postgres.create_pool(url)
+        await migrations.migrate(self.pool)
+        self.queue = JobQueue(url, workers=self.settings.workers)
+        self.registry = Registry(self.pool, self.hub, self.gateway)
+        self.jobs = JobService(self.pool, self.queue, self.hub)
+        self.runner = Runner(self.jobs, self.registry, self.gateway, self.settings.command_timeout_s)
+        await self.gateway.start(self.registry)
+        self.queue.start(asyncio.get_running_loop(), self.runner.run)
+        await self.jobs.recover()
+        self._tasks.append(asyncio.create_task(self.registry.watch(), name="device-watch"))
+        log.info("master ready: http %s, coap udp://%s:%d, data %s", self.settings.http_url,
+                 self.settings.coap_host, self.settings.coap_port, self.settings.data_dir)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if hasattr(self, "queue"):
+            # worker threads may be waiting on coroutines of this loop: let them finish off-loop
+            await asyncio.to_thread(self.queue.stop)
+        await self.gateway.stop()
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+        if self._pg_server is not None:
+            await asyncio.to_thread(self._pg_server.cleanup)
+            self._pg_server = None

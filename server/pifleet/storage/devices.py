@@ -1,0 +1,120 @@
+"""Queries of the device aggregate: devices, their capabilities, roles."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from ..model import CapabilityRead, DeviceRead, RoleRead
+
+# online: seen within its lifetime, and not found unreachable since
+_ONLINE = "(d.last_seen is not null and d.last_seen + make_interval(secs => d.lifetime_s) > now()" \
+          " and d.unreachable is null)"
+
+_SELECT = f"""
+select d.*, {_ONLINE} as online,
+       coalesce((select json_agg(json_build_object('name', c.name, 'version', c.version, 'commands', c.commands)
+                                 order by c.name)
+                 from device_capabilities c where c.device_id = d.id), '[]')::jsonb as caps
+from devices d
+"""
+
+
+def _read(row: asyncpg.Record) -> DeviceRead:
+    return DeviceRead(
+        id=row["id"], name=row["name"], kind=row["kind"], role=row["role"], online=row["online"],
+        last_seen=row["last_seen"], address=row["address"], port=row["port"], firmware=row["firmware"],
+        mpy=row["mpy"], agent_version=row["agent_version"], unreachable=row["unreachable"],
+        capabilities=[CapabilityRead(**c) for c in row["caps"]],
+    )
+
+
+async def list_devices(db: asyncpg.Pool | asyncpg.Connection) -> list[DeviceRead]:
+    return [_read(r) for r in await db.fetch(_SELECT + " order by d.name")]
+
+
+async def get_by_name(db, name: str) -> DeviceRead | None:
+    row = await db.fetchrow(_SELECT + " where d.name = $1", name)
+    return _read(row) if row else None
+
+
+async def get_by_id(db, device_id: str) -> DeviceRead | None:
+    row = await db.fetchrow(_SELECT + " where d.id = $1", device_id)
+    return _read(row) if row else None
+
+
+async def online_map(db) -> dict[str, bool]:
+    return {r["id"]: r["online"] for r in await db.fetch(f"select d.id, {_ONLINE} as online from devices d")}
+
+
+async def ensure_role(db, name: str) -> None:
+    await db.execute("insert into roles (name) values ($1) on conflict do nothing", name)
+
+
+async def list_roles(db) -> list[RoleRead]:
+    rows = await db.fetch("select name, description, capabilities from roles order by name")
+    return [RoleRead(name=r["name"], description=r["description"], capabilities=list(r["capabilities"]))
+            for r in rows]
+
+
+async def upsert_registration(
+    db, *, device_id: str, name: str, kind: str, role: str | None, address: str, port: int,
+    registration_id: str, lifetime_s: int, firmware: str | None, mpy: int | None, agent_version: str | None,
+    links: str,
+) -> None:
+    """Record a (re-)registration. A name already used by another device gets the device id appended."""
+    taken = await db.fetchval("select id from devices where name = $1 and id <> $2", name, device_id)
+    if taken:
+        name = f"{name}-{device_id}"
+    await db.execute(
+        """
+        insert into devices (id, name, kind, role, address, port, registration_id, lifetime_s, last_seen,
+                             firmware, mpy, agent_version, links, unreachable)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10, $11, $12, null)
+        on conflict (id) do update set
+            name = excluded.name, kind = excluded.kind, role = excluded.role, address = excluded.address,
+            port = excluded.port, registration_id = excluded.registration_id, lifetime_s = excluded.lifetime_s,
+            last_seen = now(), firmware = excluded.firmware, mpy = excluded.mpy,
+            agent_version = excluded.agent_version, links = excluded.links, unreachable = null
+        """,
+        device_id, name, kind, role, address, port, registration_id, lifetime_s, firmware, mpy, agent_version,
+        links,
+    )
+
+
+async def touch_registration(db, registration_id: str, lifetime_s: int | None, address: str, port: int) -> str | None:
+    """A registration update (heartbeat); returns the device id, or None for an unknown registration."""
+    return await db.fetchval(
+        """
+        update devices set last_seen = now(), unreachable = null, address = $3, port = $4,
+                           lifetime_s = coalesce($2, lifetime_s)
+        where registration_id = $1 returning id
+        """,
+        registration_id, lifetime_s, address, port,
+    )
+
+
+async def remove_registration(db, registration_id: str) -> str | None:
+    return await db.fetchval(
+        "update devices set last_seen = null, registration_id = null where registration_id = $1 returning id",
+        registration_id,
+    )
+
+
+async def mark_unreachable(db, device_id: str, reason: str) -> None:
+    await db.execute("update devices set unreachable = $2 where id = $1", device_id, reason)
+
+
+async def replace_capabilities(db: asyncpg.Pool, device_id: str, caps: list[dict[str, Any]]) -> None:
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute("delete from device_capabilities where device_id = $1", device_id)
+        await conn.executemany(
+            "insert into device_capabilities (device_id, name, version, commands) values ($1, $2, $3, $4)",
+            [(device_id, c["name"], str(c["version"]), c["commands"]) for c in caps],
+        )
+
+
+async def last_seen(db, device_id: str) -> datetime | None:
+    return await db.fetchval("select last_seen from devices where id = $1", device_id)

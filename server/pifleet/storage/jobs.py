@@ -1,0 +1,171 @@
+"""Queries of the job aggregate: jobs (their specs) and job executions (every run, with its state)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from ..model import ExecutionRead, JobRead, JobSpec
+
+_NEXT_RUN = ("(select min(e.scheduled_for) from job_executions e"
+             " where e.job_id = j.id and e.state = 'scheduled')")
+
+
+def _job(row: asyncpg.Record) -> JobRead:
+    return JobRead(
+        id=row["id"], name=row["name"], enabled=row["enabled"], spec=msgspec.convert(row["spec"], JobSpec),
+        next_run=row["next_run"], created_at=row["created_at"], updated_at=row["updated_at"],
+    )
+
+
+async def upsert_job(db, spec: JobSpec) -> tuple[JobRead, bool]:
+    """Create or replace a job by name; returns it and whether it was created."""
+    row = await db.fetchrow(
+        f"""
+        with j as (
+            insert into jobs (name, spec, enabled) values ($1, $2, $3)
+            on conflict (name) do update set spec = excluded.spec, enabled = excluded.enabled, updated_at = now()
+            returning *, (xmax = 0) as created
+        ) select j.*, null::timestamptz as next_run from j
+        """,
+        spec.name, msgspec.to_builtins(spec), spec.enabled,
+    )
+    return _job(row), row["created"]
+
+
+async def get_job(db, name: str) -> JobRead | None:
+    row = await db.fetchrow(f"select j.*, {_NEXT_RUN} as next_run from jobs j where j.name = $1", name)
+    return _job(row) if row else None
+
+
+async def get_job_by_id(db, job_id: int) -> JobRead | None:
+    row = await db.fetchrow(f"select j.*, {_NEXT_RUN} as next_run from jobs j where j.id = $1", job_id)
+    return _job(row) if row else None
+
+
+async def list_jobs(db) -> list[JobRead]:
+    return [_job(r) for r in await db.fetch(f"select j.*, {_NEXT_RUN} as next_run from jobs j order by j.name")]
+
+
+async def delete_job(db, name: str) -> bool:
+    return await db.fetchval("delete from jobs where name = $1 returning true", name) or False
+
+
+async def enabled_job_ids(db) -> list[int]:
+    return [r["id"] for r in await db.fetch("select id from jobs where enabled order by id")]
+
+
+# ---- executions ----------------------------------------------------------------------------------------------
+
+_EXEC_SELECT = """
+select e.*, j.name as job_name, d.name as device_name
+from job_executions e join jobs j on j.id = e.job_id left join devices d on d.id = e.device_id
+"""
+
+
+def _execution(row: asyncpg.Record) -> ExecutionRead:
+    return ExecutionRead(
+        id=str(row["id"]), job=row["job_name"], parent_id=str(row["parent_id"]) if row["parent_id"] else None,
+        step=row["step"], device=row["device_name"], capability=row["capability"], command=row["command"],
+        params=row["params"], state=row["state"], scheduled_for=row["scheduled_for"], attempt=row["attempt"],
+        max_attempts=row["max_attempts"], started_at=row["started_at"], finished_at=row["finished_at"],
+        result=row["result"], error=row["error"],
+    )
+
+
+async def insert_execution(
+    db, *, job_id: int, device_id: str | None, capability: str, command: str, params: dict[str, Any],
+    scheduled_for: datetime, max_attempts: int, parent_id: uuid.UUID | None = None, step: int = 0,
+) -> uuid.UUID | None:
+    """Plan one run. Returns its id, or None when that run was already planned (same job+time, same follow-up)."""
+    new_id = uuid.uuid4()
+    conflict = "(job_id, scheduled_for) where parent_id is null" if parent_id is None \
+        else "(parent_id, step) where parent_id is not null"
+    return await db.fetchval(
+        f"""
+        insert into job_executions (id, job_id, parent_id, step, device_id, capability, command, params,
+                                    state, scheduled_for, max_attempts)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, 'scheduled', $9, $10)
+        on conflict {conflict} do nothing returning id
+        """,
+        new_id, job_id, parent_id, step, device_id, capability, command, params, scheduled_for, max_attempts,
+    )
+
+
+async def claim(db, execution_id: uuid.UUID, attempt: int) -> asyncpg.Record | None:
+    """Move a scheduled run to running, once: a second delivery of the same task finds nothing to claim."""
+    return await db.fetchrow(
+        """
+        update job_executions set state = 'running', attempt = attempt + 1, started_at = now(), error = null
+        where id = $1 and state = 'scheduled' and attempt = $2
+        returning *
+        """,
+        execution_id, attempt,
+    )
+
+
+async def finish(db, execution_id: uuid.UUID, state: str, *, result: Any = None, error: str | None = None) -> None:
+    await db.execute(
+        "update job_executions set state = $2, finished_at = now(), result = $3, error = $4 where id = $1",
+        execution_id, state, result, error,
+    )
+
+
+async def reschedule(db, execution_id: uuid.UUID, when: datetime, error: str) -> None:
+    """Back to scheduled for another attempt, keeping the last error visible."""
+    await db.execute(
+        "update job_executions set state = 'scheduled', scheduled_for = $2, error = $3 where id = $1",
+        execution_id, when, error,
+    )
+
+
+async def scheduled(db, limit: int = 1000) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "select id, attempt, scheduled_for from job_executions where state = 'scheduled'"
+        " order by scheduled_for limit $1", limit)
+
+
+async def interrupted(db) -> list[asyncpg.Record]:
+    """Runs that were running when the master stopped."""
+    return await db.fetch("select * from job_executions where state = 'running'")
+
+
+async def has_pending_root(db, job_id: int) -> bool:
+    return bool(await db.fetchval(
+        "select 1 from job_executions where job_id = $1 and parent_id is null and state = 'scheduled' limit 1",
+        job_id))
+
+
+async def cancel_pending_roots(db, job_id: int) -> int:
+    status = await db.execute(
+        "update job_executions set state = 'cancelled', finished_at = now(), error = 'job changed'"
+        " where job_id = $1 and parent_id is null and state = 'scheduled'", job_id)
+    return int(status.split()[-1])
+
+
+async def get_execution(db, execution_id: uuid.UUID) -> ExecutionRead | None:
+    row = await db.fetchrow(_EXEC_SELECT + " where e.id = $1", execution_id)
+    return _execution(row) if row else None
+
+
+async def list_executions(
+    db, *, job: str | None = None, state: str | None = None, limit: int = 50, offset: int = 0,
+    upcoming: bool = False,
+) -> list[ExecutionRead]:
+    where, args = [], []
+    if job is not None:
+        args.append(job)
+        where.append(f"j.name = ${len(args)}")
+    if state is not None:
+        args.append(state)
+        where.append(f"e.state = ${len(args)}")
+    clause = (" where " + " and ".join(where)) if where else ""
+    order = "e.scheduled_for asc" if upcoming else "coalesce(e.finished_at, e.started_at, e.created_at) desc"
+    args += [limit, offset]
+    rows = await db.fetch(
+        _EXEC_SELECT + clause + f" order by {order}, e.id limit ${len(args) - 1} offset ${len(args)}", *args)
+    return [_execution(r) for r in rows]

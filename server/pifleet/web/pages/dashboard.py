@@ -1,0 +1,36 @@
+"""The dashboard: one page of three live panels (boards, next runs, last executions).
+
+Each panel is an HTML fragment route; the page asks for them with htmx on load and again whenever the server-sent
+event stream (/api/events) says that part changed — so it updates itself without a reload.
+"""
+
+from __future__ import annotations
+
+from litestar import Controller, get
+from litestar.response import Template
+
+from ...master import Master
+from ...storage import devices as devices_q
+from ...storage import jobs as jobs_q
+
+
+class DashboardController(Controller):
+    path = "/"
+    include_in_schema = False
+
+    @get("/", operation_id="dashboard")
+    async def index(self) -> Template:
+        return Template("index.html")
+
+    @get("/ui/devices", operation_id="uiDevices")
+    async def devices(self, master: Master) -> Template:
+        return Template("_devices.html", context={"devices": await devices_q.list_devices(master.pool)})
+
+    @get("/ui/upcoming", operation_id="uiUpcoming")
+    async def upcoming(self, master: Master) -> Template:
+        return Template("_upcoming.html", context={"runs": await master.jobs.upcoming(20)})
+
+    @get("/ui/executions", operation_id="uiExecutions")
+    async def executions(self, master: Master) -> Template:
+        runs = await jobs_q.list_executions(master.pool, limit=20)
+        return Template("_executions.html", context={"runs": [r for r in runs if r.state != "scheduled"]})

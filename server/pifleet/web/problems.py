@@ -1,0 +1,51 @@
+"""Errors as RFC 9457 problem documents (application/problem+json), each naming the offending field."""
+
+from __future__ import annotations
+
+import re
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from ..errors import PifleetError
+
+_PATH = re.compile(r"at `\$\.?([^`]*)`")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def problem(status: int, title: str, detail: str, field: str | None = None) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if field is not None:
+        body["field"] = field
+    return Response(body, status_code=status, media_type="application/problem+json")
+
+
+def domain_error(request: Request, exc: PifleetError) -> Response:
+    return problem(exc.status, exc.title, exc.detail, exc.field)
+
+
+def validation_error(request: Request, exc: ValidationException) -> Response:
+    """Litestar's decoding errors (msgspec) say `... - at `$.trigger.expr``: lift that path into `field`."""
+    messages = []
+    field = None
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        message = item.get("message", "") if isinstance(item, dict) else str(item)
+        key = str(item.get("key") or "") if isinstance(item, dict) else ""
+        messages.append(message)
+        if field is None:
+            if key == "data":  # Litestar names the request body after the handler's `data` argument
+                key = ""
+            if m := _PATH.search(message):
+                key = m.group(1)
+            if missing := _MISSING.search(message):  # name the missing field itself, not its parent
+                key = f"{key}.{missing.group(1)}" if key else missing.group(1)
+            field = key or None
+    detail = "; ".join(messages) or exc.detail
+    return problem(400, "Invalid request", detail, field)
+
+
+def http_error(request: Request, exc: HTTPException) -> Response:
+    return problem(exc.status_code, exc.detail if exc.status_code < 500 else "Server error", exc.detail)
+
+
+HANDLERS = {PifleetError: domain_error, ValidationException: validation_error, HTTPException: http_error}

@@ -1,0 +1,203 @@
+"""Shared test fixtures: a real PostgreSQL (embedded, or DATABASE_URL), masters as real processes, helpers.
+
+Tests drive the system as a user would: `pifleet serve` in a subprocess, its REST API over HTTP, virtual boards
+running the real MicroPython interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port free for both TCP and UDP on 127.0.0.1 (the OS picks; we check the other protocol too)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
+        try:
+            with socket.socket(socket.AF_INET, other) as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception as exc:  # noqa: BLE001 - polling until the system gets there
+            last_exc = exc
+            value = None
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}" +
+                         (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory) -> Iterator[str]:
+    """A PostgreSQL server for the whole session: DATABASE_URL, or the embedded one in a temporary directory."""
+    if url := os.environ.get("DATABASE_URL"):
+        yield url
+        return
+    from pifleet.storage import postgres
+
+    base = Path(os.environ.get("PIFLEET_TEST_TMP", "/tmp")) / f"pifleet-test-pg-{os.getpid()}"
+    server = postgres.start_embedded(base / "pg")
+    yield postgres.embedded_url(server, "postgres")
+    server.cleanup()
+
+
+@pytest.fixture
+def database_url(pg_url) -> str:
+    """A fresh, empty database on the session's server (the master creates it and applies migrations)."""
+    from pifleet.storage.postgres import with_database
+
+    return with_database(pg_url, f"t_{uuid.uuid4().hex[:12]}")
+
+
+class MasterProcess:
+    """`pifleet serve` as a real process, with its own ports and data directory."""
+
+    def __init__(self, data_dir: Path, database_url: str, *, command_timeout: float | None = None) -> None:
+        self.data_dir = data_dir
+        self.database_url = database_url
+        self.port = free_port()
+        self.coap_port = free_port(socket.SOCK_DGRAM)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log_path = data_dir / "master.log"
+        self.command_timeout = command_timeout
+
+    @property
+    def coap(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.coap_port)
+
+    def start(self) -> MasterProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, DATABASE_URL=self.database_url, PYTHONUNBUFFERED="1")
+        if self.command_timeout is not None:
+            env["PIFLEET_COMMAND_TIMEOUT"] = str(self.command_timeout)
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pifleet", "serve", "--port", str(self.port), "--coap-port", str(self.coap_port),
+             "--data-dir", str(self.data_dir)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+        )
+        log.close()
+        wait_until(self._ready, timeout=60, what=f"master on {self.url} (log: {self.log_path})")
+        return self
+
+    def _ready(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"master exited with {self.proc.returncode}:\n{self.log_text()}")
+        try:
+            return httpx.get(self.url + "/api/devices", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        """Like pulling the plug: SIGKILL, no clean-up."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    # REST API helpers
+    def get(self, path: str, **kw) -> Any:
+        r = httpx.get(self.url + path, timeout=30, **kw)
+        r.raise_for_status()
+        return r.json()
+
+    def post(self, path: str, json: Any = None, **kw) -> httpx.Response:
+        return httpx.post(self.url + path, json=json, timeout=30, **kw)
+
+    def device(self, name: str) -> dict | None:
+        return next((d for d in self.get("/api/devices") if d["name"] == name), None)
+
+    def executions(self, job: str) -> list[dict]:
+        return self.get("/api/executions", params={"job": job, "limit": 100})
+
+
+@pytest.fixture
+def master_factory(tmp_path, database_url) -> Iterator[Callable[..., MasterProcess]]:
+    masters: list[MasterProcess] = []
+
+    def make(**kw) -> MasterProcess:
+        m = MasterProcess(tmp_path / f"master{len(masters)}", database_url, **kw)
+        masters.append(m)
+        return m
+
+    yield make
+    for m in masters:
+        m.stop()
+    for m in masters:  # unexpected errors in a master's log fail the test that ran it
+        errors = [line for line in m.log_text().splitlines() if " ERROR " in line or "Traceback" in line]
+        assert not errors, "errors in the master's log:\n" + "\n".join(errors)
+
+
+@pytest.fixture
+def master(master_factory) -> MasterProcess:
+    return master_factory().start()
+
+
+@pytest.fixture(scope="module")
+def module_master(tmp_path_factory, pg_url) -> Iterator[MasterProcess]:
+    """One master shared by a module's tests that do not change what the others see."""
+    from pifleet.storage.postgres import with_database
+
+    m = MasterProcess(tmp_path_factory.mktemp("master"), with_database(pg_url, f"t_{uuid.uuid4().hex[:12]}"))
+    m.start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture
+def board_factory(tmp_path) -> Iterator[Callable[..., Any]]:
+    """Virtual ESP32 boards (real MicroPython), stopped at the end of the test."""
+    from pifleet.sim.board import VirtualBoard
+
+    boards: list[VirtualBoard] = []
+
+    def make(name: str, master: MasterProcess, role: str = "blind", **kw) -> VirtualBoard:
+        board = VirtualBoard(name, tmp_path / "boards" / name, role=role, master=master.coap, **kw)
+        board.provision()
+        board.start()
+        boards.append(board)
+        return board
+
+    yield make
+    for board in boards:
+        board.stop()

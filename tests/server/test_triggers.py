@@ -1,0 +1,74 @@
+"""Next-fire computation: cron in a time zone across DST, follow-up times, intervals. Pure functions."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pifleet.errors import InvalidError
+from pifleet.jobs.triggers import Cron, follow_up_time, next_fire, validate
+from pifleet.model import AtTrigger, CronTrigger, DelayTrigger, EveryTrigger, ManualTrigger, NextTimeTrigger
+
+BERLIN = "Europe/Berlin"
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def test_daily_20_00_berlin_in_winter_and_summer():
+    t = CronTrigger(expr="0 20 * * *", tz=BERLIN)
+    assert next_fire(t, utc(2026, 11, 26, 12, 0)) == utc(2026, 11, 26, 19, 0)  # CET, +01:00
+    assert next_fire(t, utc(2026, 11, 26, 19, 0)) == utc(2026, 11, 27, 19, 0)  # strictly after
+    assert next_fire(t, utc(2026, 7, 1, 12, 0)) == utc(2026, 7, 1, 18, 0)  # CEST, +02:00
+
+
+def test_spring_forward_02_30_runs_once_after_the_gap():
+    t = CronTrigger(expr="30 2 * * *", tz=BERLIN)
+    # 2026-03-29 02:00 CET jumps to 03:00 CEST: 02:30 does not exist, it runs at 03:30 CEST (01:30 UTC)
+    first = next_fire(t, utc(2026, 3, 28, 12, 0))
+    assert first == utc(2026, 3, 29, 1, 30)
+    assert next_fire(t, first) == utc(2026, 3, 30, 0, 30)  # next day 02:30 CEST
+
+
+def test_fall_back_02_30_runs_once_at_the_first_occurrence():
+    t = CronTrigger(expr="30 2 * * *", tz=BERLIN)
+    # 2026-10-25 03:00 CEST falls back to 02:00 CET: 02:30 happens twice; only the first (00:30 UTC) fires
+    first = next_fire(t, utc(2026, 10, 24, 12, 0))
+    assert first == utc(2026, 10, 25, 0, 30)
+    assert next_fire(t, first) == utc(2026, 10, 26, 1, 30)
+
+
+def test_cron_fields_lists_ranges_steps_and_weekdays():
+    c = Cron("*/15 8-9 * * 1-5")
+    assert c.minutes == {0, 15, 30, 45} and c.hours == {8, 9} and c.weekdays == {1, 2, 3, 4, 5}
+    # Saturday 2026-11-28 → the next fire is Monday 08:00 UTC
+    assert next_fire(CronTrigger(expr="*/15 8-9 * * 1-5"), utc(2026, 11, 28, 0, 0)) == utc(2026, 11, 30, 8, 0)
+    assert Cron("0 0 * * 7").weekdays == {0}  # 7 is Sunday too
+
+
+@pytest.mark.parametrize("expr", ["0 20 * *", "61 * * * *", "0 24 * * *", "a b c d e", "*/0 * * * *"])
+def test_bad_cron_is_refused_naming_the_field(expr):
+    with pytest.raises(InvalidError) as err:
+        validate(CronTrigger(expr=expr))
+    assert err.value.field == "trigger.expr"
+
+
+def test_unknown_time_zone_is_refused():
+    with pytest.raises(InvalidError) as err:
+        validate(CronTrigger(expr="0 20 * * *", tz="Mars/Olympus"))
+    assert err.value.field == "trigger.tz"
+
+
+def test_follow_up_at_07_00_is_the_next_morning():
+    finished = utc(2026, 11, 26, 19, 0, 5)  # 20:00:05 in Berlin
+    assert follow_up_time(NextTimeTrigger(time="07:00", tz=BERLIN), finished) == utc(2026, 11, 27, 6, 0)
+    assert follow_up_time(DelayTrigger(seconds=90), finished) == finished + timedelta(seconds=90)
+
+
+def test_at_every_and_manual():
+    at = utc(2026, 12, 1, 8, 0)
+    assert next_fire(AtTrigger(at=at), utc(2026, 11, 1)) == at
+    assert next_fire(AtTrigger(at=at), at) is None  # once only
+    created = utc(2026, 11, 26, 12, 0)
+    assert next_fire(EveryTrigger(seconds=600), utc(2026, 11, 26, 12, 25), created=created) == utc(2026, 11, 26, 12, 30)
+    assert next_fire(ManualTrigger(), created) is None
