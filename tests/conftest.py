@@ -132,6 +132,11 @@ class MasterProcess:
                 self.proc.kill()
                 self.proc.wait(5)
 
+    def assert_no_errors(self) -> None:
+        """Unexpected errors in a master's log fail the test that ran it."""
+        errors = [line for line in self.log_text().splitlines() if " ERROR " in line or "Traceback" in line]
+        assert not errors, "errors in the master's log:\n" + "\n".join(errors)
+
     def log_text(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
@@ -163,9 +168,8 @@ def master_factory(tmp_path, database_url) -> Iterator[Callable[..., MasterProce
     yield make
     for m in masters:
         m.stop()
-    for m in masters:  # unexpected errors in a master's log fail the test that ran it
-        errors = [line for line in m.log_text().splitlines() if " ERROR " in line or "Traceback" in line]
-        assert not errors, "errors in the master's log:\n" + "\n".join(errors)
+    for m in masters:
+        m.assert_no_errors()
 
 
 @pytest.fixture
@@ -182,6 +186,7 @@ def module_master(tmp_path_factory, pg_url) -> Iterator[MasterProcess]:
     m.start()
     yield m
     m.stop()
+    m.assert_no_errors()
 
 
 @pytest.fixture

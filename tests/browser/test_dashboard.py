@@ -1,0 +1,64 @@
+"""The dashboard in a real browser: a board appears online and then goes offline on the open page, live.
+
+The page is loaded once. The board's arrival and (after its power is pulled) its lifetime expiry must reach the
+page by server-sent events, without a reload and without waiting for the panel's slow fallback poll.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tests.conftest import wait_until
+
+LIFETIME_S = 5  # the shortest registration lifetime the master accepts (fleet.registry.MIN_LIFETIME_S)
+
+# Installed before the page's own scripts: records the SSE connection and every SSE notice htmx acts on.
+RECORD_SSE = """
+window.__sse = {open: 0, messages: []};
+document.addEventListener("htmx:sseOpen", () => { window.__sse.open += 1; }, true);
+document.addEventListener("htmx:sseMessage", (e) => {
+  window.__sse.messages.push({type: e.detail && e.detail.type, target: e.target.id, t: Date.now()});
+}, true);
+"""
+
+
+def state_of(page, name: str) -> str | None:
+    cell = page.locator(f'[data-device="{name}"] [data-online]')
+    return cell.get_attribute("data-online") if cell.count() else None
+
+
+def devices_messages_since(page, t_ms: float) -> list[dict]:
+    return page.evaluate("(t) => window.__sse.messages.filter(m => m.type === 'devices' && m.t >= t)", t_ms)
+
+
+def test_board_goes_online_then_offline_without_reload(master, board_factory, page):
+    page.add_init_script(RECORD_SSE)
+    page.goto(master.url + "/")
+    page.wait_for_selector("#devices table")
+    wait_until(lambda: page.evaluate("window.__sse.open") >= 1, timeout=10, what="the page's SSE connection")
+    page.evaluate("window.__marker = 1")
+    assert state_of(page, "blind-1") is None
+
+    t0 = page.evaluate("Date.now()")
+    board = board_factory("blind-1", master, role="blind", lifetime=LIFETIME_S)
+    page.wait_for_selector('[data-device="blind-1"] [data-online="true"]', timeout=30_000)
+    assert page.locator('[data-device="blind-1"] .state').inner_text() == "online"
+    assert devices_messages_since(page, t0), "the board's arrival came without a 'devices' server-sent event"
+
+    # The heartbeat keeps it online past one lifetime.
+    time.sleep(LIFETIME_S + 1)
+    assert state_of(page, "blind-1") == "true"
+
+    t_kill = page.evaluate("Date.now()")
+    board.kill()
+    # Offline at the latest one lifetime after the last heartbeat, plus the registry's 1 s watch and slack —
+    # well before the panel's 10 s fallback poll could be what updates it.
+    page.wait_for_selector('[data-device="blind-1"] [data-online="false"]', timeout=(LIFETIME_S + 4) * 1000)
+    elapsed = (page.evaluate("Date.now()") - t_kill) / 1000
+    assert page.locator('[data-device="blind-1"] .state').inner_text() == "offline"
+    assert devices_messages_since(page, t_kill), "went offline without a 'devices' server-sent event"
+    assert elapsed <= LIFETIME_S + 3, f"offline shown {elapsed:.1f} s after the power was cut"
+
+    assert page.evaluate("window.__marker") == 1, "the page was reloaded"
+    assert page.evaluate("window.__sse.open") == 1, "the event stream was reconnected"
+    assert page.console_errors == [], page.console_errors
