@@ -89,7 +89,7 @@ async def _run_master(settings: Settings, demo: bool) -> None:
 
             for name, role in DEMO_BOARDS:
                 board = VirtualBoard(name, settings.data_dir / "boards" / name, role=role,
-                                     master=(settings.coap_host, settings.coap_port))
+                                     master=(settings.coap_reachable_host, settings.coap_port))
                 board.provision()
                 await asyncio.to_thread(board.start)
                 boards.append(board)

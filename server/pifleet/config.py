@@ -29,7 +29,12 @@ class Settings(msgspec.Struct, kw_only=True):
     command_timeout_s: float = msgspec.field(
         default_factory=lambda: float(os.environ.get("PIFLEET_COMMAND_TIMEOUT", "10")))
     # Huey worker threads inside the master process.
-    workers: int = 2
+    workers: int = 4
+
+    @property
+    def coap_reachable_host(self) -> str:
+        """Where a board on this machine reaches the CoAP endpoint (a wildcard bind is reachable on loopback)."""
+        return "127.0.0.1" if self.coap_host in ("0.0.0.0", "::", "") else self.coap_host
 
     @property
     def http_url(self) -> str:
