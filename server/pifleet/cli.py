@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import click
 import httpx
 
 from .config import Settings, default_data_dir
+from .sim.cli import sim
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEMO_BOARDS = (("blind-1", "blind"), ("temp-1", "sensor"))
@@ -208,13 +208,4 @@ def executions(url, job, limit) -> None:
             for e in items], ["TIME", "JOB", "DEVICE", "ACTION", "STATE", "RESULT"])
 
 
-def _attach_sim() -> None:
-    try:
-        from .sim.cli import sim
-    except ImportError as exc:  # pragma: no cover - only while the sim package is incomplete
-        print(f"pifleet: virtual boards unavailable: {exc}", file=sys.stderr)
-        return
-    main.add_command(sim)
-
-
-_attach_sim()
+main.add_command(sim)

@@ -35,3 +35,7 @@ class BoardError(PifleetError):
 
     status = 502
     title = "Board error"
+
+
+class BoardUnreachableError(BoardError):
+    """No answer from a board (timeout, ICMP unreachable), or another board answers at its address."""

@@ -183,3 +183,18 @@ async def test_duplicate_confirmable_gets_the_cached_response(blind_board):
     reply = aiocoap.Message.decode(answers[0])
     assert reply.mtype == aiocoap.ACK and reply.mid == 0x10E1 and reply.token == b"tk" and reply.code == Code.CHANGED
     assert len(edges(blind_board.pin_history(), UP, since)) == 1
+
+
+async def test_a_command_for_another_board_does_nothing(blind_board, coap_client):
+    """The master names the board it means: an address reused by another board must not move this motor."""
+    since = blind_board.pin_history()[-1][0]
+    payload = json.dumps({"eid": "ep-1", "ep": "vb-someone-else",
+                          "params": {"direction": "down", "seconds": 0.5}}).encode()
+    response = await request(coap_client, Code.POST, uri(blind_board, "/a/blind/move"), payload)
+    body = json.loads(response.payload)
+    assert response.code == Code.BAD_REQUEST and body["field"] == "ep"
+    payload = json.dumps({"eid": "ep-2", "ep": "vb-t-blind", "params": {"direction": "down", "seconds": 0.3}})
+    response = await request(coap_client, Code.POST, uri(blind_board, "/a/blind/move"), payload.encode())
+    assert response.code == Code.CHANGED
+    (on, off), = edges(blind_board.pin_history(), DOWN, since)
+    assert abs((off - on) - 0.3) < 0.1

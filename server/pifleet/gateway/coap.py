@@ -16,7 +16,7 @@ import msgspec
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
 
-from ..errors import BoardError
+from ..errors import BoardError, BoardUnreachableError
 from .resources import build_site
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,9 @@ class Gateway:
         try:
             return await asyncio.wait_for(self.context.request(message).response, timeout)
         except TimeoutError:
-            raise BoardError(f"no answer from the board within {timeout:g} s") from None
+            raise BoardUnreachableError(f"no answer from the board within {timeout:g} s") from None
         except aiocoap.error.NetworkError as exc:
-            raise BoardError(f"board unreachable: {exc}") from None
+            raise BoardUnreachableError(f"board unreachable: {exc}") from None
         except aiocoap.error.Error as exc:
             raise BoardError(f"CoAP exchange failed: {exc}") from None
 
@@ -87,10 +87,11 @@ class Gateway:
             raise BoardError(f"GET /cap sent invalid JSON: {exc}") from None
 
     async def command(
-        self, address: str, port: int, capability: str, command: str, eid: str, params: dict[str, Any],
-        timeout: float,
+        self, device_id: str, address: str, port: int, capability: str, command: str, eid: str,
+        params: dict[str, Any], timeout: float,
     ) -> dict[str, Any]:
-        body = msgspec.json.encode({"eid": eid, "params": params})
+        # "ep" names the board we mean: one that now holds a reused address refuses instead of acting
+        body = msgspec.json.encode({"eid": eid, "ep": device_id, "params": params})
         msg = aiocoap.Message(code=Code.POST, uri=_uri(address, port, "a", capability, command), payload=body,
                               content_format=JSON)
         response = await self._request(msg, timeout)
@@ -101,6 +102,8 @@ class Gateway:
         if response.code != Code.CHANGED or not isinstance(answer, dict) or not answer.get("ok"):
             error = answer.get("error") if isinstance(answer, dict) else None
             field = answer.get("field") if isinstance(answer, dict) else None
+            if field == "ep":
+                raise BoardUnreachableError(f"another board answers at {address}:{port}: {error}")
             raise BoardError(f"board answered {response.code}: {error or 'no reason given'}", field=field)
         result = answer.get("result")
         return result if isinstance(result, dict) else {"value": result}

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import BoardError, PifleetError
+from ..errors import BoardError, BoardUnreachableError, PifleetError
 from ..fleet.params import check_command
 from ..fleet.link import BoardLink
 from ..fleet.registry import Registry
@@ -76,11 +76,10 @@ class Runner:
             raise BoardError(f"board {device.name} is offline ({reason})")
         timeout = self.command_timeout_s + float(row["params"].get("seconds", 0) or 0)
         try:
-            return await self.link.command(device.address, device.port, row["capability"], row["command"],
-                                           str(row["id"]), row["params"], timeout)
-        except BoardError as exc:
-            if "no answer" in exc.detail or "unreachable" in exc.detail:
-                await self.registry.mark_unreachable(device.id, exc.detail)
+            return await self.link.command(device.id, device.address, device.port, row["capability"],
+                                           row["command"], str(row["id"]), row["params"], timeout)
+        except BoardUnreachableError as exc:
+            await self.registry.mark_unreachable(device.id, exc.detail)  # the next run fails fast
             raise
 
     async def _failed(self, row, spec: JobSpec, error: str) -> None:

@@ -1,0 +1,240 @@
+"""CoAP message layer (RFC 7252 §4): reliability, deduplication and request/response matching over UDP.
+
+Layer: device side, transport. It owns the socket. It sends our Confirmable requests with retransmission and
+exponential backoff, matches ACKs/RSTs by Message ID and responses by token, answers duplicate incoming CONs
+with the response it already sent, and turns slow handlers into separate responses. It knows nothing about
+paths, JSON or capabilities: requests go to the `handler` coroutine given to it, which returns
+(code, options, payload). Malformed datagrams are dropped and counted in `stats`, never raised.
+"""
+
+import random
+
+import asyncio
+
+from agent import coap
+from agent.port import collect, const, peer_of, print_exception, random_bytes, recvfrom, wait_for_ms
+
+# RFC 7252 §4.8 transmission parameters.
+_ACK_TIMEOUT_MS = const(2000)
+_MAX_RETRANSMIT = const(4)
+# MAX_TRANSMIT_WAIT (93 s): how long a separate response to our request may take at most.
+_MAX_TRANSMIT_WAIT_MS = const(93000)
+# Answer within this time piggy-backed on the ACK; slower handlers get an empty ACK first, well before the
+# client's first retransmission (ACK_TIMEOUT is at least 2 s).
+_PIGGYBACK_MS = const(1000)
+# How many incoming exchanges we remember for deduplication. RFC 7252 asks for EXCHANGE_LIFETIME (247 s);
+# a board bounds it by count instead, enough for its peer (one master) at the rates it sees.
+_DEDUPE_SLOTS = const(24)
+_MAX_DATAGRAM = const(1280)
+
+
+class RequestError(Exception):
+    """Our request got no usable answer (timeout or reset)."""
+
+
+class _Pending:
+    """One of our outgoing Confirmable requests, waiting for its ACK and response."""
+
+    __slots__ = ("mid", "token", "event", "acked", "response", "reset")
+
+    def __init__(self, mid, token):
+        self.mid = mid
+        self.token = token
+        self.event = asyncio.Event()
+        self.acked = asyncio.Event()
+        self.response = None
+        self.reset = False
+
+
+class Endpoint:
+    def __init__(self, sock, handler):
+        self.sock = sock
+        self.handler = handler
+        self._mid = random.getrandbits(16)
+        self._pending = {}  # mid -> _Pending, until ACK/RST
+        self._by_token = {}  # token -> _Pending, until the response arrives
+        # Deduplication of incoming CONs: key (ip, port, mid) -> bytes of our answer (None while still working).
+        self._seen = {}
+        self._seen_order = []
+        self.stats = {"rx": 0, "tx": 0, "dropped": 0, "duplicates": 0, "retransmits": 0, "errors": 0}
+        self._tasks = set()  # strong references to the request handlers in flight
+
+    def next_mid(self):
+        self._mid = (self._mid + 1) & 0xFFFF
+        return self._mid
+
+    def _send(self, data, addr):
+        self.stats["tx"] += 1
+        try:
+            self.sock.sendto(data, addr)
+        except OSError as exc:
+            # A full send buffer or an unreachable network must not stop the board; CoAP retransmits.
+            print("coap: send failed:", exc)
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    async def serve(self):
+        """Receive datagrams forever. Each one is handled on its own; no datagram can stop the loop."""
+        while True:
+            data, addr = await recvfrom(self.sock, _MAX_DATAGRAM)
+            self.stats["rx"] += 1
+            try:
+                msg = coap.decode(data)
+            except coap.DecodeError:
+                self.stats["dropped"] += 1
+                continue
+            try:
+                self._receive(msg, addr)
+            except Exception as exc:  # noqa: BLE001 — the top loop of the message layer keeps serving
+                self.stats["errors"] += 1
+                print_exception(exc)
+
+    def _receive(self, msg, addr):
+        if msg.type in (coap.ACK, coap.RST):
+            self._on_ack(msg)
+        elif msg.code == coap.EMPTY:
+            # A CoAP ping (empty CON) is answered with RST; an empty NON is meaningless.
+            if msg.type == coap.CON:
+                self._send(coap.encode(coap.Message(coap.RST, coap.EMPTY, msg.mid)), addr)
+        elif msg.is_request():
+            self._on_request(msg, addr)
+        elif msg.is_response():
+            self._on_separate_response(msg, addr)
+        else:
+            self.stats["dropped"] += 1  # reserved code classes 1, 6, 7
+
+    def _on_ack(self, msg):
+        pending = self._pending.pop(msg.mid, None)
+        if pending is None:
+            return  # late or duplicate ACK
+        if msg.type == coap.RST:
+            pending.reset = True
+            pending.event.set()
+        elif msg.code != coap.EMPTY:
+            pending.response = msg
+            pending.event.set()
+        pending.acked.set()
+
+    def _on_separate_response(self, msg, addr):
+        pending = self._by_token.get(msg.token)
+        if msg.type == coap.CON:
+            # Acknowledge every CON response, also duplicates of one we already took.
+            self._send(coap.encode(coap.Message(coap.ACK, coap.EMPTY, msg.mid)), addr)
+        if pending is None:
+            return  # not ours, or a duplicate of a response we already took
+        pending.response = msg
+        pending.acked.set()
+        pending.event.set()
+
+    def _on_request(self, msg, addr):
+        ip, port = peer_of(addr)
+        key = (ip, port, msg.mid)
+        if key in self._seen:
+            self.stats["duplicates"] += 1
+            answer = self._seen[key]
+            if answer is not None:
+                self._send(answer, addr)
+            return
+        self._remember(key, None)
+        task = asyncio.create_task(self._answer(msg, addr, key))
+        self._tasks.add(task)
+
+    def _remember(self, key, answer):
+        if key not in self._seen:
+            self._seen_order.append(key)
+            if len(self._seen_order) > _DEDUPE_SLOTS:
+                self._seen.pop(self._seen_order.pop(0), None)
+        self._seen[key] = answer
+
+    async def _answer(self, msg, addr, key):
+        """Run the handler; piggy-back its answer on the ACK, or send it separately if it is slow."""
+        done = asyncio.Event()
+        box = [None]
+
+        async def run():
+            try:
+                box[0] = await self.handler(msg, addr)
+            except Exception as exc:  # noqa: BLE001 — a broken handler answers 5.00, the board lives on
+                self.stats["errors"] += 1
+                print_exception(exc)
+                box[0] = (coap.INTERNAL_ERROR, [], b"")
+            done.set()
+
+        worker = asyncio.create_task(run())
+        try:
+            try:
+                await wait_for_ms(done.wait(), _PIGGYBACK_MS)
+                separate = False
+            except asyncio.TimeoutError:
+                separate = msg.type == coap.CON
+                if separate:
+                    empty_ack = coap.encode(coap.Message(coap.ACK, coap.EMPTY, msg.mid))
+                    self._remember(key, empty_ack)
+                    self._send(empty_ack, addr)
+                await done.wait()
+            code, options, payload = box[0]
+            if not separate:
+                rtype = coap.ACK if msg.type == coap.CON else coap.NON
+                mid = msg.mid if msg.type == coap.CON else self.next_mid()
+                data = coap.encode(coap.Message(rtype, code, mid, msg.token, options, payload))
+                self._remember(key, data)
+                self._send(data, addr)
+            else:
+                # RFC 7252 §5.2.2: the separate response is a new CON exchange with the same token.
+                reply = coap.Message(coap.CON, code, self.next_mid(), msg.token, options, payload)
+                pending = _Pending(reply.mid, None)
+                self._pending[reply.mid] = pending
+                try:
+                    await self._transmit(coap.encode(reply), addr, pending)
+                except RequestError:
+                    print("coap: separate response to", peer_of(addr), "was never acknowledged")
+                finally:
+                    self._pending.pop(reply.mid, None)
+        finally:
+            # `worker` is referenced until here so that CPython cannot collect it while it runs.
+            self._tasks.discard(asyncio.current_task())
+            worker = None
+            # Collect between exchanges, while little is alive: on a small heap this keeps free memory in
+            # large blocks (the next recvfrom needs 1280 contiguous bytes).
+            collect()
+
+    # -- sending our own requests ------------------------------------------------------------------
+
+    async def _transmit(self, data, addr, pending):
+        """Send a CON and retransmit with exponential backoff until it is acknowledged."""
+        # Initial timeout is random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR (1.5)].
+        timeout = _ACK_TIMEOUT_MS + random.getrandbits(10) * (_ACK_TIMEOUT_MS // 2) // 1023
+        for attempt in range(_MAX_RETRANSMIT + 1):
+            if attempt:
+                self.stats["retransmits"] += 1
+            self._send(data, addr)
+            try:
+                await wait_for_ms(pending.acked.wait(), timeout)
+                return
+            except asyncio.TimeoutError:
+                timeout *= 2
+        raise RequestError("no acknowledgement")
+
+    async def request(self, addr, code, options, payload=b""):
+        """Send a Confirmable request to addr and return the response Message.
+
+        Raises RequestError when the peer never answers or resets the exchange.
+        """
+        mid = self.next_mid()
+        token = random_bytes(4)
+        pending = _Pending(mid, token)
+        self._pending[mid] = pending
+        self._by_token[token] = pending
+        try:
+            await self._transmit(coap.encode(coap.Message(coap.CON, code, mid, token, options, payload)),
+                                 addr, pending)
+            try:
+                await wait_for_ms(pending.event.wait(), _MAX_TRANSMIT_WAIT_MS)
+            except asyncio.TimeoutError:
+                raise RequestError("no separate response")
+            if pending.reset:
+                raise RequestError("reset by peer")
+            return pending.response
+        finally:
+            self._pending.pop(mid, None)
+            self._by_token.pop(token, None)

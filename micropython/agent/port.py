@@ -1,0 +1,133 @@
+"""The edge between the agent and its runtime: MicroPython (ESP32 or unix port) or CPython.
+
+Layer: device side, lowest. This is the only agent module that may test which runtime it runs on; the rest
+of the agent imports the names below and stays neutral. It must not contain protocol or application logic.
+"""
+
+import sys
+import time
+
+import asyncio
+import socket
+
+IS_MICROPYTHON = sys.implementation.name == "micropython"
+
+if IS_MICROPYTHON:
+    from micropython import const  # noqa: F401  (re-exported)
+
+    ticks_ms = time.ticks_ms
+    ticks_diff = time.ticks_diff
+    ticks_add = time.ticks_add
+    print_exception = sys.print_exception
+    wait_for_ms = asyncio.wait_for_ms
+    sleep_ms = asyncio.sleep_ms
+
+    def mem_info():
+        """(allocated, free) heap bytes after a full collection."""
+        import gc
+
+        gc.collect()
+        return gc.mem_alloc(), gc.mem_free()
+
+    def reset_loop():
+        """Forget every task of an event loop that ended by an exception (MicroPython keeps them queued)."""
+        asyncio.new_event_loop()
+
+    async def _readable(sock):
+        # MicroPython's asyncio parks a task on a socket by yielding after queue_read(); this is what its
+        # own StreamReader does. There is no public call for a datagram socket, so use the same hook.
+        yield asyncio.core._io_queue.queue_read(sock)
+
+    import gc
+
+    collect = gc.collect
+
+    async def recvfrom(sock, size):
+        """Wait for one datagram; return (data, raw_addr). raw_addr can be passed back to sendto()."""
+        while True:
+            await _readable(sock)
+            try:
+                return sock.recvfrom(size)
+            except OSError as exc:
+                # EAGAIN after a spurious wake-up: wait again; anything else is the caller's problem.
+                if exc.errno != 11:
+                    raise
+            except MemoryError:
+                # recvfrom needs `size` contiguous bytes (there is no recvfrom_into): compact and retry;
+                # the datagram waits in the socket meanwhile.
+                gc.collect()
+
+else:
+    import traceback
+
+    def const(value):
+        return value
+
+    def ticks_ms():
+        return time.monotonic_ns() // 1_000_000
+
+    def ticks_diff(a, b):
+        return a - b
+
+    def ticks_add(a, b):
+        return a + b
+
+    def print_exception(exc, file=sys.stdout):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=file)
+
+    async def wait_for_ms(aw, ms):
+        return await asyncio.wait_for(aw, ms / 1000)
+
+    async def sleep_ms(ms):
+        await asyncio.sleep(ms / 1000)
+
+    def mem_info():
+        return None, None
+
+    def collect():
+        """CPython manages its own memory."""
+
+    def reset_loop():
+        """CPython's asyncio.run() always starts from a fresh loop: nothing to forget."""
+
+    async def recvfrom(sock, size):
+        return await asyncio.get_running_loop().sock_recvfrom(sock, size)
+
+
+def sockaddr(host, port):
+    """An address in the form this runtime's sendto()/bind() accept."""
+    return socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][-1]
+
+
+def peer_of(raw):
+    """(ip_string, port) of an address returned by recvfrom().
+
+    The unix port returns the raw struct sockaddr as bytes; the ESP32 port and CPython return a tuple.
+    """
+    if isinstance(raw, tuple):
+        return raw[0], raw[1]
+    family, ip, port = socket.sockaddr(raw)
+    return socket.inet_ntop(family, ip), port
+
+
+def udp_socket(host, port):
+    """A non-blocking UDP socket bound to (host, port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(sockaddr(host, port))
+    sock.setblocking(False)
+    return sock
+
+
+def random_bytes(n):
+    import os
+
+    return os.urandom(n)
+
+
+def implementation():
+    """(et, mpy, fw) describing this runtime for registration."""
+    impl = sys.implementation
+    if IS_MICROPYTHON:
+        return "pifleet.esp32", getattr(impl, "_mpy", 0), "%d.%d.%d" % impl.version[:3]
+    return "pifleet.process", 0, "cpython-%d.%d.%d" % impl.version[:3]

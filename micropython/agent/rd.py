@@ -1,0 +1,112 @@
+"""Registration with the master, in the style of a CoRE Resource Directory (RFC 9176).
+
+Layer: device side, application. It registers (POST /rd?ep=…&lt=…), keeps the registration alive with an
+update every lifetime/3 seconds, registers anew when the master answers 4.04 (it forgot us), retries failures
+with capped exponential backoff, and removes the registration on an orderly stop. It never raises into the
+agent's loop: a master that is away is normal, not an error.
+"""
+
+import asyncio
+
+from agent import coap
+from agent.endpoint import RequestError
+from agent.port import const, implementation, print_exception, sleep_ms, wait_for_ms
+
+_BACKOFF_MIN_MS = const(1000)
+_BACKOFF_MAX_MS = const(60000)
+
+
+def _quote(text):
+    """Percent-encode what may not appear raw in a Uri-Query value."""
+    out = []
+    for ch in str(text):
+        if ch.isalpha() or ch.isdigit() or ch in "-._~":
+            out.append(ch)
+        else:
+            out.append("".join("%%%02X" % b for b in ch.encode()))
+    return "".join(out)
+
+
+class Registration:
+    def __init__(self, endpoint, master_addr, config, links, agent_version):
+        self.endpoint = endpoint
+        self.master = master_addr
+        self.lifetime = int(config.get("lifetime", 60))
+        et, mpy, fw = implementation()
+        self.query = [
+            ("ep", config["device_id"]),
+            ("lt", self.lifetime),
+            ("et", config.get("et", et)),
+            ("name", config.get("name", config["device_id"])),
+            ("role", config.get("role", "")),
+            ("mpy", mpy),
+            ("fw", fw),
+            ("agent", agent_version),
+        ]
+        self.links = links
+        self.location = None  # 'rd/REG_ID' while registered
+        self.registrations = 0  # how often we registered anew (shown in /stats)
+
+    async def _register(self):
+        options = coap.path_options(coap.URI_PATH, "rd")
+        options += [(coap.URI_QUERY, ("%s=%s" % (k, _quote(v))).encode()) for k, v in self.query]
+        options.append((coap.CONTENT_FORMAT, coap.uint(coap.LINK_FORMAT)))
+        response = await self.endpoint.request(self.master, coap.POST, options, self.links.encode())
+        if response.code != coap.CREATED:
+            print("rd: registration refused:", coap.code_str(response.code), response.payload)
+            return False
+        location = "/".join(v.decode() for v in response.option_values(coap.LOCATION_PATH))
+        if not location:
+            print("rd: registration answer has no Location-Path")
+            return False
+        self.location = location
+        self.registrations += 1
+        print("rd: registered as", location)
+        return True
+
+    async def _update(self):
+        options = coap.path_options(coap.URI_PATH, self.location)
+        response = await self.endpoint.request(self.master, coap.POST, options)
+        if response.code == coap.NOT_FOUND:
+            print("rd: master forgot", self.location, "- registering anew")
+            self.location = None
+            return True  # not a failure: register at once
+        if response.code != coap.CHANGED:
+            print("rd: update refused:", coap.code_str(response.code))
+            return False
+        return True
+
+    async def run(self):
+        """Stay registered for as long as the board runs."""
+        backoff = _BACKOFF_MIN_MS
+        while True:
+            try:
+                if self.location is None:
+                    ok = await self._register()
+                else:
+                    ok = await self._update()
+            except RequestError as exc:
+                print("rd: master did not answer:", exc)
+                ok = False
+            except Exception as exc:  # noqa: BLE001 — registration must never stop the board
+                print_exception(exc)
+                ok = False
+            if not ok:
+                await sleep_ms(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX_MS)
+                continue
+            backoff = _BACKOFF_MIN_MS
+            if self.location is not None:
+                await sleep_ms(self.lifetime * 1000 // 3)
+
+    async def deregister(self, timeout_ms=3000):
+        """DELETE our registration; give up quietly after timeout_ms (we are shutting down)."""
+        if self.location is None:
+            return
+        options = coap.path_options(coap.URI_PATH, self.location)
+        try:
+            await wait_for_ms(self.endpoint.request(self.master, coap.DELETE, options), timeout_ms)
+            print("rd: deregistered", self.location)
+        except (RequestError, asyncio.TimeoutError):
+            print("rd: master did not confirm deregistration")
+        self.location = None

@@ -1,0 +1,159 @@
+"""The board's CoAP resources: /.well-known/core, /cap, /stats and /a/CAP/COMMAND.
+
+Layer: device side, application. It turns a request Message into (code, options, payload) for the
+endpoint. It does not touch the socket, and it never lets a handler's exception escape: a broken command
+answers 5.00. Execution ids (eid) of the last 16 commands are remembered, so a retried command runs once.
+"""
+
+import json
+
+import asyncio
+
+from agent import coap
+from agent.port import const, mem_info, print_exception, ticks_diff, ticks_ms
+from agent.schema import validate
+
+_EID_SLOTS = const(16)
+# Options we understand or may safely ignore; any other critical (odd) option gets 4.02 (RFC 7252 §5.4.1).
+_KNOWN = (coap.URI_HOST, coap.URI_PORT, coap.URI_PATH, coap.CONTENT_FORMAT, coap.URI_QUERY, coap.ACCEPT,
+          coap.BLOCK2, coap.BLOCK1, coap.SIZE2, coap.SIZE1, coap.OBSERVE)
+_JSON_OPT = [(coap.CONTENT_FORMAT, coap.uint(coap.JSON))]
+_LINK_OPT = [(coap.CONTENT_FORMAT, coap.uint(coap.LINK_FORMAT))]
+
+
+def _json(code, obj):
+    return code, _JSON_OPT, json.dumps(obj).encode()
+
+
+class _Execution:
+    """A command run we remember by eid: running (answer None) or finished (answer set)."""
+
+    __slots__ = ("done", "code", "body")
+
+    def __init__(self):
+        self.done = asyncio.Event()
+        self.code = None
+        self.body = None
+
+
+class Resources:
+    def __init__(self, device_id, capabilities, endpoint_stats, failed_caps=()):
+        self.device_id = device_id
+        self.capabilities = capabilities
+        self.endpoint_stats = endpoint_stats
+        self.failed_caps = list(failed_caps)
+        self._by_name = {cap.name: cap for cap in capabilities}
+        self._executions = {}
+        self._eid_order = []
+        self._booted = ticks_ms()
+        self.registration = None  # set by the agent: shown in /stats
+
+    def links(self):
+        """Link-format description of what this board offers (RFC 6690), also sent when registering."""
+        parts = ['</cap>;ct=50', '</stats>;ct=50']
+        for cap in self.capabilities:
+            for command in cap.commands:
+                parts.append('</a/%s/%s>;rt="pifleet.cmd";ct=50' % (cap.name, command))
+        return ",".join(parts)
+
+    async def handle(self, msg, addr):
+        for number, _ in msg.options:
+            if number & 1 and number not in _KNOWN:
+                return coap.BAD_OPTION, [], b""
+        path = msg.path()
+        if path == ".well-known/core":
+            if msg.code != coap.GET:
+                return coap.METHOD_NOT_ALLOWED, [], b""
+            return coap.CONTENT, _LINK_OPT, self.links().encode()
+        if path == "cap":
+            if msg.code != coap.GET:
+                return coap.METHOD_NOT_ALLOWED, [], b""
+            return _json(coap.CONTENT, self.describe())
+        if path == "stats":
+            if msg.code != coap.GET:
+                return coap.METHOD_NOT_ALLOWED, [], b""
+            return _json(coap.CONTENT, self.stats())
+        segments = path.split("/")
+        if len(segments) == 3 and segments[0] == "a":
+            if msg.code != coap.POST:
+                return coap.METHOD_NOT_ALLOWED, [], b""
+            return await self._command(segments[1], segments[2], msg.payload)
+        return coap.NOT_FOUND, [], b""
+
+    def describe(self):
+        return {"device": self.device_id,
+                "caps": [{"name": c.name, "version": c.version, "commands": c.commands}
+                         for c in self.capabilities]}
+
+    def stats(self):
+        alloc, free = mem_info()
+        out = dict(self.endpoint_stats)
+        out["mem_alloc"] = alloc
+        out["mem_free"] = free
+        out["uptime_ms"] = ticks_diff(ticks_ms(), self._booted)
+        out["executions"] = len(self._executions)
+        out["failed_caps"] = [name for name, _ in self.failed_caps]
+        if self.registration is not None:
+            out["registered"] = self.registration.location
+            out["registrations"] = self.registration.registrations
+        return out
+
+    async def _command(self, cap_name, command, payload):
+        try:
+            body = json.loads(payload or b"{}")
+        except ValueError:
+            return _json(coap.BAD_REQUEST, {"ok": False, "error": "payload is not JSON", "field": ""})
+        if not isinstance(body, dict):
+            return _json(coap.BAD_REQUEST, {"ok": False, "error": "payload must be an object", "field": ""})
+        eid = body.get("eid")
+        if not isinstance(eid, str) or not eid:
+            return _json(coap.BAD_REQUEST, {"ok": False, "error": "eid must be a non-empty string",
+                                            "field": "eid"})
+        ep = body.get("ep")
+        if ep is not None and ep != self.device_id:
+            # Meant for another board (addresses get reused when boards come and go): act on nothing.
+            return _json(coap.BAD_REQUEST, {"eid": eid, "ok": False, "field": "ep",
+                                            "error": "this is %s, not %s" % (self.device_id, ep)})
+        cap = self._by_name.get(cap_name)
+        handler = cap.handler(command) if cap is not None else None
+        if handler is None:
+            return _json(coap.NOT_FOUND, {"eid": eid, "ok": False,
+                                          "error": "no command %s/%s" % (cap_name, command)})
+        params = body.get("params", {})
+        problem = validate(cap.commands[command], params)
+        if problem is not None:
+            field, message = problem
+            return _json(coap.BAD_REQUEST, {"eid": eid, "ok": False, "error": field + " " + message,
+                                            "field": field})
+
+        seen = self._executions.get(eid)
+        if seen is not None:
+            # A retried command: never run it twice; answer with what the first run answered.
+            await seen.done.wait()
+            answer = dict(seen.body)
+            answer["duplicate"] = True
+            return _json(seen.code, answer)
+
+        execution = self._remember(eid)
+        try:
+            result = await handler(**params)
+            execution.code = coap.CHANGED
+            execution.body = {"eid": eid, "ok": True, "result": result}
+        except ValueError as exc:
+            # The capability refused a value as unsafe (beyond what the schema says).
+            execution.code = coap.BAD_REQUEST
+            execution.body = {"eid": eid, "ok": False, "error": str(exc), "field": "params"}
+        except Exception as exc:  # noqa: BLE001 — a failing handler is an answer, not a crash
+            print_exception(exc)
+            execution.code = coap.INTERNAL_ERROR
+            execution.body = {"eid": eid, "ok": False, "error": repr(exc)}
+        execution.done.set()
+        return _json(execution.code, execution.body)
+
+    def _remember(self, eid):
+        execution = _Execution()
+        self._executions[eid] = execution
+        self._eid_order.append(eid)
+        if len(self._eid_order) > _EID_SLOTS:
+            self._executions.pop(self._eid_order.pop(0), None)
+        return execution

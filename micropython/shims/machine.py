@@ -1,0 +1,184 @@
+"""`machine` for the virtual ESP32 (MicroPython unix port) and for CPython process targets.
+
+Layer: unix-port shim. It imitates the parts of the ESP32 port's machine module the agent and the role
+modules use, with observable outputs and settable inputs (see _simio). Never copied to a real board.
+"""
+
+import os
+import sys
+import time
+
+import _simio
+
+_levels = {}  # pin id -> last level written, to log changes only
+
+
+def _die_by_watchdog():
+    """End the process by SIGUSR1, whatever the main thread is doing: the runner sees the reset.
+
+    MicroPython has neither os._exit nor os.kill, and an exception raised in a scheduled callback is only
+    printed, so the signal is sent through the shell ($PPID of `sh -c` is this process).
+    """
+    if sys.implementation.name == "micropython":
+        os.system("kill -USR1 $PPID")
+        time.sleep(1)
+        os.system("kill -KILL $PPID")  # should never be reached
+    else:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+
+class Pin:
+    IN = 1
+    OUT = 3
+    OPEN_DRAIN = 7
+    PULL_UP = 2
+    PULL_DOWN = 1
+    IRQ_RISING = 1
+    IRQ_FALLING = 2
+
+    def __init__(self, id, mode=-1, pull=-1, *, value=None):
+        self.id = id
+        self._mode = self.IN
+        self._pull = None
+        self.init(mode, pull, value=value)
+
+    def init(self, mode=-1, pull=-1, *, value=None):
+        if mode != -1:
+            self._mode = mode
+        if pull != -1:
+            self._pull = pull
+        if value is not None:
+            self.value(value)
+
+    def _is_output(self):
+        return self._mode in (self.OUT, self.OPEN_DRAIN)
+
+    def value(self, v=None):
+        if v is None:
+            if self._is_output():
+                return _levels.get(self.id, 0)
+            default = 1 if self._pull == self.PULL_UP else 0
+            return int(_simio.read_input("pins", self.id, default))
+        level = 1 if v else 0
+        if _levels.get(self.id) != level:
+            _levels[self.id] = level
+            _simio.log_pin(self.id, level)
+        return None
+
+    def __call__(self, v=None):
+        return self.value(v)
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+    def __repr__(self):
+        return "Pin(%s)" % self.id
+
+
+class PWM:
+    """Duty cycle changes are appended to pwm.log as `TIME_NS PIN FREQ DUTY_U16`."""
+
+    def __init__(self, pin, freq=5000, duty_u16=0):
+        self.pin = pin
+        self._freq = freq
+        self._duty = duty_u16
+        self._log()
+
+    def _log(self):
+        _simio.log_line("pwm.log", "%d %s %d %d" % (time.time_ns(), self.pin.id, self._freq, self._duty))
+
+    def freq(self, value=None):
+        if value is None:
+            return self._freq
+        self._freq = value
+        self._log()
+
+    def duty_u16(self, value=None):
+        if value is None:
+            return self._duty
+        self._duty = value
+        self._log()
+
+    def deinit(self):
+        self.duty_u16(0)
+
+
+class ADC:
+    """Reads microvolts from inputs.json {"adc": {"34": 750000}}."""
+
+    ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
+    ATTN_11DB = 3
+    _FULL_SCALE_UV = 3300000
+
+    def __init__(self, pin, *, atten=None):
+        self.pin = pin
+        self._atten = atten
+
+    def atten(self, value):
+        self._atten = value
+
+    def read_uv(self):
+        return int(_simio.read_input("adc", self.pin.id, 0))
+
+    def read_u16(self):
+        return min(65535, self.read_uv() * 65535 // self._FULL_SCALE_UV)
+
+
+class WDT:
+    """A watchdog: if feed() is not called within `timeout` ms, the process ends by SIGUSR1.
+
+    The runner reads that as "reset by the watchdog" (returncode -10), distinct from a clean exit (0), a
+    crash (1) and a power cut (SIGKILL, -9).
+    """
+
+    def __init__(self, id=0, timeout=5000):
+        import _thread
+
+        self._timeout = timeout
+        self._fed = time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.monotonic() * 1000)
+        _thread.start_new_thread(self._watch, ())
+
+    @staticmethod
+    def _now():
+        return time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.monotonic() * 1000)
+
+    def feed(self):
+        self._fed = self._now()
+
+    def _watch(self):
+        while True:
+            time.sleep(0.05)
+            if self._now() - self._fed > self._timeout:
+                print("WDT: not fed for %d ms, resetting" % self._timeout)
+                _die_by_watchdog()
+                return
+
+
+def reset():
+    """A reset ends the process; the runner decides whether to boot it again."""
+    print("machine.reset()")
+    sys.exit(0)
+
+
+def soft_reset():
+    reset()
+
+
+def unique_id():
+    ip = os.getenv("PIFLEET_SIM_IP") or "127.0.0.2"
+    return bytes([0x24, 0x0A] + [int(part) for part in ip.split(".")])
+
+
+def freq(value=None):
+    return 240000000
+
+
+def idle():
+    time.sleep(0.001)

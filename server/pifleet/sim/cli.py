@@ -1,0 +1,83 @@
+"""`pifleet sim …`: run virtual ESP32 boards from the command line.
+
+Layer: CLI adapter for the sim. It provisions and boots one board in the foreground, streams its console,
+and stops it cleanly (the agent deregisters) on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from pifleet.config import default_data_dir
+from pifleet.sim.board import DEFAULT_HEAPSIZE, ROLES, VirtualBoard
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter("expected HOST:PORT, e.g. 127.0.0.1:5683")
+    return host, int(port)
+
+
+@click.group()
+def sim() -> None:
+    """Virtual ESP32 boards running the real agent in MicroPython."""
+
+
+@sim.command()
+@click.argument("name")
+@click.option("--role", type=click.Choice(sorted(ROLES)), required=True, help="Role preset of the board.")
+@click.option("--master", "master", default="127.0.0.1:5683", show_default=True,
+              help="The master's CoAP address HOST:PORT.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=lambda: default_data_dir() / "boards", show_default="the master's data directory /boards",
+              help="Directory holding the board (DATA_DIR/NAME/flash and io).")
+@click.option("--ip", default=None, help="Board address (default: a free 127.0.0.N).")
+@click.option("--heapsize", type=int, default=DEFAULT_HEAPSIZE, show_default=True,
+              help="MicroPython heap in bytes (ESP32-like).")
+@click.option("--lifetime", type=int, default=60, show_default=True, help="Registration lifetime in seconds.")
+def start(name: str, role: str, master: str, data_dir: Path, ip: str | None, heapsize: int,
+          lifetime: int) -> None:
+    """Provision and boot board NAME in the foreground; Ctrl-C stops it."""
+    board = VirtualBoard(name, data_dir / name, role=role, master=_host_port(master), ip=ip,
+                         heapsize=heapsize, lifetime=lifetime)
+    board.provision()
+    click.echo(f"board: {name} ip={board.ip} port={board.listen_port} pins={board.io / 'pins.log'}")
+    stopping = []
+
+    def request_stop(signum, frame):  # SIGTERM: same orderly stop as Ctrl-C
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    console = board.io / "console.log"
+    offset = console.stat().st_size if console.exists() else 0  # earlier boots' output is not repeated
+    board.start()
+    try:
+        while board.running and not stopping:
+            offset = _stream(console, offset)
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        code = board.stop()
+        _stream(console, offset)
+    click.echo(f"board: {name} stopped (exit code {code})")
+    sys.exit(0 if stopping or code in (0, None) else 1)
+
+
+def _stream(path: Path, offset: int) -> int:
+    """Echo what the console got since offset; return the new offset."""
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return offset
+    if data:
+        click.echo(data.decode(errors="replace"), nl=False)
+    return offset + len(data)
