@@ -55,7 +55,7 @@ class JobService:
         await self.check(spec)
         job, created = await q.upsert_job(self.pool, spec)
         if not created:
-            await q.cancel_pending_roots(self.pool, job.id)  # the trigger may have changed
+            await q.drop_pending_roots(self.pool, job.id)  # the trigger may have changed: plan afresh
         if spec.enabled:
             await self.plan_next(job.id, after=now())
         self.hub.publish("jobs")

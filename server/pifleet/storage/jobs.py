@@ -140,10 +140,10 @@ async def has_pending_root(db, job_id: int) -> bool:
         job_id))
 
 
-async def cancel_pending_roots(db, job_id: int) -> int:
+async def drop_pending_roots(db, job_id: int) -> int:
+    """Forget the job's planned own runs (its trigger may have changed); their Huey tasks then find nothing."""
     status = await db.execute(
-        "update job_executions set state = 'cancelled', finished_at = now(), error = 'job changed'"
-        " where job_id = $1 and parent_id is null and state = 'scheduled'", job_id)
+        "delete from job_executions where job_id = $1 and parent_id is null and state = 'scheduled'", job_id)
     return int(status.split()[-1])
 
 
