@@ -4,9 +4,12 @@ client of the REST API (`--url`, default the local master), so anything it does,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -69,21 +72,34 @@ def demo(host, port, coap_host, coap_port, data_dir, verbose) -> None:
     asyncio.run(_run_master(_settings(host, port, coap_host, coap_port, data_dir), demo=True))
 
 
-async def _run_master(settings: Settings, demo: bool) -> None:
+def _http_server(app, settings: Settings):
+    """uvicorn's Server, minus its signal handling: it re-raises SIGTERM after serving, which would kill the
+    process before the master and the boards are stopped. The master owns SIGINT/SIGTERM instead."""
     import uvicorn
 
+    class Server(uvicorn.Server):
+        def capture_signals(self):
+            return contextlib.nullcontext()
+
+    return Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="off"))
+
+
+async def _run_master(settings: Settings, demo: bool) -> None:
     from .app import create_app
     from .master import Master
     from .storage import devices as devices_q
 
     log = logging.getLogger("pifleet")
-    started = time.monotonic()
+    started, started_at = time.monotonic(), datetime.now(UTC)
     master = Master(settings)
     await master.start()
     boards = []
+    tasks = []
+    server = _http_server(create_app(master), settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
     try:
-        server = uvicorn.Server(uvicorn.Config(create_app(master), host=settings.host, port=settings.port,
-                                               log_level="warning", lifespan="off"))
         if demo:
             from .sim.board import VirtualBoard
 
@@ -97,21 +113,25 @@ async def _run_master(settings: Settings, demo: bool) -> None:
             async def announce() -> None:
                 while True:
                     devices = await devices_q.list_devices(master.pool)
-                    names = {d.name for d in devices if d.online and d.capabilities}
+                    # registered in this run: rows from an earlier run may still look online
+                    names = {d.name for d in devices
+                             if d.online and d.capabilities and d.last_seen and d.last_seen > started_at}
                     if all(name in names for name, _ in DEMO_BOARDS):
                         log.info("demo: %d boards online after %.2f s", len(boards), time.monotonic() - started)
                         return
                     await asyncio.sleep(0.1)
 
-            announcer = asyncio.create_task(announce())
+            tasks.append(asyncio.create_task(announce()))
         log.info("dashboard on %s", settings.http_url)
         await server.serve()
     finally:
-        if demo:
-            announcer.cancel()
-        for board in boards:
-            await asyncio.to_thread(board.stop)
+        log.info("stopping")
+        for task in tasks:
+            task.cancel()
+        # boards first, while the master can still answer their deregistration
+        await asyncio.gather(*(board.stop_async() for board in boards))
         await master.stop()
+        log.info("stopped")
 
 
 # ---- API clients ---------------------------------------------------------------------------------------------
