@@ -15,7 +15,7 @@ from litestar.template import TemplateConfig
 from . import __version__
 from .master import Master
 from .web.api.fleet import DeviceController, RoleController
-from .web.api.jobs import ExecutionController, JobController
+from .web.api.jobs import ExecutionController, JobController, TimelineController
 from .web.api.live import LiveController
 from .web.pages.dashboard import DashboardController
 from .web.problems import HANDLERS
@@ -26,8 +26,8 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
 def create_app(master: Master) -> Litestar:
     return Litestar(
         route_handlers=[
-            DeviceController, RoleController, JobController, ExecutionController, LiveController,
-            DashboardController, create_static_files_router(path="/static", directories=[DASHBOARD / "static"]),
+            DeviceController, RoleController, JobController, ExecutionController, TimelineController,
+            LiveController, DashboardController, create_static_files_router(path="/static", directories=[DASHBOARD / "static"]),
         ],
         dependencies={"master": Provide(lambda: master, sync_to_thread=False)},
         exception_handlers=HANDLERS,

@@ -215,13 +215,57 @@ def jobs_run(url, name) -> None:
     click.echo(f"execution {execution['id']} planned for now")
 
 
+@jobs.command("next")
+@url_option
+@click.option("--days", default=1.0, show_default=True, help="How far ahead.")
+@click.option("--device", help="Only runs on this device.")
+def jobs_next(url, days, device) -> None:
+    """What will run over the next days: planned runs and projected ones (incl. follow-ups)."""
+    params = {"days": days} | ({"device": device} if device else {})
+    items = _call(url, "GET", "/api/timeline", params=params)
+    _table([[e["at"], e["job"] + (" (follow-up)" if e["follow_up"] else ""), e["device"] or "-",
+             f"{e['capability']}.{e['command']} {json.dumps(e['params'])}", e["kind"]] for e in items],
+           ["WHEN (UTC)", "JOB", "DEVICE", "ACTION", "KIND"])
+
+
+@jobs.command("pause")
+@url_option
+@click.argument("name")
+def jobs_pause(url, name) -> None:
+    """Pause a job: its runs are recorded as skipped until it is resumed."""
+    _call(url, "POST", f"/api/jobs/{name}/pause")
+    click.echo(f"job {name} paused")
+
+
+@jobs.command("resume")
+@url_option
+@click.argument("name")
+def jobs_resume(url, name) -> None:
+    """Resume a paused job."""
+    _call(url, "POST", f"/api/jobs/{name}/resume")
+    click.echo(f"job {name} resumed")
+
+
+@jobs.command("dry-run")
+@url_option
+@click.argument("name")
+def jobs_dry_run(url, name) -> None:
+    """Check a job against its board now and show what a run would send, without sending it."""
+    click.echo(json.dumps(_call(url, "POST", f"/api/jobs/{name}/dry-run"), indent=2))
+
+
 @main.command()
 @url_option
 @click.option("--job", help="Only this job's executions.")
+@click.option("--device", help="Only executions on this device.")
+@click.option("--state", type=click.Choice(["scheduled", "running", "succeeded", "failed", "timed_out", "skipped",
+                                            "missed", "cancelled"]), help="Only executions in this state.")
 @click.option("--limit", default=20, show_default=True)
-def executions(url, job, limit) -> None:
-    """List the last executions, newest first."""
-    params = {"limit": limit} | ({"job": job} if job else {})
+@click.option("--offset", default=0, show_default=True)
+def executions(url, job, device, state, limit, offset) -> None:
+    """List executions, newest first."""
+    filters = {"job": job, "device": device, "state": state}
+    params = {"limit": limit, "offset": offset} | {k: v for k, v in filters.items() if v}
     items = _call(url, "GET", "/api/executions", params=params)
     _table([[e["finished_at"] or e["scheduled_for"], e["job"], e["device"] or "-",
              f"{e['capability']}.{e['command']}", e["state"], e["error"] or json.dumps(e["result"])]

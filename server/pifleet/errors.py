@@ -39,3 +39,7 @@ class BoardError(PifleetError):
 
 class BoardUnreachableError(BoardError):
     """No answer from a board (timeout, ICMP unreachable), or another board answers at its address."""
+
+
+class BoardTimeoutError(BoardUnreachableError):
+    """The board did not answer within the command's timeout."""

@@ -114,6 +114,15 @@ class RetryPolicy(Struct, forbid_unknown_fields=True):
     backoff_s: Annotated[float, Meta(ge=0, le=86400)] = 10.0
 
 
+class MisfirePolicy(Struct, forbid_unknown_fields=True):
+    """What to do with a run that could not start on time (the master was down, the queue was busy):
+    `run_late` runs it if it is at most `grace_s` late, `skip` runs it only if it is on time (within 5 s);
+    otherwise it is recorded as `missed`."""
+
+    policy: Literal["run_late", "skip"] = "run_late"
+    grace_s: Annotated[float, Meta(ge=0, le=7 * 86400)] = 3600.0
+
+
 class JobSpec(Struct, forbid_unknown_fields=True):
     """A job as a person writes it (docs/jobs.md)."""
 
@@ -123,6 +132,12 @@ class JobSpec(Struct, forbid_unknown_fields=True):
     trigger: Trigger
     follow_ups: Annotated[list[FollowUp], Meta(max_length=16)] = []
     retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
+    misfire: MisfirePolicy = msgspec.field(default_factory=MisfirePolicy)
+    # How long to wait for the board's answer, beyond the command's own `seconds`; default: the master's setting.
+    timeout_s: Annotated[float, Meta(gt=0, le=3600)] | None = None
+    # Another run on the same device still running: wait for it, send anyway (the board replaces what it
+    # was doing), or record this one as skipped.
+    concurrency: Literal["queue", "replace", "refuse"] = "queue"
     enabled: bool = True
 
 
@@ -130,13 +145,16 @@ class JobRead(Struct):
     id: int
     name: str
     enabled: bool
+    paused: bool
     spec: JobSpec
     next_run: datetime | None
     created_at: datetime
     updated_at: datetime
 
 
-ExecutionState = Literal["scheduled", "running", "succeeded", "failed", "cancelled"]
+ExecutionState = Literal[
+    "scheduled", "running", "succeeded", "failed", "timed_out", "skipped", "missed", "cancelled"]
+FINAL_STATES = ("succeeded", "failed", "timed_out", "skipped", "missed", "cancelled")
 
 
 class ExecutionRead(Struct):
@@ -156,3 +174,57 @@ class ExecutionRead(Struct):
     finished_at: datetime | None
     result: Any
     error: str | None
+
+
+class DryRun(Struct):
+    """What a run of the job would send now, without sending it."""
+
+    job: str
+    device: str
+    online: bool
+    uri: str
+    payload: dict[str, Any]
+    next_runs: list[datetime]
+
+
+class TimelineEntry(Struct):
+    """One run expected in a time window: `planned` (a row in job_executions) or `projected` (computed from the
+    trigger, not planned yet — the next occurrences of a cron job, the follow-ups they will bring)."""
+
+    at: datetime
+    job: str
+    device: str | None
+    capability: str
+    command: str
+    params: dict[str, Any]
+    kind: Literal["planned", "projected"]
+    follow_up: bool
+
+
+# ---- adoption ------------------------------------------------------------------------------------------------
+
+
+class AdoptionRead(Struct):
+    """A board that announced itself without an identity, and what became of it."""
+
+    id: int
+    mac: str
+    chip: str
+    address: str | None
+    port: int | None
+    firmware: str | None
+    mpy: int | None
+    agent_version: str | None
+    state: Literal["waiting", "adopted", "rejected", "locked"]
+    attempts: int
+    device_id: str | None
+    first_seen: datetime
+    last_seen: datetime
+    decided_at: datetime | None
+    delivered_at: datetime | None
+
+
+class AdoptionConfirm(Struct, forbid_unknown_fields=True):
+    code: Annotated[str, Meta(min_length=1, max_length=32)]
+    name: Name | None = None
+    role: Name | None = None

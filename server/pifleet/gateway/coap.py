@@ -16,7 +16,7 @@ import msgspec
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
 
-from ..errors import BoardError, BoardUnreachableError
+from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError
 from .resources import build_site
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Gateway:
         try:
             return await asyncio.wait_for(self.context.request(message).response, timeout)
         except TimeoutError:
-            raise BoardUnreachableError(f"no answer from the board within {timeout:g} s") from None
+            raise BoardTimeoutError(f"no answer from the board within {timeout:g} s") from None
         except aiocoap.error.NetworkError as exc:
             raise BoardUnreachableError(f"board unreachable: {exc}") from None
         except aiocoap.error.Error as exc:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from ..errors import BoardError, BoardUnreachableError, PifleetError
+from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, PifleetError
 from ..fleet.params import check_command
 from ..fleet.link import BoardLink
 from ..fleet.registry import Registry
@@ -27,8 +27,22 @@ from .service import JobService, now
 log = logging.getLogger(__name__)
 
 
+ON_TIME_S = 5.0  # the scheduler wakes every second; "on time" leaves room for that and a busy queue
+QUEUE_POLL_S = 1.0
+
+
 def interrupted_error() -> str:
     return "interrupted: the master stopped while this run was in progress"
+
+
+def misfire_reason(row, spec: JobSpec, started: datetime) -> str | None:
+    """Why a run that starts now is `missed` under the job's misfire policy, or None to run it."""
+    late = (started - row["scheduled_for"]).total_seconds()
+    allowed = ON_TIME_S if spec.misfire.policy == "skip" else max(spec.misfire.grace_s, ON_TIME_S)
+    if late <= allowed:
+        return None
+    return (f"missed: due {row['scheduled_for'].isoformat(timespec='seconds')}, could start only "
+            f"{late:.0f} s later (misfire policy {spec.misfire.policy}, {allowed:g} s allowed)")
 
 
 class Runner:
@@ -49,23 +63,45 @@ class Runner:
         job = await q.get_job_by_id(self.pool, row["job_id"])
         if job is None:
             return
-        if row["parent_id"] is None:
+        try:
+            await self._run(row, job)
+        finally:
+            self.jobs.hub.publish("executions")
+
+    async def _run(self, row, job) -> None:
+        spec = job.spec
+        if row["parent_id"] is None and row["attempt"] == 1:
             # plan the job's next own run now, so a long or failing run never stops the schedule
             await self.jobs.plan_next(job.id, after=row["scheduled_for"])
+        if reason := misfire_reason(row, spec, now()):
+            log.warning("execution %s of %s %s", row["id"], job.name, reason)
+            return await self._complete(row, spec, "missed", error=reason)
+        if job.paused:
+            return await self._complete(row, spec, "skipped", error="skipped: the job is paused")
+        if spec.concurrency != "replace" and row["device_id"] and \
+                await q.running_on_device(self.pool, row["device_id"], row["id"]):
+            if spec.concurrency == "refuse":
+                return await self._complete(row, spec, "skipped",
+                                            error="skipped: another run on the device was running")
+            # queue: try again shortly; the misfire policy bounds how long it may wait
+            await q.requeue(self.pool, row["id"], "waiting for the run before it on the device")
+            when = now() + timedelta(seconds=QUEUE_POLL_S)
+            return await self.jobs.queue.schedule(row["id"], row["attempt"] - 1, when)
         try:
-            result = await self._send(row)
+            result = await self._send(row, spec)
+        except BoardTimeoutError as exc:
+            await self._failed(row, spec, exc.detail, final_state="timed_out")
         except PifleetError as exc:
-            await self._failed(row, job.spec, exc.detail)
+            await self._failed(row, spec, exc.detail)
         except Exception as exc:  # a bug must not leave the run "running" forever
-            log.exception("execution %s crashed", execution_id)
-            await self._failed(row, job.spec, f"internal error: {exc}")
+            log.exception("execution %s crashed", row["id"])
+            await self._failed(row, spec, f"internal error: {exc}")
         else:
-            await self._complete(row, job.spec, "succeeded", result=result)
-            log.info("execution %s (%s %s.%s) succeeded: %s", execution_id, job.name, row["capability"],
+            await self._complete(row, spec, "succeeded", result=result)
+            log.info("execution %s (%s %s.%s) succeeded: %s", row["id"], job.name, row["capability"],
                      row["command"], result)
-        self.jobs.hub.publish("executions")
 
-    async def _send(self, row) -> dict[str, Any]:
+    async def _send(self, row, spec: JobSpec) -> dict[str, Any]:
         device = await devices_q.get_by_id(self.pool, row["device_id"]) if row["device_id"] else None
         if device is None:
             raise PifleetError("the target device no longer exists")
@@ -74,7 +110,7 @@ class Runner:
         if not device.online:
             reason = device.unreachable or f"no registration update since {device.last_seen or 'never'}"
             raise BoardError(f"board {device.name} is offline ({reason})")
-        timeout = self.command_timeout_s + float(row["params"].get("seconds", 0) or 0)
+        timeout = (spec.timeout_s or self.command_timeout_s) + float(row["params"].get("seconds", 0) or 0)
         try:
             return await self.link.command(device.id, device.address, device.port, row["capability"],
                                            row["command"], str(row["id"]), row["params"], timeout)
@@ -82,7 +118,7 @@ class Runner:
             await self.registry.mark_unreachable(device.id, exc.detail)  # the next run fails fast
             raise
 
-    async def _failed(self, row, spec: JobSpec, error: str) -> None:
+    async def _failed(self, row, spec: JobSpec, error: str, final_state: str = "failed") -> None:
         attempts_made = row["attempt"]
         if attempts_made < row["max_attempts"]:
             delay = spec.retry.backoff_s * (2 ** (attempts_made - 1))
@@ -92,14 +128,15 @@ class Runner:
             log.info("execution %s attempt %d/%d failed (%s); retrying at %s", row["id"], attempts_made,
                      row["max_attempts"], error, when.isoformat())
             return
-        await self._complete(row, spec, "failed", error=error)
+        await self._complete(row, spec, final_state, error=error)
         log.warning("execution %s failed after %d attempt(s): %s", row["id"], attempts_made, error)
 
     async def _complete(self, row, spec: JobSpec, state: str, *, result: Any = None, error: str | None = None):
         """Record the outcome and plan the follow-ups it calls for, in one transaction: a crash in between
         cannot leave a finished run whose follow-up was never planned. Huey hears of them after the commit
         (and again from JobService.recover after a crash)."""
-        outcome = "success" if state == "succeeded" else "failure"
+        # skipped, missed and cancelled runs did not run: nothing follows them
+        outcome = {"succeeded": "success", "failed": "failure", "timed_out": "failure"}.get(state)
         finished = now()
         planned = []
         async with self.pool.acquire() as conn, conn.transaction():
@@ -107,7 +144,7 @@ class Runner:
             # follow-ups hang off the job's own run (chains of follow-ups come with the job-engine issue)
             follow_ups = spec.follow_ups if row["parent_id"] is None else []
             for step, follow in enumerate(follow_ups, start=1):
-                if follow.on not in (outcome, "always"):
+                if outcome is None or follow.on not in (outcome, "always"):
                     continue
                 target = follow.target or spec.target
                 device = await devices_q.get_by_name(conn, target.device)

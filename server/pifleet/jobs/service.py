@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from ..errors import InvalidError, NotFoundError
+from ..errors import ConflictError, InvalidError, NotFoundError
 from ..events import EventHub
 from ..fleet.params import check_command
-from ..model import ExecutionRead, JobRead, JobSpec
+from ..model import DryRun, ExecutionRead, JobRead, JobSpec, TimelineEntry
 from ..storage import devices as devices_q
 from ..storage import jobs as q
 from . import triggers
@@ -120,6 +120,80 @@ class JobService:
             await self.queue.schedule(row["id"], row["attempt"], row["scheduled_for"])
         for job_id in await q.enabled_job_ids(self.pool):
             await self.plan_next(job_id, after=now())
+
+    async def set_paused(self, name: str, paused: bool) -> JobRead:
+        if not await q.set_paused(self.pool, name, paused):
+            raise NotFoundError(f"no job named {name!r}", field="name")
+        self.hub.publish("jobs")
+        return await self.get(name)
+
+    async def cancel(self, execution_id: uuid.UUID) -> ExecutionRead:
+        execution = await q.get_execution(self.pool, execution_id)
+        if execution is None:
+            raise NotFoundError(f"no execution {execution_id}", field="execution_id")
+        if not await q.cancel(self.pool, execution_id):
+            raise ConflictError(f"execution {execution_id} is {execution.state}; only scheduled runs can be cancelled",
+                                field="execution_id")
+        self.hub.publish("executions")
+        return await q.get_execution(self.pool, execution_id) or execution
+
+    async def dry_run(self, name: str) -> DryRun:
+        """Validate the job against the board as it is now and show what a run would send; send nothing."""
+        job = await self.get(name)
+        await self.check(job.spec)
+        device = await devices_q.get_by_name(self.pool, job.spec.target.device)
+        assert device is not None  # check() refused otherwise
+        action = job.spec.action
+        host = f"[{device.address}]" if device.address and ":" in device.address else device.address
+        runs, after = [], now()
+        for _ in range(5):
+            when = triggers.next_fire(job.spec.trigger, after, created=job.created_at)
+            if when is None:
+                break
+            runs.append(when)
+            after = when
+        return DryRun(job=job.name, device=device.name, online=device.online,
+                      uri=f"coap://{host}:{device.port}/a/{action.capability}/{action.command}",
+                      payload={"eid": "<execution id>", "ep": device.id, "params": action.params}, next_runs=runs)
+
+    async def timeline(self, days: float, device: str | None = None, limit_per_job: int = 500
+                       ) -> list[TimelineEntry]:
+        """Everything expected to run within `days`: planned runs, and projected occurrences of each job's
+        trigger with the follow-ups they would bring (assuming the run succeeds)."""
+        start, end = now(), now() + timedelta(days=days)
+        entries: list[TimelineEntry] = []
+        for e in await q.list_executions(self.pool, state="scheduled", device=device, limit=10000, upcoming=True):
+            if e.scheduled_for <= end:
+                entries.append(TimelineEntry(at=e.scheduled_for, job=e.job, device=e.device,
+                                             capability=e.capability, command=e.command, params=e.params,
+                                             kind="planned", follow_up=e.parent_id is not None))
+        planned = {(e.job, e.at) for e in entries}
+        for job in await q.list_jobs(self.pool):
+            if not job.spec.enabled or job.paused:
+                continue
+            spec, after = job.spec, start
+            for _ in range(limit_per_job):
+                when = triggers.next_fire(spec.trigger, after, created=job.created_at)
+                if when is None or when > end:
+                    break
+                after = when
+                if (job.name, when) not in planned:
+                    entries.append(self._projected(spec, spec.target.device, spec.action, when, False))
+                finished = when + timedelta(seconds=float(spec.action.params.get("seconds", 0) or 0))
+                for follow in spec.follow_ups:
+                    if follow.on in ("success", "always"):
+                        at = triggers.follow_up_time(follow.trigger, finished)
+                        if at <= end:
+                            target = (follow.target or spec.target).device
+                            entries.append(self._projected(spec, target, follow.action, at, True))
+        if device is not None:
+            entries = [e for e in entries if e.device == device]
+        return sorted(entries, key=lambda e: (e.at, e.job))
+
+    @staticmethod
+    def _projected(spec: JobSpec, device: str, action, at: datetime, follow_up: bool) -> TimelineEntry:
+        return TimelineEntry(at=at, job=spec.name, device=device, capability=action.capability,
+                             command=action.command, params=action.params, kind="projected", follow_up=follow_up)
 
     async def upcoming(self, limit: int = 50) -> list[ExecutionRead]:
         return await q.list_executions(self.pool, state="scheduled", limit=limit, upcoming=True)

@@ -17,7 +17,8 @@ _NEXT_RUN = ("(select min(e.scheduled_for) from job_executions e"
 
 def _job(row: asyncpg.Record) -> JobRead:
     return JobRead(
-        id=row["id"], name=row["name"], enabled=row["enabled"], spec=msgspec.convert(row["spec"], JobSpec),
+        id=row["id"], name=row["name"], enabled=row["enabled"], paused=row["paused"],
+        spec=msgspec.convert(row["spec"], JobSpec),
         next_run=row["next_run"], created_at=row["created_at"], updated_at=row["updated_at"],
     )
 
@@ -49,6 +50,11 @@ async def get_job_by_id(db, job_id: int) -> JobRead | None:
 
 async def list_jobs(db) -> list[JobRead]:
     return [_job(r) for r in await db.fetch(f"select j.*, {_NEXT_RUN} as next_run from jobs j order by j.name")]
+
+
+async def set_paused(db, name: str, paused: bool) -> bool:
+    return bool(await db.fetchval(
+        "update jobs set paused = $2, updated_at = now() where name = $1 returning true", name, paused))
 
 
 async def delete_job(db, name: str) -> bool:
@@ -123,6 +129,13 @@ async def reschedule(db, execution_id: uuid.UUID, when: datetime, error: str) ->
     )
 
 
+async def requeue(db, execution_id: uuid.UUID, note: str) -> None:
+    """Undo a claim: back to scheduled, the attempt not counted (it never started)."""
+    await db.execute(
+        "update job_executions set state = 'scheduled', attempt = attempt - 1, started_at = null, error = $2"
+        " where id = $1 and state = 'running'", execution_id, note)
+
+
 async def scheduled(db, limit: int = 1000) -> list[asyncpg.Record]:
     return await db.fetch(
         "select id, attempt, scheduled_for from job_executions where state = 'scheduled'"
@@ -147,22 +160,33 @@ async def drop_pending_roots(db, job_id: int) -> int:
     return int(status.split()[-1])
 
 
+async def cancel(db, execution_id: uuid.UUID) -> bool:
+    """Call off a planned run (its Huey task then finds nothing to claim)."""
+    return bool(await db.fetchval(
+        "update job_executions set state = 'cancelled', finished_at = now(), error = 'cancelled by a person'"
+        " where id = $1 and state = 'scheduled' returning true", execution_id))
+
+
+async def running_on_device(db, device_id: str, other_than: uuid.UUID) -> bool:
+    return bool(await db.fetchval(
+        "select 1 from job_executions where device_id = $1 and state = 'running' and id <> $2 limit 1",
+        device_id, other_than))
+
+
 async def get_execution(db, execution_id: uuid.UUID) -> ExecutionRead | None:
     row = await db.fetchrow(_EXEC_SELECT + " where e.id = $1", execution_id)
     return _execution(row) if row else None
 
 
 async def list_executions(
-    db, *, job: str | None = None, state: str | None = None, limit: int = 50, offset: int = 0,
-    upcoming: bool = False,
+    db, *, job: str | None = None, state: str | None = None, device: str | None = None, limit: int = 50,
+    offset: int = 0, upcoming: bool = False,
 ) -> list[ExecutionRead]:
     where, args = [], []
-    if job is not None:
-        args.append(job)
-        where.append(f"j.name = ${len(args)}")
-    if state is not None:
-        args.append(state)
-        where.append(f"e.state = ${len(args)}")
+    for column, value in (("j.name", job), ("e.state", state), ("d.name", device)):
+        if value is not None:
+            args.append(value)
+            where.append(f"{column} = ${len(args)}")
     clause = (" where " + " and ".join(where)) if where else ""
     order = "e.scheduled_for asc" if upcoming else "coalesce(e.finished_at, e.started_at, e.created_at) desc"
     args += [limit, offset]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, Response, delete, get, post, put
@@ -10,7 +10,7 @@ from litestar.params import Parameter
 
 from ...errors import InvalidError, NotFoundError
 from ...master import Master
-from ...model import ExecutionRead, JobRead, JobSpec
+from ...model import DryRun, ExecutionRead, ExecutionState, JobRead, JobSpec, TimelineEntry
 from ...storage import jobs as q
 
 
@@ -48,8 +48,31 @@ class JobController(Controller):
     async def run_job(self, master: Master, name: str) -> ExecutionRead:
         return await master.jobs.run_now(name)
 
+    @post("/{name:str}/pause", operation_id="pauseJob", summary="Pause: its runs are skipped until resumed",
+          status_code=200)
+    async def pause_job(self, master: Master, name: str) -> JobRead:
+        return await master.jobs.set_paused(name, True)
 
-State = Literal["scheduled", "running", "succeeded", "failed", "cancelled"]
+    @post("/{name:str}/resume", operation_id="resumeJob", summary="Resume a paused job", status_code=200)
+    async def resume_job(self, master: Master, name: str) -> JobRead:
+        return await master.jobs.set_paused(name, False)
+
+    @post("/{name:str}/dry-run", operation_id="dryRunJob",
+          summary="Validate against the board now and show what would be sent; sends nothing", status_code=200)
+    async def dry_run_job(self, master: Master, name: str) -> DryRun:
+        return await master.jobs.dry_run(name)
+
+
+class TimelineController(Controller):
+    path = "/api/timeline"
+    tags = ["jobs"]
+
+    @get("/", operation_id="getTimeline", summary="Planned and projected runs over the next days")
+    async def timeline(self, master: Master, days: Annotated[float, Parameter(gt=0, le=31)] = 7,
+                       device: str | None = None) -> list[TimelineEntry]:
+        return await master.jobs.timeline(days, device)
+
+
 
 
 class ExecutionController(Controller):
@@ -58,16 +81,22 @@ class ExecutionController(Controller):
 
     @get("/", operation_id="listExecutions", summary="Executions, newest first; filter by job and state")
     async def list_executions(
-        self, master: Master, job: str | None = None,
-        state_filter: Annotated[State | None, Parameter(query="state")] = None,
+        self, master: Master, job: str | None = None, device: str | None = None,
+        state_filter: Annotated[ExecutionState | None, Parameter(query="state")] = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50, offset: Annotated[int, Parameter(ge=0)] = 0,
     ) -> list[ExecutionRead]:
-        return await q.list_executions(master.pool, job=job, state=state_filter, limit=limit, offset=offset)
+        return await q.list_executions(master.pool, job=job, device=device, state=state_filter, limit=limit,
+                                       offset=offset)
 
     @get("/upcoming", operation_id="listUpcoming", summary="Planned runs, soonest first (incl. follow-ups)")
     async def upcoming(self, master: Master, limit: Annotated[int, Parameter(ge=1, le=500)] = 50
                        ) -> list[ExecutionRead]:
         return await master.jobs.upcoming(limit)
+
+    @post("/{execution_id:uuid}/cancel", operation_id="cancelExecution", summary="Cancel a planned run",
+          status_code=200)
+    async def cancel_execution(self, master: Master, execution_id: UUID) -> ExecutionRead:
+        return await master.jobs.cancel(execution_id)
 
     @get("/{execution_id:uuid}", operation_id="getExecution", summary="One execution")
     async def get_execution(self, master: Master, execution_id: UUID) -> ExecutionRead:

@@ -1,0 +1,1 @@
+"""Flashing: flash layout, base-image catalog, provisioning bundles, USB detection, the esptool driver."""

@@ -1,0 +1,101 @@
+"""The wire shapes of flashing: one msgspec Struct per shape, shared by the API, the CLI and the service.
+
+No I/O here. Kept beside the flashing service rather than in pifleet.model so the fleet and job shapes stay
+readable; the same rules apply (validated once at each edge, fields named as on the wire).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from msgspec import Meta, Struct
+
+from ..model import Name
+
+Chip = Annotated[str, Meta(min_length=4, max_length=16, pattern=r"^(?i:esp32(-?[a-z][0-9]+)?)$")]
+Version = Annotated[str, Meta(min_length=2, max_length=32, pattern=r"^v?\d+\.\d+(\.\d+)?(-[A-Za-z0-9.]+)?$")]
+Sha256 = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{64}$")]
+Port = Annotated[str, Meta(min_length=1, max_length=256)]
+
+FlashState = Literal["queued", "probing", "writing", "verifying", "done", "failed"]
+
+
+class FirmwareRead(Struct):
+    """One base image of the catalog: stock MicroPython for a chip, as a file under data_dir/firmware/."""
+
+    id: int
+    chip: str
+    version: str
+    sha256: str
+    size: int
+    filename: str
+    offset: int
+    project: str
+    source: Literal["user", "official"]
+    added_at: datetime
+
+
+class FirmwareFetch(Struct, forbid_unknown_fields=True):
+    chip: Chip
+    version: Version
+    sha256: Sha256 | None = None
+
+
+class ChipInfo(Struct):
+    """What esptool learns from a board in download mode."""
+
+    chip: str  # esptool's name: ESP32, ESP32-S3 …
+    mac: str  # aa:bb:cc:dd:ee:ff
+    flash_size: int | None  # bytes, None when the flash id is unknown
+    features: list[str] = []
+    crystal_mhz: int | None = None
+
+
+class UsbBoard(Struct):
+    """A serial port that may hold a board: a real USB bridge, or a virtual board on the "USB bus"."""
+
+    port: str
+    bridge: str  # CP210x, CH340, CH9102, FTDI, Espressif native USB, virtual, unknown
+    vid: int | None = None
+    pid: int | None = None
+    description: str = ""
+    serial_number: str | None = None
+    virtual: bool = False
+    probe: ChipInfo | None = None  # after a probe (or a flash) of this port
+    probe_error: str | None = None
+    device_id: str | None = None  # the known device with this MAC
+    device_name: str | None = None
+
+
+class ProbeRequest(Struct, forbid_unknown_fields=True):
+    port: Port
+
+
+class FlashRequest(Struct, forbid_unknown_fields=True):
+    port: Port
+    name: Name
+    role: Name
+    firmware: int | None = None  # catalog id; default: the newest image for the probed chip
+    factory_reset: bool = False
+    baud: Annotated[int, Meta(ge=9600, le=4_000_000)] = 460800
+
+
+class FlashJobRead(Struct):
+    id: str
+    port: str
+    name: str
+    role: str
+    firmware: int | None
+    factory_reset: bool
+    device_id: str | None
+    mac: str | None
+    chip: str | None
+    state: FlashState
+    progress: int
+    bytes: int | None
+    bytes_sent: int | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

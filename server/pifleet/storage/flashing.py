@@ -1,0 +1,156 @@
+"""Queries of the flashing aggregate: the firmware catalog, flash jobs, device identity (MAC) and secrets.
+
+Secrets are read only by the flashing service to write them into a board's bundle; nothing here returns them
+in a shape the API serves.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from ..flashing.model import FirmwareRead, FlashJobRead
+
+
+def _firmware(row: asyncpg.Record) -> FirmwareRead:
+    return FirmwareRead(id=row["id"], chip=row["chip"], version=row["version"], sha256=row["sha256"],
+                        size=row["size"], filename=row["filename"], offset=row["offset_"], project=row["project"],
+                        source=row["source"], added_at=row["added_at"])
+
+
+async def insert_firmware(db, *, chip: str, version: str, sha256: str, size: int, filename: str, offset: int,
+                          project: str, source: str) -> tuple[FirmwareRead, bool]:
+    """Add an image; an image with the same SHA-256 is already there: return it (created = False)."""
+    row = await db.fetchrow(
+        """
+        insert into firmware (chip, version, sha256, size, filename, offset_, project, source)
+        values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (sha256) do nothing returning *
+        """,
+        chip, version, sha256, size, filename, offset, project, source)
+    if row is not None:
+        return _firmware(row), True
+    return _firmware(await db.fetchrow("select * from firmware where sha256 = $1", sha256)), False
+
+
+async def list_firmware(db) -> list[FirmwareRead]:
+    return [_firmware(r) for r in await db.fetch("select * from firmware order by chip, added_at desc, id desc")]
+
+
+async def get_firmware(db, firmware_id: int) -> FirmwareRead | None:
+    row = await db.fetchrow("select * from firmware where id = $1", firmware_id)
+    return _firmware(row) if row else None
+
+
+async def newest_firmware(db, chip: str) -> FirmwareRead | None:
+    row = await db.fetchrow("select * from firmware where chip = $1 order by added_at desc, id desc limit 1", chip)
+    return _firmware(row) if row else None
+
+
+# ---- flash jobs ------------------------------------------------------------------------------------------------
+
+
+def _job(row: asyncpg.Record) -> FlashJobRead:
+    return FlashJobRead(
+        id=str(row["id"]), port=row["port"], name=row["name"], role=row["role"], firmware=row["firmware_id"],
+        factory_reset=row["factory_reset"], device_id=row["device_id"], mac=row["mac"], chip=row["chip"],
+        state=row["state"], progress=row["progress"], bytes=row["bytes"], bytes_sent=row["bytes_sent"],
+        error=row["error"], created_at=row["created_at"], started_at=row["started_at"],
+        finished_at=row["finished_at"])
+
+
+async def create_job(db, *, port: str, name: str, role: str, firmware_id: int | None,
+                     factory_reset: bool) -> FlashJobRead:
+    row = await db.fetchrow(
+        """
+        insert into flash_jobs (id, port, name, role, firmware_id, factory_reset, state)
+        values ($1, $2, $3, $4, $5, $6, 'queued') returning *
+        """,
+        uuid.uuid4(), port, name, role, firmware_id, factory_reset)
+    return _job(row)
+
+
+_JOB_FIELDS = {"state", "progress", "bytes", "bytes_sent", "error", "device_id", "mac", "chip", "firmware_id"}
+
+
+async def update_job(db, job_id: str, **fields: Any) -> None:
+    """Set some columns of a flash job; a state of writing/done/failed also stamps started_at/finished_at."""
+    unknown = set(fields) - _JOB_FIELDS
+    if unknown:
+        raise ValueError(f"unknown flash job fields {unknown}")
+    sets = [f"{key} = ${n}" for n, key in enumerate(fields, start=2)]
+    state = fields.get("state")
+    if state == "probing":
+        sets.append("started_at = now()")
+    if state in ("done", "failed"):
+        sets.append("finished_at = now()")
+    await db.execute(f"update flash_jobs set {', '.join(sets)} where id = $1", uuid.UUID(job_id), *fields.values())
+
+
+async def get_job(db, job_id: str) -> FlashJobRead | None:
+    try:
+        key = uuid.UUID(job_id)
+    except ValueError:
+        return None
+    row = await db.fetchrow("select * from flash_jobs where id = $1", key)
+    return _job(row) if row else None
+
+
+async def list_jobs(db, limit: int = 20) -> list[FlashJobRead]:
+    return [_job(r) for r in await db.fetch("select * from flash_jobs order by created_at desc limit $1", limit)]
+
+
+async def fail_unfinished(db) -> int:
+    """At start-up: flash jobs a previous master left running can never finish (its thread is gone)."""
+    result = await db.execute(
+        "update flash_jobs set state = 'failed', error = 'the master stopped during this flash', "
+        "finished_at = now() where state not in ('done', 'failed')")
+    return int(result.split()[-1])
+
+
+# ---- identity --------------------------------------------------------------------------------------------------
+
+
+async def device_by_mac(db, mac: str) -> asyncpg.Record | None:
+    return await db.fetchrow("select id, name, role from devices where mac = $1", mac)
+
+
+async def device_names(db, macs: list[str]) -> dict[str, tuple[str, str]]:
+    rows = await db.fetch("select mac, id, name from devices where mac = any($1::text[])", macs)
+    return {r["mac"]: (r["id"], r["name"]) for r in rows}
+
+
+async def name_taken_by(db, name: str) -> str | None:
+    return await db.fetchval("select id from devices where name = $1", name)
+
+
+async def secret_of(db, device_id: str) -> bytes | None:
+    return await db.fetchval("select secret from device_secrets where device_id = $1", device_id)
+
+
+async def device_exists(db, device_id: str) -> bool:
+    return bool(await db.fetchval("select true from devices where id = $1", device_id))
+
+
+async def record_flashed_device(conn: asyncpg.Connection, *, device_id: str, name: str, role: str, mac: str,
+                                secret: bytes, firmware: str) -> None:
+    """After a verified write: the device with this identity, its MAC and secret, in one transaction.
+
+    A factory reset gives the board a new id: the MAC moves from the old device row to the new one (the old row
+    stays, offline, with its history)."""
+    async with conn.transaction():
+        await conn.execute("update devices set mac = null where mac = $1 and id <> $2", mac, device_id)
+        await conn.execute("insert into roles (name) values ($1) on conflict do nothing", role)
+        await conn.execute(
+            """
+            insert into devices (id, name, kind, role, mac, firmware) values ($1, $2, 'pifleet.esp32', $3, $4, $5)
+            on conflict (id) do update set name = excluded.name, role = excluded.role, mac = excluded.mac
+            """,
+            device_id, name, role, mac, firmware)
+        await conn.execute(
+            """
+            insert into device_secrets (device_id, secret) values ($1, $2)
+            on conflict (device_id) do update set secret = excluded.secret, created_at = now()
+            """,
+            device_id, secret)

@@ -1,0 +1,94 @@
+"""A small but valid MicroPython-like ESP32 image for the tests (no stock image can be downloaded here).
+
+Built with esptool's own image classes, so esptool (`image-info`, `write-flash`) takes each part as it takes
+MicroPython's official `.bin`: a second-stage bootloader image, the partition table at 0x8000 (MicroPython's
+layout: nvs, phy_init, factory app at 0x10000, vfs data/fat from 0x200000 to the end of flash), and an app
+image whose first (DROM) segment starts with an `esp_app_desc_t` naming project "micropython" and the version.
+The parts are merged into one file written at the chip's bootloader offset (0x1000 on ESP32, 0x0 on S2, S3,
+C3, C6), like the official images. The code in it is filler: the virtual chip checks headers, never runs it.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from esptool.bin_image import ELFSection
+from esptool.targets import CHIP_DEFS
+
+from pifleet.flashing.layout import TABLE_OFFSET, build_partition_table, micropython_default_table
+
+APP_OFFSET = 0x10000
+_APP_DESC = struct.Struct("<II8s32s32s16s16s32s32sHHB3s72s")  # esp_app_desc_t, 256 bytes
+_FLASH_SIZE_CODES = {1: "1MB", 2: "2MB", 4: "4MB", 8: "8MB", 16: "16MB", 32: "32MB"}
+
+
+def _rom(chip: str):
+    try:
+        return CHIP_DEFS[chip]
+    except KeyError:
+        raise ValueError(f"unknown chip {chip!r}") from None
+
+
+def _image(rom, flash_size: int):
+    image = rom.BOOTLOADER_IMAGE()
+    image.chip_id = rom.IMAGE_CHIP_ID
+    image.flash_mode = 2  # DIO, what MicroPython's images say
+    mib = flash_size // (1024 * 1024)
+    image.flash_size_freq = rom.FLASH_SIZES[_FLASH_SIZE_CODES[mib]] if mib in _FLASH_SIZE_CODES else 0x20
+    return image
+
+
+def _ram(chip: str) -> tuple[int, int]:
+    """An IRAM and a DRAM address of the chip (ESP32, S2/S3, or the RISC-V chips)."""
+    if chip == "esp32":
+        return 0x40080400, 0x3FFF0000
+    if chip in ("esp32s2", "esp32s3"):
+        return 0x40378000 if chip == "esp32s3" else 0x40020000, 0x3FCD0000 if chip == "esp32s3" else 0x3FFE0000
+    return 0x40380000, 0x3FC90000
+
+
+def app_desc(version: str, project: str = "micropython") -> bytes:
+    return _APP_DESC.pack(0xABCD5432, 0, b"", version.encode(), project.encode(), b"00:00:00", b"Jan  1 2025",
+                          b"v5.2.2", b"\0" * 32, 0, 0, 0, b"", b"")
+
+
+def build_bootloader(chip: str = "esp32", flash_size: int = 4 * 1024 * 1024) -> bytes:
+    """A second-stage bootloader image: two RAM segments (IRAM code, DRAM data) and an entry point."""
+    rom = _rom(chip)
+    image = _image(rom, flash_size)
+    iram, dram = _ram(chip)
+    image.segments = [ELFSection(b".dram0.rodata", dram, b"pifleet test bootloader\0".ljust(64, b"\0"), 0),
+                      ELFSection(b".iram_loader.text", iram, b"\x36\x41\x00\x1d\xf0\x00\x00\x00" * 16, 0)]
+    image.entrypoint = iram
+    return image.save(None)
+
+
+def build_app(chip: str = "esp32", version: str = "v1.24.1", flash_size: int = 4 * 1024 * 1024) -> bytes:
+    """The application image: DROM segment starting with esp_app_desc_t, then IRAM filler (no IROM, whose
+    64 KB MMU alignment would pad the image to 64 KB for nothing)."""
+    rom = _rom(chip)
+    image = _image(rom, flash_size)
+    code = b"\x36\x41\x00\x1d\xf0\x00\x00\x00" * 64
+    image.segments = [ELFSection(b".flash.appdesc", rom.DROM_MAP_START + 0x20, app_desc(version) + b"MicroPython " * 64, 0),
+                      ELFSection(b".iram0.text", _ram(chip)[0] + 0x1000, code, 0)]
+    image.entrypoint = _ram(chip)[0] + 0x1000
+    return image.save(None)
+
+
+def build_image(chip: str = "esp32", version: str = "v1.24.1", flash_size: int = 4 * 1024 * 1024) -> bytes:
+    """The merged image (bootloader, partition table, app), to be written at the chip's bootloader offset."""
+    rom = _rom(chip)
+    base = rom.BOOTLOADER_FLASH_OFFSET
+    merged = bytearray(b"\xff" * (APP_OFFSET - base))
+    bootloader = build_bootloader(chip, flash_size)
+    if len(bootloader) > TABLE_OFFSET - base:
+        raise ValueError("bootloader too large")
+    merged[:len(bootloader)] = bootloader
+    table = build_partition_table(micropython_default_table(flash_size))
+    merged[TABLE_OFFSET - base:TABLE_OFFSET - base + len(table)] = table
+    merged += build_app(chip, version, flash_size)
+    return bytes(merged)
+
+
+def bootloader_offset(chip: str = "esp32") -> int:
+    return _rom(chip).BOOTLOADER_FLASH_OFFSET
