@@ -13,10 +13,14 @@ from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 from . import __version__
+from .flashing.api import CONTROLLERS as FLASHING_CONTROLLERS
+from .flashing.pages import BoardPanelController
 from .master import Master
+from .web.api.adoptions import AdoptionController
 from .web.api.fleet import DeviceController, RoleController
 from .web.api.jobs import ExecutionController, JobController, TimelineController
 from .web.api.live import LiveController
+from .web.pages.adoptions import AdoptionPanelController
 from .web.pages.dashboard import DashboardController
 from .web.problems import HANDLERS
 
@@ -26,6 +30,7 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
 def create_app(master: Master) -> Litestar:
     return Litestar(
         route_handlers=[
+            AdoptionController, AdoptionPanelController, *FLASHING_CONTROLLERS, BoardPanelController,
             DeviceController, RoleController, JobController, ExecutionController, TimelineController,
             LiveController, DashboardController, create_static_files_router(path="/static", directories=[DASHBOARD / "static"]),
         ],

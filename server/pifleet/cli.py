@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import time
 from datetime import UTC, datetime
@@ -45,6 +46,10 @@ def _master_options(fn):
         click.option("--data-dir", type=click.Path(path_type=Path), default=default_data_dir,
                      show_default="per-user data directory", help="Embedded PostgreSQL, boards, state."),
         click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
+        # read by Settings (PIFLEET_MDNS), so the commands' signatures stay as they are
+        click.option("--no-mdns", is_flag=True, expose_value=False, is_eager=True,
+                     callback=lambda ctx, param, value: os.environ.__setitem__("PIFLEET_MDNS", "0") if value else None,
+                     help="Do not advertise the master by mDNS (boards then use the address in their config)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -273,3 +278,15 @@ def executions(url, job, device, state, limit, offset) -> None:
 
 
 main.add_command(sim)
+
+from .cli_adopt import adopt  # noqa: E402 — attached after _call exists; it imports it lazily
+from .cli_board import board_commands  # noqa: E402
+
+main.add_command(adopt)
+for _command in board_commands:
+    main.add_command(_command)
+
+from .flashing.cli import COMMANDS as _flashing_commands  # noqa: E402 — they use _call lazily
+
+for _command in _flashing_commands:
+    main.add_command(_command)

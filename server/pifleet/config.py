@@ -16,6 +16,11 @@ def default_data_dir() -> Path:
     return Path(base) / "pifleet"
 
 
+def _float_env(name: str) -> float | None:
+    value = os.environ.get(name)
+    return float(value) if value else None
+
+
 class Settings(msgspec.Struct, kw_only=True):
     data_dir: Path = msgspec.field(default_factory=default_data_dir)
     host: str = "127.0.0.1"
@@ -28,8 +33,26 @@ class Settings(msgspec.Struct, kw_only=True):
     # How long the master waits for a board's answer beyond the command's own duration.
     command_timeout_s: float = msgspec.field(
         default_factory=lambda: float(os.environ.get("PIFLEET_COMMAND_TIMEOUT", "10")))
+    # Advertise the CoAP endpoint by mDNS/DNS-SD (python-zeroconf), so boards find the master; PIFLEET_MDNS=0 or
+    # `pifleet serve --no-mdns` turns it off.
+    mdns: bool = msgspec.field(default_factory=lambda: os.environ.get("PIFLEET_MDNS", "1") != "0")
+    # What a freshly flashed board joins and where it finds the master (written into its config.json).
+    # The PSK is a secret: never logged, never served by the API.
+    wifi_ssid: str = msgspec.field(default_factory=lambda: os.environ.get("PIFLEET_WIFI_SSID", ""))
+    wifi_psk: str = msgspec.field(default_factory=lambda: os.environ.get("PIFLEET_WIFI_PSK", ""))
+    # The address boards use to reach the CoAP endpoint; default: coap_host, or this Pi's LAN address when
+    # coap_host is a wildcard (boards on the LAN cannot use 127.0.0.1).
+    advertised_host: str | None = msgspec.field(
+        default_factory=lambda: os.environ.get("PIFLEET_ADVERTISED_HOST") or None)
+    # Where the house is, for sunrise/sunset triggers (PIFLEET_LATITUDE / PIFLEET_LONGITUDE, decimal degrees).
+    latitude: float | None = msgspec.field(default_factory=lambda: _float_env("PIFLEET_LATITUDE"))
+    longitude: float | None = msgspec.field(default_factory=lambda: _float_env("PIFLEET_LONGITUDE"))
     # Huey worker threads inside the master process.
     workers: int = 4
+
+    @property
+    def location(self) -> tuple[float, float] | None:
+        return None if self.latitude is None or self.longitude is None else (self.latitude, self.longitude)
 
     @property
     def coap_reachable_host(self) -> str:

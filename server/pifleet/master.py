@@ -12,8 +12,14 @@ import logging
 import asyncpg
 
 from .config import Settings
+from .discovery.advertise import Advertiser
 from .events import EventHub
+from .flashing.catalog import Catalog
+from .flashing.service import FlashService
+from .flashing.usb import UsbWatcher
+from .fleet.adoption import AdoptionService
 from .fleet.registry import Registry
+from .gateway import adoption as adoption_resource
 from .gateway.coap import Gateway
 from .jobs.queue import JobQueue
 from .jobs.runner import Runner
@@ -31,6 +37,11 @@ class Master:
         self.gateway = Gateway(settings.coap_host, settings.coap_port)
         self._pg_server = None
         self._tasks: list[asyncio.Task] = []
+        self.advertiser: Advertiser | None = None
+        self.adoption: AdoptionService
+        self.catalog: Catalog
+        self.usb: UsbWatcher
+        self.flashing: FlashService
         self.queue: JobQueue
         self.registry: Registry
         self.jobs: JobService
@@ -50,9 +61,21 @@ class Master:
         await migrations.migrate(self.pool)
         self.queue = JobQueue(url, workers=self.settings.workers)
         self.registry = Registry(self.pool, self.hub, self.gateway)
-        self.jobs = JobService(self.pool, self.queue, self.hub)
+        self.jobs = JobService(self.pool, self.queue, self.hub, self.settings.location)
         self.runner = Runner(self.jobs, self.registry, self.gateway, self.settings.command_timeout_s)
         await self.gateway.start(self.registry)
+        # adoption of boards without identity: POST /pair on the same CoAP endpoint
+        self.adoption = AdoptionService(self.pool, self.hub)
+        adoption_resource.attach(self.gateway.context.serversite, self.adoption, self.gateway.counters)
+        if self.settings.mdns:
+            self.advertiser = Advertiser(self.settings.coap_host, self.settings.coap_port)
+            await self.advertiser.start()  # best effort, in the background
+        # flashing over USB: base-image catalog, USB board watch (1 s), flash jobs
+        self.catalog = Catalog(self.pool, self.settings.data_dir / "firmware")
+        self.usb = UsbWatcher(self.hub)
+        self.flashing = FlashService(self.pool, self.hub, self.catalog, self.usb, self.settings)
+        await self.flashing.recover()
+        self._tasks.append(asyncio.create_task(self.usb.run(), name="usb-watch"))
         self.queue.start(asyncio.get_running_loop(), self.runner.run)
         await self.jobs.recover()
         self._tasks.append(asyncio.create_task(self.registry.watch(), name="device-watch"))
@@ -60,6 +83,8 @@ class Master:
                  self.settings.coap_host, self.settings.coap_port, self.settings.data_dir)
 
     async def stop(self) -> None:
+        if hasattr(self, "flashing"):
+            await self.flashing.stop()  # a flash cut short is recorded as failed while the pool is open
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -67,6 +92,9 @@ class Master:
         if hasattr(self, "queue"):
             # worker threads may be waiting on coroutines of this loop: let them finish off-loop
             await asyncio.to_thread(self.queue.stop)
+        if self.advertiser is not None:
+            await self.advertiser.stop()
+            self.advertiser = None
         await self.gateway.stop()
         if self.pool is not None:
             await self.pool.close()

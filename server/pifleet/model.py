@@ -83,7 +83,21 @@ class ManualTrigger(Struct, tag="manual", tag_field="type", forbid_unknown_field
     """Runs only when asked (API `POST /api/jobs/{name}/run`)."""
 
 
-Trigger = AtTrigger | CronTrigger | EveryTrigger | ManualTrigger
+class SunTrigger(Struct, tag="sun", tag_field="type", forbid_unknown_fields=True):
+    """Every day at sunrise, sunset, dawn, dusk or noon at the master's location (settings), with an offset."""
+
+    event: Literal["sunrise", "sunset", "dawn", "dusk", "noon"]
+    offset_s: Annotated[float, Meta(ge=-12 * 3600, le=12 * 3600)] = 0.0
+
+
+class AfterTrigger(Struct, tag="after", tag_field="type", forbid_unknown_fields=True):
+    """Whenever another job's own run finishes with the given outcome."""
+
+    job: Name
+    on: Literal["success", "failure", "always"] = "success"
+
+
+Trigger = AtTrigger | CronTrigger | EveryTrigger | ManualTrigger | SunTrigger | AfterTrigger
 
 
 class DelayTrigger(Struct, tag="delay", tag_field="type", forbid_unknown_fields=True):
@@ -102,11 +116,24 @@ class NextTimeTrigger(Struct, tag="next", tag_field="type", forbid_unknown_field
 FollowUpTrigger = DelayTrigger | NextTimeTrigger
 
 
+class Condition(Struct, forbid_unknown_fields=True):
+    """A test on the previous run's result: `path` is a dotted path into it (`celsius`, `rows.0.value`)."""
+
+    path: Annotated[str, Meta(min_length=1, max_length=200)]
+    above: float | None = None
+    below: float | None = None
+    equals: Any | msgspec.UnsetType = msgspec.UNSET
+
+
 class FollowUp(Struct, forbid_unknown_fields=True):
+    """An action planned when the job's own run finishes. A parameter may take a value from that run's result:
+    `{"$result": "celsius"}`. `when` makes the follow-up conditional on the result."""
+
     action: Action
     trigger: FollowUpTrigger
     on: Literal["success", "failure", "always"] = "success"
     target: Target | None = None  # default: the job's own target
+    when: Condition | None = None
 
 
 class RetryPolicy(Struct, forbid_unknown_fields=True):

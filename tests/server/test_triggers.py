@@ -72,3 +72,31 @@ def test_at_every_and_manual():
     created = utc(2026, 11, 26, 12, 0)
     assert next_fire(EveryTrigger(seconds=600), utc(2026, 11, 26, 12, 25), created=created) == utc(2026, 11, 26, 12, 30)
     assert next_fire(ManualTrigger(), created) is None
+
+
+BERLIN_LOCATION = (52.52, 13.405)
+
+
+def test_sunset_with_an_offset_in_berlin():
+    from pifleet.model import SunTrigger
+
+    t = SunTrigger(event="sunset", offset_s=-1800)
+    when = next_fire(t, utc(2026, 11, 26, 12, 0), location=BERLIN_LOCATION)
+    assert utc(2026, 11, 26, 14, 25) < when < utc(2026, 11, 26, 14, 35)  # sunset ~14:59 UTC, minus 30 min
+    after_it = next_fire(t, when, location=BERLIN_LOCATION)
+    assert timedelta(hours=23, minutes=50) < after_it - when < timedelta(hours=24, minutes=10)
+
+
+def test_sunrise_in_the_polar_night_waits_for_the_sun():
+    from pifleet.model import SunTrigger
+
+    when = next_fire(SunTrigger(event="sunrise"), utc(2026, 12, 1), location=(78.2, 15.6))  # Longyearbyen
+    assert utc(2027, 2, 10) < when < utc(2027, 2, 25)
+
+
+def test_sun_triggers_need_a_location():
+    from pifleet.model import SunTrigger
+
+    with pytest.raises(InvalidError) as err:
+        validate(SunTrigger(event="sunset"), None)
+    assert "PIFLEET_LATITUDE" in err.value.detail

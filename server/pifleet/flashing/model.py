@@ -40,6 +40,8 @@ class FirmwareFetch(Struct, forbid_unknown_fields=True):
     chip: Chip
     version: Version
     sha256: Sha256 | None = None
+    # accept a download with no SHA-256 to check (only HTTPS and the image's own digests vouch for it)
+    trust_https: bool = False
 
 
 class ChipInfo(Struct):

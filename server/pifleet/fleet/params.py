@@ -12,11 +12,14 @@ from ..model import CapabilityRead, DeviceRead
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "number": (int, float), "integer": (int,), "string": (str,), "boolean": (bool,), "enum": (str, int),
+    "list": (list,), "object": (dict,),
 }
 
 
-def check_command(device: DeviceRead, capability: str, command: str, params: dict[str, Any], where: str) -> None:
-    """Raise InvalidError naming `where.capability`, `where.command` or `where.params.X`."""
+def check_command(device: DeviceRead, capability: str, command: str, params: dict[str, Any], where: str,
+                  deferred: set[str] = frozenset()) -> None:
+    """Raise InvalidError naming `where.capability`, `where.command` or `where.params.X`. Parameters in
+    `deferred` get their value later (from a previous result): only their names are checked now."""
     cap: CapabilityRead | None = next((c for c in device.capabilities if c.name == capability), None)
     if cap is None:
         offered = ", ".join(c.name for c in device.capabilities) or "none declared yet"
@@ -36,7 +39,8 @@ def check_command(device: DeviceRead, capability: str, command: str, params: dic
             if spec.get("required", True):
                 raise InvalidError(f"{capability}.{command} needs parameter {key!r}", field=field)
             continue
-        _check_value(params[key], spec, field)
+        if key not in deferred:
+            _check_value(params[key], spec, field)
 
 
 def _check_value(value: Any, spec: dict[str, Any], field: str) -> None:

@@ -18,10 +18,10 @@ from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, Pifle
 from ..fleet.params import check_command
 from ..fleet.link import BoardLink
 from ..fleet.registry import Registry
-from ..model import JobSpec
+from ..model import FollowUp, JobSpec
 from ..storage import devices as devices_q
 from ..storage import jobs as q
-from . import triggers
+from . import results, triggers
 from .service import JobService, now
 
 log = logging.getLogger(__name__)
@@ -132,31 +132,46 @@ class Runner:
         log.warning("execution %s failed after %d attempt(s): %s", row["id"], attempts_made, error)
 
     async def _complete(self, row, spec: JobSpec, state: str, *, result: Any = None, error: str | None = None):
-        """Record the outcome and plan the follow-ups it calls for, in one transaction: a crash in between
-        cannot leave a finished run whose follow-up was never planned. Huey hears of them after the commit
+        """Record the outcome and plan what it calls for — follow-ups (their parameters filled from the result,
+        their conditions checked) and jobs triggered `after` this one — in one transaction: a crash in between
+        cannot leave a finished run whose successors were never planned. Huey hears of them after the commit
         (and again from JobService.recover after a crash)."""
         # skipped, missed and cancelled runs did not run: nothing follows them
         outcome = {"succeeded": "success", "failed": "failure", "timed_out": "failure"}.get(state)
-        finished = now()
+        is_root = row["parent_id"] is None
         planned = []
         async with self.pool.acquire() as conn, conn.transaction():
             await q.finish(conn, row["id"], state, result=result, error=error)
-            # follow-ups hang off the job's own run (chains of follow-ups come with the job-engine issue)
-            follow_ups = spec.follow_ups if row["parent_id"] is None else []
-            for step, follow in enumerate(follow_ups, start=1):
-                if outcome is None or follow.on not in (outcome, "always"):
-                    continue
-                target = follow.target or spec.target
-                device = await devices_q.get_by_name(conn, target.device)
-                when = triggers.follow_up_time(follow.trigger, finished)
-                execution_id = await q.insert_execution(
-                    conn, job_id=row["job_id"], device_id=device.id if device else None,
-                    capability=follow.action.capability, command=follow.action.command,
-                    params=msgspec.to_builtins(follow.action.params), scheduled_for=when,
-                    max_attempts=spec.retry.attempts, parent_id=row["id"], step=step,
-                )
-                if execution_id is not None:
-                    planned.append((execution_id, when))
+            if outcome is None or not is_root:  # follow-ups hang off the job's own run (no chains yet)
+                return
+            job = await q.get_job_by_id(conn, row["job_id"])
+            for step, follow in enumerate(spec.follow_ups, start=1):
+                if follow.on in (outcome, "always"):
+                    planned += await self._plan_follow_up(conn, row, spec, step, follow, result)
+            if job is not None:
+                planned += await self.jobs.plan_dependents(conn, job.name, outcome)
         for execution_id, when in planned:
             await self.jobs.queue.schedule(execution_id, 0, when)
-            log.info("follow-up %s of %s planned for %s", execution_id, row["id"], when.isoformat())
+            log.info("planned %s after %s, for %s", execution_id, row["id"], when.isoformat())
+
+    async def _plan_follow_up(self, conn, row, spec: JobSpec, step: int, follow: FollowUp, result: Any):
+        target = follow.target or spec.target
+        device = await devices_q.get_by_name(conn, target.device)
+        when = triggers.follow_up_time(follow.trigger, now())
+        state, error, params = "scheduled", None, follow.action.params
+        if follow.when is not None:
+            ok, why = results.holds(follow.when, result)
+            if not ok:
+                state, error = "skipped", f"skipped: condition not met: {why}"
+        if state == "scheduled":
+            try:
+                params = results.substitute(params, result)
+            except PifleetError as exc:
+                state, error = "failed", f"cannot fill parameter {exc.field}: {exc.detail}"
+        execution_id = await q.insert_execution(
+            conn, job_id=row["job_id"], device_id=device.id if device else None,
+            capability=follow.action.capability, command=follow.action.command,
+            params=msgspec.to_builtins(params), scheduled_for=when, max_attempts=spec.retry.attempts,
+            parent_id=row["id"], step=step, state=state, error=error,
+        )
+        return [(execution_id, when)] if execution_id is not None and state == "scheduled" else []

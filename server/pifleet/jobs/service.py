@@ -12,14 +12,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import msgspec
 
 from ..errors import ConflictError, InvalidError, NotFoundError
 from ..events import EventHub
 from ..fleet.params import check_command
-from ..model import DryRun, ExecutionRead, JobRead, JobSpec, TimelineEntry
+from ..model import AfterTrigger, DryRun, ExecutionRead, JobRead, JobSpec, TimelineEntry
 from ..storage import devices as devices_q
 from ..storage import jobs as q
-from . import triggers
+from . import results, triggers
 from .queue import JobQueue
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,21 @@ def now() -> datetime:
 
 
 class JobService:
-    def __init__(self, pool: asyncpg.Pool, queue: JobQueue, hub: EventHub) -> None:
+    def __init__(self, pool: asyncpg.Pool, queue: JobQueue, hub: EventHub,
+                 location: triggers.Location | None = None) -> None:
         self.pool = pool
         self.queue = queue
         self.hub = hub
+        self.location = location
+
+    def next_fire(self, job: JobRead, after: datetime) -> datetime | None:
+        return triggers.next_fire(job.spec.trigger, after, created=job.created_at, location=self.location)
 
     async def check(self, spec: JobSpec) -> None:
         """Refuse a job that could not run: unknown device, capability, command or parameter; bad trigger."""
-        triggers.validate(spec.trigger)
+        triggers.validate(spec.trigger, self.location)
+        if isinstance(spec.trigger, AfterTrigger):
+            await self._check_after(spec)
         device = await devices_q.get_by_name(self.pool, spec.target.device)
         if device is None:
             raise InvalidError(f"no device named {spec.target.device!r}", field="target.device")
@@ -49,7 +57,28 @@ class JobService:
             if other is None:
                 raise InvalidError(f"no device named {target.device!r}", field=f"follow_ups[{i}].target.device")
             a = follow.action
-            check_command(other, a.capability, a.command, a.params, f"follow_ups[{i}].action")
+            check_command(other, a.capability, a.command, a.params, f"follow_ups[{i}].action",
+                          deferred=results.references(a.params))
+            if follow.when is not None and follow.when.above is None and follow.when.below is None \
+                    and follow.when.equals is msgspec.UNSET:
+                raise InvalidError("a condition needs above, below or equals", field=f"follow_ups[{i}].when")
+
+    async def _check_after(self, spec: JobSpec) -> None:
+        """The job it follows must exist, and following must not lead back to this job (a cycle)."""
+        chain, name = [spec.name], spec.trigger.job
+        while True:
+            if name in chain:
+                raise InvalidError(f"cycle: {' → '.join([*chain, name])} — a job cannot (indirectly) follow itself",
+                                   field="trigger.job")
+            other = await q.get_job(self.pool, name)
+            if other is None:
+                if len(chain) == 1:
+                    raise InvalidError(f"no job named {name!r} to follow", field="trigger.job")
+                return
+            if not isinstance(other.spec.trigger, AfterTrigger):
+                return
+            chain.append(name)
+            name = other.spec.trigger.job
 
     async def save(self, spec: JobSpec) -> tuple[JobRead, bool]:
         await self.check(spec)
@@ -77,7 +106,7 @@ class JobService:
         job = await q.get_job_by_id(self.pool, job_id)
         if job is None or not job.enabled or await q.has_pending_root(self.pool, job_id):
             return None
-        when = triggers.next_fire(job.spec.trigger, after, created=job.created_at)
+        when = self.next_fire(job, after)
         if when is None:
             return None
         return await self._plan(job, when)
@@ -91,15 +120,26 @@ class JobService:
         assert execution is not None
         return execution
 
-    async def _plan(self, job: JobRead, when: datetime) -> uuid.UUID | None:
+    async def plan_dependents(self, conn, job_name: str, outcome: str) -> list[tuple[uuid.UUID, datetime]]:
+        """Plan, now, the runs of jobs triggered by `after` this job's outcome (inside the caller's transaction)."""
+        planned, when = [], now()
+        for job in await q.jobs_after(conn, job_name):
+            if job.spec.enabled and job.spec.trigger.on in (outcome, "always"):
+                execution_id = await self._plan(job, when, conn=conn, hand_over=False)
+                if execution_id is not None:
+                    planned.append((execution_id, when))
+        return planned
+
+    async def _plan(self, job: JobRead, when: datetime, conn=None, hand_over: bool = True) -> uuid.UUID | None:
         spec = job.spec
-        device = await devices_q.get_by_name(self.pool, spec.target.device)
+        db = conn or self.pool
+        device = await devices_q.get_by_name(db, spec.target.device)
         execution_id = await q.insert_execution(
-            self.pool, job_id=job.id, device_id=device.id if device else None, capability=spec.action.capability,
+            db, job_id=job.id, device_id=device.id if device else None, capability=spec.action.capability,
             command=spec.action.command, params=spec.action.params, scheduled_for=when,
             max_attempts=spec.retry.attempts,
         )
-        if execution_id is not None:
+        if execution_id is not None and hand_over:
             await self.queue.schedule(execution_id, 0, when)
             log.info("planned %s of job %s for %s", execution_id, job.name, when.isoformat())
             self.hub.publish("executions")
@@ -147,7 +187,7 @@ class JobService:
         host = f"[{device.address}]" if device.address and ":" in device.address else device.address
         runs, after = [], now()
         for _ in range(5):
-            when = triggers.next_fire(job.spec.trigger, after, created=job.created_at)
+            when = self.next_fire(job, after)
             if when is None:
                 break
             runs.append(when)
@@ -173,7 +213,7 @@ class JobService:
                 continue
             spec, after = job.spec, start
             for _ in range(limit_per_job):
-                when = triggers.next_fire(spec.trigger, after, created=job.created_at)
+                when = self.next_fire(job, after)
                 if when is None or when > end:
                     break
                 after = when

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import InvalidError
 from ..model import (
+    AfterTrigger,
     AtTrigger,
     CronTrigger,
     DelayTrigger,
@@ -20,8 +21,11 @@ from ..model import (
     FollowUpTrigger,
     ManualTrigger,
     NextTimeTrigger,
+    SunTrigger,
     Trigger,
 )
+
+Location = tuple[float, float]
 
 _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("weekday", 0, 7))
 _SEARCH_DAYS = 366 * 5  # "0 0 29 2 1" (Feb 29th on a Monday) is rare, but exists within a few years
@@ -106,8 +110,24 @@ def resolve_local(day: date, clock: time, tz: ZoneInfo) -> datetime:
     return naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
 
 
-def validate(trigger: Trigger) -> None:
+def sun_event(trigger: SunTrigger, day: date, location: Location) -> datetime | None:
+    """The instant of the sun event on that (UTC) day plus the offset, or None where it does not happen
+    (polar day or night)."""
+    from astral import Observer, sun
+
+    observer = Observer(latitude=location[0], longitude=location[1])
+    try:
+        instant = getattr(sun, trigger.event)(observer, day, tzinfo=UTC)
+    except ValueError:  # the sun never rises (or sets) there on that day
+        return None
+    return instant + timedelta(seconds=trigger.offset_s)
+
+
+def validate(trigger: Trigger, location: Location | None = None) -> None:
     """Refuse what decodes but cannot fire; raises InvalidError naming the field."""
+    if isinstance(trigger, SunTrigger) and location is None:
+        raise InvalidError("sun triggers need the master's location: set PIFLEET_LATITUDE and PIFLEET_LONGITUDE",
+                           field="trigger.event")
     if isinstance(trigger, CronTrigger):
         zone(trigger.tz)
         Cron(trigger.expr)
@@ -120,8 +140,10 @@ def validate_follow_up(trigger: FollowUpTrigger, index: int) -> None:
         zone(trigger.tz, field=f"follow_ups[{index}].trigger.tz")
 
 
-def next_fire(trigger: Trigger, after: datetime, *, created: datetime | None = None) -> datetime | None:
-    """The first instant strictly after `after` at which the trigger fires, or None (never again / manual)."""
+def next_fire(trigger: Trigger, after: datetime, *, created: datetime | None = None,
+              location: Location | None = None) -> datetime | None:
+    """The first instant strictly after `after` at which the trigger fires, or None (never again, manual,
+    or fired by another job's outcome)."""
     if isinstance(trigger, AtTrigger):
         return trigger.at.astimezone(UTC) if trigger.at > after else None
     if isinstance(trigger, CronTrigger):
@@ -134,7 +156,16 @@ def next_fire(trigger: Trigger, after: datetime, *, created: datetime | None = N
         while when <= after:
             when += step
         return when.astimezone(UTC)
-    if isinstance(trigger, ManualTrigger):
+    if isinstance(trigger, SunTrigger):
+        if location is None:
+            return None
+        day = after.astimezone(UTC).date() - timedelta(days=1)  # an offset may move an event across midnight
+        for offset in range(_SEARCH_DAYS):
+            when = sun_event(trigger, day + timedelta(days=offset), location)
+            if when is not None and when > after:
+                return when
+        return None
+    if isinstance(trigger, (ManualTrigger, AfterTrigger)):
         return None
     raise TypeError(f"unknown trigger {trigger!r}")
 

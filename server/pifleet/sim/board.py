@@ -1,6 +1,9 @@
-"""VirtualBoard: provision a board's flash directory and boot it in a real MicroPython interpreter.
+"""VirtualBoard: a virtual ESP32 — flash file, ROM loader and console on a pty, MicroPython booted from flash.
 
-Layer: sim (CPython). The board filesystem lives in ROOT/flash (what a Pi would write to an ESP32's vfs);
+Layer: sim (CPython). The board's flash is ROOT/flash.bin (the board's flash size; esptool writes it through
+the pty `serial_port`, see chip.py); its `vfs` partition holds the littlefs filesystem that MicroPython mounts
+at boot (micropython/shims/_boot.py). provision() is the shortcut for tests that do not test flashing: it
+writes what flashing would (bootloader and app headers, partition table, the agent's files as littlefs).
 ROOT/io holds what the shims make observable: pins.log (output levels), inputs.json (ADC and input pins),
 console.log (the board's serial console). The machine/network shims come from the repository's
 micropython/shims and are never copied into flash, exactly as a real board never has them.
@@ -10,16 +13,26 @@ It must not import litestar or aiocoap.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
+
+from pifleet.flashing.layout import (
+    TABLE_OFFSET, LayoutError, build_littlefs, build_partition_table, find_app, find_vfs,
+    micropython_default_table, parse_partition_table, read_littlefs,
+)
+from pifleet.sim.chip import BOOTLOADER_OFFSET, Chip
+from pifleet.sim.flash import DEFAULT_SIZE, Flash, board_mac
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +57,20 @@ ROLES = {
 WATCHDOG_RESET = -signal.SIGUSR1
 
 _claimed_ips: set[str] = set()  # addresses handed to boards of this process, running or not
+
+
+def runtime_dir() -> Path:
+    """RUNTIME of docs/flashing.md: $XDG_RUNTIME_DIR/pifleet, else /tmp/pifleet-run-UID/pifleet."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/pifleet-run-{os.getuid()}"
+    return Path(base) / "pifleet"
+
+
+def image_header(entry: int = 0x40080000) -> bytes:
+    """A minimal ESP32 image header (magic 0xE9, no segments, DIO, 4 MB) — enough for the virtual ROM's check.
+
+    The real bytes come from the base image (pifleet.flashing); this is only provision()'s stand-in.
+    """
+    return struct.pack("<BBBBI", 0xE9, 0, 2, 0x20, entry) + b"\xee" + b"\0" * 15 + b"\0" * 15 + b"\xef"
 
 
 def micropython_binary() -> str | None:
@@ -74,11 +101,14 @@ def free_loopback_ip(port: int) -> str:
 class VirtualBoard:
     """One virtual ESP32 running the pifleet agent."""
 
-    def __init__(self, name: str, root: Path, *, role: str, master: tuple[str, int] = ("127.0.0.1", 5683),
+    def __init__(self, name: str, root: Path, *, role: str | None = None, master: tuple[str, int] = ("127.0.0.1", 5683),
                  device_id: str | None = None, ip: str | None = None, heapsize: int = DEFAULT_HEAPSIZE,
                  lifetime: int = 60, caps: dict | None = None, listen_port: int = 5683,
-                 runtime: str | None = None) -> None:
-        if caps is None and role not in ROLES:
+                 runtime: str | None = None, flash_size: int = DEFAULT_SIZE, erased: bool = False,
+                 loader_enabled: bool = True) -> None:
+        if role is None and not erased:
+            raise ValueError("a board that is not erased needs a role")
+        if caps is None and role is not None and role not in ROLES:
             raise ValueError(f"unknown role {role!r}; known roles: {', '.join(ROLES)}")
         self.name = name
         self.root = Path(root)
@@ -90,82 +120,159 @@ class VirtualBoard:
         _claimed_ips.add(self.ip)
         self.heapsize = heapsize
         self.lifetime = lifetime
-        self.caps = caps if caps is not None else ROLES[role]
-        self.flash = self.root / "flash"
+        self.caps = caps if caps is not None else ROLES.get(role, {})
+        self.flash_size = flash_size
+        self.erased = erased
+        self.loader_enabled = loader_enabled
+        self.flash_path = self.root / "flash.bin"
+        self.mac = board_mac(name)
         self.io = self.root / "io"
+        self._chip: Chip | None = None
         # "micropython" or "cpython"; None picks MicroPython wherever its binary exists.
         self.runtime = runtime
-        self._proc: subprocess.Popen | None = None
-        self._console = None
+        self._exit: int | None = None
 
     # -- provisioning ----------------------------------------------------------------------------
 
-    def provision(self) -> None:
-        """Write the board's filesystem, as flashing would. An already provisioned board is left as it is."""
-        self.io.mkdir(parents=True, exist_ok=True)
-        if (self.flash / "config.json").exists():
-            return
-        staging = self.root / "flash.new"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        shutil.copy2(AGENT_SRC / "boot.py", staging / "boot.py")
-        shutil.copy2(AGENT_SRC / "main.py", staging / "main.py")
-        shutil.copytree(AGENT_SRC / "agent", staging / "agent",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        (staging / "caps").mkdir()
-        (staging / "caps" / "__init__.py").write_text("")
+    def board_files(self, identity: bool = True) -> dict[str, bytes]:
+        """The board's filesystem as flashing writes it: agent, boot/main, role modules, config.json.
+
+        identity=False: a board flashed elsewhere (or factory reset) — agent and role, but no device id or name;
+        it waits for adoption (docs/protocol.md, "Adoption")."""
+        files = {"boot.py": (AGENT_SRC / "boot.py").read_bytes(), "main.py": (AGENT_SRC / "main.py").read_bytes(),
+                 "caps/__init__.py": b""}
+        for path in sorted((AGENT_SRC / "agent").rglob("*.py")):
+            files["agent/" + path.relative_to(AGENT_SRC / "agent").as_posix()] = path.read_bytes()
         for cap in self.caps:
-            shutil.copy2(CAPABILITIES_SRC / f"{cap}.py", staging / "caps" / f"{cap}.py")
+            files[f"caps/{cap}.py"] = (CAPABILITIES_SRC / f"{cap}.py").read_bytes()
         config = {
             "device_id": self.device_id, "name": self.name, "role": self.role, "et": "pifleet.esp32",
             "master": {"host": self.master[0], "port": self.master[1]},
             "wifi": {"ssid": "pifleet-sim", "psk": ""},
             "listen_port": self.listen_port, "lifetime": self.lifetime, "caps": self.caps,
         }
-        # config.json last: its presence marks a complete provisioning.
-        (staging / "config.json").write_text(json.dumps(config, indent=1))
-        shutil.rmtree(self.flash, ignore_errors=True)
-        staging.rename(self.flash)
+        if not identity:
+            del config["device_id"], config["name"]
+        files["config.json"] = json.dumps(config, indent=1).encode()
+        return files
+
+    def read_files(self) -> dict[str, bytes]:
+        """The files in the flash's vfs partition now (LayoutError if there is no filesystem)."""
+        flash = Flash(self.flash_path, self.flash_size)
+        vfs = find_vfs(parse_partition_table(flash.read(TABLE_OFFSET, 0xC00)))
+        if vfs is None:
+            raise LayoutError("no vfs partition")
+        return read_littlefs(flash.read(vfs.offset, vfs.size))
+
+    def provision(self, identity: bool = True) -> None:
+        """Write the board's flash as flashing would; a flash whose filesystem has a config.json is kept.
+
+        The stand-in for the real flashing path (bundle + esptool) in tests that do not test flashing: minimal
+        bootloader and app headers, MicroPython's partition table, the files of board_files() as littlefs.
+        An erased board gets a blank flash (all 0xFF) and waits for esptool.
+        """
+        self.io.mkdir(parents=True, exist_ok=True)
+        flash = Flash(self.flash_path, self.flash_size)
+        if self.erased:
+            return
+        try:
+            if "config.json" in self.read_files():
+                return
+        except LayoutError:
+            pass
+        table = micropython_default_table(self.flash_size)
+        vfs = find_vfs(table)
+        flash.write(BOOTLOADER_OFFSET, image_header())
+        flash.write(TABLE_OFFSET, build_partition_table(table))
+        flash.write(find_app(table).offset, image_header())
+        flash.write(vfs.offset, build_littlefs(self.board_files(identity), vfs.size))
 
     # -- power -----------------------------------------------------------------------------------
 
+    @property
+    def serial_port(self) -> str | None:
+        """The board's UART0 (a pty path): esptool's and mpremote's --port / connect."""
+        return self._chip.port if self._chip is not None else None
+
+    @property
+    def _proc(self) -> subprocess.Popen | None:
+        return self._chip.proc if self._chip is not None else None
+
+    @property
+    def state(self) -> str:
+        """off, download (ROM loader), running (MicroPython), halted (nothing bootable in flash)."""
+        return self._chip.state if self._chip is not None else "off"
+
     def start(self) -> None:
-        """Power the board on: boot.py, then main.py, in a real MicroPython (or CPython where there is none)."""
-        if self.running:
+        """Power the board on: the chip boots from its flash (or sits in the ROM if nothing is bootable)."""
+        if self._chip is not None:
             raise RuntimeError(f"board {self.name} is already running")
         self.provision()
-        env = dict(os.environ, PIFLEET_SIM_IO=str(self.io), PIFLEET_SIM_IP=self.ip)
-        launcher = "import boot\nimport main\n"  # what the ESP32 port does at power-on
         binary = micropython_binary() if self.runtime in (None, "micropython") else None
         if self.runtime == "micropython" and binary is None:
             raise RuntimeError("no micropython binary on this machine")
-        self._console = open(self.io / "console.log", "ab", buffering=0)
-        if binary is not None:
-            self.runtime = "micropython"
+        self._cpython_reason = None if binary else ("as asked" if self.runtime == "cpython"
+                                                    else "no micropython binary on this machine")
+        self.runtime = "micropython" if binary is not None else "cpython"
+        self._exit = None
+        self._chip = Chip(self.name, Flash(self.flash_path, self.flash_size), self.mac, self.io / "console.log",
+                          self._spawn, loader_enabled=self.loader_enabled)
+        self._chip.start()
+        self._chip.power_on()
+        self._write_port_file()
+
+    def _spawn(self, slave: int) -> subprocess.Popen:
+        """The firmware: MicroPython on the inner pty, its first step the _boot shim (mount vfs, boot, main)."""
+        env = dict(os.environ, PIFLEET_SIM_IO=str(self.io.resolve()), PIFLEET_SIM_IP=self.ip,
+                   PIFLEET_SIM_FLASH=str(self.flash_path.resolve()))
+        cwd = self.root
+        if self.runtime == "micropython":
             # Like an ESP32's sys.path ['', '.frozen', '/lib'], plus the shims (outside the board's flash).
             env["MICROPYPATH"] = os.pathsep.join(["", ".frozen", "lib", str(SHIMS)])
-            argv = [binary, "-X", f"heapsize={self.heapsize}", "-c", launcher]
+            # -i: when main.py ends or is interrupted, the REPL is there, as on the ESP32 port.
+            argv = [micropython_binary(), "-X", f"heapsize={self.heapsize}", "-i", "-c", "import _boot"]
         else:
-            reason = "as asked" if self.runtime == "cpython" else "no micropython binary on this machine"
-            self.runtime = "cpython"
-            message = (f"board {self.name}: {reason}; "
+            message = (f"board {self.name}: {self._cpython_reason}; "
                        f"running the agent under CPython {sys.version.split()[0]} instead")
             logger.warning(message)
-            self._console.write((message + "\n").encode())
-            env["PYTHONPATH"] = os.pathsep.join([str(self.flash / "lib"), str(SHIMS)])
-            argv = [sys.executable, "-u", "-c", launcher]
-        # A session of its own: Ctrl-C in the terminal reaches the runner, which then stops the board once,
-        # instead of the board getting a second interrupt in the middle of its orderly stop.
-        self._proc = subprocess.Popen(argv, cwd=self.flash, env=env, stdin=subprocess.DEVNULL,
-                                      stdout=self._console, stderr=subprocess.STDOUT, start_new_session=True)
+            self._chip.console((message + "\n").encode())
+            # CPython cannot mount littlefs: it runs a copy of the vfs files (its writes stay in the copy).
+            cwd = self.root / "fs"
+            shutil.rmtree(cwd, ignore_errors=True)
+            for path, data in self.read_files().items():
+                (cwd / path).parent.mkdir(parents=True, exist_ok=True)
+                (cwd / path).write_bytes(data)
+            env["PYTHONPATH"] = os.pathsep.join([str(cwd / "lib"), str(SHIMS)])
+            argv = [sys.executable, "-u", "-c", "import boot\nimport main\n"]
+
+        def controlling_terminal():  # a session of its own, the inner pty its terminal: Ctrl-C is SIGINT
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
+                                preexec_fn=controlling_terminal)
+
+    def _port_file(self) -> Path:
+        return runtime_dir() / "sim-ports" / f"{self.name}.json"
+
+    def _write_port_file(self) -> None:
+        path = self._port_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        info = {"port": self.serial_port, "name": self.name, "chip": "ESP32",
+                "mac": ":".join(f"{b:02x}" for b in self.mac), "pid": os.getpid(),
+                "flash": str(self.flash_path), "flash_size": self.flash_size}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info))
+        os.replace(tmp, path)
 
     @property
     def running(self) -> bool:
+        """The firmware (interpreter) is running."""
         return self._proc is not None and self._proc.poll() is None
 
     @property
     def returncode(self) -> int | None:
-        return None if self._proc is None else self._proc.poll()
+        return self._exit if self._proc is None else self._proc.poll()
 
     @property
     def reset_by_watchdog(self) -> bool:
@@ -175,55 +282,75 @@ class VirtualBoard:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Orderly stop: the agent switches outputs off and deregisters, then exits.
-
-        Sent as SIGINT: the unix port has no `signal` module, but it turns SIGINT into KeyboardInterrupt,
-        exactly like Ctrl-C on a board's REPL, and so does CPython.
-        """
-        if self._proc is None:
+    def _interrupt(self) -> tuple[subprocess.Popen, int] | None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
             return None
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGINT)
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("board %s did not stop within %.0f s; cutting power", self.name, timeout)
-                self._proc.kill()
-                self._proc.wait()
-        return self._finish()
+        mark = len(self.console_text())
+        proc.send_signal(signal.SIGINT)
+        return proc, mark
+
+    def _stopped(self, proc: subprocess.Popen, mark: int) -> bool:
+        """The interpreter exited, or the agent finished its orderly stop and MicroPython sits in its REPL."""
+        if proc.poll() is not None:
+            return True
+        tail = self.console_text()[mark:]
+        return "agent: stopped" in tail or ">>> " in tail
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Orderly stop, then power off: the agent switches outputs off and deregisters.
+
+        Sent as SIGINT: the unix port turns it into KeyboardInterrupt, exactly like Ctrl-C on a board's REPL.
+        """
+        started = self._interrupt()
+        if started is not None:
+            deadline = time.monotonic() + timeout
+            while not self._stopped(*started):
+                if time.monotonic() > deadline:
+                    logger.warning("board %s did not stop within %.0f s; cutting power", self.name, timeout)
+                    break
+                time.sleep(0.02)
+        return self._power_off()
 
     async def stop_async(self, timeout: float = 10.0) -> int | None:
         """Like stop(), without blocking the event loop — needed when the master runs in this same loop,
         since the board waits for the master's answer to its DELETE before it exits."""
-        if self._proc is None:
-            return None
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGINT)
+        started = self._interrupt()
+        if started is not None:
             deadline = time.monotonic() + timeout
-            while self._proc.poll() is None:
+            while not self._stopped(*started):
                 if time.monotonic() > deadline:
                     logger.warning("board %s did not stop within %.0f s; cutting power", self.name, timeout)
-                    self._proc.kill()
-                    self._proc.wait()
                     break
                 await asyncio.sleep(0.02)
-        return self._finish()
+        return self._power_off()
 
     def kill(self) -> int | None:
         """Pull the power: no deregistration, outputs stay where they were (until the next boot)."""
-        if self._proc is None:
-            return None
-        if self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        return self._finish()
+        return self._power_off()
 
-    def _finish(self) -> int | None:
-        if self._console is not None:
-            self._console.close()
-            self._console = None
-        return self._proc.returncode if self._proc else None
+    def _power_off(self) -> int | None:
+        chip, self._chip = self._chip, None
+        if chip is None:
+            return self._exit
+        proc = chip.proc
+        if proc is not None:
+            if proc.poll() is None:
+                time.sleep(0.05)  # let the last console lines through
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                    self._exit = 0  # the power went off; the firmware did not fail
+                else:
+                    self._exit = proc.returncode
+            else:
+                self._exit = proc.returncode
+        chip.close()
+        try:
+            self._port_file().unlink()
+        except FileNotFoundError:
+            pass
+        return self._exit
 
     # -- observation -----------------------------------------------------------------------------
 
@@ -256,6 +383,8 @@ class VirtualBoard:
     def ready(self) -> bool:
         if self._proc is not None and self._proc.poll() is not None:
             raise RuntimeError(f"board {self.name} exited with {self._proc.returncode}:\n{self.console_text()}")
+        if self._chip is not None and self._chip.state == "halted":
+            raise RuntimeError(f"board {self.name} has nothing bootable in flash:\n{self.console_text()}")
         return "agent: listening on" in self.console_text()
 
     def pin_history(self) -> list[tuple[float, int, int]]:
@@ -295,5 +424,5 @@ class VirtualBoard:
         os.replace(tmp, path)  # atomic: the board never reads half a file
 
     def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
+        state = self.state
         return f"<VirtualBoard {self.name} {self.ip}:{self.listen_port} role={self.role} {state}>"

@@ -134,12 +134,14 @@ async def device_exists(db, device_id: str) -> bool:
 
 
 async def record_flashed_device(conn: asyncpg.Connection, *, device_id: str, name: str, role: str, mac: str,
-                                secret: bytes, firmware: str) -> None:
+                                secret: bytes, firmware: str, replaces: str | None = None) -> None:
     """After a verified write: the device with this identity, its MAC and secret, in one transaction.
 
-    A factory reset gives the board a new id: the MAC moves from the old device row to the new one (the old row
-    stays, offline, with its history)."""
+    A factory reset gives the board a new id: the old identity (`replaces`) is forgotten — its device row, its
+    secret and capabilities go; executions keep their history with the device unset."""
     async with conn.transaction():
+        if replaces is not None and replaces != device_id:
+            await conn.execute("delete from devices where id = $1", replaces)
         await conn.execute("update devices set mac = null where mac = $1 and id <> $2", mac, device_id)
         await conn.execute("insert into roles (name) values ($1) on conflict do nothing", role)
         await conn.execute(

@@ -57,6 +57,14 @@ async def set_paused(db, name: str, paused: bool) -> bool:
         "update jobs set paused = $2, updated_at = now() where name = $1 returning true", name, paused))
 
 
+async def jobs_after(db, name: str) -> list[JobRead]:
+    """Jobs whose trigger is `after` the named job."""
+    rows = await db.fetch(
+        f"select j.*, {_NEXT_RUN} as next_run from jobs j"
+        " where j.spec->'trigger'->>'type' = 'after' and j.spec->'trigger'->>'job' = $1 order by j.id", name)
+    return [_job(r) for r in rows]
+
+
 async def delete_job(db, name: str) -> bool:
     return await db.fetchval("delete from jobs where name = $1 returning true", name) or False
 
@@ -86,19 +94,24 @@ def _execution(row: asyncpg.Record) -> ExecutionRead:
 async def insert_execution(
     db, *, job_id: int, device_id: str | None, capability: str, command: str, params: dict[str, Any],
     scheduled_for: datetime, max_attempts: int, parent_id: uuid.UUID | None = None, step: int = 0,
+    state: str = "scheduled", error: str | None = None,
 ) -> uuid.UUID | None:
-    """Plan one run. Returns its id, or None when that run was already planned (same job+time, same follow-up)."""
+    """Plan one run (or record one that will not run: state skipped/failed with the reason). Returns its id, or
+    None when that run was already planned (same job and time, or same follow-up)."""
     new_id = uuid.uuid4()
     conflict = "(job_id, scheduled_for) where parent_id is null" if parent_id is None \
         else "(parent_id, step) where parent_id is not null"
     return await db.fetchval(
         f"""
         insert into job_executions (id, job_id, parent_id, step, device_id, capability, command, params,
-                                    state, scheduled_for, max_attempts)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, 'scheduled', $9, $10)
+                                    state, scheduled_for, max_attempts, error,
+                                    finished_at)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $11, $9, $10, $12,
+                case when $11 = 'scheduled' then null else now() end)
         on conflict {conflict} do nothing returning id
         """,
         new_id, job_id, parent_id, step, device_id, capability, command, params, scheduled_for, max_attempts,
+        state, error,
     )
 
 

@@ -1,0 +1,97 @@
+"""`pifleet repl|exec|ls DEVICE`: a board's MicroPython REPL over its serial port, through mpremote.
+
+DEVICE is a device name or id, a MAC, or a serial port (/dev/ttyUSB0, a virtual board's /dev/pts/N,
+socket://HOST:PORT). Names, ids and MACs are looked up in the master's list of USB boards (GET /api/boards),
+so this is a REST client like the rest of the CLI; a port path needs no master at all.
+
+Entering the raw REPL interrupts the program the board runs (the agent): `exec` and `ls` use mpremote's
+`resume`, so the board is not soft-reset afterwards; press the board's reset (or `pifleet repl` then Ctrl-D)
+to start the agent again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import click
+import httpx
+
+_PORT_PREFIXES = ("/", "socket://", "rfc2217://", "loop://", "COM")
+
+
+def mpremote_argv() -> list[str]:
+    found = shutil.which("mpremote") or (str(p) if (p := os.path.join(os.path.dirname(sys.executable),
+                                                                       "mpremote")) and os.path.exists(p) else None)
+    return [found] if found else [sys.executable, "-m", "mpremote"]
+
+
+def resolve_port(url: str, device: str) -> str:
+    """The serial port of DEVICE: itself if it is a port, else the USB board the master knows by that name."""
+    if device.startswith(_PORT_PREFIXES):
+        return device
+    try:
+        response = httpx.get(url.rstrip("/") + "/api/boards", timeout=30)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the master at {url} to find {device!r}: {exc}; "
+                                   "pass the serial port itself (e.g. /dev/ttyUSB0)") from None
+    if response.status_code == 404:
+        raise click.ClickException("this master lists no USB boards (GET /api/boards); pass the serial port itself")
+    if response.status_code >= 400:
+        raise click.ClickException(f"GET /api/boards: {response.status_code} {response.text[:200]}")
+    wanted = device.lower()
+    for board in response.json():
+        probe = board.get("probe") or {}
+        names = {board.get("port"), board.get("device_id"), board.get("device_name"), probe.get("mac")}
+        if wanted in {str(n).lower() for n in names if n}:
+            return board["port"]
+    raise click.ClickException(f"no board {device!r} on the master's USB ports; `pifleet boards` lists them, "
+                               "or pass the serial port itself")
+
+
+def _run(port: str, *command: str) -> None:
+    argv = [*mpremote_argv(), "connect", port, *command]
+    try:
+        code = subprocess.run(argv).returncode
+    except KeyboardInterrupt:
+        code = 130
+    if code:
+        sys.exit(code)
+
+
+def _url_option(fn):
+    return click.option("--url", envvar="PIFLEET_URL", default="http://127.0.0.1:8080", show_default=True,
+                        help="The master's HTTP address (to look DEVICE up).")(fn)
+
+
+@click.command()
+@_url_option
+@click.argument("device")
+def repl(url, device) -> None:
+    """Open the MicroPython REPL of DEVICE (Ctrl-] leaves)."""
+    port = resolve_port(url, device)
+    argv = [*mpremote_argv(), "connect", port, "repl"]
+    os.execvp(argv[0], argv)
+
+
+@click.command("exec")
+@_url_option
+@click.argument("device")
+@click.argument("code")
+def exec_(url, device, code) -> None:
+    """Run CODE on DEVICE and print what it prints (mpremote exec)."""
+    _run(resolve_port(url, device), "resume", "exec", code)
+
+
+@click.command("ls")
+@_url_option
+@click.argument("device")
+@click.argument("path", default="")
+def ls(url, device, path) -> None:
+    """List files on DEVICE (mpremote fs ls)."""
+    _run(resolve_port(url, device), "resume", "fs", "ls", *([":" + path.lstrip(":")] if path else []))
+
+
+board_commands = (repl, exec_, ls)

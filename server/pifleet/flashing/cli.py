@@ -1,0 +1,140 @@
+"""`pifleet boards`, `pifleet flash`, `pifleet firmware …`: clients of the flashing REST API (`--url`).
+
+Layer: CLI adapter. Nothing here touches a serial port: the master owns the USB boards, the CLI asks it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+url_option = click.option("--url", envvar="PIFLEET_URL", default=DEFAULT_URL, show_default=True,
+                          help="The master's HTTP address.")
+
+
+def _call(url: str, method: str, path: str, **kwargs):
+    from ..cli import _call as call  # the one HTTP helper of the CLI (problem documents → ClickException)
+
+    return call(url, method, path, **kwargs)
+
+
+def _table(rows, header) -> None:
+    from ..cli import _table as table
+
+    table(rows, header)
+
+
+def _mib(size: int | None) -> str:
+    return f"{size // 1048576} MiB" if size else "?"
+
+
+@click.command()
+@url_option
+@click.option("--probe", "probe_all", is_flag=True, help="Ask esptool about every board not probed yet.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+def boards(url, probe_all, as_json) -> None:
+    """List boards on the Pi's USB (and virtual ones): port, USB bridge, chip, flash size, MAC, known device."""
+    items = _call(url, "GET", "/api/boards")
+    if probe_all:
+        for board in items:
+            if board["probe"] is None:
+                try:
+                    _call(url, "POST", "/api/boards/probe", json={"port": board["port"]})
+                except click.ClickException as e:
+                    click.echo(f"{board['port']}: {e.message}", err=True)
+        items = _call(url, "GET", "/api/boards")
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    rows = []
+    for b in items:
+        p = b["probe"]
+        rows.append([b["port"], b["bridge"], p["chip"] if p else ("no answer" if b["probe_error"] else "-"),
+                     _mib(p["flash_size"]) if p else "-", p["mac"] if p else "-", b["device_name"] or "-"])
+    if not rows:
+        click.echo("no boards on USB")
+        return
+    _table(rows, ["PORT", "BRIDGE", "CHIP", "FLASH", "MAC", "DEVICE"])
+
+
+@click.command()
+@url_option
+@click.argument("port")
+@click.option("--name", required=True, help="The board's name (what people and jobs call it).")
+@click.option("--role", required=True, help="The board's role (capability preset), e.g. blind, sensor.")
+@click.option("--firmware", "firmware", type=int, default=None,
+              help="Catalog id of the base image (default: the newest for the detected chip).")
+@click.option("--factory-reset", is_flag=True, help="Forget the board's identity: new device id and secret.")
+@click.option("--baud", type=int, default=460800, show_default=True, help="esptool baud rate for the write.")
+def flash(url, port, name, role, firmware, factory_reset, baud) -> None:
+    """Flash & pair the board on PORT: base image + agent + identity, verify, reset."""
+    body = {"port": port, "name": name, "role": role, "firmware": firmware, "factory_reset": factory_reset,
+            "baud": baud}
+    job = _call(url, "POST", "/api/flash", json=body)
+    click.echo(f"flash job {job['id']} on {port}")
+    with click.progressbar(length=100, label="flashing", show_percent=True, file=sys.stderr) as bar:
+        shown = 0
+        while True:
+            job = _call(url, "GET", f"/api/flash/{job['id']}")
+            if job["progress"] > shown:
+                bar.update(job["progress"] - shown)
+                shown = job["progress"]
+            if job["state"] in ("done", "failed"):
+                break
+            bar.label = job["state"]
+            time.sleep(0.2)
+    if job["state"] == "failed":
+        raise click.ClickException(f"flash failed: {job['error']}")
+    click.echo(f"{name} flashed as {job['device_id']} ({job['chip']}, MAC {job['mac']}): {job['bytes']} bytes "
+               f"written, {job['bytes_sent']} sent; the board is booting")
+
+
+@click.group()
+def firmware() -> None:
+    """Base images: the catalog of stock MicroPython images."""
+
+
+@firmware.command("add")
+@url_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def firmware_add(url, file: Path) -> None:
+    """Register a MicroPython .bin (checked with esptool's image tools)."""
+    entry = _call(url, "POST", "/api/firmware", content=file.read_bytes(),
+                  headers={"content-type": "application/octet-stream"})
+    click.echo(f"firmware {entry['id']}: {entry['chip']} MicroPython {entry['version']} "
+               f"({entry['size']} bytes, sha256 {entry['sha256']})")
+
+
+@firmware.command("list")
+@url_option
+def firmware_list(url) -> None:
+    """List the catalog."""
+    items = _call(url, "GET", "/api/firmware")
+    if not items:
+        click.echo("the catalog is empty: pifleet firmware add FILE")
+        return
+    _table([[f["id"], f["chip"], f["version"], f["source"], f["size"], f["sha256"][:16] + "…", f["added_at"][:19]]
+            for f in items], ["ID", "CHIP", "VERSION", "SOURCE", "SIZE", "SHA256", "ADDED"])
+
+
+@firmware.command("fetch")
+@url_option
+@click.argument("chip")
+@click.argument("version")
+@click.option("--sha256", default=None, help="The SHA-256 you trust for this file (checked before it is added).")
+@click.option("--trust-https", is_flag=True,
+              help="Accept the download without a SHA-256 to check (HTTPS and the image's own digests only).")
+def firmware_fetch(url, chip, version, sha256, trust_https) -> None:
+    """Download an official MicroPython release for CHIP (esp32, esp32s3 …) VERSION (v1.24.1) — needs internet."""
+    entry = _call(url, "POST", "/api/firmware/fetch",
+                  json={"chip": chip, "version": version, "sha256": sha256, "trust_https": trust_https})
+    click.echo(f"firmware {entry['id']}: {entry['chip']} MicroPython {entry['version']} (sha256 {entry['sha256']})")
+
+
+COMMANDS = [boards, flash, firmware]

@@ -1,0 +1,243 @@
+"""Flash & pair: write a board's base image and provisioning bundle over USB, then record its identity.
+
+Layer: service (no litestar). A flash is a job (flash_jobs row) run in the background: probe the chip →
+refuse an image for another chip before anything is written → identity (the device known by this MAC keeps
+its id and secret unless a factory reset is asked; otherwise a new id and a fresh 32-byte secret) → build the
+bundle → one esptool write of base image + littlefs image, compressed and MD5-verified → reset → record.
+The device, its MAC and its secret are committed only after a verified write, so a failed flash leaves the
+previous state of the device as it was; the job row says what went wrong. Progress goes to the job row and to
+the event hub ("flash"). Secrets and the Wi-Fi key never reach a log line or an API answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import time
+from typing import Any
+
+import asyncpg
+
+from ..config import Settings
+from ..errors import ConflictError, InvalidError, NotFoundError, PifleetError
+from ..events import EventHub
+from ..storage import flashing as q
+from . import bundle, flasher
+from .catalog import Catalog
+from .model import ChipInfo, FlashJobRead, FlashRequest
+from .usb import UsbWatcher
+
+log = logging.getLogger(__name__)
+
+SECRET_BYTES = 32
+
+
+def master_host(settings: Settings) -> str:
+    """The address a board should use for the master: the advertised one, the CoAP bind address, or (for a
+    wildcard bind) this host's address on its default route."""
+    if settings.advertised_host:
+        return settings.advertised_host
+    if settings.coap_host not in ("0.0.0.0", "::", ""):
+        return settings.coap_host
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET: no packet is sent, the kernel just picks the source address
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+def new_device_id(mac: str, suffix: bool = False) -> str:
+    """esp32-<last 3 MAC bytes>; with a random suffix after a factory reset (the MAC stays the same)."""
+    base = "esp32-" + mac.replace(":", "")[-6:]
+    return f"{base}-{secrets.token_hex(2)}" if suffix else base
+
+
+class _Pending:
+    """What a running flash has decided, kept in memory until the write is verified."""
+
+    def __init__(self) -> None:
+        self.device_id: str | None = None
+        self.secret: bytes | None = None
+        self.replaces: str | None = None
+        self.firmware_version: str | None = None
+
+
+class FlashService:
+    def __init__(self, pool: asyncpg.Pool, hub: EventHub, catalog: Catalog, usb: UsbWatcher,
+                 settings: Settings) -> None:
+        self.pool = pool
+        self.hub = hub
+        self.catalog = catalog
+        self.usb = usb
+        self.settings = settings
+        self._tasks: set[asyncio.Task] = set()
+        self.last_timing: dict[str, float] = {}  # of the last flash, for the benchmark
+
+    async def recover(self) -> None:
+        failed = await q.fail_unfinished(self.pool)
+        if failed:
+            log.info("%d flash job(s) of a previous run marked failed", failed)
+
+    async def start(self, req: FlashRequest) -> FlashJobRead:
+        """Check what can be checked without the board, record the job, run it in the background."""
+        if req.port not in self.usb.boards:
+            await self.usb.scan()
+        self.usb.get(req.port)
+        if req.port in self.usb.busy:
+            raise ConflictError(f"port {req.port} is busy (a probe or flash is running)", field="port")
+        bundle.role_caps(req.role)
+        if req.firmware is not None:
+            entry = await self.catalog.get(req.firmware)
+            await self.catalog.read_verified(entry)
+        self.usb.busy.add(req.port)
+        try:
+            job = await q.create_job(self.pool, port=req.port, name=req.name, role=req.role,
+                                     firmware_id=req.firmware, factory_reset=req.factory_reset)
+        except BaseException:
+            self.usb.busy.discard(req.port)
+            raise
+        log.info("flash %s: %s as %r (role %s)%s", job.id, req.port, req.name, req.role,
+                 ", factory reset" if req.factory_reset else "")
+        task = asyncio.get_running_loop().create_task(self._run(job.id, req), name=f"flash-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self.hub.publish("flash")
+        return job
+
+    async def get(self, job_id: str) -> FlashJobRead:
+        job = await q.get_job(self.pool, job_id)
+        if job is None:
+            raise NotFoundError(f"no flash job {job_id}", field="id")
+        return job
+
+    async def wait(self, job_id: str) -> FlashJobRead:
+        """Until the job has finished (for tests and the benchmark in-process)."""
+        for task in list(self._tasks):
+            if task.get_name() == f"flash-{job_id}":
+                await asyncio.shield(task)
+        return await self.get(job_id)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- the job -------------------------------------------------------------------------------------------------
+
+    async def _run(self, job_id: str, req: FlashRequest) -> None:
+        loop = asyncio.get_running_loop()
+        pending = _Pending()
+        board = self.usb.boards.get(req.port)
+        virtual = bool(board and board.virtual)
+        last = {"progress": -1, "at": 0.0}
+        started = time.monotonic()
+
+        def prepare(info: ChipInfo) -> list[tuple[int, bytes]]:  # worker thread
+            return asyncio.run_coroutine_threadsafe(self._prepare(job_id, req, info, pending), loop).result()
+
+        def on_phase(phase: str) -> None:  # worker thread
+            progress = 5 if phase == "writing" else 99
+            loop.call_soon_threadsafe(self._set, job_id, {"state": phase, "progress": progress})
+
+        def on_progress(done: int, total: int) -> None:  # worker thread
+            progress = 5 + 90 * done // max(total, 1)
+            now = time.monotonic()
+            if progress != last["progress"] and (now - last["at"] > 0.1 or progress >= 95):
+                last["progress"], last["at"] = progress, now
+                loop.call_soon_threadsafe(self._set, job_id, {"progress": progress})
+
+        try:
+            await q.update_job(self.pool, job_id, state="probing", progress=1)
+            self.hub.publish("flash")
+            info, result = await asyncio.to_thread(flasher.flash, req.port, prepare, virtual=virtual, baud=req.baud,
+                                                   on_phase=on_phase, on_progress=on_progress)
+            assert pending.device_id is not None and pending.secret is not None
+            async with self.pool.acquire() as conn:
+                await q.record_flashed_device(conn, device_id=pending.device_id, name=req.name, role=req.role,
+                                              mac=info.mac, secret=pending.secret,
+                                              firmware=pending.firmware_version or "", replaces=pending.replaces)
+            await q.update_job(self.pool, job_id, state="done", progress=100, bytes=result.bytes_written,
+                               bytes_sent=result.bytes_sent)
+            self.last_timing = {"write_s": result.seconds, "total_s": time.monotonic() - started,
+                                "bytes": result.bytes_written, "bytes_sent": result.bytes_sent}
+            self.usb.remember(req.port, info)
+            log.info("flash %s: %s is now %s (%s, %d bytes, %d sent, %.1f s)", job_id, req.port,
+                     pending.device_id, info.chip, result.bytes_written, result.bytes_sent, result.seconds)
+            self.hub.publish("devices")
+        except PifleetError as e:
+            log.info("flash %s failed: %s", job_id, e.detail)
+            await self._fail(job_id, e.detail)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._fail(job_id, "the master stopped during this flash"))
+            raise
+        except Exception as e:  # noqa: BLE001 - recorded, and the port is freed
+            log.exception("flash %s failed unexpectedly", job_id)
+            await self._fail(job_id, f"internal error: {type(e).__name__}: {e}")
+        finally:
+            self.usb.busy.discard(req.port)
+            self.hub.publish("flash")
+
+    async def _fail(self, job_id: str, error: str) -> None:
+        await q.update_job(self.pool, job_id, state="failed", error=error)
+
+    def _set(self, job_id: str, fields: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._write(job_id, fields))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write(self, job_id: str, fields: dict[str, Any]) -> None:
+        try:
+            await q.update_job(self.pool, job_id, **fields)
+        except (OSError, asyncpg.PostgresError):
+            log.exception("could not record the progress of flash %s", job_id)
+        self.hub.publish("flash")
+
+    async def _prepare(self, job_id: str, req: FlashRequest, info: ChipInfo,
+                       pending: _Pending) -> list[tuple[int, bytes]]:
+        """After the probe, before any write: firmware for this chip, identity, bundle. Raising here aborts
+        the flash with nothing written."""
+        await q.update_job(self.pool, job_id, chip=info.chip, mac=info.mac, progress=3)
+        if req.firmware is not None:
+            entry = await self.catalog.get(req.firmware)
+        else:
+            entry = await self.catalog.newest_for(info.chip)
+            if entry is None:
+                raise InvalidError(f"the board on {req.port} is an {info.chip}, and the catalog has no base image "
+                                   "for it: add one with `pifleet firmware add FILE`", field="firmware")
+        if entry.chip != info.chip:
+            raise flasher.WrongChipError(
+                f"firmware {entry.id} is MicroPython {entry.version} for {entry.chip}, but the board on {req.port} "
+                f"is an {info.chip}: refused before writing anything", field="firmware")
+        image = await self.catalog.read_verified(entry)
+        await q.update_job(self.pool, job_id, firmware_id=entry.id)
+
+        known = await q.device_by_mac(self.pool, info.mac)
+        if known is not None and not req.factory_reset:
+            device_id = known["id"]
+            secret = await q.secret_of(self.pool, device_id) or secrets.token_bytes(SECRET_BYTES)
+        else:
+            device_id = new_device_id(info.mac, suffix=known is not None)
+            while await q.device_exists(self.pool, device_id):
+                device_id = new_device_id(info.mac, suffix=True)
+            secret = secrets.token_bytes(SECRET_BYTES)
+            pending.replaces = known["id"] if known is not None else None
+        owner = await q.name_taken_by(self.pool, req.name)
+        if owner is not None and owner not in (device_id, pending.replaces):
+            raise ConflictError(f"the name {req.name!r} belongs to device {owner}; choose another name",
+                                field="name")
+        pending.device_id, pending.secret, pending.firmware_version = device_id, secret, entry.version
+        await q.update_job(self.pool, job_id, device_id=device_id)
+
+        identity = bundle.Identity(device_id, req.name, req.role, secret)
+        t = time.perf_counter()
+        built = await asyncio.to_thread(
+            bundle.build, identity, image=image, image_offset=entry.offset, version=entry.version,
+            flash_size=info.flash_size, master=(master_host(self.settings), self.settings.coap_port),
+            wifi=(self.settings.wifi_ssid, self.settings.wifi_psk))
+        self.last_timing = {"bundle_s": time.perf_counter() - t}
+        log.info("flash %s: bundle for %s built (%d files, vfs at %#x, %s)", job_id, device_id, len(built.files),
+                 built.offset, built.mpy_cross)
+        return [(entry.offset, image), (built.offset, built.image)]

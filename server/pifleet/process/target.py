@@ -1,0 +1,136 @@
+"""ProcessTarget: provision a working directory and run the board agent in it under CPython.
+
+Layer: a target runner (CPython), built on the virtual board's runner (pifleet.sim.board.VirtualBoard): the
+life cycle is the same — start in a session of its own, "agent: listening on" means ready, SIGINT is the
+orderly stop (the agent deregisters), SIGKILL a power cut. What differs is what it boots:
+
+- no chip and no flash: the working directory DATA_DIR/NAME holds main.py, agent/ (the same files a board
+  gets), caps/ (the host capabilities) and config.json (device_id `proc-NAME`, role "process",
+  et "pifleet.process", the master's address, the capabilities' config — DSNs, so it is written 0600);
+- no boot.py (a process drives no outputs) and none of the ESP32 shims: the only runtime edge it needs is
+  `network`, which on a Linux host is micropython/host/network.py (the host is on its network already; the
+  address to serve on comes from $PIFLEET_PROCESS_IP).
+
+The agent and capability files are copied afresh at every start, so a process always runs the agent of the
+master installed next to it. It must not import litestar or aiocoap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+from pifleet.sim.board import AGENT_SRC, CAPABILITIES_SRC, VirtualBoard, free_loopback_ip
+
+HOST_EDGE = AGENT_SRC / "host"  # `network` for the agent on a Linux host
+PROCESS_CAPS = ("db", "python")
+_CAP_HELPERS = ("_jsonsafe.py",)  # modules the host capabilities import from caps/
+MASTER_DATABASE = "pifleet"  # the master's database name on its embedded server (pifleet.storage.postgres)
+
+
+def master_database_url(master_data_dir: Path) -> str | None:
+    """The master's own database: $DATABASE_URL, else its embedded server (running in MASTER_DATA_DIR/pg)."""
+    if url := os.environ.get("DATABASE_URL"):
+        return url
+    try:
+        lines = (master_data_dir / "pg" / "postmaster.pid").read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    # postmaster.pid: pid, data dir, start time, port, socket directory, listen address, shmem, status
+    if len(lines) < 5 or not lines[3].strip().isdigit() or not lines[4].strip():
+        return None
+    port, socket_dir = lines[3].strip(), lines[4].strip()
+    return f"postgresql://postgres@/{MASTER_DATABASE}?host={quote(socket_dir)}&port={port}"
+
+
+def default_ip(master: tuple[str, int], port: int) -> str:
+    """Where a process serves: a free 127.0.0.N next to a master on loopback, else the address of the
+    interface that routes to the master (what the master will see as the registration's source)."""
+    host = master[0]
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return free_loopback_ip(port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((host, master[1]))  # UDP connect sends nothing; it only picks the route
+        return probe.getsockname()[0]
+
+
+class ProcessTarget(VirtualBoard):
+    """The agent under CPython on this host, registered as a process target with host capabilities."""
+
+    def __init__(self, name: str, root: Path, *, master: tuple[str, int] = ("127.0.0.1", 5683),
+                 caps: tuple[str, ...] | list[str] = PROCESS_CAPS, databases: dict[str, str] | None = None,
+                 modules_dir: Path | None = None, ip: str | None = None, listen_port: int = 5683,
+                 lifetime: int = 60, device_id: str | None = None, max_rows: int = 1000,
+                 db_timeout_s: float = 8.0) -> None:
+        unknown = [c for c in caps if c not in PROCESS_CAPS]
+        if unknown:
+            raise ValueError(f"unknown process capabilities {', '.join(unknown)}; known: {', '.join(PROCESS_CAPS)}")
+        root = Path(root).resolve()
+        self.modules_dir = Path(modules_dir).resolve() if modules_dir else root / "modules"
+        caps_config: dict[str, dict] = {}
+        if "db" in caps:
+            caps_config["db"] = {"databases": dict(databases or {}), "max_rows": max_rows,
+                                 "timeout_s": db_timeout_s}
+        if "python" in caps:
+            caps_config["python"] = {"modules_dir": str(self.modules_dir)}
+        master = (master[0], int(master[1]))
+        super().__init__(name, root, role="process", master=master, device_id=device_id or f"proc-{name}",
+                         ip=ip or default_ip(master, listen_port), lifetime=lifetime, caps=caps_config,
+                         listen_port=listen_port, runtime="cpython")
+        # The working directory is to a process what the flash filesystem is to a board; its console.log
+        # sits next to it.
+        self.flash = self.root
+        self.io = self.root
+
+    def provision(self) -> None:
+        """Write the working directory: agent files and capabilities afresh, then config.json (0600)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for sub in ("agent", "caps"):
+            shutil.rmtree(self.root / sub, ignore_errors=True)
+        shutil.copytree(AGENT_SRC / "agent", self.root / "agent",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copy2(AGENT_SRC / "main.py", self.root / "main.py")
+        (self.root / "caps").mkdir()
+        (self.root / "caps" / "__init__.py").write_text("")
+        for filename in (*_CAP_HELPERS, *(f"{cap}.py" for cap in self.caps)):
+            shutil.copy2(CAPABILITIES_SRC / filename, self.root / "caps" / filename)
+        if "python" in self.caps:
+            self.modules_dir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "device_id": self.device_id, "name": self.name, "role": "process", "et": "pifleet.process",
+            "master": {"host": self.master[0], "port": self.master[1]},
+            "listen_port": self.listen_port, "lifetime": self.lifetime, "caps": self.caps,
+        }
+        tmp = self.root / "config.json.new"
+        tmp.unlink(missing_ok=True)
+        # the caps config holds database DSNs, passwords included: readable by this user only
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            json.dump(config, f, indent=1)
+        os.replace(tmp, self.root / "config.json")
+
+    def start(self) -> None:
+        """Run `import main` under this CPython in the working directory, with the host's `network`."""
+        if self.running:
+            raise RuntimeError(f"process target {self.name} is already running")
+        self.provision()
+        env = dict(os.environ, PIFLEET_PROCESS_IP=self.ip)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOST_EDGE), env.get("PYTHONPATH")) if p)
+        self._console = open(self.root / "console.log", "ab", buffering=0)
+        self._proc = subprocess.Popen([sys.executable, "-u", "-c", "import main\n"], cwd=self.root, env=env,
+                                      stdin=subprocess.DEVNULL, stdout=self._console, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<ProcessTarget {self.name} {self.ip}:{self.listen_port} caps={','.join(self.caps)} {state}>"

@@ -1,0 +1,313 @@
+"""The virtual chip: UART0 as a pty that is the ROM loader in download mode and the MicroPython console
+otherwise, and the boot from flash.
+
+Layer: sim (CPython, one thread per board). It owns the outer pty (what esptool and mpremote open), the flash
+file, and the interpreter process it starts on every boot, which gets an inner pty as its terminal — so its
+REPL sees a tty and Ctrl-C from mpremote becomes SIGINT (KeyboardInterrupt) through the line discipline, as
+the unix port expects. Console output goes to the port (dropped while nobody reads it, like a UART) and to
+io/console.log.
+
+Resets, since a pty has no DTR/RTS lines (esptool warns "Chip was NOT reset" and goes on):
+- download mode is entered when a SLIP SYNC frame arrives while the firmware runs — what the auto-reset
+  circuit would do when esptool pulses DTR/RTS before syncing; the running interpreter is cut off (a reset);
+- the firmware is started again when esptool asks for it on the wire (ROM FLASH_END "run user code", stub
+  RUN_USER_CODE) or when esptool closes the port after a download-mode session — its default `--after
+  hard-reset` pulse on EN — unless it sent the stub back to the ROM (`--after no-reset`), then the chip
+  stays in download mode.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import select
+import signal
+import subprocess
+import termios
+import threading
+import time
+import tty
+from pathlib import Path
+from typing import Callable
+
+from pifleet.flashing.layout import LayoutError, TABLE_OFFSET, find_app, find_vfs, parse_partition_table
+from pifleet.sim.flash import Flash
+from pifleet.sim.rom import RomLoader, SlipDecoder, is_sync
+
+logger = logging.getLogger(__name__)
+
+BOOTLOADER_OFFSET = 0x1000  # ESP32: the second-stage bootloader the ROM loads
+OFF, DOWNLOAD, RUNNING, HALTED = "off", "download", "running", "halted"
+
+
+def _raw(fd: int, isig: bool = False) -> None:
+    tty.setraw(fd)
+    attrs = termios.tcgetattr(fd)
+    attrs[1] |= termios.OPOST | termios.ONLCR  # the firmware's "\n" leaves the UART as "\r\n"
+    if isig:
+        attrs[3] |= termios.ISIG  # Ctrl-C interrupts a running program (the REPL turns this off itself)
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+class Chip(threading.Thread):
+    """One virtual ESP32: power(), and the port lives until close()."""
+
+    def __init__(self, name: str, flash: Flash, mac: bytes, console_path: Path,
+                 spawn: Callable[[int], subprocess.Popen], *, loader_enabled: bool = True) -> None:
+        super().__init__(name=f"chip-{name}", daemon=True)
+        self.board_name = name
+        self.flash = flash
+        self.mac = mac
+        self.console_path = console_path
+        self.spawn = spawn  # inner pty slave fd -> the interpreter process (the firmware)
+        self.loader_enabled = loader_enabled
+        self.state = OFF
+        self.proc: subprocess.Popen | None = None
+        self.boots = 0
+        self._master, slave = os.openpty()
+        _raw(slave)
+        self.port = os.ttyname(slave)
+        os.close(slave)  # the port is "unplugged" until someone opens it; its close is how esptool resets
+        os.set_blocking(self._master, False)
+        self._inner: int | None = None
+        self._out = bytearray()  # to the port, not yet taken by the reader
+        self._slip = SlipDecoder()
+        self._hold = bytearray()  # bytes of a possible SYNC frame, held back from the firmware
+        self._loader: RomLoader | None = None
+        self._port_open = False
+        self._wake_r, self._wake_w = os.pipe()
+        self._lock = threading.Lock()
+        self._pending: list[str] = []  # power/reset requests from other threads
+        self._closing = False
+        self._console = open(console_path, "ab", buffering=0)
+
+    # -- requests from other threads --------------------------------------------------------------
+
+    def _request(self, what: str) -> None:
+        with self._lock:
+            self._pending.append(what)
+        os.write(self._wake_w, b"x")
+
+    def power_on(self) -> None:
+        self._request("boot")
+
+    def close(self) -> None:
+        """End the chip thread; the caller has already stopped the firmware."""
+        self._closing = True
+        os.write(self._wake_w, b"x")
+        self.join(5)
+        for fd in (self._master, self._wake_r, self._wake_w):
+            os.close(fd)
+        if self._inner is not None:
+            os.close(self._inner)
+            self._inner = None
+        self._console.close()
+
+    # -- console ------------------------------------------------------------------------------------
+
+    def console(self, data: bytes) -> None:
+        self._console.write(data)
+        self._to_port(data)
+
+    def _to_port(self, data: bytes) -> None:
+        if self._port_open:
+            self._out += data
+            if len(self._out) > 1 << 20 and self.state != DOWNLOAD:
+                del self._out[:-65536]  # a UART drops what nobody reads
+
+    # -- boot ---------------------------------------------------------------------------------------
+
+    def _boot(self) -> None:
+        self._end_firmware()
+        self._loader = None
+        self.boots += 1
+        self.console(b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\n")
+        for offset, what in ((BOOTLOADER_OFFSET, "bootloader"), (None, "app")):
+            if offset is None:
+                try:
+                    parts = parse_partition_table(self.flash.read(TABLE_OFFSET, 0xC00))
+                except LayoutError as e:
+                    return self._halt(f"E (boot) partition table: {e}\n")
+                app = find_app(parts)
+                if app is None:
+                    return self._halt("E (boot) no bootable app partition in the partition table\n")
+                offset = app.offset
+                if find_vfs(parts) is None:
+                    self.console(b"W (boot) no vfs partition: MicroPython runs without a filesystem\n")
+            header = self.flash.read(offset, 4)
+            if header[0] != 0xE9:
+                return self._halt(f"invalid header: 0x{int.from_bytes(header, 'little'):08x}\n")
+        inner, slave = os.openpty()
+        _raw(slave, isig=True)
+        os.set_blocking(inner, False)
+        self._inner = inner
+        try:
+            self.proc = self.spawn(slave)
+        finally:
+            os.close(slave)
+        self.state = RUNNING
+
+    def _halt(self, line: str) -> None:
+        self.console(line.encode())
+        self.state = HALTED
+
+    def _end_firmware(self) -> None:
+        """A reset: the interpreter is cut off at once."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self._inner is not None:
+            self._drain_inner()
+            os.close(self._inner)
+            self._inner = None
+
+    def _enter_download(self) -> None:
+        self._end_firmware()
+        self.state = DOWNLOAD
+        self._loader = RomLoader(self.flash, self.mac)
+        self._slip = SlipDecoder()
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except Exception:  # noqa: BLE001 — a dead chip thread must say why
+            logger.exception("virtual chip %s failed", self.board_name)
+
+    def _loop(self) -> None:
+        poller = select.poll()
+        while not self._closing:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            for what in pending:
+                if what == "boot":
+                    self._boot()
+            hup = self._check_port()
+            poller = select.poll()
+            poller.register(self._wake_r, select.POLLIN)
+            if not hup:
+                poller.register(self._master, select.POLLIN | (select.POLLOUT if self._out else 0))
+            if self._inner is not None:
+                poller.register(self._inner, select.POLLIN)
+            events = poller.poll(50 if hup else 500)
+            for fd, event in events:
+                if fd == self._wake_r:
+                    os.read(self._wake_r, 64)
+                elif fd == self._inner:
+                    self._drain_inner()
+                elif fd == self._master:
+                    if event & select.POLLIN:
+                        self._read_port()
+                    if event & select.POLLOUT and self._out:
+                        self._write_port()
+            if self.proc is not None and self.state == RUNNING and self.proc.poll() is not None:
+                self._drain_inner()
+
+    def _check_port(self) -> bool:
+        """Track whether someone has the port open; a close after a download session resets the chip."""
+        hup = bool(self._poll_master() & select.POLLHUP)
+        if hup and self._port_open:
+            self._port_open = False
+            self._out.clear()
+            if self.state == DOWNLOAD and self._loader is not None and not self._loader.stay:
+                logger.debug("chip %s: port closed after download mode: reset (esptool --after hard-reset)",
+                             self.board_name)
+                self._boot()
+        elif not hup and not self._port_open:
+            self._port_open = True
+        return hup
+
+    def _poll_master(self) -> int:
+        p = select.poll()
+        p.register(self._master, select.POLLIN)
+        events = p.poll(0)
+        return events[0][1] if events else 0
+
+    def _drain_inner(self) -> None:
+        if self._inner is None:
+            return
+        while True:
+            try:
+                data = os.read(self._inner, 4096)
+            except BlockingIOError:
+                return
+            except OSError as e:  # EIO: the interpreter closed its terminal (exited)
+                if e.errno != errno.EIO:
+                    raise
+                return
+            if not data:
+                return
+            self.console(data)
+
+    def _write_port(self) -> None:
+        try:
+            n = os.write(self._master, self._out[:65536])
+        except BlockingIOError:
+            return
+        except OSError as e:
+            if e.errno != errno.EIO:
+                raise
+            self._out.clear()
+            return
+        del self._out[:n]
+
+    def _read_port(self) -> None:
+        try:
+            data = os.read(self._master, 65536)
+        except (BlockingIOError, OSError):
+            return
+        if self.state == DOWNLOAD:
+            for frame in self._slip.feed(data):
+                for reply in self._loader.handle(frame):
+                    self._out += reply
+                if self._loader.reboot:
+                    self._write_port()
+                    self._boot()
+                    return
+            self._write_port()
+            return
+        self._from_port_while_running(data)
+
+    def _from_port_while_running(self, data: bytes) -> None:
+        """Pass bytes to the firmware, except a SLIP SYNC frame, which puts the chip in download mode."""
+        if not self._hold and 0xC0 not in data:
+            return self._to_firmware(data)
+        self._hold += data
+        start = self._hold.find(b"\xc0")
+        if start > 0:
+            self._to_firmware(bytes(self._hold[:start]))
+            del self._hold[:start]
+        end = self._hold.find(b"\xc0", 1)
+        if end < 0:
+            if len(self._hold) > 64:  # too long for a SYNC: not one
+                self._to_firmware(bytes(self._hold))
+                self._hold.clear()
+            return
+        frame, rest = bytes(self._hold[:end + 1]), bytes(self._hold[end + 1:])
+        self._hold.clear()
+        frames = SlipDecoder().feed(frame)
+        if frames and is_sync(frames[0]) and self.loader_enabled:
+            logger.debug("chip %s: SYNC while %s: download mode", self.board_name, self.state)
+            self._enter_download()
+            self._out += b"".join(self._loader.handle(frames[0]))
+            if rest:
+                self._read_rest(rest)
+        else:
+            self._to_firmware(frame)
+            if rest:
+                self._from_port_while_running(rest)
+
+    def _read_rest(self, rest: bytes) -> None:
+        for frame in self._slip.feed(rest):
+            for reply in self._loader.handle(frame):
+                self._out += reply
+
+    def _to_firmware(self, data: bytes) -> None:
+        if self.state == RUNNING and self._inner is not None and data:
+            try:
+                os.write(self._inner, data)
+            except (BlockingIOError, OSError):
+                pass  # the firmware does not read now: a UART's FIFO overflows the same way

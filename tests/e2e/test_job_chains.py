@@ -1,0 +1,58 @@
+"""Jobs that depend on other jobs: conditional follow-ups on a sensor reading, `after` triggers, cycles."""
+
+from __future__ import annotations
+
+import time
+
+from tests.conftest import wait_until
+from tests.e2e.helpers import DOWN_PIN, pulses
+from tests.e2e.test_blind_job import online_with_caps
+
+READ = {"capability": "temperature", "command": "read"}
+LOWER = {"capability": "blind", "command": "move", "params": {"direction": "down", "seconds": 0.4}}
+
+
+def test_blinds_go_down_only_when_it_is_hot(master, board_factory):
+    sensor = board_factory("temp-1", master, role="sensor")
+    blind = board_factory("blind-1", master, role="blind")
+    wait_until(lambda: online_with_caps(master, "temp-1") and online_with_caps(master, "blind-1"))
+    job = {"name": "shade", "target": {"device": "temp-1"}, "action": READ, "trigger": {"type": "manual"},
+           "follow_ups": [{"target": {"device": "blind-1"}, "action": LOWER, "trigger": {"type": "delay", "seconds": 0.1},
+                           "when": {"path": "celsius", "above": 28}}]}
+    assert master.post("/api/jobs", job).status_code == 201
+
+    sensor.set_input(adc={34: 750_000})  # 25 °C
+    master.post("/api/jobs/shade/run")
+    runs = wait_until(lambda: len(master.executions("shade")) == 2 and master.executions("shade"), timeout=15)
+    follow = next(e for e in runs if e["step"] == 1)
+    assert follow["state"] == "skipped" and "celsius=25.0 is not above 28" in follow["error"]
+
+    sensor.set_input(adc={34: 800_000})  # 30 °C
+    master.post("/api/jobs/shade/run")
+    wait_until(lambda: sum(e["state"] == "succeeded" and e["step"] == 1 for e in master.executions("shade")) == 1,
+               timeout=15, what="the blind lowered")
+    (on, off), = pulses(blind.pin_history(), DOWN_PIN)
+    assert abs((off - on) - 0.4) < 0.1
+
+
+def test_after_trigger_runs_a_job_when_another_succeeds_and_cycles_are_refused(master, board_factory):
+    board_factory("blind-1", master, role="blind")
+    wait_until(lambda: online_with_caps(master, "blind-1"))
+    first = {"name": "first", "target": {"device": "blind-1"}, "action": LOWER, "trigger": {"type": "manual"}}
+    second = {"name": "second", "target": {"device": "blind-1"}, "trigger": {"type": "after", "job": "first"},
+              "action": {"capability": "blind", "command": "move", "params": {"direction": "up", "seconds": 0.3}}}
+    assert master.post("/api/jobs", first).status_code == 201
+    assert master.post("/api/jobs", second).status_code == 201
+    assert master.get("/api/jobs/second")["next_run"] is None
+
+    master.post("/api/jobs/first/run")
+    done = wait_until(lambda: [e for e in master.executions("second") if e["state"] == "succeeded"], timeout=15)
+    assert len(done) == 1
+    time.sleep(1)
+    assert len(master.executions("second")) == 1
+
+    cyclic = dict(first, trigger={"type": "after", "job": "second"})
+    r = master.post("/api/jobs", cyclic)
+    assert r.status_code == 422 and r.json()["field"] == "trigger.job" and "cycle" in r.json()["detail"]
+    r = master.post("/api/jobs", dict(first, name="third", trigger={"type": "after", "job": "nobody"}))
+    assert r.status_code == 422 and r.json()["field"] == "trigger.job"
