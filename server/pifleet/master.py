@@ -24,6 +24,7 @@ from .gateway.coap import Gateway
 from .jobs.queue import JobQueue
 from .jobs.runner import Runner
 from .jobs.service import JobService
+from .jobs.threshold import ThresholdWatcher
 from .storage import migrations, postgres
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class Master:
         self.queue.start(asyncio.get_running_loop(), self.runner.run)
         await self.jobs.recover()
         self._tasks.append(asyncio.create_task(self.registry.watch(), name="device-watch"))
+        self.thresholds = ThresholdWatcher(self.pool, self.gateway, self.jobs, self.settings.command_timeout_s)
+        self._tasks.append(asyncio.create_task(self.thresholds.run(), name="threshold-watch"))
         log.info("master ready: http %s, coap udp://%s:%d, data %s", self.settings.http_url,
                  self.settings.coap_host, self.settings.coap_port, self.settings.data_dir)
 

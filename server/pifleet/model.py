@@ -97,7 +97,23 @@ class AfterTrigger(Struct, tag="after", tag_field="type", forbid_unknown_fields=
     on: Literal["success", "failure", "always"] = "success"
 
 
-Trigger = AtTrigger | CronTrigger | EveryTrigger | ManualTrigger | SunTrigger | AfterTrigger
+class ThresholdTrigger(Struct, tag="threshold", tag_field="type", forbid_unknown_fields=True):
+    """When a sensor value crosses a limit: the master reads `device`'s `capability.command` every `poll_s`,
+    takes the value at `path` of the result, and fires once per crossing of `above` (or `below`) that lasts
+    `for_s`; it re-arms only once the value is back past the limit by `hysteresis`."""
+
+    device: Name
+    capability: Name
+    command: Name
+    path: Annotated[str, Meta(min_length=1, max_length=200)]
+    above: float | None = None
+    below: float | None = None
+    hysteresis: Annotated[float, Meta(ge=0)] = 0.0
+    for_s: Annotated[float, Meta(ge=0, le=86400)] = 0.0
+    poll_s: Annotated[float, Meta(ge=0.2, le=86400)] = 60.0
+
+
+Trigger = AtTrigger | CronTrigger | EveryTrigger | ManualTrigger | SunTrigger | AfterTrigger | ThresholdTrigger
 
 
 class DelayTrigger(Struct, tag="delay", tag_field="type", forbid_unknown_fields=True):
@@ -255,3 +271,11 @@ class AdoptionConfirm(Struct, forbid_unknown_fields=True):
     code: Annotated[str, Meta(min_length=1, max_length=32)]
     name: Name | None = None
     role: Name | None = None
+
+
+class ReadingRead(Struct):
+    device: str
+    capability: str
+    path: str
+    value: float
+    at: datetime

@@ -17,7 +17,8 @@ def test_blinds_go_down_only_when_it_is_hot(master, board_factory):
     blind = board_factory("blind-1", master, role="blind")
     wait_until(lambda: online_with_caps(master, "temp-1") and online_with_caps(master, "blind-1"))
     job = {"name": "shade", "target": {"device": "temp-1"}, "action": READ, "trigger": {"type": "manual"},
-           "follow_ups": [{"target": {"device": "blind-1"}, "action": LOWER, "trigger": {"type": "delay", "seconds": 0.1},
+           "follow_ups": [{"target": {"device": "blind-1"}, "action": LOWER,
+                           "trigger": {"type": "delay", "seconds": 0.1},
                            "when": {"path": "celsius", "above": 28}}]}
     assert master.post("/api/jobs", job).status_code == 201
 
@@ -56,3 +57,33 @@ def test_after_trigger_runs_a_job_when_another_succeeds_and_cycles_are_refused(m
     assert r.status_code == 422 and r.json()["field"] == "trigger.job" and "cycle" in r.json()["detail"]
     r = master.post("/api/jobs", dict(first, name="third", trigger={"type": "after", "job": "nobody"}))
     assert r.status_code == 422 and r.json()["field"] == "trigger.job"
+
+
+def test_threshold_trigger_fires_once_per_crossing(master, board_factory):
+    sensor = board_factory("temp-1", master, role="sensor")
+    blind = board_factory("blind-1", master, role="blind")
+    wait_until(lambda: online_with_caps(master, "temp-1") and online_with_caps(master, "blind-1"))
+    sensor.set_input(adc={34: 750_000})  # 25 °C
+    job = {"name": "hot", "target": {"device": "blind-1"}, "action": LOWER,
+           "trigger": {"type": "threshold", "device": "temp-1", "capability": "temperature", "command": "read",
+                       "path": "celsius", "above": 28, "hysteresis": 1, "poll_s": 0.3}}
+    assert master.post("/api/jobs", job).status_code == 201
+
+    def readings_at(celsius, n=3):
+        wait_until(lambda: [r["value"] for r in master.get("/api/devices/temp-1/readings",
+                                                          params={"limit": n})] == [celsius] * n,
+                   timeout=15, what=f"{n} readings of {celsius}")
+
+    readings_at(25.0)
+    sensor.set_input(adc={34: 800_000})  # 30 °C: crosses
+    readings_at(30.0, 5)  # many readings above the limit, one run
+    sensor.set_input(adc={34: 775_000})  # 27.5: below the limit but not past the hysteresis
+    readings_at(27.5)
+    sensor.set_input(adc={34: 790_000})  # 29: above again, but not re-armed
+    readings_at(29.0)
+    assert len(master.executions("hot")) == 1
+    sensor.set_input(adc={34: 760_000})  # 26: re-armed
+    readings_at(26.0)
+    sensor.set_input(adc={34: 800_000})  # 30: fires again
+    wait_until(lambda: len([e for e in master.executions("hot") if e["state"] == "succeeded"]) == 2, timeout=15)
+    assert len(pulses(blind.pin_history(), DOWN_PIN)) == 2

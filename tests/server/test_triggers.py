@@ -100,3 +100,35 @@ def test_sun_triggers_need_a_location():
     with pytest.raises(InvalidError) as err:
         validate(SunTrigger(event="sunset"), None)
     assert "PIFLEET_LATITUDE" in err.value.detail
+
+
+def test_threshold_fires_once_per_crossing_and_rearms_past_the_hysteresis():
+    from pifleet.jobs.threshold import State, step
+    from pifleet.model import ThresholdTrigger
+
+    t = ThresholdTrigger(device="temp-1", capability="temperature", command="read", path="celsius",
+                         above=28, hysteresis=1)
+    state, fired, t0 = State(), [], utc(2026, 7, 1, 12)
+    for i, value in enumerate([27, 28.5, 29, 30, 27.5, 28.2, 26.9, 28.1, 29]):
+        state, fire = step(t, state, value, t0 + timedelta(minutes=i))
+        fired.append(fire)
+    # crosses at 28.5 (fires), stays above, dips to 27.5 (not past 27: no re-arm), 28.2 no fire,
+    # 26.9 re-arms, 28.1 fires again
+    assert fired == [False, True, False, False, False, False, False, True, False]
+
+
+def test_threshold_for_duration_and_below():
+    from pifleet.jobs.threshold import State, step
+    from pifleet.model import ThresholdTrigger
+
+    t = ThresholdTrigger(device="d", capability="c", command="r", path="v", below=5, for_s=120, hysteresis=0.5)
+    state, t0 = State(), utc(2026, 1, 1)
+    state, fire = step(t, state, 4, t0)
+    assert not fire and state.since == t0
+    state, fire = step(t, state, 4.5, t0 + timedelta(seconds=60))
+    assert not fire
+    state, fire = step(t, state, 6, t0 + timedelta(seconds=90))  # back above: the clock restarts
+    assert not fire and state.since is None
+    state, _ = step(t, state, 4, t0 + timedelta(seconds=100))
+    state, fire = step(t, state, 4, t0 + timedelta(seconds=220))
+    assert fire and not state.armed

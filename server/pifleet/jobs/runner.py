@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, PifleetError
-from ..fleet.params import check_command
 from ..fleet.link import BoardLink
+from ..fleet.params import check_command
 from ..fleet.registry import Registry
 from ..model import FollowUp, JobSpec
 from ..storage import devices as devices_q

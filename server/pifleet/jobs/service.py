@@ -17,10 +17,10 @@ import msgspec
 from ..errors import ConflictError, InvalidError, NotFoundError
 from ..events import EventHub
 from ..fleet.params import check_command
-from ..model import AfterTrigger, DryRun, ExecutionRead, JobRead, JobSpec, TimelineEntry
+from ..model import AfterTrigger, DryRun, ExecutionRead, JobRead, JobSpec, ThresholdTrigger, TimelineEntry
 from ..storage import devices as devices_q
 from ..storage import jobs as q
-from . import results, triggers
+from . import results, threshold, triggers
 from .queue import JobQueue
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,12 @@ class JobService:
         triggers.validate(spec.trigger, self.location)
         if isinstance(spec.trigger, AfterTrigger):
             await self._check_after(spec)
+        if isinstance(spec.trigger, ThresholdTrigger):
+            threshold.validate(spec.trigger)
+            source = await devices_q.get_by_name(self.pool, spec.trigger.device)
+            if source is None:
+                raise InvalidError(f"no device named {spec.trigger.device!r}", field="trigger.device")
+            check_command(source, spec.trigger.capability, spec.trigger.command, {}, "trigger")
         device = await devices_q.get_by_name(self.pool, spec.target.device)
         if device is None:
             raise InvalidError(f"no device named {spec.target.device!r}", field="target.device")
@@ -110,6 +116,9 @@ class JobService:
         if when is None:
             return None
         return await self._plan(job, when)
+
+    async def plan_now(self, job: JobRead) -> uuid.UUID | None:
+        return await self._plan(job, now())
 
     async def run_now(self, name: str) -> ExecutionRead:
         job = await self.get(name)

@@ -22,6 +22,7 @@ from ..model import (
     ManualTrigger,
     NextTimeTrigger,
     SunTrigger,
+    ThresholdTrigger,
     Trigger,
 )
 
@@ -165,7 +166,7 @@ def next_fire(trigger: Trigger, after: datetime, *, created: datetime | None = N
             if when is not None and when > after:
                 return when
         return None
-    if isinstance(trigger, (ManualTrigger, AfterTrigger)):
+    if isinstance(trigger, (ManualTrigger, AfterTrigger, ThresholdTrigger)):
         return None
     raise TypeError(f"unknown trigger {trigger!r}")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from ..model import CapabilityRead, DeviceRead, RoleRead
+from ..model import CapabilityRead, DeviceRead, ReadingRead, RoleRead
 
 # online: seen within its lifetime, and not found unreachable since
 _ONLINE = "(d.last_seen is not null and d.last_seen + make_interval(secs => d.lifetime_s) > now()" \
@@ -118,3 +118,11 @@ async def replace_capabilities(db: asyncpg.Pool, device_id: str, caps: list[dict
 
 async def last_seen(db, device_id: str) -> datetime | None:
     return await db.fetchval("select last_seen from devices where id = $1", device_id)
+
+
+async def readings(db, device: str, limit: int = 100) -> list[ReadingRead]:
+    rows = await db.fetch(
+        "select d.name, r.capability, r.path, r.value, r.at from readings r join devices d on d.id = r.device_id"
+        " where d.name = $1 order by r.at desc limit $2", device, limit)
+    return [ReadingRead(device=r["name"], capability=r["capability"], path=r["path"], value=r["value"], at=r["at"])
+            for r in rows]

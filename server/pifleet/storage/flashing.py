@@ -43,9 +43,9 @@ async def get_firmware(db, firmware_id: int) -> FirmwareRead | None:
     return _firmware(row) if row else None
 
 
-async def newest_firmware(db, chip: str) -> FirmwareRead | None:
-    row = await db.fetchrow("select * from firmware where chip = $1 order by added_at desc, id desc limit 1", chip)
-    return _firmware(row) if row else None
+async def firmware_for_chip(db, chip: str) -> list[FirmwareRead]:
+    rows = await db.fetch("select * from firmware where chip = $1 order by added_at desc, id desc", chip)
+    return [_firmware(r) for r in rows]
 
 
 # ---- flash jobs ------------------------------------------------------------------------------------------------

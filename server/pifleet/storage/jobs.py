@@ -26,7 +26,7 @@ def _job(row: asyncpg.Record) -> JobRead:
 async def upsert_job(db, spec: JobSpec) -> tuple[JobRead, bool]:
     """Create or replace a job by name; returns it and whether it was created."""
     row = await db.fetchrow(
-        f"""
+        """
         with j as (
             insert into jobs (name, spec, enabled) values ($1, $2, $3)
             on conflict (name) do update set spec = excluded.spec, enabled = excluded.enabled, updated_at = now()
@@ -55,6 +55,13 @@ async def list_jobs(db) -> list[JobRead]:
 async def set_paused(db, name: str, paused: bool) -> bool:
     return bool(await db.fetchval(
         "update jobs set paused = $2, updated_at = now() where name = $1 returning true", name, paused))
+
+
+async def threshold_jobs(db) -> list[JobRead]:
+    rows = await db.fetch(
+        f"select j.*, {_NEXT_RUN} as next_run from jobs j"
+        " where j.enabled and not j.paused and j.spec->'trigger'->>'type' = 'threshold' order by j.id")
+    return [_job(r) for r in rows]
 
 
 async def jobs_after(db, name: str) -> list[JobRead]:

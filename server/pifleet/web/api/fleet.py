@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, get
+from litestar.params import Parameter
 
 from ...errors import NotFoundError
 from ...master import Master
-from ...model import DeviceRead, RoleRead
+from ...model import DeviceRead, ReadingRead, RoleRead
 from ...storage import devices as q
 
 
@@ -24,6 +27,12 @@ class DeviceController(Controller):
         if device is None:
             raise NotFoundError(f"no device named {name!r}", field="name")
         return device
+
+
+    @get("/{name:str}/readings", operation_id="listReadings", summary="Sensor readings the master took, newest first")
+    async def list_readings(self, master: Master, name: str,
+                            limit: Annotated[int, Parameter(ge=1, le=1000)] = 100) -> list[ReadingRead]:
+        return await q.readings(master.pool, name, limit)
 
 
 class RoleController(Controller):
