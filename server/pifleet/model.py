@@ -43,6 +43,15 @@ class DeviceRead(Struct):
     capabilities: list[CapabilityRead]
 
 
+class GroupWrite(Struct, forbid_unknown_fields=True):
+    devices: Annotated[list[Name], Meta(max_length=1000)]
+
+
+class GroupRead(Struct):
+    name: str
+    devices: list[str]
+
+
 class RoleRead(Struct):
     name: str
     description: str
@@ -53,7 +62,28 @@ class RoleRead(Struct):
 
 
 class Target(Struct, forbid_unknown_fields=True):
-    device: Name  # a device's name; later: role, group, process
+    """Exactly one of: a device (board) by name, every device with a role, a named group, a process target."""
+
+    device: Name | None = None
+    role: Name | None = None
+    group: Name | None = None
+    process: Name | None = None
+
+    @property
+    def kind(self) -> str:
+        given = [k for k in ("device", "role", "group", "process") if getattr(self, k) is not None]
+        return given[0] if len(given) == 1 else ""
+
+    @property
+    def name(self) -> str:
+        return getattr(self, self.kind)
+
+    @property
+    def fans_out(self) -> bool:
+        return self.kind in ("role", "group")
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}"
 
 
 class Action(Struct, forbid_unknown_fields=True):
@@ -219,14 +249,19 @@ class ExecutionRead(Struct):
     error: str | None
 
 
-class DryRun(Struct):
-    """What a run of the job would send now, without sending it."""
-
-    job: str
+class DrySend(Struct):
     device: str
     online: bool
     uri: str
     payload: dict[str, Any]
+
+
+class DryRun(Struct):
+    """What a run of the job would send now (one request per device of its target), without sending it."""
+
+    job: str
+    target: str
+    sends: list[DrySend]
     next_runs: list[datetime]
 
 

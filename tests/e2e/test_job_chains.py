@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from tests.conftest import wait_until
-from tests.e2e.helpers import DOWN_PIN, pulses
+from tests.e2e.helpers import DOWN_PIN, UP_PIN, pulses
 from tests.e2e.test_blind_job import online_with_caps
 
 READ = {"capability": "temperature", "command": "read"}
@@ -87,3 +87,43 @@ def test_threshold_trigger_fires_once_per_crossing(master, board_factory):
     sensor.set_input(adc={34: 800_000})  # 30: fires again
     wait_until(lambda: len([e for e in master.executions("hot") if e["state"] == "succeeded"]) == 2, timeout=15)
     assert len(pulses(blind.pin_history(), DOWN_PIN)) == 2
+
+
+def test_a_role_job_moves_every_blind_and_each_gets_its_follow_up(master, board_factory):
+    b1 = board_factory("blind-1", master, role="blind")
+    b2 = board_factory("blind-2", master, role="blind")
+    wait_until(lambda: online_with_caps(master, "blind-1") and online_with_caps(master, "blind-2"))
+    raise_ = {"capability": "blind", "command": "move", "params": {"direction": "up", "seconds": 0.3}}
+    job = {"name": "all-down", "target": {"role": "blind"}, "action": LOWER, "trigger": {"type": "manual"},
+           "follow_ups": [{"action": raise_, "trigger": {"type": "delay", "seconds": 0.5}}]}
+    assert master.post("/api/jobs", job).status_code == 201
+    after = {"name": "then", "target": {"group": "east"}, "action": LOWER,
+             "trigger": {"type": "after", "job": "all-down"}}
+    r = master.post("/api/jobs", after)
+    assert r.status_code == 422 and r.json()["field"] == "target.group"  # no such group yet
+    assert httpx_put(master, "/api/groups/east", {"devices": ["blind-2"]}).status_code == 200
+    assert master.post("/api/jobs", after).status_code == 201
+    dry = master.post("/api/jobs/all-down/dry-run").json()
+    assert sorted(s["device"] for s in dry["sends"]) == ["blind-1", "blind-2"]
+
+    master.post("/api/jobs/all-down/run")
+
+    def settled():
+        runs = master.executions("all-down")
+        done = [e for e in runs if e["state"] == "succeeded"]
+        return runs if len(done) == 5 else None  # the run, 2 devices, 2 follow-ups
+
+    runs = wait_until(settled, timeout=20, what="the role run, both devices and both follow-ups")
+    parent = next(e for e in runs if e["device"] is None)
+    assert sorted(parent["result"]["devices"]) == ["blind-1", "blind-2"]
+    assert sorted(e["device"] for e in runs if e["step"] == 1) == ["blind-1", "blind-2"]
+    then = wait_until(lambda: [e for e in master.executions("then") if e["state"] == "succeeded"], timeout=15)
+    assert sorted(str(e["device"]) for e in then) == ["None", "blind-2"]  # the group run, its one device
+    wait_until(lambda: len(pulses(b2.pin_history(), DOWN_PIN)) == 2, timeout=10)
+    assert len(pulses(b1.pin_history(), DOWN_PIN)) == 1 and len(pulses(b1.pin_history(), UP_PIN)) == 1
+
+
+def httpx_put(master, path, body):
+    import httpx
+
+    return httpx.put(master.url + path, json=body, timeout=10)

@@ -56,8 +56,10 @@ def test_pause_resume_cancel_and_dry_run(master, board_factory):
     assert master.post("/api/jobs", move("manual", "blind-1")).status_code == 201
 
     dry = master.post("/api/jobs/manual/dry-run").json()
-    assert dry["uri"].endswith("/a/blind/move") and dry["payload"]["params"] == {"direction": "down", "seconds": 0.5}
-    assert dry["payload"]["ep"] == "vb-blind-1" and dry["online"] is True
+    assert dry["target"] == "device blind-1" and dry["next_runs"] == []
+    (send,) = dry["sends"]
+    assert send["uri"].endswith("/a/blind/move") and send["payload"]["params"] == {"direction": "down", "seconds": 0.5}
+    assert send["payload"]["ep"] == "vb-blind-1" and send["online"] is True
 
     assert master.post("/api/jobs/manual/pause").json()["paused"] is True
     master.post("/api/jobs/manual/run")

@@ -21,8 +21,8 @@ from ..fleet.registry import Registry
 from ..model import FollowUp, JobSpec
 from ..storage import devices as devices_q
 from ..storage import jobs as q
-from . import results, triggers
-from .service import JobService, now
+from . import results, targets, triggers
+from .service import OUTCOME, JobService, now
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ class Runner:
             return await self._complete(row, spec, "missed", error=reason)
         if job.paused:
             return await self._complete(row, spec, "skipped", error="skipped: the job is paused")
+        if row["parent_id"] is None and spec.target.fans_out:
+            return await self._fan_out(row, spec)
         if spec.concurrency != "replace" and row["device_id"] and \
                 await q.running_on_device(self.pool, row["device_id"], row["id"]):
             if spec.concurrency == "refuse":
@@ -131,32 +133,58 @@ class Runner:
         await self._complete(row, spec, final_state, error=error)
         log.warning("execution %s failed after %d attempt(s): %s", row["id"], attempts_made, error)
 
+    async def _fan_out(self, row, spec: JobSpec) -> None:
+        """A role or group run: one step-0 execution per device it means now; this row stays running until they
+        have all finished (`_settle_parent`)."""
+        try:
+            members = await targets.resolve(self.pool, spec.target)
+        except PifleetError as exc:
+            return await self._complete(row, spec, "failed", error=exc.detail)
+        if not members:
+            return await self._complete(row, spec, "skipped", error=f"skipped: no device in {spec.target}")
+        when, planned = now(), []
+        async with self.pool.acquire() as conn, conn.transaction():
+            for device in members:
+                execution_id = await q.insert_execution(
+                    conn, job_id=row["job_id"], device_id=device.id, capability=row["capability"],
+                    command=row["command"], params=row["params"], scheduled_for=when,
+                    max_attempts=row["max_attempts"], parent_id=row["id"], step=0)
+                if execution_id is not None:
+                    planned.append(execution_id)
+            await q.set_result(conn, row["id"], {"devices": [d.name for d in members]})
+        for execution_id in planned:
+            await self.jobs.queue.schedule(execution_id, 0, when)
+        log.info("execution %s fans out to %s", row["id"], ", ".join(d.name for d in members))
+
     async def _complete(self, row, spec: JobSpec, state: str, *, result: Any = None, error: str | None = None):
         """Record the outcome and plan what it calls for — follow-ups (their parameters filled from the result,
         their conditions checked) and jobs triggered `after` this one — in one transaction: a crash in between
         cannot leave a finished run whose successors were never planned. Huey hears of them after the commit
         (and again from JobService.recover after a crash)."""
         # skipped, missed and cancelled runs did not run: nothing follows them
-        outcome = {"succeeded": "success", "failed": "failure", "timed_out": "failure"}.get(state)
-        is_root = row["parent_id"] is None
+        outcome = OUTCOME.get(state)
+        own_run = row["step"] == 0 and row["device_id"] is not None  # the job's action on one device
         planned = []
         async with self.pool.acquire() as conn, conn.transaction():
             await q.finish(conn, row["id"], state, result=result, error=error)
-            if outcome is None or not is_root:  # follow-ups hang off the job's own run (no chains yet)
-                return
-            job = await q.get_job_by_id(conn, row["job_id"])
-            for step, follow in enumerate(spec.follow_ups, start=1):
-                if follow.on in (outcome, "always"):
-                    planned += await self._plan_follow_up(conn, row, spec, step, follow, result)
-            if job is not None:
-                planned += await self.jobs.plan_dependents(conn, job.name, outcome)
+            if outcome is not None and own_run:  # follow-ups hang off the job's own runs (no chains yet)
+                for step, follow in enumerate(spec.follow_ups, start=1):
+                    if follow.on in (outcome, "always"):
+                        planned += await self._plan_follow_up(conn, row, spec, step, follow, result)
+            if row["parent_id"] is None:
+                planned += await self.jobs.after_run(conn, row, outcome)
+            elif row["step"] == 0:
+                planned += await self.jobs.settle_fan_out(conn, row["parent_id"])
         for execution_id, when in planned:
             await self.jobs.queue.schedule(execution_id, 0, when)
             log.info("planned %s after %s, for %s", execution_id, row["id"], when.isoformat())
 
     async def _plan_follow_up(self, conn, row, spec: JobSpec, step: int, follow: FollowUp, result: Any):
-        target = follow.target or spec.target
-        device = await devices_q.get_by_name(conn, target.device)
+        # by default a follow-up runs on the device its run ran on (for a role or group: each device's own)
+        device_id = row["device_id"]
+        if follow.target is not None:
+            device = await devices_q.get_by_name(conn, follow.target.name)
+            device_id = device.id if device else None
         when = triggers.follow_up_time(follow.trigger, now())
         state, error, params = "scheduled", None, follow.action.params
         if follow.when is not None:
@@ -169,8 +197,8 @@ class Runner:
             except PifleetError as exc:
                 state, error = "failed", f"cannot fill parameter {exc.field}: {exc.detail}"
         execution_id = await q.insert_execution(
-            conn, job_id=row["job_id"], device_id=device.id if device else None,
-            capability=follow.action.capability, command=follow.action.command,
+            conn, job_id=row["job_id"], device_id=device_id, capability=follow.action.capability,
+            command=follow.action.command,
             params=msgspec.to_builtins(params), scheduled_for=when, max_attempts=spec.retry.attempts,
             parent_id=row["id"], step=step, state=state, error=error,
         )

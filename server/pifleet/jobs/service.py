@@ -17,13 +17,27 @@ import msgspec
 from ..errors import ConflictError, InvalidError, NotFoundError
 from ..events import EventHub
 from ..fleet.params import check_command
-from ..model import AfterTrigger, DryRun, ExecutionRead, JobRead, JobSpec, ThresholdTrigger, TimelineEntry
+from ..model import (
+    FINAL_STATES,
+    AfterTrigger,
+    DryRun,
+    DrySend,
+    ExecutionRead,
+    JobRead,
+    JobSpec,
+    ThresholdTrigger,
+    TimelineEntry,
+)
 from ..storage import devices as devices_q
 from ..storage import jobs as q
-from . import results, threshold, triggers
+from . import results, targets, threshold, triggers
 from .queue import JobQueue
 
 log = logging.getLogger(__name__)
+
+
+# what a finished run's state means for follow-ups and `after` triggers (skipped/missed/cancelled: nothing)
+OUTCOME = {"succeeded": "success", "failed": "failure", "timed_out": "failure"}
 
 
 def now() -> datetime:
@@ -52,19 +66,22 @@ class JobService:
             if source is None:
                 raise InvalidError(f"no device named {spec.trigger.device!r}", field="trigger.device")
             check_command(source, spec.trigger.capability, spec.trigger.command, {}, "trigger")
-        device = await devices_q.get_by_name(self.pool, spec.target.device)
-        if device is None:
-            raise InvalidError(f"no device named {spec.target.device!r}", field="target.device")
-        check_command(device, spec.action.capability, spec.action.command, spec.action.params, "action")
+        members = await targets.resolve(self.pool, spec.target)
+        a = spec.action
+        for device in members:
+            check_command(device, a.capability, a.command, a.params, "action")
         for i, follow in enumerate(spec.follow_ups):
             triggers.validate_follow_up(follow.trigger, i)
-            target = follow.target or spec.target
-            other = device if target.device == device.name else await devices_q.get_by_name(self.pool, target.device)
-            if other is None:
-                raise InvalidError(f"no device named {target.device!r}", field=f"follow_ups[{i}].target.device")
+            if follow.target is not None:
+                if follow.target.fans_out:
+                    raise InvalidError("a follow-up runs on one device or process", field=f"follow_ups[{i}].target")
+                others = await targets.resolve(self.pool, follow.target, f"follow_ups[{i}].target")
+            else:
+                others = members  # each device's follow-up runs on that device
             a = follow.action
-            check_command(other, a.capability, a.command, a.params, f"follow_ups[{i}].action",
-                          deferred=results.references(a.params))
+            for other in others:
+                check_command(other, a.capability, a.command, a.params, f"follow_ups[{i}].action",
+                              deferred=results.references(a.params))
             if follow.when is not None and follow.when.above is None and follow.when.below is None \
                     and follow.when.equals is msgspec.UNSET:
                 raise InvalidError("a condition needs above, below or equals", field=f"follow_ups[{i}].when")
@@ -129,6 +146,25 @@ class JobService:
         assert execution is not None
         return execution
 
+    async def after_run(self, conn, root, outcome: str | None) -> list[tuple[uuid.UUID, datetime]]:
+        """Plan the jobs triggered `after` this job's run finished with `outcome`."""
+        if outcome is None:
+            return []
+        job = await q.get_job_by_id(conn, root["job_id"])
+        return await self.plan_dependents(conn, job.name, outcome) if job else []
+
+    async def settle_fan_out(self, conn, parent_id: uuid.UUID) -> list[tuple[uuid.UUID, datetime]]:
+        """When the last device of a role/group run has finished, finish the run itself — succeeded if every
+        device succeeded, failed otherwise — and plan what comes `after` it."""
+        states = await q.child_states(conn, parent_id)
+        if not states or any(s not in FINAL_STATES for s in states):
+            return []
+        failed = sum(s != "succeeded" for s in states)
+        state = "failed" if failed else "succeeded"
+        error = f"{failed} of {len(states)} devices did not succeed" if failed else None
+        parent = await q.finish_running(conn, parent_id, state, error=error)
+        return await self.after_run(conn, parent, OUTCOME[state]) if parent else []
+
     async def plan_dependents(self, conn, job_name: str, outcome: str) -> list[tuple[uuid.UUID, datetime]]:
         """Plan, now, the runs of jobs triggered by `after` this job's outcome (inside the caller's transaction)."""
         planned, when = [], now()
@@ -142,7 +178,8 @@ class JobService:
     async def _plan(self, job: JobRead, when: datetime, conn=None, hand_over: bool = True) -> uuid.UUID | None:
         spec = job.spec
         db = conn or self.pool
-        device = await devices_q.get_by_name(db, spec.target.device)
+        # a role or group run is planned as one execution; it fans out into one per device when it runs
+        device = None if spec.target.fans_out else await devices_q.get_by_name(db, spec.target.name)
         execution_id = await q.insert_execution(
             db, job_id=job.id, device_id=device.id if device else None, capability=spec.action.capability,
             command=spec.action.command, params=spec.action.params, scheduled_for=when,
@@ -160,6 +197,12 @@ class JobService:
         from .runner import interrupted_error  # local: runner imports this module
 
         for row in await q.interrupted(self.pool):
+            if row["device_id"] is None and row["parent_id"] is None:  # a role/group run: its devices settle it
+                async with self.pool.acquire() as conn, conn.transaction():
+                    planned = await self.settle_fan_out(conn, row["id"])
+                for execution_id, when in planned:
+                    await self.queue.schedule(execution_id, 0, when)
+                continue
             error = interrupted_error()
             if row["attempt"] < row["max_attempts"]:
                 await q.reschedule(self.pool, row["id"], now(), error)
@@ -187,13 +230,16 @@ class JobService:
         return await q.get_execution(self.pool, execution_id) or execution
 
     async def dry_run(self, name: str) -> DryRun:
-        """Validate the job against the board as it is now and show what a run would send; send nothing."""
+        """Validate the job against its devices as they are now and show what a run would send; send nothing."""
         job = await self.get(name)
         await self.check(job.spec)
-        device = await devices_q.get_by_name(self.pool, job.spec.target.device)
-        assert device is not None  # check() refused otherwise
         action = job.spec.action
-        host = f"[{device.address}]" if device.address and ":" in device.address else device.address
+        sends = []
+        for device in await targets.resolve(self.pool, job.spec.target):
+            host = f"[{device.address}]" if device.address and ":" in device.address else device.address
+            sends.append(DrySend(device=device.name, online=device.online,
+                                 uri=f"coap://{host}:{device.port}/a/{action.capability}/{action.command}",
+                                 payload={"eid": "<execution id>", "ep": device.id, "params": action.params}))
         runs, after = [], now()
         for _ in range(5):
             when = self.next_fire(job, after)
@@ -201,9 +247,7 @@ class JobService:
                 break
             runs.append(when)
             after = when
-        return DryRun(job=job.name, device=device.name, online=device.online,
-                      uri=f"coap://{host}:{device.port}/a/{action.capability}/{action.command}",
-                      payload={"eid": "<execution id>", "ep": device.id, "params": action.params}, next_runs=runs)
+        return DryRun(job=job.name, target=str(job.spec.target), sends=sends, next_runs=runs)
 
     async def timeline(self, days: float, device: str | None = None, limit_per_job: int = 500
                        ) -> list[TimelineEntry]:
@@ -212,7 +256,7 @@ class JobService:
         start, end = now(), now() + timedelta(days=days)
         entries: list[TimelineEntry] = []
         for e in await q.list_executions(self.pool, state="scheduled", device=device, limit=10000, upcoming=True):
-            if e.scheduled_for <= end:
+            if e.scheduled_for <= end and e.device is not None:  # a role/group run is projected per device below
                 entries.append(TimelineEntry(at=e.scheduled_for, job=e.job, device=e.device,
                                              capability=e.capability, command=e.command, params=e.params,
                                              kind="planned", follow_up=e.parent_id is not None))
@@ -221,20 +265,23 @@ class JobService:
             if not job.spec.enabled or job.paused:
                 continue
             spec, after = job.spec, start
+            names = [d.name for d in await targets.resolve(self.pool, spec.target)] if spec.target.fans_out \
+                else [spec.target.name]
             for _ in range(limit_per_job):
                 when = self.next_fire(job, after)
                 if when is None or when > end:
                     break
                 after = when
-                if (job.name, when) not in planned:
-                    entries.append(self._projected(spec, spec.target.device, spec.action, when, False))
-                finished = when + timedelta(seconds=float(spec.action.params.get("seconds", 0) or 0))
-                for follow in spec.follow_ups:
-                    if follow.on in ("success", "always"):
-                        at = triggers.follow_up_time(follow.trigger, finished)
-                        if at <= end:
-                            target = (follow.target or spec.target).device
-                            entries.append(self._projected(spec, target, follow.action, at, True))
+                for name in names:
+                    if (job.name, when) not in planned or spec.target.fans_out:
+                        entries.append(self._projected(spec, name, spec.action, when, False))
+                    finished = when + timedelta(seconds=float(spec.action.params.get("seconds", 0) or 0))
+                    for follow in spec.follow_ups:
+                        if follow.on in ("success", "always"):
+                            at = triggers.follow_up_time(follow.trigger, finished)
+                            if at <= end:
+                                target = follow.target.name if follow.target else name
+                                entries.append(self._projected(spec, target, follow.action, at, True))
         if device is not None:
             entries = [e for e in entries if e.device == device]
         return sorted(entries, key=lambda e: (e.at, e.job))

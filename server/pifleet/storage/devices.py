@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from ..model import CapabilityRead, DeviceRead, ReadingRead, RoleRead
+from ..model import CapabilityRead, DeviceRead, GroupRead, ReadingRead, RoleRead
 
 # online: seen within its lifetime, and not found unreachable since
 _ONLINE = "(d.last_seen is not null and d.last_seen + make_interval(secs => d.lifetime_s) > now()" \
@@ -126,3 +126,23 @@ async def readings(db, device: str, limit: int = 100) -> list[ReadingRead]:
         " where d.name = $1 order by r.at desc limit $2", device, limit)
     return [ReadingRead(device=r["name"], capability=r["capability"], path=r["path"], value=r["value"], at=r["at"])
             for r in rows]
+
+
+async def group_members(db, name: str) -> list[str] | None:
+    return await db.fetchval("select devices from device_groups where name = $1", name)
+
+
+async def put_group(db, name: str, devices: list[str]) -> GroupRead:
+    await db.execute(
+        "insert into device_groups (name, devices) values ($1, $2)"
+        " on conflict (name) do update set devices = excluded.devices", name, devices)
+    return GroupRead(name=name, devices=devices)
+
+
+async def list_groups(db) -> list[GroupRead]:
+    return [GroupRead(name=r["name"], devices=list(r["devices"]))
+            for r in await db.fetch("select name, devices from device_groups order by name")]
+
+
+async def delete_group(db, name: str) -> bool:
+    return bool(await db.fetchval("delete from device_groups where name = $1 returning true", name))

@@ -107,7 +107,7 @@ async def insert_execution(
     None when that run was already planned (same job and time, or same follow-up)."""
     new_id = uuid.uuid4()
     conflict = "(job_id, scheduled_for) where parent_id is null" if parent_id is None \
-        else "(parent_id, step) where parent_id is not null"
+        else "(parent_id, step, coalesce(device_id, '')) where parent_id is not null"
     return await db.fetchval(
         f"""
         insert into job_executions (id, job_id, parent_id, step, device_id, capability, command, params,
@@ -139,6 +139,23 @@ async def finish(db, execution_id: uuid.UUID, state: str, *, result: Any = None,
         "update job_executions set state = $2, finished_at = now(), result = $3, error = $4 where id = $1",
         execution_id, state, result, error,
     )
+
+
+async def set_result(db, execution_id: uuid.UUID, result: Any) -> None:
+    await db.execute("update job_executions set result = $2 where id = $1", execution_id, result)
+
+
+async def child_states(db, parent_id: uuid.UUID) -> list[str]:
+    """States of a role/group run's per-device executions."""
+    return [r["state"] for r in await db.fetch(
+        "select state from job_executions where parent_id = $1 and step = 0 for update", parent_id)]
+
+
+async def finish_running(db, execution_id: uuid.UUID, state: str, *, error: str | None = None):
+    """Finish a run that is still running (once); returns its row, or None if it had finished already."""
+    return await db.fetchrow(
+        "update job_executions set state = $2, finished_at = now(), error = $3"
+        " where id = $1 and state = 'running' returning *", execution_id, state, error)
 
 
 async def reschedule(db, execution_id: uuid.UUID, when: datetime, error: str) -> None:

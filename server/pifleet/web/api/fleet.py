@@ -1,16 +1,19 @@
-"""JSON API of the fleet: devices and roles."""
+"""JSON API of the fleet: devices, their readings, roles, groups."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from litestar import Controller, get
+from litestar import Controller, delete, get, put
 from litestar.params import Parameter
 
-from ...errors import NotFoundError
+from ...errors import InvalidError, NotFoundError
 from ...master import Master
-from ...model import DeviceRead, ReadingRead, RoleRead
+from ...model import DeviceRead, GroupRead, GroupWrite, ReadingRead, RoleRead
 from ...storage import devices as q
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class DeviceController(Controller):
@@ -42,3 +45,27 @@ class RoleController(Controller):
     @get("/", operation_id="listRoles", summary="Roles known to the master")
     async def list_roles(self, master: Master) -> list[RoleRead]:
         return await q.list_roles(master.pool)
+
+
+class GroupController(Controller):
+    path = "/api/groups"
+    tags = ["groups"]
+
+    @get("/", operation_id="listGroups", summary="Named groups of devices (job targets)")
+    async def list_groups(self, master: Master) -> list[GroupRead]:
+        return await q.list_groups(master.pool)
+
+    @put("/{name:str}", operation_id="putGroup", summary="Create or replace a group")
+    async def put_group(self, master: Master, name: str, data: GroupWrite) -> GroupRead:
+        if not NAME.match(name):
+            raise InvalidError("a group name is letters, digits, '-', '_' and '.'", field="name")
+        known = {d.name for d in await q.list_devices(master.pool)}
+        for i, device in enumerate(data.devices):
+            if device not in known:
+                raise InvalidError(f"no device named {device!r}", field=f"devices[{i}]")
+        return await q.put_group(master.pool, name, list(dict.fromkeys(data.devices)))
+
+    @delete("/{name:str}", operation_id="deleteGroup", summary="Delete a group")
+    async def delete_group(self, master: Master, name: str) -> None:
+        if not await q.delete_group(master.pool, name):
+            raise NotFoundError(f"no group named {name!r}", field="name")

@@ -1,0 +1,35 @@
+"""Who a job runs on: a device, a process target, or — fanned out, one execution each — every device with a
+role or in a group. Resolved against the registry when a job is saved and again when it runs."""
+
+from __future__ import annotations
+
+from ..errors import InvalidError
+from ..model import DeviceRead, Target
+from ..storage import devices as devices_q
+
+PROCESS_KIND = "pifleet.process"
+
+
+def check_shape(target: Target, field: str = "target") -> None:
+    if not target.kind:
+        raise InvalidError("give exactly one of device, role, group or process", field=field)
+
+
+async def resolve(db, target: Target, field: str = "target") -> list[DeviceRead]:
+    """The devices a target means now. A device or process that does not exist is an error; a role or group
+    may be empty (boards join later)."""
+    check_shape(target, field)
+    kind, name = target.kind, target.name
+    if kind in ("device", "process"):
+        device = await devices_q.get_by_name(db, name)
+        if device is None:
+            raise InvalidError(f"no {kind} named {name!r}", field=f"{field}.{kind}")
+        if kind == "process" and device.kind != PROCESS_KIND:
+            raise InvalidError(f"{name!r} is a {device.kind}, not a process target", field=f"{field}.process")
+        return [device]
+    if kind == "role":
+        return [d for d in await devices_q.list_devices(db) if d.role == name]
+    members = await devices_q.group_members(db, name)
+    if members is None:
+        raise InvalidError(f"no group named {name!r}", field=f"{field}.group")
+    return [d for d in await devices_q.list_devices(db) if d.name in members]
