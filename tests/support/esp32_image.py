@@ -69,7 +69,8 @@ def build_app(chip: str = "esp32", version: str = "v1.24.1", flash_size: int = 4
     rom = _rom(chip)
     image = _image(rom, flash_size)
     code = b"\x36\x41\x00\x1d\xf0\x00\x00\x00" * 64
-    image.segments = [ELFSection(b".flash.appdesc", rom.DROM_MAP_START + 0x20, app_desc(version) + b"MicroPython " * 64, 0),
+    desc = app_desc(version) + b"MicroPython " * 64
+    image.segments = [ELFSection(b".flash.appdesc", rom.DROM_MAP_START + 0x20, desc, 0),
                       ELFSection(b".iram0.text", _ram(chip)[0] + 0x1000, code, 0)]
     image.entrypoint = _ram(chip)[0] + 0x1000
     return image.save(None)

@@ -28,8 +28,15 @@ import time
 from pathlib import Path
 
 from pifleet.flashing.layout import (
-    TABLE_OFFSET, LayoutError, build_littlefs, build_partition_table, find_app, find_vfs,
-    micropython_default_table, parse_partition_table, read_littlefs,
+    TABLE_OFFSET,
+    LayoutError,
+    build_littlefs,
+    build_partition_table,
+    find_app,
+    find_vfs,
+    micropython_default_table,
+    parse_partition_table,
+    read_littlefs,
 )
 from pifleet.sim.chip import BOOTLOADER_OFFSET, Chip
 from pifleet.sim.flash import DEFAULT_SIZE, Flash, board_mac
@@ -199,6 +206,11 @@ class VirtualBoard:
         return self._chip.proc if self._chip is not None else None
 
     @property
+    def powered(self) -> bool:
+        """Between start() and stop()/kill(): the chip is on, whether its firmware runs or not."""
+        return self._chip is not None
+
+    @property
     def state(self) -> str:
         """off, download (ROM loader), running (MicroPython), halted (nothing bootable in flash)."""
         return self._chip.state if self._chip is not None else "off"
@@ -221,10 +233,12 @@ class VirtualBoard:
         self._chip.power_on()
         self._write_port_file()
 
-    def _spawn(self, slave: int) -> subprocess.Popen:
+    def _spawn(self, slave: int, soft: bool = False) -> subprocess.Popen:
         """The firmware: MicroPython on the inner pty, its first step the _boot shim (mount vfs, boot, main)."""
         env = dict(os.environ, PIFLEET_SIM_IO=str(self.io.resolve()), PIFLEET_SIM_IP=self.ip,
                    PIFLEET_SIM_FLASH=str(self.flash_path.resolve()))
+        if soft:
+            env["PIFLEET_SIM_SOFT_RESET"] = "1"  # _boot runs boot.py, not main.py (the raw REPL waits)
         cwd = self.root
         if self.runtime == "micropython":
             # Like an ESP32's sys.path ['', '.frozen', '/lib'], plus the shims (outside the board's flash).
@@ -344,7 +358,8 @@ class VirtualBoard:
                 else:
                     self._exit = proc.returncode
             else:
-                self._exit = proc.returncode
+                # Interrupted in the REPL, the unix port dies of the SIGINT: still an orderly stop.
+                self._exit = 0 if proc.returncode == -signal.SIGINT else proc.returncode
         chip.close()
         try:
             self._port_file().unlink()

@@ -19,20 +19,17 @@ Resets, since a pty has no DTR/RTS lines (esptool warns "Chip was NOT reset" and
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 import select
-import signal
 import subprocess
 import termios
 import threading
-import time
 import tty
 from pathlib import Path
 from typing import Callable
 
-from pifleet.flashing.layout import LayoutError, TABLE_OFFSET, find_app, find_vfs, parse_partition_table
+from pifleet.flashing.layout import TABLE_OFFSET, LayoutError, find_app, find_vfs, parse_partition_table
 from pifleet.sim.flash import Flash
 from pifleet.sim.rom import RomLoader, SlipDecoder, is_sync
 
@@ -45,7 +42,6 @@ OFF, DOWNLOAD, RUNNING, HALTED = "off", "download", "running", "halted"
 def _raw(fd: int, isig: bool = False) -> None:
     tty.setraw(fd)
     attrs = termios.tcgetattr(fd)
-    attrs[1] |= termios.OPOST | termios.ONLCR  # the firmware's "\n" leaves the UART as "\r\n"
     if isig:
         attrs[3] |= termios.ISIG  # Ctrl-C interrupts a running program (the REPL turns this off itself)
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
@@ -61,7 +57,7 @@ class Chip(threading.Thread):
         self.flash = flash
         self.mac = mac
         self.console_path = console_path
-        self.spawn = spawn  # inner pty slave fd -> the interpreter process (the firmware)
+        self.spawn = spawn  # (inner pty slave fd[, soft=True]) -> the interpreter process (the firmware)
         self.loader_enabled = loader_enabled
         self.state = OFF
         self.proc: subprocess.Popen | None = None
@@ -77,6 +73,9 @@ class Chip(threading.Thread):
         self._hold = bytearray()  # bytes of a possible SYNC frame, held back from the firmware
         self._loader: RomLoader | None = None
         self._port_open = False
+        self._cr = False  # the last console byte was "\r"
+        self._tail = b""  # the end of the console output, to see the raw REPL's prompt
+        self._soft = False  # the next boot is a soft reset into the raw REPL (boot.py only, as the port does)
         self._wake_r, self._wake_w = os.pipe()
         self._lock = threading.Lock()
         self._pending: list[str] = []  # power/reset requests from other threads
@@ -119,11 +118,20 @@ class Chip(threading.Thread):
 
     # -- boot ---------------------------------------------------------------------------------------
 
-    def _boot(self) -> None:
+    def _soft_reset(self) -> None:
+        """Ctrl-D at the raw REPL's prompt (mpremote does it before exec): the ESP32 port soft-reboots,
+        runs boot.py and comes back in the raw REPL. The unix port has no soft reset, so the chip does it."""
+        self._end_firmware()
+        self.console(b"MPY: soft reboot\r\n")
+        self._soft = True
+        self._boot(soft=True)
+
+    def _boot(self, soft: bool = False) -> None:
         self._end_firmware()
         self._loader = None
         self.boots += 1
-        self.console(b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\n")
+        if not soft:
+            self.console(b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n")
         for offset, what in ((BOOTLOADER_OFFSET, "bootloader"), (None, "app")):
             if offset is None:
                 try:
@@ -144,10 +152,13 @@ class Chip(threading.Thread):
         os.set_blocking(inner, False)
         self._inner = inner
         try:
-            self.proc = self.spawn(slave)
+            self.proc = self.spawn(slave, True) if soft else self.spawn(slave)
         finally:
             os.close(slave)
         self.state = RUNNING
+        self._tail = b""
+        if soft:
+            os.write(inner, b"\x01")  # back to the raw REPL once the interpreter reads its terminal
 
     def _halt(self, line: str) -> None:
         self.console(line.encode())
@@ -240,7 +251,17 @@ class Chip(threading.Thread):
                 return
             if not data:
                 return
-            self.console(data)
+            self._tail = (self._tail + data)[-64:]
+            self.console(self._cook(data))
+
+    def _cook(self, data: bytes) -> bytes:
+        """Line ends as the ESP32 port's stdout writes them ("\r\n"), whatever the unix port wrote."""
+        lead = b""
+        if self._cr and data.startswith(b"\n"):
+            lead, data = b"\n", data[1:]
+        if data:
+            self._cr = data.endswith(b"\r")
+        return lead + data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
     def _write_port(self) -> None:
         try:
@@ -306,6 +327,12 @@ class Chip(threading.Thread):
                 self._out += reply
 
     def _to_firmware(self, data: bytes) -> None:
+        if (data[:1] == b"\x04" and self.state == RUNNING
+                and (self._tail.endswith(b"CTRL-B to exit\r\n>") or self._tail.endswith(b"CTRL-B to exit\n>"))):
+            self._soft_reset()
+            data = data[1:]
+        elif data:
+            self._tail = b""  # typed into the REPL: no longer at a fresh raw prompt
         if self.state == RUNNING and self._inner is not None and data:
             try:
                 os.write(self._inner, data)

@@ -15,6 +15,7 @@ import click
 
 from pifleet.config import default_data_dir
 from pifleet.sim.board import DEFAULT_HEAPSIZE, ROLES, VirtualBoard
+from pifleet.sim.flash import parse_size
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -31,7 +32,10 @@ def sim() -> None:
 
 @sim.command()
 @click.argument("name")
-@click.option("--role", type=click.Choice(sorted(ROLES)), required=True, help="Role preset of the board.")
+@click.option("--role", type=click.Choice(sorted(ROLES)), default=None,
+              help="Role preset of the board (not needed with --erased).")
+@click.option("--flash-size", default="4MB", show_default=True, help="Flash size of the chip (4MB, 8MB, 16MB).")
+@click.option("--erased", is_flag=True, help="Start with a blank flash: the chip waits for esptool.")
 @click.option("--master", "master", default="127.0.0.1:5683", show_default=True,
               help="The master's CoAP address HOST:PORT.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -41,13 +45,18 @@ def sim() -> None:
 @click.option("--heapsize", type=int, default=DEFAULT_HEAPSIZE, show_default=True,
               help="MicroPython heap in bytes (ESP32-like).")
 @click.option("--lifetime", type=int, default=60, show_default=True, help="Registration lifetime in seconds.")
-def start(name: str, role: str, master: str, data_dir: Path, ip: str | None, heapsize: int,
-          lifetime: int) -> None:
-    """Provision and boot board NAME in the foreground; Ctrl-C stops it."""
+def start(name: str, role: str | None, flash_size: str, erased: bool, master: str, data_dir: Path,
+          ip: str | None, heapsize: int, lifetime: int) -> None:
+    """Boot board NAME in the foreground; Ctrl-C stops it. The first line is `serial: PORT` (esptool, mpremote)."""
+    if role is None and not erased:
+        raise click.UsageError("--role is needed unless the board starts --erased")
+    try:
+        size = parse_size(flash_size)
+    except ValueError:
+        raise click.BadParameter(f"not a size: {flash_size}", param_hint="--flash-size") from None
     board = VirtualBoard(name, data_dir / name, role=role, master=_host_port(master), ip=ip,
-                         heapsize=heapsize, lifetime=lifetime)
+                         heapsize=heapsize, lifetime=lifetime, flash_size=size, erased=erased)
     board.provision()
-    click.echo(f"board: {name} ip={board.ip} port={board.listen_port} pins={board.io / 'pins.log'}")
     stopping = []
 
     def request_stop(signum, frame):  # SIGTERM: same orderly stop as Ctrl-C
@@ -57,8 +66,11 @@ def start(name: str, role: str, master: str, data_dir: Path, ip: str | None, hea
     console = board.io / "console.log"
     offset = console.stat().st_size if console.exists() else 0  # earlier boots' output is not repeated
     board.start()
+    click.echo(f"serial: {board.serial_port}")
+    click.echo(f"board: {name} ip={board.ip} port={board.listen_port} flash={board.flash_path} "
+               f"pins={board.io / 'pins.log'}")
     try:
-        while board.running and not stopping:
+        while board.powered and not stopping:
             offset = _stream(console, offset)
             time.sleep(0.1)
     except KeyboardInterrupt:

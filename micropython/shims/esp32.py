@@ -1,0 +1,117 @@
+"""`esp32` for the virtual ESP32: `Partition` over the board's flash file, like the ESP32 port's.
+
+Layer: unix-port shim (never copied to a board). The flash file is $PIFLEET_SIM_FLASH, the image the virtual
+chip's ROM loader writes with esptool; the partition table is read from 0x8000 as the ESP-IDF bootloader does.
+So a littlefs mounted on Partition("vfs") reads and writes the very bytes esptool wrote and reads back.
+Only what MicroPython's esp32.Partition offers is here: find, info, readblocks, writeblocks, ioctl.
+"""
+
+import os
+import struct
+
+_TABLE_OFFSET = 0x8000
+_TABLE_SIZE = 0xC00
+_ENTRY = "<2sBBLL16sL"
+
+
+_table_cache = None
+
+
+def _open_flash(mode):
+    """The flash file; once _boot has put littlefs at "/", the host's files are under /host."""
+    path = os.getenv("PIFLEET_SIM_FLASH") or "flash.bin"
+    try:
+        return open(path, mode)
+    except OSError:
+        return open("/host" + path, mode)
+
+
+def _table():
+    global _table_cache
+    if _table_cache is not None:
+        return _table_cache
+    with _open_flash("rb") as f:
+        f.seek(_TABLE_OFFSET)
+        data = f.read(_TABLE_SIZE)
+    entries = []
+    for pos in range(0, _TABLE_SIZE, 32):
+        magic, ptype, subtype, offset, size, label, flags = struct.unpack(_ENTRY, data[pos:pos + 32])
+        if magic != b"\xaa\x50":
+            break
+        end = label.find(b"\x00")
+        label = (label if end < 0 else label[:end]).decode()
+        entries.append((ptype, subtype, offset, size, label, bool(flags & 1)))
+    _table_cache = entries
+    return entries
+
+
+class Partition:
+    BOOT = 0
+    RUNNING = 1
+    TYPE_APP = 0
+    TYPE_DATA = 1
+
+    def __init__(self, id, block_size=4096, _info=None):
+        if _info is None:
+            for info in _table():
+                if (id in (Partition.BOOT, Partition.RUNNING) and info[0] == 0) or info[4] == id:
+                    _info = info
+                    break
+            else:
+                raise ValueError("partition not found")
+        self._info = _info
+        self._offset = _info[2]
+        self._size = _info[3]
+        self._block_size = block_size
+        self._file = _open_flash("r+b")  # now: the host's files may be out of sight later
+
+    @staticmethod
+    def find(type=TYPE_APP, subtype=0xFF, label=None, block_size=4096):
+        found = []
+        for info in _table():
+            if info[0] == type and subtype in (0xFF, info[1]) and label in (None, info[4]):
+                found.append(Partition(info[4], block_size, info))
+        return found
+
+    def info(self):
+        return self._info
+
+    def _at(self, block_num, offset, length):
+        start = block_num * self._block_size + offset
+        if start < 0 or start + length > self._size:
+            raise OSError(22)  # EINVAL, as the port raises for an access outside the partition
+        f = self._file
+        f.seek(self._offset + start)
+        return f
+
+    def readblocks(self, block_num, buf, offset=0):
+        f = self._at(block_num, offset, len(buf))
+        data = f.read(len(buf))
+        buf[:len(data)] = data
+
+    def writeblocks(self, block_num, buf, offset=None):
+        if offset is None:  # the port erases whole blocks first when no offset is given
+            for n in range(len(buf) // self._block_size):
+                self.ioctl(6, block_num + n)
+            offset = 0
+        f = self._at(block_num, offset, len(buf))
+        f.write(buf)
+        f.flush()
+
+    def ioctl(self, op, arg):
+        if op == 3:  # sync
+            self._file.flush()
+            return 0
+        if op == 4:  # block count
+            return self._size // self._block_size
+        if op == 5:  # block size
+            return self._block_size
+        if op == 6:  # erase one block: all bits back to 1, as NOR flash erases
+            f = self._at(arg, 0, self._block_size)
+            f.write(b"\xff" * self._block_size)
+            f.flush()
+            return 0
+        return 0 if op in (1, 2) else None
+
+    def __repr__(self):
+        return "<Partition type=%d, subtype=%d, address=%d, size=%d, label=%s, encrypted=%d>" % self._info
