@@ -93,8 +93,9 @@ class Master:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if hasattr(self, "queue"):
-            # worker threads may be waiting on coroutines of this loop: let them finish off-loop
+            # no new runs; then let the runs in progress finish (a blind move takes seconds)
             await asyncio.to_thread(self.queue.stop)
+            await self.runner.drain(timeout=self.settings.command_timeout_s)
         if self.advertiser is not None:
             await self.advertiser.stop()
             self.advertiser = None

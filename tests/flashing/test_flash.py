@@ -156,13 +156,15 @@ def test_image_for_another_chip_is_refused_before_writing(module_master, chips):
 def test_catalog_entry_whose_file_changed_is_refused(module_master, chips):
     entry = add_firmware(module_master, build_image("esp32", "v1.23.0"))
     path = module_master.data_dir / "firmware" / entry["filename"]
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
-    path.write_bytes(bytes(data))
+    original = path.read_bytes()
+    path.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
     chip = chips("tampered")
     wait_until(lambda: listed(module_master, chip.port), timeout=5)
-    r = module_master.post("/api/flash", json={"port": chip.port, "name": "tampered", "role": "blind",
-                                              "firmware": entry["id"]})
+    try:
+        r = module_master.post("/api/flash", json={"port": chip.port, "name": "tampered", "role": "blind",
+                                                  "firmware": entry["id"]})
+    finally:
+        path.write_bytes(original)
     assert r.status_code == 409 and r.json()["field"] == "firmware"
     assert "SHA-256" in r.json()["detail"]
     assert chip.read(0, 0x10000) == b"\xff" * 0x10000
@@ -247,3 +249,25 @@ def test_cli_boards_firmware_and_flash(module_master, esp32_fw, chips, tmp_path)
     finally:
         deaf.close()
     assert failed.returncode != 0 and "no answer from the bootloader" in failed.stderr
+
+
+def test_virtual_board_boots_what_was_flashed_and_comes_online(module_master, esp32_fw, tmp_path):
+    """The whole story: an erased virtual ESP32 on the USB bus, flashed by the master with real esptool, boots
+    MicroPython from its flash, and registers with the identity and role of its bundle."""
+    from pifleet.sim import VirtualBoard
+
+    board = VirtualBoard("fresh-board", tmp_path / "fresh", erased=True)
+    board.start()
+    try:
+        started = time.monotonic()
+        job = flash(module_master, board.serial_port, "living-blind", role="blind")
+        assert job["state"] == "done", job["error"]
+        device = wait_until(lambda: (d := module_master.device("living-blind")) and d["online"] and d["capabilities"]
+                            and d, timeout=60, what="the flashed board online")
+        flash_to_online = time.monotonic() - started
+        assert device["id"] == job["device_id"] and device["role"] == "blind"
+        assert [c["name"] for c in device["capabilities"]] == ["blind"]
+        assert device["firmware"] and device["mpy"]
+        assert flash_to_online < 60
+    finally:
+        board.stop()

@@ -189,7 +189,9 @@ class Catalog:
         return entry
 
     async def newest_for(self, chip: str) -> FirmwareRead | None:
-        return await q.newest_firmware(self.pool, chip)
+        """The default base image for a chip: the highest MicroPython version (the latest added among equals)."""
+        entries = await q.firmware_for_chip(self.pool, chip)
+        return max(entries, key=lambda e: (version_tuple(e.version), e.added_at, e.id), default=None)
 
     async def read_verified(self, entry: FirmwareRead, field: str = "firmware") -> bytes:
         """The image's bytes, after checking them against the catalog's SHA-256 (before every use)."""

@@ -288,6 +288,10 @@ def flash(port: str, prepare: Callable[[ChipInfo], list[tuple[int, bytes]]], *, 
                     esp = run_stub(esp)
                 if baud != ROM_BAUD:
                     esp.change_baud(baud)
+                # No silent reconnect after a lost port: whatever appears under the same path next may be
+                # another board (or a reused pty), and the identity in this bundle belongs to the MAC probed
+                # above. A vanished port is an error; the person plugs the board back in and flashes again.
+                esp.WRITE_FLASH_ATTEMPTS = 1
                 attach_flash(esp)
                 _set_flash_parameters(esp, "keep")
                 if on_phase:

@@ -3,10 +3,15 @@ follows (the job's next run, follow-ups, or a retry). Called by the Huey task on
 
 Exactly once: `claim` moves a run from scheduled to running in one UPDATE, so a second delivery of the same Huey
 task does nothing; the command carries the execution id, so a board that already ran it does not run it again.
+
+The Huey worker waits only for the claim; the run then goes on as a task of the event loop, so a 5-second blind
+move does not hold a worker thread. One run per device at a time is kept by a lock per device (the `queue`
+concurrency policy waits for it, `refuse` skips when it is taken, `replace` ignores it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -28,7 +33,6 @@ log = logging.getLogger(__name__)
 
 
 ON_TIME_S = 5.0  # the scheduler wakes every second; "on time" leaves room for that and a busy queue
-QUEUE_POLL_S = 1.0
 
 
 def interrupted_error() -> str:
@@ -52,21 +56,35 @@ class Runner:
         self.registry = registry
         self.link = link
         self.command_timeout_s = command_timeout_s
+        self._device_locks: dict[str, asyncio.Lock] = {}
+        self._running: set[asyncio.Task] = set()
 
     async def run(self, execution_id: uuid.UUID, attempt: int) -> None:
+        """Claim the run and hand it to the event loop; returns once it is claimed (or found already taken)."""
         row = await q.claim(self.pool, execution_id, attempt)
         if row is None:
             log.debug("execution %s attempt %d: nothing to claim (already run, cancelled or retried)",
                       execution_id, attempt)
             return
         self.jobs.hub.publish("executions")
-        job = await q.get_job_by_id(self.pool, row["job_id"])
-        if job is None:
-            return
+        task = asyncio.get_running_loop().create_task(self._guarded(row), name=f"execution-{execution_id}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _guarded(self, row) -> None:
         try:
-            await self._run(row, job)
+            job = await q.get_job_by_id(self.pool, row["job_id"])
+            if job is not None:
+                await self._run(row, job)
+        except Exception:  # never leave the loop with an exception nobody awaits
+            log.exception("execution %s crashed", row["id"])
         finally:
             self.jobs.hub.publish("executions")
+
+    async def drain(self, timeout: float) -> None:
+        """Let runs in progress finish (an orderly stop); what does not finish is recovered at the next start."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
 
     async def _run(self, row, job) -> None:
         spec = job.spec
@@ -80,15 +98,16 @@ class Runner:
             return await self._complete(row, spec, "skipped", error="skipped: the job is paused")
         if row["parent_id"] is None and spec.target.fans_out:
             return await self._fan_out(row, spec)
-        if spec.concurrency != "replace" and row["device_id"] and \
-                await q.running_on_device(self.pool, row["device_id"], row["id"]):
-            if spec.concurrency == "refuse":
-                return await self._complete(row, spec, "skipped",
-                                            error="skipped: another run on the device was running")
-            # queue: try again shortly; the misfire policy bounds how long it may wait
-            await q.requeue(self.pool, row["id"], "waiting for the run before it on the device")
-            when = now() + timedelta(seconds=QUEUE_POLL_S)
-            return await self.jobs.queue.schedule(row["id"], row["attempt"] - 1, when)
+        lock = self._device_locks.setdefault(row["device_id"], asyncio.Lock()) if row["device_id"] else None
+        if lock is None or spec.concurrency == "replace":
+            return await self._attempt(row, job)
+        if spec.concurrency == "refuse" and lock.locked():
+            return await self._complete(row, spec, "skipped", error="skipped: another run on the device was running")
+        async with lock:  # queue (and refuse, when free): one run per device at a time, in arrival order
+            await self._attempt(row, job)
+
+    async def _attempt(self, row, job) -> None:
+        spec = job.spec
         try:
             result = await self._send(row, spec)
         except BoardTimeoutError as exc:

@@ -63,7 +63,7 @@ ROLES = {
 # How the process of a board ends when the shim's machine.WDT was not fed (see micropython/shims/machine.py).
 WATCHDOG_RESET = -signal.SIGUSR1
 
-_claimed_ips: set[str] = set()  # addresses handed to boards of this process, running or not
+_claimed_ips: set[str] = set()  # addresses this process's boards hold, running or not (see _claim)
 
 
 def runtime_dir() -> Path:
@@ -88,12 +88,49 @@ def micropython_binary() -> str | None:
     return shutil.which("micropython")
 
 
+def _claim(ip: str) -> bool:
+    """Claim an address for a board of this process, across processes: RUNTIME/sim-ips/IP holds the claiming
+    process's pid. A board's address must stay its own while it reboots (the socket is closed then), so a free
+    port alone does not prove an address free. Claims of processes that are gone are taken over."""
+    if ip in _claimed_ips:
+        return False
+    claims = runtime_dir() / "sim-ips"
+    claims.mkdir(parents=True, exist_ok=True)
+    path = claims / ip
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                owner = int(path.read_text() or 0)
+            except (OSError, ValueError):
+                owner = 0
+            if owner and owner != os.getpid() and _alive(owner):
+                return False
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        _claimed_ips.add(ip)
+        return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def free_loopback_ip(port: int) -> str:
-    """The first 127.0.0.N (N >= 2) where nobody listens on UDP `port` and no board of ours lives."""
+    """The first 127.0.0.N (N >= 2) that no board of any running process has claimed and where nobody listens
+    on UDP `port`; claimed for this process."""
     for n in range(2, 255):
         ip = f"127.0.0.{n}"
-        if ip in _claimed_ips:
-            continue
         probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             probe.bind((ip, port))
@@ -101,7 +138,8 @@ def free_loopback_ip(port: int) -> str:
             continue
         finally:
             probe.close()
-        return ip
+        if _claim(ip):
+            return ip
     raise RuntimeError(f"no free loopback address for UDP port {port}")
 
 
@@ -124,7 +162,7 @@ class VirtualBoard:
         self.device_id = device_id or f"vb-{name}"
         self.listen_port = listen_port
         self.ip = ip or free_loopback_ip(listen_port)
-        _claimed_ips.add(self.ip)
+        _claimed_ips.add(self.ip)  # an address given explicitly is the caller's to keep unique
         self.heapsize = heapsize
         self.lifetime = lifetime
         self.caps = caps if caps is not None else ROLES.get(role, {})

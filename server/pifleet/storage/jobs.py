@@ -166,13 +166,6 @@ async def reschedule(db, execution_id: uuid.UUID, when: datetime, error: str) ->
     )
 
 
-async def requeue(db, execution_id: uuid.UUID, note: str) -> None:
-    """Undo a claim: back to scheduled, the attempt not counted (it never started)."""
-    await db.execute(
-        "update job_executions set state = 'scheduled', attempt = attempt - 1, started_at = null, error = $2"
-        " where id = $1 and state = 'running'", execution_id, note)
-
-
 async def scheduled(db, limit: int = 1000) -> list[asyncpg.Record]:
     return await db.fetch(
         "select id, attempt, scheduled_for from job_executions where state = 'scheduled'"
@@ -202,12 +195,6 @@ async def cancel(db, execution_id: uuid.UUID) -> bool:
     return bool(await db.fetchval(
         "update job_executions set state = 'cancelled', finished_at = now(), error = 'cancelled by a person'"
         " where id = $1 and state = 'scheduled' returning true", execution_id))
-
-
-async def running_on_device(db, device_id: str, other_than: uuid.UUID) -> bool:
-    return bool(await db.fetchval(
-        "select 1 from job_executions where device_id = $1 and state = 'running' and id <> $2 limit 1",
-        device_id, other_than))
 
 
 async def get_execution(db, execution_id: uuid.UUID) -> ExecutionRead | None:

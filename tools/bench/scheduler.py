@@ -1,0 +1,171 @@
+"""The job engine under 10,000 enabled jobs: how late runs fire, what the idle master costs, how long the
+7-day timeline takes.
+
+Set-up: an embedded PostgreSQL (or DATABASE_URL), `pifleet serve` as a process, one virtual ESP32 (blind role).
+JOBS jobs are created through the REST API: JOBS - FIRING daily cron jobs spread over the day (the load of a
+big installation), and FIRING one-shot `at` jobs due over the next WINDOW seconds, each sending the board a
+`blind.stop` (answered at once), so what is measured is the engine, not a motor.
+
+Figures:
+- fire error = started_at − scheduled_for of each of the FIRING runs (the master's own timestamps): median,
+  p99, max. Baseline, in the same run: Huey's scheduler interval (1 s) — the consumer looks at its schedule once
+  a second, so a due task waits up to one interval before a worker can take it;
+- the master's CPU (user+system, % of one core) over IDLE seconds with nothing due;
+- time to answer GET /api/timeline?days=7 with all jobs (and how many entries it lists).
+
+    python tools/bench/scheduler.py [--jobs 10000] [--firing 200] [--window 60] [--idle 20]
+
+Last line: name=value figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "server"))
+
+from pifleet.sim.board import VirtualBoard  # noqa: E402
+from pifleet.storage import postgres  # noqa: E402
+
+HUEY_SCHEDULER_INTERVAL_S = 1.0  # what jobs/queue.py configures
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if value := predicate():
+                return value
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+async def create_jobs(url: str, docs: list[dict], concurrency: int = 16) -> float:
+    started = time.monotonic()
+    queue: asyncio.Queue = asyncio.Queue()
+    for doc in docs:
+        queue.put_nowait(doc)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            doc = queue.get_nowait()
+            r = await client.put(f"{url}/api/jobs/{doc['name']}", json=doc)
+            if r.status_code >= 300:
+                raise SystemExit(f"creating {doc['name']}: {r.status_code} {r.text}")
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return time.monotonic() - started
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--firing", type=int, default=200)
+    parser.add_argument("--window", type=float, default=60.0)
+    parser.add_argument("--idle", type=float, default=20.0)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="pifleet-bench-sched-"))
+    pg = None
+    if os.environ.get("DATABASE_URL"):
+        base = os.environ["DATABASE_URL"]
+    else:
+        pg = postgres.start_embedded(tmp / "pg")
+        base = postgres.embedded_url(pg, "postgres")
+    database = postgres.with_database(base, f"bench_sched_{os.getpid()}")
+    port, coap_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp / "master.log", "w")
+    master = subprocess.Popen([sys.executable, "-m", "pifleet", "serve", "--port", str(port), "--coap-port",
+                               str(coap_port), "--data-dir", str(tmp / "data")],
+                              env=dict(os.environ, DATABASE_URL=database), stdout=log, stderr=subprocess.STDOUT)
+    board = VirtualBoard("bench-blind", tmp / "board", role="blind", master=("127.0.0.1", coap_port))
+    try:
+        wait(lambda: httpx.get(url + "/api/devices", timeout=1).status_code == 200, 60, "the master")
+        board.provision()
+        board.start()
+        wait(lambda: any(d["online"] and d["capabilities"] for d in httpx.get(url + "/api/devices").json()),
+             60, "the board online")
+
+        rng = random.Random(7)
+        stop = {"capability": "blind", "command": "stop"}
+        docs = [{"name": f"daily-{i}", "target": {"device": "bench-blind"}, "action": stop,
+                 "trigger": {"type": "cron", "expr": f"{rng.randrange(60)} {rng.randrange(24)} * * *",
+                             "tz": "Europe/Berlin"}} for i in range(args.jobs - args.firing)]
+        created = asyncio.run(create_jobs(url, docs))
+        # the firing jobs are created last, due from 15 s after the last one is saved, spread over the window
+        first_due = datetime.now(UTC) + timedelta(seconds=15)
+        due = [first_due + timedelta(seconds=args.window * i / args.firing) for i in range(args.firing)]
+        firing = [{"name": f"fire-{i}", "target": {"device": "bench-blind"}, "action": stop,
+                   "trigger": {"type": "at", "at": when.isoformat()}} for i, when in enumerate(due)]
+        created += asyncio.run(create_jobs(url, firing))
+        print(f"created {args.jobs} jobs in {created:.1f} s", file=sys.stderr)
+
+        def fired():
+            runs = httpx.get(url + "/api/executions", params={"state": "succeeded", "limit": 500}).json()
+            runs = [e for e in runs if e["job"].startswith("fire-")]
+            return runs if len(runs) >= args.firing else None
+
+        runs = wait(fired, args.window + 120, "all firing jobs to run")
+        errors_ms = [(datetime.fromisoformat(e["started_at"]) - datetime.fromisoformat(e["scheduled_for"]))
+                     .total_seconds() * 1000 for e in runs]
+
+        process = psutil.Process(master.pid)
+        before, t0 = process.cpu_times(), time.monotonic()
+        time.sleep(args.idle)
+        after, elapsed = process.cpu_times(), time.monotonic() - t0
+        idle_cpu = 100 * ((after.user - before.user) + (after.system - before.system)) / elapsed
+
+        t0 = time.monotonic()
+        timeline = httpx.get(url + "/api/timeline", params={"days": 7}, timeout=300).json()
+        timeline_s = time.monotonic() - t0
+
+        median, p99, worst = statistics.median(errors_ms), percentile(errors_ms, 99), max(errors_ms)
+        print(f"fire error over {len(errors_ms)} runs: median {median:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms"
+              f" (Huey's scheduler looks once every {HUEY_SCHEDULER_INTERVAL_S:g} s)")
+        print(f"idle master CPU with {args.jobs} jobs: {idle_cpu:.1f} % of one core")
+        print(f"timeline for 7 days: {len(timeline)} entries in {timeline_s:.2f} s")
+        print(f"jobs={args.jobs} median_fire_error_ms={median:.0f} p99_fire_error_ms={p99:.0f} "
+              f"max_fire_error_ms={worst:.0f} huey_scheduler_interval_ms={HUEY_SCHEDULER_INTERVAL_S * 1000:.0f} "
+              f"idle_cpu_percent={idle_cpu:.1f} timeline_7d_s={timeline_s:.2f} timeline_entries={len(timeline)} "
+              f"create_jobs_s={created:.1f}")
+    finally:
+        board.stop()
+        master.send_signal(signal.SIGTERM)
+        master.wait(30)
+        if pg is not None:
+            pg.cleanup()
+
+
+if __name__ == "__main__":
+    main()
