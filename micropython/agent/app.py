@@ -6,12 +6,11 @@ the virtual board the runner's stop()) is the orderly stop: outputs safe, regist
 It must not hold protocol or capability logic of its own.
 """
 
+import asyncio
 import json
 import time
 
-import asyncio
-
-from agent import VERSION, caps
+from agent import VERSION, caps, coap
 from agent.endpoint import Endpoint
 from agent.port import print_exception, reset_loop, sockaddr, udp_socket
 from agent.rd import Registration
@@ -42,8 +41,79 @@ def join_network(wifi, timeout_ms=20000):
     return wlan.ifconfig()[0]
 
 
-class Agent:
+_MDNS_TIMEOUT_MS = 1000
+
+
+class Locator:
+    """Where the master is: what an mDNS query finds first, else the address in the config.
+
+    config["master"] absent or "mdns": mDNS only (asked again at every attempt). {"host", "port"}: mDNS first,
+    falling back to that address — unless "mdns" is false, or the host is a loopback address (a board simulated
+    on the master's own machine, where the configured address is the truth and other masters may advertise).
+    """
+
     def __init__(self, config, ip):
+        master = config.get("master")
+        self.ip = ip
+        self.configured = None
+        self.mdns = True
+        if isinstance(master, dict) and master.get("host"):
+            host = master["host"]
+            self.configured = sockaddr(host, int(master.get("port", 5683)))
+            self.mdns = master.get("mdns", not (host.startswith("127.") or host == "localhost"))
+        self.found = None
+
+    async def __call__(self):
+        if self.mdns:
+            from agent import mdns  # only boards that look for their master pay for the module
+
+            found = await mdns.find(self.ip, _MDNS_TIMEOUT_MS)
+            if found is not None:
+                if found != self.found:
+                    print("mdns: master at %s:%d" % found)
+                    self.found = found
+                return sockaddr(found[0], found[1])
+            if self.configured is None:
+                print("mdns: no master answered")
+        return self.configured
+
+
+async def _unpaired(msg, addr):
+    """An unpaired board offers nothing but its adoption: every request is 4.04 until it has an identity."""
+    return coap.NOT_FOUND, [], b""
+
+
+def adopt_identity(config, ip, locate, path=CONFIG_PATH):
+    """Get an identity by adoption (a person confirms our code); write it into config.json; return the config.
+
+    None when stopped by Ctrl-C before that."""
+    from agent import adopt  # paired boards never load it
+    sock = udp_socket(ip, int(config.get("listen_port", 5683)))
+    endpoint = Endpoint(sock, _unpaired)
+
+    async def adopt_main():
+        serving = asyncio.create_task(endpoint.serve())
+        try:
+            return await adopt.Adoption(endpoint, locate, adopt.board_info(VERSION)).run()
+        finally:
+            serving.cancel()
+
+    try:
+        identity = asyncio.run(adopt_main())
+    except KeyboardInterrupt:
+        print("agent: stopped before adoption")
+        return None
+    finally:
+        sock.close()
+        reset_loop()
+    config = adopt.adopted_config(config, identity)
+    adopt.save_config(config, path)
+    print("adopt: adopted as %s (%s); starting as a paired board" % (config["device_id"], config.get("name")))
+    return config
+
+
+class Agent:
+    def __init__(self, config, ip, locate=None):
         self.config = config
         self.ip = ip
         self.port = int(config.get("listen_port", 5683))
@@ -52,9 +122,9 @@ class Agent:
         self.endpoint = Endpoint(self.sock, None)
         self.resources = Resources(config["device_id"], self.capabilities, self.endpoint.stats, failed)
         self.endpoint.handler = self.resources.handle
-        master = config["master"]
-        self.registration = Registration(self.endpoint, sockaddr(master["host"], int(master["port"])),
-                                         config, self.resources.links(), VERSION)
+        locate = locate or Locator(config, ip)
+        self.registration = Registration(self.endpoint, locate.configured, config, self.resources.links(), VERSION,
+                                         locate=locate if locate.mdns else None)
         self.resources.registration = self.registration
 
     async def serve(self):
@@ -78,7 +148,13 @@ def run():
     """Start the agent and keep it serving until Ctrl-C."""
     config = load_config()
     ip = join_network(config.get("wifi", {}))
-    agent = Agent(config, ip)
+    locate = Locator(config, ip)
+    if not config.get("device_id"):
+        # no identity here (flashed elsewhere, or factory reset): nothing but adoption until a person confirms
+        config = adopt_identity(config, ip, locate)
+        if config is None:
+            return
+    agent = Agent(config, ip, locate)
     while True:
         try:
             asyncio.run(agent.serve())

@@ -28,10 +28,12 @@ CHANGED = const(68)  # 2.04
 CONTENT = const(69)  # 2.05
 BAD_REQUEST = const(128)  # 4.00
 BAD_OPTION = const(130)  # 4.02
+FORBIDDEN = const(131)  # 4.03
 NOT_FOUND = const(132)  # 4.04
 METHOD_NOT_ALLOWED = const(133)  # 4.05
 UNSUPPORTED_FORMAT = const(143)  # 4.15
 INTERNAL_ERROR = const(160)  # 5.00
+SERVICE_UNAVAILABLE = const(163)  # 5.03
 
 # Option numbers used by the agent
 URI_HOST = const(3)

@@ -125,6 +125,18 @@ def random_bytes(n):
     return os.urandom(n)
 
 
+def aes_cbc_decrypt(key, iv, data):
+    """AES-CBC decryption (no padding removed): cryptolib on MicroPython, `cryptography` under CPython."""
+    if IS_MICROPYTHON:
+        from cryptolib import aes
+
+        return aes(key, 2, iv).decrypt(data)  # mode 2: CBC
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    return decryptor.update(data) + decryptor.finalize()
+
+
 def implementation():
     """(et, mpy, fw) describing this runtime for registration."""
     impl = sys.implementation

@@ -28,9 +28,11 @@ def _quote(text):
 
 
 class Registration:
-    def __init__(self, endpoint, master_addr, config, links, agent_version):
+    def __init__(self, endpoint, master_addr, config, links, agent_version, locate=None):
         self.endpoint = endpoint
         self.master = master_addr
+        # coroutine function finding the master (mDNS, else master_addr) before each new registration
+        self.locate = locate
         self.lifetime = int(config.get("lifetime", 60))
         et, mpy, fw = implementation()
         self.query = [
@@ -48,6 +50,10 @@ class Registration:
         self.registrations = 0  # how often we registered anew (shown in /stats)
 
     async def _register(self):
+        if self.locate is not None:
+            self.master = await self.locate()
+        if self.master is None:
+            return False  # nobody to register with yet: back off and look again
         options = coap.path_options(coap.URI_PATH, "rd")
         options += [(coap.URI_QUERY, ("%s=%s" % (k, _quote(v))).encode()) for k, v in self.query]
         options.append((coap.CONTENT_FORMAT, coap.uint(coap.LINK_FORMAT)))
@@ -87,6 +93,8 @@ class Registration:
                     ok = await self._update()
             except RequestError as exc:
                 print("rd: master did not answer:", exc)
+                if self.locate is not None:
+                    self.location = None  # it may have moved: find it again and register anew
                 ok = False
             except Exception as exc:  # noqa: BLE001 — registration must never stop the board
                 print_exception(exc)

@@ -17,7 +17,7 @@ from .flashing.api import CONTROLLERS as FLASHING_CONTROLLERS
 from .flashing.pages import BoardPanelController
 from .master import Master
 from .web.api.adoptions import AdoptionController
-from .web.api.fleet import DeviceController, RoleController
+from .web.api.fleet import DeviceController, GroupController, RoleController
 from .web.api.jobs import ExecutionController, JobController, TimelineController
 from .web.api.live import LiveController
 from .web.pages.adoptions import AdoptionPanelController
@@ -31,8 +31,9 @@ def create_app(master: Master) -> Litestar:
     return Litestar(
         route_handlers=[
             AdoptionController, AdoptionPanelController, *FLASHING_CONTROLLERS, BoardPanelController,
-            DeviceController, RoleController, JobController, ExecutionController, TimelineController,
-            LiveController, DashboardController, create_static_files_router(path="/static", directories=[DASHBOARD / "static"]),
+            DeviceController, RoleController, GroupController, JobController, ExecutionController, TimelineController,
+            LiveController, DashboardController,
+            create_static_files_router(path="/static", directories=[DASHBOARD / "static"]),
         ],
         dependencies={"master": Provide(lambda: master, sync_to_thread=False)},
         exception_handlers=HANDLERS,

@@ -17,6 +17,7 @@ import click
 import httpx
 
 from .config import Settings, default_data_dir
+from .process.cli import process
 from .sim.cli import sim
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -278,6 +279,7 @@ def executions(url, job, device, state, limit, offset) -> None:
 
 
 main.add_command(sim)
+main.add_command(process)
 
 from .cli_adopt import adopt  # noqa: E402 — attached after _call exists; it imports it lazily
 from .cli_board import board_commands  # noqa: E402

@@ -7,7 +7,6 @@ import json
 import click
 
 
-
 def _api():
     from . import cli  # lazily: cli attaches this module at its end
 

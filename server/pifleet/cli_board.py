@@ -23,8 +23,11 @@ _PORT_PREFIXES = ("/", "socket://", "rfc2217://", "loop://", "COM")
 
 
 def mpremote_argv() -> list[str]:
-    found = shutil.which("mpremote") or (str(p) if (p := os.path.join(os.path.dirname(sys.executable),
-                                                                       "mpremote")) and os.path.exists(p) else None)
+    """mpremote from this venv, else from PATH, else as a module of this interpreter."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpremote")
+    if os.path.exists(beside):
+        return [beside]
+    found = shutil.which("mpremote")
     return [found] if found else [sys.executable, "-m", "mpremote"]
 
 

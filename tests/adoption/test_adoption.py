@@ -7,6 +7,11 @@ import re
 
 from tests.conftest import wait_until
 
+# FIXME(sim heap): with the flash-backed sim (littlefs through the Python esp32.Partition shim, sources compiled
+# on the board) the unpaired path runs out of the default 128 KB heap while compiling agent/adopt.py; a real
+# board runs .mpy files. Until the heap figures are re-measured, these boards get more.
+HEAP = 192 * 1024
+
 
 def _code(board) -> str:
     m = wait_until(lambda: re.search(r"adopt: code ([0-9A-Z]{4}-[0-9A-Z]{4})", board.console_text()), timeout=20,
@@ -23,7 +28,7 @@ def _adoption(master, board) -> dict:
 def _unpaired(master, tmp_path, name):
     from pifleet.sim.board import VirtualBoard
 
-    board = VirtualBoard(name, tmp_path / "boards" / name, role="blind", master=master.coap)
+    board = VirtualBoard(name, tmp_path / "boards" / name, role="blind", master=master.coap, heapsize=HEAP)
     board.provision(identity=False)
     board.start()
     return board
@@ -56,14 +61,15 @@ def test_unpaired_board_is_adopted_only_with_the_right_code(master, tmp_path):
                             timeout=30, what="the adopted board registered and online")
         assert device["id"] == r.json()["device_id"]
         assert [c["name"] for c in device["capabilities"]] == ["blind"]
-        config = json.loads((board.flash / "config.json").read_text())
+        files = board.read_files()  # the littlefs in the board's flash, as a Pi would read it back
+        config = json.loads(files["config.json"])
         assert config["device_id"] == device["id"] and config["name"] == "adopted-1"
         assert re.fullmatch(r"[0-9a-f]{64}", config["secret"])
-        assert not (board.flash / "config.json.new").exists()
+        assert "config.json.new" not in files
         assert "adopt: adopted as" in board.console_text()
 
         # the unconfirmed board got nothing: still waiting, no identity on it, nothing registered for it
-        assert json.loads((other.flash / "config.json").read_text()).get("device_id") is None
+        assert json.loads(other.read_files()["config.json"]).get("device_id") is None
         assert "adopted as" not in other.console_text()
         assert [d["name"] for d in master.get("/api/devices")] == ["adopted-1"]
         assert next(a for a in master.get("/api/adoptions") if a["id"] == other_adoption["id"])["state"] == "waiting"
@@ -72,7 +78,7 @@ def test_unpaired_board_is_adopted_only_with_the_right_code(master, tmp_path):
         assert r.status_code == 200 and r.json()["state"] == "rejected"
         wait_until(lambda: "the master refused this board" in other.console_text(), timeout=15,
                    what="the rejected board told so")
-        assert json.loads((other.flash / "config.json").read_text()).get("device_id") is None
+        assert json.loads(other.read_files()["config.json"]).get("device_id") is None
     finally:
         board.stop()
         other.stop()

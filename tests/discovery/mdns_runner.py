@@ -14,7 +14,7 @@ for case in cases:
         found = mdns.pick(records)
         out.append({"records": [[n, t, d if not isinstance(d, tuple) else list(d)] for n, t, d in records],
                     "found": list(found) if found else None})
-    except ValueError as exc:
+    except ValueError:
         out.append({"error": "ValueError"})
     except Exception as exc:  # anything else is a bug: a malformed packet must be a ValueError
         out.append({"error": "other: %r" % exc})
