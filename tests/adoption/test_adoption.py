@@ -7,10 +7,6 @@ import re
 
 from tests.conftest import wait_until
 
-# FIXME(sim heap): with the flash-backed sim (littlefs through the Python esp32.Partition shim, sources compiled
-# on the board) the unpaired path runs out of the default 128 KB heap while compiling agent/adopt.py; a real
-# board runs .mpy files. Until the heap figures are re-measured, these boards get more.
-HEAP = 192 * 1024
 
 
 def _code(board) -> str:
@@ -28,7 +24,7 @@ def _adoption(master, board) -> dict:
 def _unpaired(master, tmp_path, name):
     from pifleet.sim.board import VirtualBoard
 
-    board = VirtualBoard(name, tmp_path / "boards" / name, role="blind", master=master.coap, heapsize=HEAP)
+    board = VirtualBoard(name, tmp_path / "boards" / name, role="blind", master=master.coap)
     board.provision(identity=False)
     board.start()
     return board

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import InvalidError
+from ..fleet.presets import ROLES
 from . import layout
 from .catalog import version_tuple
 
@@ -47,8 +48,6 @@ class Bundle(NamedTuple):
 
 def role_caps(role: str) -> dict[str, dict]:
     """The capability configs of a role preset."""
-    from ..sim.board import ROLES  # the presets live with the sim until roles get a home of their own
-
     caps = ROLES.get(role)
     if caps is None:
         raise InvalidError(f"unknown role {role!r} (known: {', '.join(sorted(ROLES))})", field="role")
@@ -56,8 +55,6 @@ def role_caps(role: str) -> dict[str, dict]:
 
 
 def roles() -> list[str]:
-    from ..sim.board import ROLES
-
     return sorted(ROLES)
 
 
@@ -134,38 +131,49 @@ def mpy_cross_version(binary: Path) -> str:
 
 # ---- the bundle ------------------------------------------------------------------------------------------------
 
-def config_json(identity: Identity, caps: dict, *, master: tuple[str, int], wifi: tuple[str, str]) -> dict:
-    """config.json as the agent reads it (docs/agent.md)."""
-    return {
-        "device_id": identity.device_id, "name": identity.name, "role": identity.role, "et": "pifleet.esp32",
-        "master": {"host": master[0], "port": master[1]},
-        "wifi": {"ssid": wifi[0], "psk": wifi[1]},
-        "listen_port": LISTEN_PORT, "lifetime": LIFETIME_S, "caps": caps,
-        "secret": identity.secret.hex(),
+def config_json(identity: Identity | None, role: str, caps: dict, *, master: tuple[str, int],
+                wifi: tuple[str, str], lifetime: int = LIFETIME_S, listen_port: int = LISTEN_PORT) -> dict:
+    """config.json as the agent reads it (docs/agent.md). Without an identity the board waits for adoption."""
+    config = {
+        "role": role, "et": "pifleet.esp32", "master": {"host": master[0], "port": master[1]},
+        "wifi": {"ssid": wifi[0], "psk": wifi[1]}, "listen_port": listen_port, "lifetime": lifetime, "caps": caps,
     }
+    if identity is not None:
+        config |= {"device_id": identity.device_id, "name": identity.name, "secret": identity.secret.hex()}
+    return config
 
 
-def board_files(identity: Identity, *, version: str, master: tuple[str, int], wifi: tuple[str, str]
-                ) -> tuple[dict[str, bytes], str]:
-    """Every file of the board's filesystem, and the mpy-cross version line used."""
-    caps = role_caps(identity.role)
-    binary = mpy_cross_for(version)
+def board_files(identity: Identity | None, *, version: str, master: tuple[str, int], wifi: tuple[str, str],
+                role: str | None = None, caps: dict | None = None, lifetime: int = LIFETIME_S,
+                listen_port: int = LISTEN_PORT, compiled: bool = True) -> tuple[dict[str, bytes], str]:
+    """Every file of the board's filesystem, and the mpy-cross version line used ("source" if not compiled).
+
+    compiled=False keeps the modules as source: for an agent that runs under CPython (a process target, or a
+    virtual board on a machine without the MicroPython unix port)."""
+    role = role or (identity.role if identity else "")
+    caps = role_caps(role) if caps is None else caps
+    binary = mpy_cross_for(version) if compiled else None
+
+    def module(path: Path, name: str) -> tuple[str, bytes]:
+        if binary is None:
+            return f"{name}.py", path.read_bytes()
+        return f"{name}.mpy", compile_mpy(binary, path.read_bytes(), f"{name}.py")
+
     files: dict[str, bytes] = {
         "boot.py": (AGENT_SRC / "boot.py").read_bytes(),
         "main.py": (AGENT_SRC / "main.py").read_bytes(),
         "caps/__init__.py": b"",
     }
     for path in sorted((AGENT_SRC / "agent").glob("*.py")):
-        files[f"agent/{path.stem}.mpy"] = compile_mpy(binary, path.read_bytes(), f"agent/{path.name}")
+        files.update([module(path, f"agent/{path.stem}")])
     for cap in caps:
         source = CAPABILITIES_SRC / f"{cap}.py"
         if not source.exists():
-            raise InvalidError(f"role {identity.role!r} needs capability {cap!r}, which has no module",
-                               field="role")
-        files[f"caps/{cap}.mpy"] = compile_mpy(binary, source.read_bytes(), f"caps/{cap}.py")
-    config = config_json(identity, caps, master=master, wifi=wifi)
+            raise InvalidError(f"role {role!r} needs capability {cap!r}, which has no module", field="role")
+        files.update([module(source, f"caps/{cap}")])
+    config = config_json(identity, role, caps, master=master, wifi=wifi, lifetime=lifetime, listen_port=listen_port)
     files["config.json"] = json.dumps(config, indent=1).encode()
-    return files, f"{binary.parent.name}"
+    return files, binary.parent.name if binary else "source"
 
 
 def vfs_partition(image: bytes, image_offset: int, flash_size: int | None) -> layout.Partition:

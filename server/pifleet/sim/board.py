@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ import termios
 import time
 from pathlib import Path
 
+from pifleet.flashing import bundle
 from pifleet.flashing.layout import (
     TABLE_OFFSET,
     LayoutError,
@@ -38,6 +40,7 @@ from pifleet.flashing.layout import (
     parse_partition_table,
     read_littlefs,
 )
+from pifleet.fleet.presets import ROLES
 from pifleet.sim.chip import BOOTLOADER_OFFSET, Chip
 from pifleet.sim.flash import DEFAULT_SIZE, Flash, board_mac
 
@@ -55,10 +58,8 @@ CAPABILITIES_SRC = REPO / "capabilities"
 DEFAULT_HEAPSIZE = 128 * 1024
 
 # Role presets: capability configs for each role.
-ROLES = {
-    "blind": {"blind": {"up_pin": 25, "down_pin": 26, "dead_time_ms": 500, "max_seconds": 120}},
-    "sensor": {"temperature": {"pin": 34}},
-}
+# The MicroPython version of the unix port the virtual board runs: its modules are compiled for it.
+SIM_MICROPYTHON = "1.29.0"
 
 # How the process of a board ends when the shim's machine.WDT was not fed (see micropython/shims/machine.py).
 WATCHDOG_RESET = -signal.SIGUSR1
@@ -171,6 +172,9 @@ class VirtualBoard:
         self.loader_enabled = loader_enabled
         self.flash_path = self.root / "flash.bin"
         self.mac = board_mac(name)
+        # the per-device secret flashing would give it (known only to this board until the security issue
+        # teaches the master to provision virtual boards like real ones)
+        self.secret = hashlib.sha256(b"pifleet-sim-secret:" + os.urandom(16)).digest()
         self.io = self.root / "io"
         self._chip: Chip | None = None
         # "micropython" or "cpython"; None picks MicroPython wherever its binary exists.
@@ -180,26 +184,19 @@ class VirtualBoard:
     # -- provisioning ----------------------------------------------------------------------------
 
     def board_files(self, identity: bool = True) -> dict[str, bytes]:
-        """The board's filesystem as flashing writes it: agent, boot/main, role modules, config.json.
+        """The board's filesystem, built by the same code that builds a real board's bundle (agent and role
+        modules as .mpy, config.json); as source where the agent runs under CPython.
 
         identity=False: a board flashed elsewhere (or factory reset) — agent and role, but no device id or name;
         it waits for adoption (docs/protocol.md, "Adoption")."""
-        files = {"boot.py": (AGENT_SRC / "boot.py").read_bytes(), "main.py": (AGENT_SRC / "main.py").read_bytes(),
-                 "caps/__init__.py": b""}
-        for path in sorted((AGENT_SRC / "agent").rglob("*.py")):
-            files["agent/" + path.relative_to(AGENT_SRC / "agent").as_posix()] = path.read_bytes()
-        for cap in self.caps:
-            files[f"caps/{cap}.py"] = (CAPABILITIES_SRC / f"{cap}.py").read_bytes()
-        config = {
-            "device_id": self.device_id, "name": self.name, "role": self.role, "et": "pifleet.esp32",
-            "master": {"host": self.master[0], "port": self.master[1]},
-            "wifi": {"ssid": "pifleet-sim", "psk": ""},
-            "listen_port": self.listen_port, "lifetime": self.lifetime, "caps": self.caps,
-        }
-        if not identity:
-            del config["device_id"], config["name"]
-        files["config.json"] = json.dumps(config, indent=1).encode()
+        who = bundle.Identity(self.device_id, self.name, self.role or "", self.secret) if identity else None
+        files, _ = bundle.board_files(who, role=self.role or "", caps=self.caps, version=SIM_MICROPYTHON,
+                                      master=self.master, wifi=("pifleet-sim", ""), lifetime=self.lifetime,
+                                      listen_port=self.listen_port, compiled=self._compiled())
         return files
+
+    def _compiled(self) -> bool:
+        return self.runtime != "cpython" and micropython_binary() is not None
 
     def read_files(self) -> dict[str, bytes]:
         """The files in the flash's vfs partition now (LayoutError if there is no filesystem)."""
