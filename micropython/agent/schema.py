@@ -5,7 +5,7 @@ act on a value that is out of range. It returns the first problem as (field, mes
 bad input.
 """
 
-_TYPES = ("number", "integer", "string", "boolean", "enum")
+_TYPES = ("number", "integer", "string", "boolean", "enum", "list", "object")
 
 
 def _is_number(value):
@@ -28,6 +28,13 @@ def _check(spec, value):
     elif kind == "boolean":
         if not isinstance(value, bool):
             return "must be true or false"
+    elif kind == "list":
+        # a JSON array (e.g. the arguments of a parameterised SQL statement); items are the handler's to check
+        if not isinstance(value, list):
+            return "must be a list"
+    elif kind == "object":
+        if not isinstance(value, dict):
+            return "must be an object"
     elif kind == "enum":
         if value not in spec.get("values", ()):
             return "must be one of " + ", ".join(str(v) for v in spec.get("values", ()))

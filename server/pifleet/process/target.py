@@ -1,33 +1,41 @@
 """ProcessTarget: provision a working directory and run the board agent in it under CPython.
 
-Layer: a target runner (CPython), built on the virtual board's runner (pifleet.sim.board.VirtualBoard): the
-life cycle is the same — start in a session of its own, "agent: listening on" means ready, SIGINT is the
-orderly stop (the agent deregisters), SIGKILL a power cut. What differs is what it boots:
+Layer: a target runner (CPython). It shares the virtual board's sources and address claims
+(pifleet.sim.board: AGENT_SRC, CAPABILITIES_SRC, free_loopback_ip) but none of its chip: no flash image, no
+ROM loader, no pty, no boot.py (a process drives no outputs) and none of the ESP32 shims.
 
-- no chip and no flash: the working directory DATA_DIR/NAME holds main.py, agent/ (the same files a board
-  gets), caps/ (the host capabilities) and config.json (device_id `proc-NAME`, role "process",
-  et "pifleet.process", the master's address, the capabilities' config — DSNs, so it is written 0600);
-- no boot.py (a process drives no outputs) and none of the ESP32 shims: the only runtime edge it needs is
-  `network`, which on a Linux host is micropython/host/network.py (the host is on its network already; the
-  address to serve on comes from $PIFLEET_PROCESS_IP).
+- The working directory DATA_DIR/NAME holds main.py, agent/ (the same files a board gets), caps/ (the host
+  capabilities) and config.json (device_id `proc-NAME`, role "process", et "pifleet.process", the master's
+  address, the capabilities' config — database DSNs, so it is written 0600).
+- The only runtime edge the agent needs beyond port.py is `network`: on a Linux host that is
+  micropython/host/network.py (the host is on its network already; the address to serve on comes from
+  $PIFLEET_PROCESS_IP).
+- Life cycle like a board's: the agent runs in a session of its own, "agent: listening on" in its console
+  means ready, SIGINT is the orderly stop (it deregisters), SIGKILL a power cut.
 
-The agent and capability files are copied afresh at every start, so a process always runs the agent of the
-master installed next to it. It must not import litestar or aiocoap.
+Agent and capability files are copied afresh at every start, so a process always runs the agent of the master
+installed next to it. It must not import litestar or aiocoap.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
+import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import quote
 
-from pifleet.sim.board import AGENT_SRC, CAPABILITIES_SRC, VirtualBoard, free_loopback_ip
+from pifleet.sim.board import AGENT_SRC, CAPABILITIES_SRC, free_loopback_ip
+
+logger = logging.getLogger(__name__)
 
 HOST_EDGE = AGENT_SRC / "host"  # `network` for the agent on a Linux host
 PROCESS_CAPS = ("db", "python")
@@ -65,7 +73,7 @@ def default_ip(master: tuple[str, int], port: int) -> str:
         return probe.getsockname()[0]
 
 
-class ProcessTarget(VirtualBoard):
+class ProcessTarget:
     """The agent under CPython on this host, registered as a process target with host capabilities."""
 
     def __init__(self, name: str, root: Path, *, master: tuple[str, int] = ("127.0.0.1", 5683),
@@ -76,22 +84,23 @@ class ProcessTarget(VirtualBoard):
         unknown = [c for c in caps if c not in PROCESS_CAPS]
         if unknown:
             raise ValueError(f"unknown process capabilities {', '.join(unknown)}; known: {', '.join(PROCESS_CAPS)}")
-        root = Path(root).resolve()
-        self.modules_dir = Path(modules_dir).resolve() if modules_dir else root / "modules"
-        caps_config: dict[str, dict] = {}
+        self.name = name
+        self.root = Path(root).resolve()  # the working directory: to a process what flash is to a board
+        self.master = (master[0], int(master[1]))
+        self.device_id = device_id or f"proc-{name}"
+        self.listen_port = listen_port
+        self.ip = ip or default_ip(self.master, listen_port)
+        self.lifetime = lifetime
+        self.modules_dir = Path(modules_dir).resolve() if modules_dir else self.root / "modules"
+        self.caps: dict[str, dict] = {}
         if "db" in caps:
-            caps_config["db"] = {"databases": dict(databases or {}), "max_rows": max_rows,
-                                 "timeout_s": db_timeout_s}
+            self.caps["db"] = {"databases": dict(databases or {}), "max_rows": max_rows, "timeout_s": db_timeout_s}
         if "python" in caps:
-            caps_config["python"] = {"modules_dir": str(self.modules_dir)}
-        master = (master[0], int(master[1]))
-        super().__init__(name, root, role="process", master=master, device_id=device_id or f"proc-{name}",
-                         ip=ip or default_ip(master, listen_port), lifetime=lifetime, caps=caps_config,
-                         listen_port=listen_port, runtime="cpython")
-        # The working directory is to a process what the flash filesystem is to a board; its console.log
-        # sits next to it.
-        self.flash = self.root
-        self.io = self.root
+            self.caps["python"] = {"modules_dir": str(self.modules_dir)}
+        self._proc: subprocess.Popen | None = None
+        self._console = None
+
+    # -- provisioning ----------------------------------------------------------------------------
 
     def provision(self) -> None:
         """Write the working directory: agent files and capabilities afresh, then config.json (0600)."""
@@ -109,7 +118,8 @@ class ProcessTarget(VirtualBoard):
             self.modules_dir.mkdir(parents=True, exist_ok=True)
         config = {
             "device_id": self.device_id, "name": self.name, "role": "process", "et": "pifleet.process",
-            "master": {"host": self.master[0], "port": self.master[1]},
+            # the address it was given is the master: no mDNS search for another one
+            "master": {"host": self.master[0], "port": self.master[1], "mdns": False},
             "listen_port": self.listen_port, "lifetime": self.lifetime, "caps": self.caps,
         }
         tmp = self.root / "config.json.new"
@@ -119,6 +129,8 @@ class ProcessTarget(VirtualBoard):
             json.dump(config, f, indent=1)
         os.replace(tmp, self.root / "config.json")
 
+    # -- running ---------------------------------------------------------------------------------
+
     def start(self) -> None:
         """Run `import main` under this CPython in the working directory, with the host's `network`."""
         if self.running:
@@ -127,9 +139,79 @@ class ProcessTarget(VirtualBoard):
         env = dict(os.environ, PIFLEET_PROCESS_IP=self.ip)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOST_EDGE), env.get("PYTHONPATH")) if p)
         self._console = open(self.root / "console.log", "ab", buffering=0)
+        # A session of its own: a terminal's Ctrl-C reaches the runner, which then stops the agent once.
         self._proc = subprocess.Popen([sys.executable, "-u", "-c", "import main\n"], cwd=self.root, env=env,
                                       stdin=subprocess.DEVNULL, stdout=self._console, stderr=subprocess.STDOUT,
                                       start_new_session=True)
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Orderly stop: SIGINT is KeyboardInterrupt in the agent, which deregisters and exits."""
+        if self.running:
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                logger.warning("process target %s did not stop within %.0f s; killing it", self.name, timeout)
+        return self.kill()
+
+    async def stop_async(self, timeout: float = 10.0) -> int | None:
+        """Like stop(), without blocking the event loop (a master in the same loop must answer the DELETE)."""
+        if self.running:
+            self._proc.send_signal(signal.SIGINT)
+            deadline = time.monotonic() + timeout
+            while self._proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        return self.kill()
+
+    def kill(self) -> int | None:
+        """SIGKILL if still running (no deregistration); close the console."""
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if self._console is not None:
+            self._console.close()
+            self._console = None
+        return self._proc.returncode
+
+    # -- observation -----------------------------------------------------------------------------
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.ip, self.listen_port
+
+    def console_text(self) -> str:
+        try:
+            return (self.root / "console.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def ready(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise RuntimeError(f"process target {self.name} exited with {self._proc.returncode}:\n"
+                               f"{self.console_text()}")
+        return "agent: listening on" in self.console_text()
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        """Block until the agent listens; raise if it died or took too long."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"process target {self.name} not ready after {timeout} s:\n{self.console_text()}")
+            time.sleep(0.02)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
