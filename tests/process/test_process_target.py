@@ -57,9 +57,9 @@ WEATHER = textwrap.dedent('''
 class ProcessCli:
     """`pifleet process start NAME …` as a real process, like a user runs it."""
 
-    def __init__(self, workdir: Path, master: MasterProcess, modules: Path) -> None:
+    def __init__(self, workdir: Path, master: MasterProcess, modules: Path, name: str = NAME) -> None:
         self.out = workdir / "process.out"
-        argv = [sys.executable, "-m", "pifleet", "process", "start", NAME, "--caps", "db,python",
+        argv = [sys.executable, "-m", "pifleet", "process", "start", name, "--caps", "db,python",
                 "--master", "%s:%d" % master.coap, "--data-dir", str(workdir / "processes"),
                 "--database", f"master={master.database_url}", "--modules", str(modules), "--lifetime", "30"]
         with open(self.out, "w") as out:

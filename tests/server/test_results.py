@@ -36,3 +36,14 @@ def test_conditions(condition, expected):
     ok, why = holds(condition, RESULT)
     assert ok is expected, why
     assert condition.path in why
+
+
+def test_references_inside_lists_and_objects():
+    params = {"sql": "insert into t values ($1, $2)", "args": [{"$result": "celsius"}, "balcony"],
+              "meta": {"id": {"$result": "rows.0.id"}}}
+    assert references(params) == {"args", "meta"}
+    assert substitute(params, RESULT) == {"sql": "insert into t values ($1, $2)", "args": [29.5, "balcony"],
+                                          "meta": {"id": 7}}
+    with pytest.raises(InvalidError) as err:
+        substitute({"args": [1, {"$result": "nope"}]}, RESULT)
+    assert err.value.field == "params.args[1]"

@@ -1,7 +1,8 @@
 """Follow-ups that use the result of the run before them: parameter references and conditions. Pure, no I/O.
 
 A parameter `{"$result": "celsius"}` takes the value at that dotted path of the previous result; a path may
-index lists (`rows.0.value`). A condition (`when`) compares the value at its path with `above`, `below` or
+index lists (`rows.0.value`), and a reference may sit inside a list or object parameter
+(`"args": [{"$result": "celsius"}, "balcony"]`). A condition (`when`) compares the value at its path with `above`, `below` or
 `equals`; every comparison given must hold.
 """
 
@@ -37,22 +38,37 @@ def is_ref(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {REF} and isinstance(value[REF], str)
 
 
+def _contains_ref(value: Any) -> bool:
+    if is_ref(value):
+        return True
+    if isinstance(value, list):
+        return any(_contains_ref(v) for v in value)
+    if isinstance(value, dict):
+        return any(_contains_ref(v) for v in value.values())
+    return False
+
+
 def references(params: dict[str, Any]) -> set[str]:
-    """Names of the parameters that take their value from the previous result."""
-    return {key for key, value in params.items() if is_ref(value)}
+    """Names of the parameters whose value (or a part of it) comes from the previous result."""
+    return {key for key, value in params.items() if _contains_ref(value)}
+
+
+def _fill(value: Any, result: Any, field: str) -> Any:
+    if is_ref(value):
+        try:
+            return lookup(result, value[REF])
+        except MissingValue as exc:
+            raise InvalidError(str(exc), field=field) from None
+    if isinstance(value, list):
+        return [_fill(v, result, f"{field}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _fill(v, result, f"{field}.{k}") for k, v in value.items()}
+    return value
 
 
 def substitute(params: dict[str, Any], result: Any) -> dict[str, Any]:
     """Concrete parameters for a follow-up; raises InvalidError naming the parameter when a path is missing."""
-    out = {}
-    for key, value in params.items():
-        if is_ref(value):
-            try:
-                value = lookup(result, value[REF])
-            except MissingValue as exc:
-                raise InvalidError(str(exc), field=f"params.{key}") from None
-        out[key] = value
-    return out
+    return {key: _fill(value, result, f"params.{key}") for key, value in params.items()}
 
 
 def holds(condition: Condition, result: Any) -> tuple[bool, str]:
