@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import time
+import typing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import click
 import httpx
 
 from .config import Settings, default_data_dir
+from .model import ExecutionState
 from .process.cli import process
 from .sim.cli import sim
 
@@ -264,8 +266,7 @@ def jobs_dry_run(url, name) -> None:
 @url_option
 @click.option("--job", help="Only this job's executions.")
 @click.option("--device", help="Only executions on this device.")
-@click.option("--state", type=click.Choice(["scheduled", "running", "succeeded", "failed", "timed_out", "skipped",
-                                            "missed", "cancelled"]), help="Only executions in this state.")
+@click.option("--state", type=click.Choice(typing.get_args(ExecutionState)), help="Only executions in this state.")
 @click.option("--limit", default=20, show_default=True)
 @click.option("--offset", default=0, show_default=True)
 def executions(url, job, device, state, limit, offset) -> None:

@@ -226,7 +226,7 @@ class JobRead(Struct):
 
 
 ExecutionState = Literal[
-    "scheduled", "running", "succeeded", "failed", "timed_out", "skipped", "missed", "cancelled"]
+    "scheduled", "dispatched", "running", "succeeded", "failed", "timed_out", "skipped", "missed", "cancelled"]
 FINAL_STATES = ("succeeded", "failed", "timed_out", "skipped", "missed", "cancelled")
 
 

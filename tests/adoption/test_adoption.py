@@ -8,7 +8,6 @@ import re
 from tests.conftest import wait_until
 
 
-
 def _code(board) -> str:
     m = wait_until(lambda: re.search(r"adopt: code ([0-9A-Z]{4}-[0-9A-Z]{4})", board.console_text()), timeout=20,
                    what=f"{board.name} printing its adoption code")

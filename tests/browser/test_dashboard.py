@@ -45,6 +45,17 @@ def test_board_goes_online_then_offline_without_reload(master, board_factory, pa
     assert page.locator('[data-device="blind-1"] .state').inner_text() == "online"
     assert devices_messages_since(page, t0), "the board's arrival came without a 'devices' server-sent event"
 
+    # A job saved through the API shows up in the timeline, with its follow-up, without a reload.
+    wait_until(lambda: master.device("blind-1")["capabilities"], what="blind-1's capabilities")
+    move = {"capability": "blind", "command": "move", "params": {"direction": "down", "seconds": 5}}
+    job = {"name": "evening", "target": {"device": "blind-1"}, "action": move,
+           "trigger": {"type": "cron", "expr": "0 20 * * *", "tz": "Europe/Berlin"},
+           "follow_ups": [{"action": dict(move, params={"direction": "up", "seconds": 5}),
+                           "trigger": {"type": "next", "time": "07:00", "tz": "Europe/Berlin"}}]}
+    assert master.post("/api/jobs", job).status_code == 201
+    page.wait_for_selector('#timeline [data-timeline="evening"]', timeout=10_000)
+    assert "(follow-up)" in page.locator("#timeline").inner_text()
+
     # The heartbeat keeps it online past one lifetime.
     time.sleep(LIFETIME_S + 1)
     assert state_of(page, "blind-1") == "true"

@@ -6,7 +6,6 @@ import socket
 
 import aiocoap
 from aiocoap.numbers.codes import Code
-
 from conftest import request
 
 UP, DOWN = 25, 26

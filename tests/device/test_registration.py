@@ -7,8 +7,8 @@ import aiocoap
 import aiocoap.resource as resource
 import pytest
 from aiocoap.numbers.codes import Code
-
 from conftest import free_udp_port
+
 from pifleet.sim import VirtualBoard
 
 

@@ -4,11 +4,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from aiocoap.numbers.codes import Code
-
 from conftest import free_udp_port, request
+
 from pifleet.sim import VirtualBoard
 from pifleet.sim.board import SHIMS, WATCHDOG_RESET, micropython_binary
 

@@ -8,6 +8,7 @@ import signal
 import time
 from datetime import datetime, timedelta
 
+from pifleet.model import FINAL_STATES
 from tests.conftest import wait_until
 from tests.e2e.helpers import DOWN_PIN, UP_PIN, iso_in, never_both_high, pulses
 from tests.e2e.test_blind_job import online_with_caps
@@ -22,7 +23,7 @@ def move(name, device, *, at_in=None, direction="down", seconds=0.5, **extra) ->
 
 def final(master, job, n=1):
     def done():
-        runs = [e for e in master.executions(job) if e["state"] not in ("scheduled", "running")]
+        runs = [e for e in master.executions(job) if e["state"] in FINAL_STATES]
         return runs if len(runs) >= n else None
     return wait_until(done, timeout=30, what=f"{n} finished run(s) of {job}")
 

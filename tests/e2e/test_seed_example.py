@@ -7,6 +7,7 @@ import asyncio
 
 import asyncpg
 
+from pifleet.model import FINAL_STATES
 from tests.conftest import wait_until
 from tests.e2e.helpers import DOWN_PIN, pulses
 from tests.e2e.test_blind_job import online_with_caps
@@ -44,7 +45,7 @@ def test_read_store_and_shade(master, board_factory, tmp_path):
             before = len(master.executions("balcony"))
             master.post("/api/jobs/balcony/run")
             wait_until(lambda: len([e for e in master.executions("balcony")
-                                    if e["state"] not in ("scheduled", "running")]) == before + 3,
+                                    if e["state"] in FINAL_STATES]) == before + 3,
                        timeout=20, what="the reading and both follow-ups")
 
         rows = asyncio.run(fetch(master.database_url, "select celsius, place from readings_log order by celsius"))

@@ -8,8 +8,17 @@ import subprocess
 import pytest
 
 from pifleet.flashing.layout import (
-    APP, DATA, LayoutError, Partition, build_littlefs, build_partition_table, find_app, find_vfs,
-    micropython_default_table, parse_partition_table, read_littlefs,
+    APP,
+    DATA,
+    LayoutError,
+    Partition,
+    build_littlefs,
+    build_partition_table,
+    find_app,
+    find_vfs,
+    micropython_default_table,
+    parse_partition_table,
+    read_littlefs,
 )
 from pifleet.sim.board import SHIMS, micropython_binary
 

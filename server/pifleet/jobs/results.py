@@ -2,8 +2,8 @@
 
 A parameter `{"$result": "celsius"}` takes the value at that dotted path of the previous result; a path may
 index lists (`rows.0.value`), and a reference may sit inside a list or object parameter
-(`"args": [{"$result": "celsius"}, "balcony"]`). A condition (`when`) compares the value at its path with `above`, `below` or
-`equals`; every comparison given must hold.
+(`"args": [{"$result": "celsius"}, "balcony"]`). A condition (`when`) compares the value at its path with
+`above`, `below` or `equals`; every comparison given must hold.
 """
 
 from __future__ import annotations

@@ -108,6 +108,8 @@ class Runner:
 
     async def _attempt(self, row, job) -> None:
         spec = job.spec
+        await q.mark_running(self.pool, row["id"])
+        self.jobs.hub.publish("executions")
         try:
             result = await self._send(row, spec)
         except BoardTimeoutError as exc:
@@ -171,6 +173,7 @@ class Runner:
                 if execution_id is not None:
                     planned.append(execution_id)
             await q.set_result(conn, row["id"], {"devices": [d.name for d in members]})
+            await q.mark_running(conn, row["id"])
         for execution_id in planned:
             await self.jobs.queue.schedule(execution_id, 0, when)
         log.info("execution %s fans out to %s", row["id"], ", ".join(d.name for d in members))

@@ -123,10 +123,10 @@ async def insert_execution(
 
 
 async def claim(db, execution_id: uuid.UUID, attempt: int) -> asyncpg.Record | None:
-    """Move a scheduled run to running, once: a second delivery of the same task finds nothing to claim."""
+    """Move a scheduled run to dispatched, once: a second delivery of the same task finds nothing to claim."""
     return await db.fetchrow(
         """
-        update job_executions set state = 'running', attempt = attempt + 1, started_at = now(), error = null
+        update job_executions set state = 'dispatched', attempt = attempt + 1, started_at = now(), error = null
         where id = $1 and state = 'scheduled' and attempt = $2
         returning *
         """,
@@ -139,6 +139,12 @@ async def finish(db, execution_id: uuid.UUID, state: str, *, result: Any = None,
         "update job_executions set state = $2, finished_at = now(), result = $3, error = $4 where id = $1",
         execution_id, state, result, error,
     )
+
+
+async def mark_running(db, execution_id: uuid.UUID) -> None:
+    """The command is on its way to the board (after waiting for the device, if it had to)."""
+    await db.execute("update job_executions set state = 'running' where id = $1 and state = 'dispatched'",
+                     execution_id)
 
 
 async def set_result(db, execution_id: uuid.UUID, result: Any) -> None:
@@ -155,7 +161,7 @@ async def finish_running(db, execution_id: uuid.UUID, state: str, *, error: str 
     """Finish a run that is still running (once); returns its row, or None if it had finished already."""
     return await db.fetchrow(
         "update job_executions set state = $2, finished_at = now(), error = $3"
-        " where id = $1 and state = 'running' returning *", execution_id, state, error)
+        " where id = $1 and state in ('dispatched', 'running') returning *", execution_id, state, error)
 
 
 async def reschedule(db, execution_id: uuid.UUID, when: datetime, error: str) -> None:
@@ -173,8 +179,8 @@ async def scheduled(db, limit: int = 1000) -> list[asyncpg.Record]:
 
 
 async def interrupted(db) -> list[asyncpg.Record]:
-    """Runs that were running when the master stopped."""
-    return await db.fetch("select * from job_executions where state = 'running'")
+    """Runs that were dispatched or running when the master stopped."""
+    return await db.fetch("select * from job_executions where state in ('dispatched', 'running')")
 
 
 async def has_pending_root(db, job_id: int) -> bool:

@@ -1,4 +1,4 @@
-"""The dashboard: one page of three live panels (boards, next runs, last executions).
+"""The dashboard: one page of live panels (boards, adoptions, USB boards, what runs next, last executions).
 
 Each panel is an HTML fragment route; the page asks for them with htmx on load and again whenever the server-sent
 event stream (/api/events) says that part changed — so it updates itself without a reload.
@@ -26,9 +26,12 @@ class DashboardController(Controller):
     async def devices(self, master: Master) -> Template:
         return Template("_devices.html", context={"devices": await devices_q.list_devices(master.pool)})
 
-    @get("/ui/upcoming", operation_id="uiUpcoming")
-    async def upcoming(self, master: Master) -> Template:
-        return Template("_upcoming.html", context={"runs": await master.jobs.upcoming(20)})
+    @get("/ui/timeline", operation_id="uiTimeline")
+    async def timeline(self, master: Master, days: float = 2, device: str | None = None) -> Template:
+        days = min(max(days, 0.1), 31)
+        entries = await master.jobs.timeline(days, device or None)
+        return Template("_timeline.html", context={"entries": entries[:200], "total": len(entries), "days": days,
+                                                   "device": device or ""})
 
     @get("/ui/executions", operation_id="uiExecutions")
     async def executions(self, master: Master) -> Template:
