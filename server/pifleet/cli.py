@@ -23,7 +23,6 @@ from .process.cli import process
 from .sim.cli import sim
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-DEMO_BOARDS = (("blind-1", "blind"), ("temp-1", "sensor"))
 
 
 def _logging(verbose: bool) -> None:
@@ -109,33 +108,33 @@ async def _run_master(settings: Settings, demo: bool) -> None:
         loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
     try:
         if demo:
-            from .sim.board import VirtualBoard
+            from .demo import BOARDS, start_boards
 
-            for name, role in DEMO_BOARDS:
-                board = VirtualBoard(name, settings.data_dir / "boards" / name, role=role,
-                                     master=(settings.coap_reachable_host, settings.coap_port))
-                board.provision()
-                await asyncio.to_thread(board.start)
-                boards.append(board)
-
-            async def announce() -> None:
+            async def bring_up() -> None:
+                """Flash (on a cold start) and boot the demo boards while the dashboard already shows it all."""
+                try:
+                    await start_boards(master, settings, settings.data_dir / "boards", boards)
+                except Exception:
+                    log.exception("demo: the virtual boards could not be brought up")
+                    return
                 while True:
                     devices = await devices_q.list_devices(master.pool)
                     # registered in this run: rows from an earlier run may still look online
                     names = {d.name for d in devices
                              if d.online and d.capabilities and d.last_seen and d.last_seen > started_at}
-                    if all(name in names for name, _ in DEMO_BOARDS):
+                    if all(name in names for name, _ in BOARDS):
                         log.info("demo: %d boards online after %.2f s", len(boards), time.monotonic() - started)
                         return
                     await asyncio.sleep(0.1)
 
-            tasks.append(asyncio.create_task(announce()))
+            tasks.append(asyncio.create_task(bring_up()))
         log.info("dashboard on %s", settings.http_url)
         await server.serve()
     finally:
         log.info("stopping")
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         # boards first, while the master can still answer their deregistration
         await asyncio.gather(*(board.stop_async() for board in boards))
         await master.stop()

@@ -6,7 +6,7 @@ import pytest
 
 from pifleet.errors import InvalidError
 from pifleet.flashing import bundle, catalog
-from tests.support.esp32_image import build_app, build_image
+from pifleet.sim.firmware import build_app, build_image
 
 
 @pytest.mark.parametrize("chip, name, offset", [("esp32", "ESP32", 0x1000), ("esp32s3", "ESP32-S3", 0x0),

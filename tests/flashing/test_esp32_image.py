@@ -1,4 +1,4 @@
-"""The test image (tests/support/esp32_image.py) is one esptool itself accepts, part by part."""
+"""The virtual ESP32 image (pifleet/sim/firmware.py) is one esptool itself accepts, part by part."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from pifleet.flashing.layout import find_vfs, parse_partition_table
-from tests.support.esp32_image import bootloader_offset, build_app, build_bootloader, build_image
+from pifleet.sim.firmware import bootloader_offset, build_app, build_bootloader, build_image
 
 
 @pytest.mark.parametrize("chip", ["esp32", "esp32s3", "esp32c3"])

@@ -18,7 +18,7 @@ import pytest
 from pifleet.flashing import layout
 from tests.conftest import REPO, wait_until
 from tests.flashing.chips import CutPort, DeafPort, UsbChip, WornFlash
-from tests.support.esp32_image import build_image
+from pifleet.sim.firmware import build_image
 
 VFS = (0x200000, 0x200000)
 

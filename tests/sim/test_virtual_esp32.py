@@ -12,7 +12,7 @@ import pytest
 from pifleet.flashing.layout import build_littlefs, read_littlefs
 from pifleet.sim import VirtualBoard
 from pifleet.sim.board import micropython_binary, runtime_dir
-from tests.support.esp32_image import build_image
+from pifleet.sim.firmware import build_image
 
 pytestmark = pytest.mark.skipif(micropython_binary() is None, reason="no MicroPython unix port")
 VFS = 0x200000

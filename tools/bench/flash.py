@@ -3,7 +3,7 @@ time the same (compressed) bytes would take on a real UART, and flash-to-online 
 
     python tools/bench/flash.py [--runs 3] [--skip-online]
 
-The base image is the tests' small MicroPython-like ESP32 image (tests/support/esp32_image.py; no stock image
+The base image is the tests' small MicroPython-like ESP32 image (pifleet/sim/firmware.py; no stock image
 can be downloaded here) plus the 2 MiB littlefs bundle for the vfs partition. The virtual board is an erased
 pifleet.sim VirtualBoard; esptool is the real one (its Python API, ROM loader, compressed write, MD5 verify).
 The baseline is the wire time of the compressed bytes on a real UART at that baud: 10 bits per byte
@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from pifleet.flashing import bundle, flasher, layout  # noqa: E402
 from pifleet.sim import VirtualBoard  # noqa: E402
-from tests.support.esp32_image import build_image  # noqa: E402
+from pifleet.sim.firmware import build_image  # noqa: E402
 
 
 def bundle_times(image: bytes, runs: int) -> tuple[float, float, bundle.Bundle]:

@@ -32,7 +32,7 @@ class FirmwareRead(Struct):
     filename: str
     offset: int
     project: str
-    source: Literal["user", "official"]
+    source: Literal["user", "official", "virtual"]
     added_at: datetime
 
 

@@ -1,4 +1,9 @@
-"""A small but valid MicroPython-like ESP32 image for the tests (no stock image can be downloaded here).
+"""The virtual ESP32's firmware image: small but valid, MicroPython-like, for the demo and the tests.
+
+The virtual chip runs the MicroPython unix port whatever app bytes it holds, so its "stock image" needs only to
+be what esptool and the master's catalog check: real headers, a real partition table, a real app description.
+The demo registers it in the catalog as a `virtual` image and flashes its boards with it; the tests do the same
+(no stock image can be downloaded here). Real boards get a real image from the user or micropython.org.
 
 Built with esptool's own image classes, so esptool (`image-info`, `write-flash`) takes each part as it takes
 MicroPython's official `.bin`: a second-stage bootloader image, the partition table at 0x8000 (MicroPython's
