@@ -39,7 +39,10 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     raise RuntimeError("no free port")
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "",
+               explain: Callable[[], str] | None = None) -> Any:
+    """Poll until predicate() is truthy; on timeout fail saying what was awaited (and explain(), e.g. a board's
+    console, so a failure in CI can be understood from its log alone)."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
@@ -52,7 +55,8 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}" +
-                         (f" (last error: {last_exc!r})" if last_exc else ""))
+                         (f" (last error: {last_exc!r})" if last_exc else "") +
+                         (f"\n{explain()}" if explain else ""))
 
 
 @pytest.fixture(scope="session")

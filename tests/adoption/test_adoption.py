@@ -53,7 +53,8 @@ def test_unpaired_board_is_adopted_only_with_the_right_code(master, tmp_path):
         assert r.json()["state"] == "adopted" and r.json()["device_id"].startswith("esp-")
 
         device = wait_until(lambda: (d := master.device("adopted-1")) and d["online"] and d["capabilities"] and d,
-                            timeout=30, what="the adopted board registered and online")
+                            timeout=30, what="the adopted board registered and online",
+                            explain=lambda: "board console:\n" + board.console_text()[-3000:])
         assert device["id"] == r.json()["device_id"]
         assert [c["name"] for c in device["capabilities"]] == ["blind"]
         files = board.read_files()  # the littlefs in the board's flash, as a Pi would read it back
