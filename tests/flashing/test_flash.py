@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 
 from pifleet.flashing import layout
+from pifleet.sim.firmware import build_image
 from tests.conftest import REPO, wait_until
 from tests.flashing.chips import CutPort, DeafPort, UsbChip, WornFlash
-from pifleet.sim.firmware import build_image
 
 VFS = (0x200000, 0x200000)
 
