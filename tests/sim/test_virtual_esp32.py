@@ -10,8 +10,9 @@ import time
 import pytest
 
 from pifleet.flashing.layout import build_littlefs, read_littlefs
+from pifleet.runtime import runtime_dir
 from pifleet.sim import VirtualBoard
-from pifleet.sim.board import micropython_binary, runtime_dir
+from pifleet.sim.board import micropython_binary
 from pifleet.sim.firmware import build_image
 
 pytestmark = pytest.mark.skipif(micropython_binary() is None, reason="no MicroPython unix port")
@@ -131,3 +132,25 @@ def test_a_board_that_never_answers_the_sync_fails_clearly(tmp_path):
     assert "Failed to connect to Espressif device" in done.stdout + done.stderr \
         or "Failed to connect" in done.stdout + done.stderr, done.stdout + done.stderr
     assert elapsed < 30
+
+
+def test_sim_start_prints_its_serial_port_first_and_stops_cleanly(tmp_path):
+    """`pifleet sim start`: scripts read the first line, `serial: PORT`, and hand PORT to esptool or mpremote."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "pifleet", "sim", "start", "t-cli", "--role", "blind",
+                             "--data-dir", str(tmp_path), "--master", "127.0.0.1:9"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline().strip()
+        assert re.fullmatch(r"serial: /dev/pts/\d+", first), first
+        assert os.path.exists(first.split(": ", 1)[1])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "board: t-cli stopped" in out

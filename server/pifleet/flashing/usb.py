@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import NotFoundError
 from ..events import EventHub
+from ..runtime import pid_alive, runtime_dir
 from . import flasher
 from .model import ChipInfo, UsbBoard
 
@@ -41,22 +40,9 @@ def bridge_name(vid: int | None, pid: int | None) -> str | None:
     return products.get(pid) or products.get(None)
 
 
-def runtime_dir() -> Path:
-    """$XDG_RUNTIME_DIR/pifleet, or /tmp/pifleet-run-UID/pifleet (docs/flashing.md)."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or str(Path(tempfile.gettempdir()) / f"pifleet-run-{os.getuid()}")
-    return Path(base) / "pifleet"
-
-
 def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return True  # no pid given: trust the file
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid) if isinstance(pid, int) and pid > 0 else True  # no pid given: trust the file
+
 
 
 def virtual_ports(directory: Path | None = None) -> list[UsbBoard]:

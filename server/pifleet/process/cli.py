@@ -7,15 +7,14 @@ API client: the target reaches the master over CoAP only.
 
 from __future__ import annotations
 
-import signal
 import sys
-import time
 from pathlib import Path
 
 import click
 
 from pifleet.config import default_data_dir
 from pifleet.process.target import PROCESS_CAPS, ProcessTarget, master_database_url
+from pifleet.sim.foreground import console_offset, follow
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -93,36 +92,9 @@ def start(name: str, caps: str, master: str, data_dir: Path, ip: str | None, por
     if "python" in cap_names:
         click.echo(f"process: modules from {target.modules_dir}")
 
-    stopping = []
-
-    def request_stop(signum, frame):  # SIGTERM: the same orderly stop as Ctrl-C
-        stopping.append(signum)
-
-    signal.signal(signal.SIGTERM, request_stop)
     console = target.root / "console.log"
-    offset = console.stat().st_size if console.exists() else 0  # earlier runs' output is not repeated
+    offset = console_offset(console)
     target.start()
-    try:
-        while target.running and not stopping:
-            offset = _stream(console, offset)
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        code = target.stop()
-        _stream(console, offset)
+    asked, code = follow(console, offset, lambda: target.running, target.stop)
     click.echo(f"process: {name} stopped (exit code {code})")
-    sys.exit(0 if stopping or code in (0, None) else 1)
-
-
-def _stream(path: Path, offset: int) -> int:
-    """Echo what the console got since offset; return the new offset."""
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return offset
-    if data:
-        click.echo(data.decode(errors="replace"), nl=False)
-    return offset + len(data)
+    sys.exit(0 if asked or code in (0, None) else 1)

@@ -41,6 +41,7 @@ from pifleet.flashing.layout import (
     read_littlefs,
 )
 from pifleet.fleet.presets import ROLES
+from pifleet.runtime import pid_alive, runtime_dir
 from pifleet.sim.chip import BOOTLOADER_OFFSET, Chip
 from pifleet.sim.flash import DEFAULT_SIZE, Flash, board_mac
 
@@ -67,12 +68,6 @@ SIM_MICROPYTHON = "1.29.0"
 WATCHDOG_RESET = -signal.SIGUSR1
 
 _claimed_ips: set[str] = set()  # addresses this process's boards hold, running or not (see _claim)
-
-
-def runtime_dir() -> Path:
-    """RUNTIME of docs/flashing.md: $XDG_RUNTIME_DIR/pifleet, else /tmp/pifleet-run-UID/pifleet."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/pifleet-run-{os.getuid()}"
-    return Path(base) / "pifleet"
 
 
 def image_header(entry: int = 0x40080000) -> bytes:
@@ -108,7 +103,7 @@ def _claim(ip: str) -> bool:
                 owner = int(path.read_text() or 0)
             except (OSError, ValueError):
                 owner = 0
-            if owner and owner != os.getpid() and _alive(owner):
+            if owner and owner != os.getpid() and pid_alive(owner):
                 return False
             path.unlink(missing_ok=True)  # stale: its process is gone
             continue
@@ -117,16 +112,6 @@ def _claim(ip: str) -> bool:
         _claimed_ips.add(ip)
         return True
     return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def free_loopback_ip(port: int) -> str:

@@ -6,9 +6,7 @@ and stops it cleanly (the agent deregisters) on Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
-import signal
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -16,6 +14,7 @@ import click
 from pifleet.config import default_data_dir
 from pifleet.sim.board import DEFAULT_HEAPSIZE, ROLES, VirtualBoard
 from pifleet.sim.flash import parse_size
+from pifleet.sim.foreground import console_offset, follow
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -57,39 +56,14 @@ def start(name: str, role: str | None, flash_size: str, erased: bool, master: st
     board = VirtualBoard(name, data_dir / name, role=role, master=_host_port(master), ip=ip,
                          heapsize=heapsize, lifetime=lifetime, flash_size=size, erased=erased)
     board.provision()
-    stopping = []
-
-    def request_stop(signum, frame):  # SIGTERM: same orderly stop as Ctrl-C
-        stopping.append(signum)
-
-    signal.signal(signal.SIGTERM, request_stop)
     console = board.io / "console.log"
-    offset = console.stat().st_size if console.exists() else 0  # earlier boots' output is not repeated
+    offset = console_offset(console)
     board.start()
     click.echo(f"serial: {board.serial_port}")
     click.echo(f"board: {name} ip={board.ip} port={board.listen_port} flash={board.flash_path} "
                f"pins={board.io / 'pins.log'}")
-    try:
-        while board.powered and not stopping:
-            offset = _stream(console, offset)
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        code = board.stop()
-        _stream(console, offset)
+    asked, code = follow(console, offset, lambda: board.powered, board.stop)
     click.echo(f"board: {name} stopped (exit code {code})")
-    sys.exit(0 if stopping or code in (0, None) else 1)
+    sys.exit(0 if asked or code in (0, None) else 1)
 
 
-def _stream(path: Path, offset: int) -> int:
-    """Echo what the console got since offset; return the new offset."""
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return offset
-    if data:
-        click.echo(data.decode(errors="replace"), nl=False)
-    return offset + len(data)
