@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 log = logging.getLogger(__name__)
 
-TOPICS = ("devices", "jobs", "executions", "boards", "flash")
+TOPICS = ("devices", "jobs", "executions", "boards", "flash", "adoptions", "modules")
 
 
 class EventHub:

@@ -18,6 +18,7 @@ from .flashing.catalog import Catalog
 from .flashing.service import FlashService
 from .flashing.usb import UsbWatcher
 from .fleet.adoption import AdoptionService
+from .fleet.modules import ModuleService
 from .fleet.registry import Registry
 from .gateway import adoption as adoption_resource
 from .gateway.coap import Gateway
@@ -63,6 +64,7 @@ class Master:
         self.queue = JobQueue(url, workers=self.settings.workers)
         self.registry = Registry(self.pool, self.hub, self.gateway)
         self.jobs = JobService(self.pool, self.queue, self.hub, self.settings.location)
+        self.modules = ModuleService(self.pool, self.hub)
         self.runner = Runner(self.jobs, self.registry, self.gateway, self.settings.command_timeout_s)
         await self.gateway.start(self.registry)
         # adoption of boards without identity: POST /pair on the same CoAP endpoint

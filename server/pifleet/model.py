@@ -314,3 +314,20 @@ class ReadingRead(Struct):
     path: str
     value: float
     at: datetime
+
+
+class ModuleUpload(Struct, forbid_unknown_fields=True):
+    """A role module's source, as uploaded (`pifleet module upload blind.py`)."""
+
+    filename: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}\.py$")]
+    source: Annotated[str, Meta(min_length=1, max_length=64 * 1024)]
+
+
+class ModuleRead(Struct):
+    id: int
+    name: str
+    sha256: str  # the version: the content's hash
+    size: int
+    declared: dict[str, Any]  # NAME, VERSION and command names as the module declares them
+    latest: bool
+    created_at: datetime

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -30,6 +31,23 @@ AGENT_SRC = REPO / "micropython"
 CAPABILITIES_SRC = REPO / "capabilities"
 LISTEN_PORT = 5683
 LIFETIME_S = 60
+
+
+class CompileError(InvalidError):
+    """mpy-cross refused a module: its message, with the module's own name and the line it points at."""
+
+    def __init__(self, detail: str, *, field: str, line: int | None) -> None:
+        super().__init__(detail, field=field)
+        self.line = line
+        self.extra = {"line": line} if line is not None else {}
+
+    @classmethod
+    def from_output(cls, name: str, output: str, temp_path: str) -> CompileError:
+        text = output.replace(temp_path, name).strip()
+        match = re.search(r'line (\d+)', text)
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Traceback")]
+        return cls(f"mpy-cross cannot compile {name}: " + " — ".join(lines), field="source",
+                   line=int(match.group(1)) if match else None)
 
 
 class Identity(NamedTuple):
@@ -116,8 +134,7 @@ def compile_mpy(binary: Path, source: bytes, name: str) -> bytes:
         result = subprocess.run([str(binary), "-o", str(out), "-s", name, str(src)], capture_output=True,
                                 timeout=60)
         if result.returncode != 0:
-            raise InvalidError(f"mpy-cross cannot compile {name}: {result.stderr.decode(errors='replace')}",
-                               field="firmware")
+            raise CompileError.from_output(name, result.stderr.decode(errors="replace"), str(src))
         data = out.read_bytes()
     with _cache_lock:
         _compile_cache[key] = data

@@ -13,15 +13,16 @@ _PATH = re.compile(r"at `\$\.?([^`]*)`")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
-def problem(status: int, title: str, detail: str, field: str | None = None) -> Response:
+def problem(status: int, title: str, detail: str, field: str | None = None, **extra) -> Response:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if field is not None:
         body["field"] = field
+    body.update(extra)  # RFC 9457 extension members, e.g. the source `line` of a compile error
     return Response(body, status_code=status, media_type="application/problem+json")
 
 
 def domain_error(request: Request, exc: PifleetError) -> Response:
-    return problem(exc.status, exc.title, exc.detail, exc.field)
+    return problem(exc.status, exc.title, exc.detail, exc.field, **getattr(exc, "extra", {}))
 
 
 def validation_error(request: Request, exc: ValidationException) -> Response:

