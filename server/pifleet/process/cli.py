@@ -14,7 +14,7 @@ import click
 
 from pifleet.config import default_data_dir
 from pifleet.process.target import PROCESS_CAPS, ProcessTarget, master_database_url
-from pifleet.sim.foreground import console_offset, follow
+from pifleet.sim.foreground import Foreground, console_offset
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -94,7 +94,8 @@ def start(name: str, caps: str, master: str, data_dir: Path, ip: str | None, por
 
     console = target.root / "console.log"
     offset = console_offset(console)
+    foreground = Foreground()
     target.start()
-    asked, code = follow(console, offset, lambda: target.running, target.stop)
+    asked, code = foreground.follow(console, offset, lambda: target.running, target.stop)
     click.echo(f"process: {name} stopped (exit code {code})")
     sys.exit(0 if asked or code in (0, None) else 1)

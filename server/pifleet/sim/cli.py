@@ -14,7 +14,7 @@ import click
 from pifleet.config import default_data_dir
 from pifleet.sim.board import DEFAULT_HEAPSIZE, ROLES, VirtualBoard
 from pifleet.sim.flash import parse_size
-from pifleet.sim.foreground import console_offset, follow
+from pifleet.sim.foreground import Foreground, console_offset
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -58,11 +58,12 @@ def start(name: str, role: str | None, flash_size: str, erased: bool, master: st
     board.provision()
     console = board.io / "console.log"
     offset = console_offset(console)
+    foreground = Foreground()
     board.start()
     click.echo(f"serial: {board.serial_port}")
     click.echo(f"board: {name} ip={board.ip} port={board.listen_port} flash={board.flash_path} "
                f"pins={board.io / 'pins.log'}")
-    asked, code = follow(console, offset, lambda: board.powered, board.stop)
+    asked, code = foreground.follow(console, offset, lambda: board.powered, board.stop)
     click.echo(f"board: {name} stopped (exit code {code})")
     sys.exit(0 if asked or code in (0, None) else 1)
 

@@ -17,22 +17,29 @@ def console_offset(console: Path) -> int:
     return console.stat().st_size if console.exists() else 0
 
 
-def follow(console: Path, offset: int, running: Callable[[], bool], stop: Callable[[], int | None]) -> bool:
-    """Echo the console while `running()`; stop on Ctrl-C or SIGTERM. Returns whether the stop was asked for
-    (rather than the thing ending by itself), and the exit code of `stop()` as the second element."""
-    asked: list[int] = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: asked.append(signum))
-    try:
-        while running() and not asked:
-            offset = _echo_new(console, offset)
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        asked.append(signal.SIGINT)
-    finally:
-        code = stop()
-        _echo_new(console, offset)
-        signal.signal(signal.SIGTERM, previous)
-    return bool(asked), code
+class Foreground:
+    """Create it before starting the thing: from then on SIGTERM (and Ctrl-C) mean "stop in order", even if
+    they arrive before the console is followed — a script may read the first line and stop at once."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+        self._previous = signal.signal(signal.SIGTERM, lambda signum, frame: self.asked.append(signum))
+
+    def follow(self, console: Path, offset: int, running: Callable[[], bool], stop: Callable[[], int | None]
+               ) -> tuple[bool, int | None]:
+        """Echo the console while `running()` and no stop was asked; then `stop()`. Returns whether the stop
+        was asked for (rather than the thing ending by itself) and the exit code of `stop()`."""
+        try:
+            while running() and not self.asked:
+                offset = _echo_new(console, offset)
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            self.asked.append(signal.SIGINT)
+        finally:
+            code = stop()
+            _echo_new(console, offset)
+            signal.signal(signal.SIGTERM, self._previous)
+        return bool(self.asked), code
 
 
 def _echo_new(path: Path, offset: int) -> int:
