@@ -11,7 +11,6 @@ import json
 import time
 
 from agent import VERSION, caps, coap
-from agent.blockwise import BODY_LIMIT, Blockwise
 from agent.endpoint import Endpoint
 from agent.port import print_exception, reset_loop, sockaddr, udp_socket
 from agent.rd import Registration
@@ -113,13 +112,8 @@ def adopt_identity(config, ip, locate, path=CONFIG_PATH):
     return config
 
 
-def body_buffer(config):
-    """The buffer for request bodies that arrive block-wise (agent/blockwise.py), `max_body` bytes."""
-    return bytearray(int(config.get("max_body", BODY_LIMIT)))
-
-
 class Agent:
-    def __init__(self, config, ip, locate=None, body=None):
+    def __init__(self, config, ip, locate=None):
         self.config = config
         self.ip = ip
         self.port = int(config.get("listen_port", 5683))
@@ -127,8 +121,7 @@ class Agent:
         self.sock = udp_socket(ip, self.port)
         self.endpoint = Endpoint(self.sock, None)
         self.resources = Resources(config["device_id"], self.capabilities, self.endpoint.stats, failed)
-        # Block-wise transfers sit between the message layer and the resources (docs/protocol.md, Block-wise).
-        self.endpoint.handler = Blockwise(self.resources.handle, body or body_buffer(config)).handle
+        self.endpoint.handler = self.resources.handle
         locate = locate or Locator(config, ip)
         self.registration = Registration(self.endpoint, locate.configured, config, self.resources.links(), VERSION,
                                          locate=locate if locate.mdns else None)
@@ -154,7 +147,6 @@ class Agent:
 def run():
     """Start the agent and keep it serving until Ctrl-C."""
     config = load_config()
-    body = body_buffer(config)  # before anything else can fragment the heap
     ip = join_network(config.get("wifi", {}))
     locate = Locator(config, ip)
     if not config.get("device_id"):
@@ -162,7 +154,7 @@ def run():
         config = adopt_identity(config, ip, locate)
         if config is None:
             return
-    agent = Agent(config, ip, locate, body)
+    agent = Agent(config, ip, locate)
     while True:
         try:
             asyncio.run(agent.serve())

@@ -41,7 +41,6 @@ if IS_MICROPYTHON:
     import gc
 
     collect = gc.collect
-    from json import loads as json_loads  # noqa: F401  (takes a memoryview: a Block1 body is one)
 
     async def recvfrom(sock, size):
         """Wait for one datagram; return (data, raw_addr). raw_addr can be passed back to sendto()."""
@@ -87,12 +86,6 @@ else:
 
     def collect():
         """CPython manages its own memory."""
-
-    def json_loads(data):
-        """json.loads that also takes a memoryview (a Block1 body is one; CPython's json refuses it)."""
-        import json
-
-        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
 
     def reset_loop():
         """CPython's asyncio.run() always starts from a fresh loop: nothing to forget."""

@@ -10,7 +10,7 @@ import json
 import asyncio
 
 from agent import coap
-from agent.port import const, json_loads, mem_info, print_exception, ticks_diff, ticks_ms
+from agent.port import const, mem_info, print_exception, ticks_diff, ticks_ms
 from agent.schema import validate
 
 _EID_SLOTS = const(16)
@@ -100,7 +100,7 @@ class Resources:
 
     async def _command(self, cap_name, command, payload):
         try:
-            body = json_loads(payload or b"{}")
+            body = json.loads(payload or b"{}")
         except ValueError:
             return _json(coap.BAD_REQUEST, {"ok": False, "error": "payload is not JSON", "field": ""})
         if not isinstance(body, dict):
