@@ -10,9 +10,9 @@ import asyncio
 import json
 import time
 
-from agent import VERSION, caps, coap
-from agent.endpoint import Endpoint
-from agent.port import print_exception, reset_loop, sockaddr, udp_socket
+from agent import VERSION, caps, coap, modules, role
+from agent.endpoint import Endpoint, RequestError
+from agent.port import print_exception, reset_loop, sleep_ms, sockaddr, udp_socket
 from agent.rd import Registration
 from agent.resources import Resources
 
@@ -113,27 +113,127 @@ def adopt_identity(config, ip, locate, path=CONFIG_PATH):
 
 
 class Agent:
-    def __init__(self, config, ip, locate=None):
+    def __init__(self, config, ip, locate=None, path=CONFIG_PATH):
         self.config = config
+        self.path = path
         self.ip = ip
         self.port = int(config.get("listen_port", 5683))
-        self.capabilities, failed = caps.load(config.get("caps", {}))
+        stems = config.get("modules", {})
+        try:
+            # leftovers of an install a power loss interrupted: unfinished uploads, versions no longer named
+            modules.remove_unused([stems.get(name, name) for name in config.get("caps", {})])
+        except OSError:
+            pass  # no caps/ directory: nothing to tidy
+        self.capabilities, failed = caps.load(config.get("caps", {}), stems)
         self.sock = udp_socket(ip, self.port)
         self.endpoint = Endpoint(self.sock, None)
         self.resources = Resources(config["device_id"], self.capabilities, self.endpoint.stats, failed)
+        self.resources.role = config.get("role", "")
+        self.resources.apply_role = self.apply_role
         self.endpoint.handler = self.resources.handle
+        self.endpoint.stats["telemetry"] = 0
+        self.endpoint.stats["telemetry_lost"] = 0
         locate = locate or Locator(config, ip)
         self.registration = Registration(self.endpoint, locate.configured, config, self.resources.links(), VERSION,
                                          locate=locate if locate.mdns else None)
         self.resources.registration = self.registration
+        self._cap_tasks = {}  # capability name -> its background tasks (telemetry, run(emit))
+        self._sends = set()  # telemetry on its way to the master
 
     async def serve(self):
         print("agent: listening on %s:%d as %s" % (self.ip, self.port, self.config["device_id"]))
         rd = asyncio.create_task(self.registration.run())
+        for cap in self.capabilities:
+            self._start(cap)
         try:
             await self.endpoint.serve()
         finally:
             rd.cancel()
+            for cap in self.capabilities:
+                self._cancel(cap)
+
+    # -- a capability's background work: periodic telemetry and its own run(emit) ------------------------
+
+    def _start(self, cap):
+        tasks = []
+        every = cap.cfg.get("telemetry_s", 0) if isinstance(cap.cfg, dict) else 0
+        if isinstance(every, int) and every > 0 and hasattr(cap.instance, "read"):
+            tasks.append(asyncio.create_task(self._telemetry(cap, every)))
+        if hasattr(cap.instance, "run"):
+            tasks.append(asyncio.create_task(self._run(cap)))
+        self._cap_tasks[cap.name] = tasks
+
+    def _cancel(self, cap):
+        for task in self._cap_tasks.pop(cap.name, ()):
+            task.cancel()
+
+    async def _telemetry(self, cap, every_s):
+        while True:
+            await sleep_ms(every_s * 1000)
+            try:
+                values = await cap.instance.read()
+            except Exception as exc:  # noqa: BLE001 — a sensor that fails now may answer next time
+                print_exception(exc)
+                continue
+            await self._send(cap.name, values)
+
+    async def _run(self, cap):
+        def emit(values):
+            task = asyncio.create_task(self._send(cap.name, values))
+            self._sends.add(task)  # referenced until sent
+            return task
+
+        try:
+            await cap.instance.run(emit)
+        except Exception as exc:  # noqa: BLE001 — the module's background work ended; the board serves on
+            print("agent: %s stopped its background work" % cap.name)
+            print_exception(exc)
+
+    async def _send(self, name, values):
+        """POST /t?ep=ID {"cap", "values"} to the master (confirmable: lost telemetry is counted)."""
+        stats = self.endpoint.stats
+        master = self.registration.master
+        try:
+            if master is None or self.registration.location is None:
+                raise RequestError("not registered")
+            options = coap.path_options(coap.URI_PATH, "t")
+            options.append((coap.CONTENT_FORMAT, coap.uint(coap.JSON)))
+            options.append((coap.URI_QUERY, ("ep=" + self.config["device_id"]).encode()))
+            body = json.dumps({"cap": name, "values": values}).encode()
+            response = await self.endpoint.request(master, coap.POST, options, body)
+            if response.code != coap.CHANGED:
+                raise RequestError(coap.code_str(response.code))
+            stats["telemetry"] += 1
+        except RequestError as exc:
+            stats["telemetry_lost"] += 1
+            print("agent: telemetry of %s not delivered: %s" % (name, exc))
+        finally:
+            self._sends.discard(asyncio.current_task())
+
+    # -- a new role at runtime (PUT /role) -------------------------------------------------------------
+
+    async def apply_role(self, body):
+        try:
+            now, replaced, started, config = role.apply(self.capabilities, self.config, body, self.path)
+        except role.RoleError as exc:
+            # what ran before runs again, set up anew: so is its background work
+            for cap in self.capabilities:
+                self._cancel(cap)
+                self._start(cap)
+            return coap.BAD_REQUEST, {"ok": False, "error": str(exc), "field": exc.field}
+        for cap in replaced:
+            self._cancel(cap)
+        self.capabilities = now
+        self.config = config
+        self.resources.set_capabilities(now)
+        self.resources.role = config.get("role", "")
+        for cap in started:
+            self._start(cap)
+        self.registration.changed(self.resources.links(), self.resources.role)
+        print("role: now %s: %s" % (config.get("role"), ", ".join(c.stem for c in now)))
+        answer = self.resources.describe()
+        answer["ok"] = True
+        return coap.CHANGED, answer
 
     async def shutdown(self):
         """Orderly stop: outputs safe first, then tell the master we are gone."""

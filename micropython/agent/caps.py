@@ -6,22 +6,33 @@ itself by module-level names:
     NAME      'blind'
     VERSION   '1'
     COMMANDS  {'move': {'direction': {...}, 'seconds': {...}}, 'stop': {}}   (docs/protocol.md schema)
-    setup(cfg) -> an object with one coroutine method per command
-    stop(obj)  optional: bring the hardware to a safe state (agent shutdown)
+    CONFIG    {'up_pin': {...}, ...}: the per-device configuration setup() takes (checked by the master)
+    TELEMETRY optional {'celsius': {...}}: what read() returns, sent every cfg['telemetry_s'] seconds
+    setup(cfg) -> an object with one coroutine method per command (and optionally `run(emit)`, a background
+               task that reports events through emit(dict))
+    stop(obj)  optional: bring the hardware to a safe state (agent shutdown, or the module being replaced)
+    selftest(obj) optional: raise if the hardware is not usable; run when a module is loaded at runtime
+
+A module is imported from caps/STEM, where STEM is config["modules"][name] (NAME_HASHPREFIX as the master
+names versions) or the name itself.
 
 This module must not touch hardware itself; a module that fails to load is reported and skipped so the
 board keeps serving the others.
 """
 
-from agent.port import print_exception
+import sys
+
+from agent.port import collect, print_exception
 
 
 class Capability:
-    __slots__ = ("name", "version", "commands", "module", "instance")
+    __slots__ = ("name", "version", "commands", "module", "instance", "stem", "cfg")
 
-    def __init__(self, module, instance):
+    def __init__(self, module, instance, stem, cfg):
         self.module = module
         self.instance = instance
+        self.stem = stem  # the file it came from: caps/STEM.mpy (NAME_HASHPREFIX when the master pushed it)
+        self.cfg = cfg
         self.name = module.NAME
         self.version = str(module.VERSION)
         self.commands = module.COMMANDS
@@ -38,20 +49,45 @@ class Capability:
             stop(self.instance)
 
 
-def _import(name):
-    module = __import__("caps." + name)
+def _import(stem):
+    collect()  # a module's code is allocated in pieces of its functions' size: start from a compact heap
+    module = __import__("caps." + stem)
     # __import__('caps.x') returns the package `caps` in both runtimes.
-    return getattr(module, name)
+    return getattr(module, stem)
 
 
-def load(caps_config):
-    """{name: cfg} -> (list of Capability, list of (name, error text) for those that failed)."""
+def unload(stem):
+    """Forget an imported module, so its code and data can be collected (a replaced version)."""
+    sys.modules.pop("caps." + stem, None)
+    package = sys.modules.get("caps")
+    if package is not None and hasattr(package, stem):
+        delattr(package, stem)
+
+
+def load_one(name, stem, cfg, check=False):
+    """Import caps/STEM, check it is capability `name`, set it up (and run its selftest when check)."""
+    module = _import(stem)
+    if getattr(module, "NAME", None) != name:
+        raise ValueError("%s declares NAME %r, not %r" % (stem, getattr(module, "NAME", None), name))
+    cap = Capability(module, module.setup(cfg), stem, cfg)
+    selftest = getattr(module, "selftest", None)
+    if check and selftest is not None:
+        try:
+            selftest(cap.instance)
+        except Exception:
+            cap.stop()
+            raise
+    return cap
+
+
+def load(caps_config, stems=None):
+    """{name: cfg}, {name: stem} -> (list of Capability, list of (name, error text) for those that failed)."""
     loaded = []
     failed = []
+    stems = stems or {}
     for name, cfg in caps_config.items():
         try:
-            module = _import(name)
-            loaded.append(Capability(module, module.setup(cfg)))
+            loaded.append(load_one(name, stems.get(name, name), cfg))
         except Exception as exc:  # noqa: BLE001 — one broken role module must not take the board down
             print("caps: cannot load", name)
             print_exception(exc)

@@ -26,17 +26,21 @@ DELETED = const(66)  # 2.02
 VALID = const(67)  # 2.03
 CHANGED = const(68)  # 2.04
 CONTENT = const(69)  # 2.05
+CONTINUE = const(95)  # 2.31 (RFC 7959)
 BAD_REQUEST = const(128)  # 4.00
 BAD_OPTION = const(130)  # 4.02
 FORBIDDEN = const(131)  # 4.03
 NOT_FOUND = const(132)  # 4.04
 METHOD_NOT_ALLOWED = const(133)  # 4.05
+REQUEST_ENTITY_INCOMPLETE = const(136)  # 4.08 (RFC 7959)
+REQUEST_ENTITY_TOO_LARGE = const(141)  # 4.13
 UNSUPPORTED_FORMAT = const(143)  # 4.15
 INTERNAL_ERROR = const(160)  # 5.00
 SERVICE_UNAVAILABLE = const(163)  # 5.03
 
 # Option numbers used by the agent
 URI_HOST = const(3)
+ETAG = const(4)
 OBSERVE = const(6)
 URI_PORT = const(7)
 LOCATION_PATH = const(8)
@@ -114,6 +118,22 @@ def read_uint(data):
     for byte in data or b"":
         value = (value << 8) | byte
     return value
+
+
+def block_value(num, more, szx):
+    """Block1/Block2 option value (RFC 7959 §2.2): NUM << 4 | M << 3 | SZX in the fewest bytes (0 is empty)."""
+    return uint((num << 4) | (8 if more else 0) | szx)
+
+
+def read_block(value):
+    """(num, more, szx) of a Block1/Block2 option value; DecodeError if it is longer than 3 bytes.
+
+    SZX 7 (BERT, only for reliable transports) is returned as it is: refusing it is the caller's business.
+    """
+    if len(value) > 3:
+        raise DecodeError("block option longer than 3 bytes")
+    value = read_uint(value)
+    return value >> 4, bool(value & 8), value & 7
 
 
 def path_options(number, path):

@@ -47,6 +47,7 @@ class Registration:
         ]
         self.links = links
         self.location = None  # 'rd/REG_ID' while registered
+        self._wake = None  # set while run() sleeps between updates
         self.registrations = 0  # how often we registered anew (shown in /stats)
 
     async def _register(self):
@@ -105,7 +106,20 @@ class Registration:
                 continue
             backoff = _BACKOFF_MIN_MS
             if self.location is not None:
-                await sleep_ms(self.lifetime * 1000 // 3)
+                self._wake = asyncio.Event()
+                try:
+                    await wait_for_ms(self._wake.wait(), self.lifetime * 1000 // 3)
+                except asyncio.TimeoutError:
+                    pass
+                self._wake = None
+
+    def changed(self, links, role):
+        """What the board offers changed (a new role): register anew at once with the new links."""
+        self.links = links
+        self.query = [(k, role if k == "role" else v) for k, v in self.query]
+        self.location = None
+        if self._wake is not None:
+            self._wake.set()
 
     async def deregister(self, timeout_ms=3000):
         """DELETE our registration; give up quietly after timeout_ms (we are shutting down)."""

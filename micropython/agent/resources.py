@@ -1,4 +1,4 @@
-"""The board's CoAP resources: /.well-known/core, /cap, /stats and /a/CAP/COMMAND.
+"""The board's CoAP resources: /.well-known/core, /cap, /stats, /a/CAP/COMMAND, /m (modules) and /role.
 
 Layer: device side, application. It turns a request Message into (code, options, payload) for the
 endpoint. It does not touch the socket, and it never lets a handler's exception escape: a broken command
@@ -9,7 +9,7 @@ import json
 
 import asyncio
 
-from agent import coap
+from agent import coap, modules
 from agent.port import const, mem_info, print_exception, ticks_diff, ticks_ms
 from agent.schema import validate
 
@@ -47,6 +47,9 @@ class Resources:
         self._eid_order = []
         self._booted = ticks_ms()
         self.registration = None  # set by the agent: shown in /stats
+        self.role = ""
+        self.apply_role = None  # set by the agent: coroutine (body) -> (code, answer)
+        self.upload = modules.Upload()
 
     def links(self):
         """Link-format description of what this board offers (RFC 6690), also sent when registering."""
@@ -74,16 +77,48 @@ class Resources:
                 return coap.METHOD_NOT_ALLOWED, [], b""
             return _json(coap.CONTENT, self.stats())
         segments = path.split("/")
+        if segments[0] == "m":
+            return self._modules(msg, segments)
+        if path == "role":
+            if msg.code != coap.PUT:
+                return coap.METHOD_NOT_ALLOWED, [], b""
+            if msg.option(coap.BLOCK1) is not None:
+                return _json(coap.REQUEST_ENTITY_TOO_LARGE, {"ok": False, "error": "a role fits one datagram",
+                                                            "field": ""})
+            try:
+                body = json.loads(msg.payload)
+            except ValueError:
+                return _json(coap.BAD_REQUEST, {"ok": False, "error": "payload is not JSON", "field": ""})
+            code, answer = await self.apply_role(body)
+            return _json(code, answer)
         if len(segments) == 3 and segments[0] == "a":
             if msg.code != coap.POST:
                 return coap.METHOD_NOT_ALLOWED, [], b""
             return await self._command(segments[1], segments[2], msg.payload)
         return coap.NOT_FOUND, [], b""
 
+    def _modules(self, msg, segments):
+        if len(segments) == 1:
+            if msg.code != coap.GET:
+                return coap.METHOD_NOT_ALLOWED, [], b""
+            return _json(coap.CONTENT, {"modules": modules.listing(), "free": modules.free_bytes()})
+        if len(segments) != 2:
+            return coap.NOT_FOUND, [], b""
+        if msg.code != coap.PUT:
+            return coap.METHOD_NOT_ALLOWED, [], b""
+        query = [v.decode() for v in msg.option_values(coap.URI_QUERY)]
+        return self.upload.put(segments[1], query, msg)
+
+    def set_capabilities(self, capabilities, failed=()):
+        self.capabilities = capabilities
+        self.failed_caps = list(failed)
+        self._by_name = {cap.name: cap for cap in capabilities}
+
     def describe(self):
-        return {"device": self.device_id,
-                "caps": [{"name": c.name, "version": c.version, "commands": c.commands}
-                         for c in self.capabilities]}
+        return {"device": self.device_id, "role": self.role,
+                "caps": [{"name": c.name, "version": c.version, "module": c.stem, "commands": c.commands}
+                         for c in self.capabilities],
+                "failed": [{"name": name, "error": error} for name, error in self.failed_caps]}
 
     def stats(self):
         alloc, free = mem_info()

@@ -64,6 +64,9 @@ class Partition:
         self._size = _info[3]
         self._block_size = block_size
         self._file = _open_flash("r+b")  # now: the host's files may be out of sight later
+        # The port's Partition is C and takes nothing from the MicroPython heap while littlefs works; the shim
+        # allocates once here, never per call, so the board's free heap stays what a real board would show.
+        self._erased = b"\xff" * block_size
 
     @staticmethod
     def find(type=TYPE_APP, subtype=0xFF, label=None, block_size=4096):
@@ -86,8 +89,7 @@ class Partition:
 
     def readblocks(self, block_num, buf, offset=0):
         f = self._at(block_num, offset, len(buf))
-        data = f.read(len(buf))
-        buf[:len(data)] = data
+        f.readinto(buf)
 
     def writeblocks(self, block_num, buf, offset=None):
         if offset is None:  # the port erases whole blocks first when no offset is given
@@ -108,7 +110,7 @@ class Partition:
             return self._block_size
         if op == 6:  # erase one block: all bits back to 1, as NOR flash erases
             f = self._at(arg, 0, self._block_size)
-            f.write(b"\xff" * self._block_size)
+            f.write(self._erased)
             f.flush()
             return 0
         return 0 if op in (1, 2) else None

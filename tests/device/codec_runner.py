@@ -33,6 +33,14 @@ def decode_case(hextext):
     return {"msg": as_dict(msg), "roundtrip": hexof(coap.encode(msg))}
 
 
+def read_block_error(hextext):
+    try:
+        coap.read_block(unhex(hextext))
+    except coap.DecodeError as exc:
+        return {"error": True, "is_value_error": isinstance(exc, ValueError)}
+    return {"error": False}
+
+
 with open(sys.argv[1]) as f:
     vectors = json.load(f)
 results = {
@@ -40,5 +48,7 @@ results = {
     "malformed": [decode_case(c["hex"]) for c in vectors["malformed"]],
     "encode": [hexof(coap.encode(from_dict(c["msg"]))) for c in vectors["encode"]],
     "uint": [[hexof(coap.uint(v)), coap.read_uint(coap.uint(v))] for v, _ in vectors["uint"]],
+    "block": [[hexof(coap.block_value(n, m, s)), list(coap.read_block(unhex(h)))] for n, m, s, h in vectors["block"]],
+    "block_malformed": [read_block_error(h) for h in vectors["block_malformed"]],
 }
 print(json.dumps(results))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiocoap
 import pytest
+from aiocoap.optiontypes import BlockOption
 
 from pifleet.sim.board import micropython_binary
 
@@ -54,6 +55,21 @@ def test_encodes_to_literal_bytes(results):
 
 def test_uint_option_values(results):
     assert results["uint"] == [[hexval, value] for value, hexval in CASES["uint"]]
+
+
+def test_block_option_values(results):
+    """RFC 7959 §2.2: NUM << 4 | M << 3 | SZX, in 0 to 3 bytes; longer is malformed."""
+    assert results["block"] == [[h, [n, m, s]] for n, m, s, h in CASES["block"]]
+    assert results["block_malformed"] == [{"error": True, "is_value_error": True}] * len(CASES["block_malformed"])
+
+
+@pytest.mark.parametrize("case", CASES["block"], ids=lambda c: c[3] or "empty")
+def test_block_vectors_agree_with_aiocoap(case):
+    num, more, szx, hexval = case
+    option = BlockOption(23)
+    option.decode(bytes.fromhex(hexval))
+    assert option.value == (num, more, szx)
+    assert option.encode().hex() == hexval
 
 
 @pytest.mark.parametrize("case", CASES["decode"] + CASES["encode"], ids=lambda c: c["name"])

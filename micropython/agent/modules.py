@@ -1,0 +1,146 @@
+"""Role modules on the board's flash: receiving one block-wise, checking it, and keeping the files tidy.
+
+Layer: device side, application. A module arrives as `PUT /m/STEM?sha=HEX` with RFC 7959 Block1 blocks. Each
+block is appended to caps/STEM.new at once and fed to a running SHA-256, so the board never holds more than
+one block of it in RAM. The first block may carry Size1 (RFC 7959 §4): what does not fit the free space
+(minus a reserve for the config and the filesystem's own needs) is refused with 4.13 before anything is
+written. When the last block arrives, the hash is compared. A mismatch deletes the file (4.00). A match renames
+it to caps/STEM.mpy. The rename is atomic on littlefs, so a power loss leaves the .new file or the whole
+module, never half of one.
+
+The STEM is NAME_HASHPREFIX (the master's naming): a new version never overwrites the one that runs, which
+keeps rollback and power-loss safety trivial. This module must not load or run modules (agent/role.py does).
+"""
+
+import os
+from hashlib import sha256
+
+from agent import coap
+from agent.port import const
+
+CAPS_DIR = "caps"
+_RESERVE = const(16384)  # left free for config.json rewrites and littlefs's copy-on-write blocks
+_MAX_SZX = const(6)  # 1024-byte blocks at most: one block plus headers fits the 1280-byte datagram
+
+
+def _hex(digest):
+    return "".join("%02x" % b for b in digest)
+
+
+def valid_stem(stem):
+    return 0 < len(stem) <= 40 and all(c.isdigit() or c == "_" or "a" <= c <= "z" for c in stem)
+
+
+def module_path(stem):
+    return "%s/%s.mpy" % (CAPS_DIR, stem)
+
+
+def exists(stem):
+    for suffix in (".mpy", ".py"):
+        try:
+            os.stat(CAPS_DIR + "/" + stem + suffix)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+def free_bytes():
+    st = os.statvfs(".")
+    return st[0] * st[4]  # f_bsize * f_bavail
+
+
+def listing():
+    """{stem: size} of the modules on flash (finished ones only)."""
+    out = {}
+    for name in os.listdir(CAPS_DIR):
+        if name.endswith(".mpy") or (name.endswith(".py") and name != "__init__.py"):
+            out[name.rsplit(".", 1)[0]] = os.stat(CAPS_DIR + "/" + name)[6]
+    return out
+
+
+def remove_unused(keep):
+    """Delete module files whose stem is not in `keep`, and every unfinished .new file."""
+    for name in os.listdir(CAPS_DIR):
+        stem, _, suffix = name.rpartition(".")
+        if name.startswith("_") or (suffix in ("mpy", "py") and stem in keep):  # __init__, shared helpers
+            continue
+        if suffix in ("mpy", "py", "new"):
+            try:
+                os.remove(CAPS_DIR + "/" + name)
+            except OSError:
+                pass
+
+
+def _answer(code, error=None, field=None, options=()):
+    if error is None:
+        return code, list(options), b""
+    body = '{"ok": false, "error": "%s", "field": "%s"}' % (error.replace('"', "'"), field or "")
+    return code, [(coap.CONTENT_FORMAT, coap.uint(coap.JSON))] + list(options), body.encode()
+
+
+class Upload:
+    """The one module upload in progress (a board takes modules one at a time)."""
+
+    def __init__(self):
+        self.stem = None
+
+    def _reset(self):
+        if self.stem is not None:
+            try:
+                os.remove("%s/%s.new" % (CAPS_DIR, self.stem))
+            except OSError:
+                pass
+        self.stem = None
+
+    def put(self, stem, query, msg):
+        """Handle one PUT /m/STEM request (one block); return (code, options, payload)."""
+        if not valid_stem(stem):
+            return _answer(coap.BAD_REQUEST, "a module name is lower-case letters, digits and _", "stem")
+        sha = None
+        for item in query:
+            if item.startswith("sha="):
+                sha = item[4:]
+        if sha is None or len(sha) != 64:
+            return _answer(coap.BAD_REQUEST, "sha=HEX (the SHA-256 of the module) is required", "sha")
+        raw = msg.option(coap.BLOCK1)
+        if raw is None:
+            num, more, szx = 0, False, _MAX_SZX
+        else:
+            try:
+                num, more, szx = coap.read_block(raw)
+            except coap.DecodeError:
+                return _answer(coap.BAD_OPTION)
+            if szx > _MAX_SZX:
+                return _answer(coap.BAD_REQUEST, "blocks of at most 1024 bytes", "block1")
+            if more and len(msg.payload) != 16 << szx:
+                return _answer(coap.BAD_REQUEST, "a block that is not the last must be full", "block1")
+        if num == 0:
+            self._reset()
+            size = coap.read_uint(msg.option(coap.SIZE1)) if msg.option(coap.SIZE1) is not None else 0
+            room = free_bytes() - _RESERVE
+            if size > room:
+                return _answer(coap.REQUEST_ENTITY_TOO_LARGE, "%d bytes do not fit: %d free" % (size, room),
+                               "size", [(coap.SIZE1, coap.uint(max(room, 0)))])
+            self.stem, self.sha, self.hash, self.size = stem, sha, sha256(), 0
+        elif stem != self.stem or num * (16 << szx) != self.size:
+            return _answer(coap.REQUEST_ENTITY_INCOMPLETE, "block %d does not continue an upload" % num, "block1")
+        try:
+            with open("%s/%s.new" % (CAPS_DIR, stem), "ab" if num else "wb") as f:
+                f.write(msg.payload)
+        except OSError:
+            self._reset()  # the filesystem is full: nothing of the new module stays behind
+            return _answer(coap.REQUEST_ENTITY_TOO_LARGE, "the board's filesystem is full", "size")
+        self.hash.update(msg.payload)
+        self.size += len(msg.payload)
+        block = [(coap.BLOCK1, coap.block_value(num, more, szx))] if raw is not None else []
+        if more:
+            return coap.CONTINUE, block, b""
+        digest = _hex(self.hash.digest())
+        if digest != self.sha:
+            self._reset()
+            return _answer(coap.BAD_REQUEST, "sha256 is %s, not the %s announced" % (digest, sha), "sha", block)
+        os.rename("%s/%s.new" % (CAPS_DIR, stem), module_path(stem))
+        self.stem = None
+        body = '{"ok": true, "stem": "%s", "size": %d}' % (stem, self.size)
+        return coap.CHANGED, block + [(coap.CONTENT_FORMAT, coap.uint(coap.JSON))], body.encode()

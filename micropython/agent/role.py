@@ -1,0 +1,107 @@
+"""Changing what the board does while it runs: a new role, new module versions, new configuration.
+
+Layer: device side, application. `PUT /role` {"role", "caps": {name: cfg}, "modules": {name: stem}} arrives
+after the master has pushed every module file it names (agent/modules.py). Capabilities whose stem and
+configuration are unchanged keep running untouched. The others are stopped first (a new version may take over
+the same pins), then the new ones are imported, set up and self-checked. If any of them fails, the new ones
+are stopped and the old ones set up again: the board goes back to what it ran, stays online, and answers with
+the error (the files of the versions that cannot run are deleted). Only when all new ones run is config.json replaced. It is written to a new file and renamed over the
+old one (atomic on littlefs), so a power loss at any point boots the old role or the new one, never neither.
+Module files no longer named by the config are deleted last.
+"""
+
+import json
+import os
+
+from agent import caps, modules
+from agent.port import collect, print_exception
+
+
+class RoleError(Exception):
+    def __init__(self, message, field):
+        super().__init__(message)
+        self.field = field
+
+
+def save_config(config, path):
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        json.dump(config, f)
+    os.rename(tmp, path)
+
+
+def _checked(body):
+    if not isinstance(body, dict):
+        raise RoleError("the role must be a JSON object", "")
+    wanted = body.get("caps")
+    stems = body.get("modules", {})
+    if not isinstance(wanted, dict) or not all(isinstance(c, dict) for c in wanted.values()):
+        raise RoleError("caps must map capability names to configuration objects", "caps")
+    if not isinstance(stems, dict):
+        raise RoleError("modules must map capability names to module files", "modules")
+    for name in wanted:
+        stem = stems.get(name, name)
+        if not isinstance(stem, str) or not modules.valid_stem(stem):
+            raise RoleError("%r is not a module file name" % stem, "modules." + name)
+        if not modules.exists(stem):
+            raise RoleError("module %s is not on the board (push it first)" % stem, "modules." + name)
+    role = body.get("role", "")
+    if not isinstance(role, str):
+        raise RoleError("role must be a string", "role")
+    return role, wanted, stems
+
+
+def apply(current, config, body, path):
+    """Switch from the capabilities `current` to the role in `body`.
+
+    Returns (capabilities now running, the ones that were replaced, the ones started, new config).
+    Raises RoleError (nothing changed, or everything restored) when the role cannot run.
+    """
+    role, wanted, stems = _checked(body)
+    by_name = {cap.name: cap for cap in current}
+    keep, todo = [], []
+    for name, cfg in wanted.items():
+        stem = stems.get(name, name)
+        old = by_name.get(name)
+        if old is not None and old.stem == stem and old.cfg == cfg:
+            keep.append(old)
+        else:
+            todo.append((name, stem, cfg))
+    replaced = [cap for cap in current if cap not in keep]
+    caps.stop_all(replaced)  # outputs safe, and their pins free for the new versions
+    started = []
+    try:
+        for name, stem, cfg in todo:
+            try:
+                started.append(caps.load_one(name, stem, cfg, check=True))
+            except Exception as exc:  # noqa: BLE001 — whatever a module raises, the board goes back
+                print("role: %s (%s) cannot run:" % (name, stem))
+                print_exception(exc)
+                raise RoleError("%s (%s) cannot run: %r" % (name, stem, exc), "caps." + name)
+    except RoleError:
+        caps.stop_all(started)
+        for cap in started:
+            if cap.stem not in [old.stem for old in replaced]:
+                caps.unload(cap.stem)
+        for old in replaced:  # the previous versions, as they were
+            try:
+                old.instance = old.module.setup(old.cfg)
+            except Exception as exc:  # noqa: BLE001 — it ran before; report, keep restoring the others
+                print_exception(exc)
+        modules.remove_unused([cap.stem for cap in current])  # the versions that cannot run are not kept
+        collect()
+        raise
+    running = {cap.name: cap for cap in keep + started}
+    now = [running[name] for name in wanted]
+    new_config = dict(config)
+    new_config["role"] = role
+    new_config["caps"] = wanted
+    new_config["modules"] = {cap.name: cap.stem for cap in now}
+    save_config(new_config, path)
+    in_use = [cap.stem for cap in now]
+    for old in replaced:
+        if old.stem not in in_use:
+            caps.unload(old.stem)
+    modules.remove_unused(in_use)
+    collect()
+    return now, replaced, started, new_config
