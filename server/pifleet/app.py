@@ -17,10 +17,11 @@ from .flashing.api import CONTROLLERS as FLASHING_CONTROLLERS
 from .flashing.pages import BoardPanelController
 from .master import Master
 from .web.api.adoptions import AdoptionController
-from .web.api.fleet import DeviceController, GroupController, RoleController
+from .web.api.fleet import DeviceController, GroupController
 from .web.api.jobs import ExecutionController, JobController, TimelineController
 from .web.api.live import LiveController
 from .web.api.modules import ModuleController
+from .web.api.roles import RoleController, RolloutController
 from .web.pages.adoptions import AdoptionPanelController
 from .web.pages.dashboard import DashboardController
 from .web.problems import HANDLERS
@@ -33,7 +34,7 @@ def create_app(master: Master) -> Litestar:
         route_handlers=[
             AdoptionController, AdoptionPanelController, *FLASHING_CONTROLLERS, BoardPanelController,
             DeviceController, RoleController, GroupController, JobController, ExecutionController, TimelineController,
-            LiveController, ModuleController, DashboardController,
+            LiveController, ModuleController, RolloutController, DashboardController,
             create_static_files_router(path="/static", directories=[DASHBOARD / "static"]),
         ],
         dependencies={"master": Provide(lambda: master, sync_to_thread=False)},

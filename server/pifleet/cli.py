@@ -278,40 +278,6 @@ def executions(url, job, device, state, limit, offset) -> None:
             for e in items], ["TIME", "JOB", "DEVICE", "ACTION", "STATE", "RESULT"])
 
 
-@main.group()
-def module() -> None:
-    """Role modules: upload (checked by mpy-cross), list."""
-
-
-@module.command("upload")
-@url_option
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def module_upload(url, file: Path) -> None:
-    """Upload a role module (NAME.py); a compile error prints the compiler's message and line, exit status 1."""
-    body = {"filename": file.name, "source": file.read_text()}
-    try:
-        response = httpx.post(url.rstrip("/") + "/api/modules", json=body, timeout=60)
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach the master at {url}: {exc}") from None
-    if response.status_code >= 400:
-        problem = response.json() if response.headers.get("content-type", "").endswith("json") else {}
-        where = f" (line {problem['line']})" if problem.get("line") else ""
-        raise click.ClickException(f"{file.name}{where}: {problem.get('detail', response.text)}")
-    m = response.json()
-    state = "new version" if response.status_code == 201 else "unchanged"
-    click.echo(f"module {m['name']} {m['declared']['version']} ({state}, sha256 {m['sha256'][:12]}…)")
-
-
-@module.command("list")
-@url_option
-def module_list(url) -> None:
-    """List uploaded modules, every version."""
-    items = _call(url, "GET", "/api/modules")
-    _table([[m["name"], m["declared"]["version"], m["sha256"][:12], str(m["size"]), "yes" if m["latest"] else "",
-             ",".join(m["declared"]["commands"]), m["created_at"]] for m in items],
-           ["NAME", "VERSION", "SHA256", "BYTES", "LATEST", "COMMANDS", "UPLOADED"])
-
-
 main.add_command(sim)
 main.add_command(process)
 
@@ -322,7 +288,8 @@ main.add_command(adopt)
 for _command in board_commands:
     main.add_command(_command)
 
+from .cli_roles import COMMANDS as _role_commands  # noqa: E402 — they use _call lazily
 from .flashing.cli import COMMANDS as _flashing_commands  # noqa: E402 — they use _call lazily
 
-for _command in _flashing_commands:
+for _command in [*_flashing_commands, *_role_commands]:
     main.add_command(_command)

@@ -20,6 +20,8 @@ from .flashing.usb import UsbWatcher
 from .fleet.adoption import AdoptionService
 from .fleet.modules import ModuleService
 from .fleet.registry import Registry
+from .fleet.roles import RoleService
+from .fleet.sync import Syncer
 from .gateway import adoption as adoption_resource
 from .gateway.coap import Gateway
 from .jobs.queue import JobQueue
@@ -65,6 +67,11 @@ class Master:
         self.registry = Registry(self.pool, self.hub, self.gateway)
         self.jobs = JobService(self.pool, self.queue, self.hub, self.settings.location)
         self.modules = ModuleService(self.pool, self.hub)
+        self.sync = Syncer(self.pool, self.hub, self.gateway, self.modules)
+        self.roles = RoleService(self.pool, self.hub, self.modules, self.jobs, self.sync)
+        self.registry.on_described = self.sync.registered
+        await self.roles.store_presets()
+        await self.modules.refresh_shipped()
         self.runner = Runner(self.jobs, self.registry, self.gateway, self.settings.command_timeout_s)
         await self.gateway.start(self.registry)
         # adoption of boards without identity: POST /pair on the same CoAP endpoint
@@ -94,6 +101,8 @@ class Master:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if hasattr(self, "sync"):
+            await self.sync.stop()
         if hasattr(self, "queue"):
             # no new runs; then let the runs in progress finish (a blind move takes seconds)
             await asyncio.to_thread(self.queue.stop)

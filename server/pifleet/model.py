@@ -25,6 +25,15 @@ class CapabilityRead(Struct):
     name: str
     version: str
     commands: dict[str, dict[str, dict[str, Any]]]
+    module: str | None = None  # the file it runs from on the board: NAME_HASHPREFIX
+
+
+class SyncRead(Struct):
+    """Whether a board runs what its role says: pending (waits for the board), updating, in_sync, failed."""
+
+    state: Literal["pending", "updating", "in_sync", "failed"]
+    reason: str
+    updated_at: datetime
 
 
 class DeviceRead(Struct):
@@ -41,6 +50,8 @@ class DeviceRead(Struct):
     agent_version: str | None
     unreachable: str | None
     capabilities: list[CapabilityRead]
+    sync: SyncRead | None = None
+    role_config: dict[str, dict[str, Any]] = {}
 
 
 class GroupWrite(Struct, forbid_unknown_fields=True):
@@ -52,10 +63,44 @@ class GroupRead(Struct):
     devices: list[str]
 
 
+class RoleSpec(Struct, forbid_unknown_fields=True):
+    """A role as a person writes it (docs/roles.md): the modules a board runs, each with its configuration,
+    and the role's own jobs (JobSpecs without a target: they target the role)."""
+
+    description: Annotated[str, Meta(max_length=500)] = ""
+    modules: Annotated[dict[Name, dict[str, Any]], Meta(max_length=32)] = {}
+    jobs: Annotated[list[dict[str, Any]], Meta(max_length=64)] = []
+
+
 class RoleRead(Struct):
     name: str
     description: str
     capabilities: list[str]
+    defined: bool = False
+    modules: dict[str, dict[str, Any]] = {}
+    jobs: list[str] = []  # names of the jobs the role defines
+    devices: list[str] = []  # boards with this role
+
+
+class RoleAssign(Struct, forbid_unknown_fields=True):
+    """Give boards a role; `config` is their own configuration on top of the role's ({capability: {k: v}})."""
+
+    devices: Annotated[list[Name], Meta(min_length=1, max_length=1000)]
+    config: dict[Name, dict[str, Any]] | None = None
+
+
+class RolloutRead(Struct):
+    id: int
+    module: str
+    sha256: str
+    state: Literal["running", "succeeded", "halted"]
+    devices: list[str]  # names, in rollout order: the first one goes alone
+    done: list[str]
+    skipped: list[str]
+    failed: str | None
+    reason: str
+    created_at: datetime
+    finished_at: datetime | None
 
 
 # ---- jobs ----------------------------------------------------------------------------------------------------
@@ -331,3 +376,5 @@ class ModuleRead(Struct):
     declared: dict[str, Any]  # NAME, VERSION and command names as the module declares them
     latest: bool
     created_at: datetime
+    stem: str = ""  # its file on a board: NAME_HASHPREFIX
+    rollout: int | None = None  # the rollout this upload started, if any board's role uses the module

@@ -108,7 +108,8 @@ def test_flash_clean_board_then_reflash_keeps_identity_and_factory_reset_changes
     assert config["caps"]["blind"]["up_pin"] == 25
     secret = config["secret"]
     assert len(bytes.fromhex(secret)) == 32
-    assert {"boot.py", "main.py", "agent/app.mpy", "agent/coap.mpy", "caps/blind.mpy"} <= set(files)
+    blind = f"caps/{config['modules']['blind']}.mpy"
+    assert {"boot.py", "main.py", "agent/app.mpy", "agent/coap.mpy", blind} <= set(files)
     assert all(files[f][:2] == b"M\x06" for f in files if f.endswith(".mpy"))  # .mpy v6 (MicroPython ≥ 1.19)
     assert not any(f.startswith("agent/") and f.endswith(".py") for f in files)
     wait_until(lambda: chip.chip.state == "running", timeout=5, what="the chip to boot what was written")

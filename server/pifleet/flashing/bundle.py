@@ -146,6 +146,21 @@ def mpy_cross_version(binary: Path) -> str:
     return result.stdout.decode(errors="replace").strip()
 
 
+def module_sha(source: str) -> str:
+    """A role module's version: the SHA-256 of its source."""
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def module_stem(name: str, source: str) -> str:
+    """The file a module version has on a board (caps/STEM.mpy): its name and the start of its version, so a
+    new version never overwrites the one that runs (docs/modules.md)."""
+    return stem_of(name, module_sha(source))
+
+
+def stem_of(name: str, sha256: str) -> str:
+    return f"{name}_{sha256[:10]}"
+
+
 # ---- the bundle ------------------------------------------------------------------------------------------------
 
 def config_json(identity: Identity | None, role: str, caps: dict, *, master: tuple[str, int],
@@ -183,12 +198,15 @@ def board_files(identity: Identity | None, *, version: str, master: tuple[str, i
     }
     for path in sorted((AGENT_SRC / "agent").glob("*.py")):
         files.update([module(path, f"agent/{path.stem}")])
+    stems = {}
     for cap in caps:
         source = CAPABILITIES_SRC / f"{cap}.py"
         if not source.exists():
             raise InvalidError(f"role {role!r} needs capability {cap!r}, which has no module", field="role")
-        files.update([module(source, f"caps/{cap}")])
+        stems[cap] = module_stem(cap, source.read_text())
+        files.update([module(source, f"caps/{stems[cap]}")])
     config = config_json(identity, role, caps, master=master, wifi=wifi, lifetime=lifetime, listen_port=listen_port)
+    config["modules"] = stems
     files["config.json"] = json.dumps(config, indent=1).encode()
     return files, binary.parent.name if binary else "source"
 

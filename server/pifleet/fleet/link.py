@@ -16,3 +16,19 @@ class BoardLink(Protocol):
     ) -> dict[str, Any]:
         """POST /a/CAP/COMMAND; returns the board's `result`. Raises pifleet.errors.BoardError."""
         ...
+
+    async def modules(self, address: str, port: int) -> dict[str, Any]:
+        """GET /m: {"modules": {stem: size}, "free": bytes}."""
+        ...
+
+    async def stats(self, address: str, port: int) -> dict[str, Any]:
+        """GET /stats."""
+        ...
+
+    async def put_module(self, address: str, port: int, stem: str, sha256: str, data: bytes) -> dict[str, Any]:
+        """PUT /m/STEM?sha=… block-wise; BoardError (field "sha", "size" …) when the board refuses it."""
+        ...
+
+    async def put_role(self, address: str, port: int, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT /role; the board's /cap description once it runs the role, BoardError when it went back."""
+        ...

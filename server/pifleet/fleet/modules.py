@@ -2,7 +2,9 @@
 message and line; nothing is stored), checked for what a capability module must declare, versioned by the
 content's SHA-256, and compiled per .mpy ABI on demand (cached in PostgreSQL).
 
-Pushing modules to boards (block-wise, atomic install, hot reload, rollout) builds on this: see issue 4.
+The capability modules shipped in capabilities/ are versions like any other: stored the first time a role
+needs one, and a master upgrade that ships a changed one stores that as the newest version.
+Pushing versions to boards and rolling them out is fleet/sync.py.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import hashlib
+import logging
 
 import asyncpg
 
@@ -18,6 +21,8 @@ from ..events import EventHub
 from ..flashing import bundle
 from ..model import ModuleRead, ModuleUpload
 from ..storage import modules as q
+
+log = logging.getLogger(__name__)
 
 # .mpy ABI → the oldest MicroPython release that emits it (DESIGN.md, "Facts"); mpy-cross is chosen by release
 ABI_RELEASE = {"6.3": "1.23.0", "6.2": "1.22.0", "6.1": "1.20.0", "6": "1.19.0", "5": "1.12.0"}
@@ -57,7 +62,13 @@ def declarations(name: str, source: str) -> dict:
                            field="source")
     if "setup" not in functions:
         raise InvalidError(f"{filename} must define setup(cfg)", field="source")
-    return {"name": name, "version": values["VERSION"], "commands": sorted(commands)}
+    config = values.get("CONFIG")
+    if "CONFIG" in values and not (isinstance(config, dict) and all(isinstance(v, dict) for v in config.values())):
+        raise InvalidError(f"{filename}: CONFIG must be a dict literal of key → schema", field="source")
+    telemetry = values.get("TELEMETRY")
+    return {"name": name, "version": values["VERSION"], "commands": sorted(commands), "schema": commands,
+            "config": config,
+            "telemetry": sorted(telemetry) if isinstance(telemetry, dict) else []}
 
 
 class ModuleService:
@@ -75,6 +86,30 @@ class ModuleService:
             await q.add_build(conn, module.id, CHECK_ABI, "", compiler, mpy)
         self.hub.publish("modules")
         return module, new
+
+    async def ensure(self, names: list[str]) -> dict[str, ModuleRead]:
+        """The newest version of each module; a shipped capability module is stored on first use."""
+        found = await q.latest(self.pool, names)
+        for name in names:
+            if name in found:
+                continue
+            path = bundle.CAPABILITIES_SRC / f"{name}.py"
+            if not path.exists():
+                raise InvalidError(f"there is no module {name!r}: upload {name}.py first", field=f"modules.{name}")
+            found[name], _ = await self.upload(ModuleUpload(filename=path.name, source=path.read_text()))
+        return found
+
+    async def refresh_shipped(self) -> None:
+        """After a master upgrade: a shipped module that changed becomes the newest version of that module
+        (only for modules already in use; the others are stored when first needed)."""
+        stored = {m.name for m in await q.list_modules(self.pool)}
+        for path in sorted(bundle.CAPABILITIES_SRC.glob("[a-z]*.py")):
+            if path.stem not in stored:
+                continue
+            source = path.read_text()
+            if not await q.has_version(self.pool, path.stem, bundle.module_sha(source)):
+                module, _ = await self.upload(ModuleUpload(filename=path.name, source=source))
+                log.info("stored the shipped %s as its newest version (%s)", path.name, module.stem)
 
     async def build(self, module_id: int, abi: str, arch: str = "") -> bytes:
         """The module compiled for a board's ABI, from the cache or compiled now."""

@@ -25,10 +25,16 @@ def check_command(device: DeviceRead, capability: str, command: str, params: dic
         offered = ", ".join(c.name for c in device.capabilities) or "none declared yet"
         raise InvalidError(f"device {device.name!r} has no capability {capability!r} (it offers: {offered})",
                            field=f"{where}.capability")
-    schema = cap.commands.get(command)
+    check_params(capability, command, cap.commands, params, where, deferred)
+
+
+def check_params(capability: str, command: str, commands: dict[str, dict[str, Any]], params: dict[str, Any],
+                 where: str, deferred: set[str] = frozenset()) -> None:
+    """A command and its parameters against a capability's COMMANDS declaration."""
+    schema = commands.get(command)
     if schema is None:
         raise InvalidError(f"capability {capability!r} has no command {command!r} "
-                           f"(it has: {', '.join(sorted(cap.commands))})", field=f"{where}.command")
+                           f"(it has: {', '.join(sorted(commands))})", field=f"{where}.command")
     for key in params:
         if key not in schema:
             raise InvalidError(f"{capability}.{command} takes no parameter {key!r} "
@@ -57,3 +63,21 @@ def _check_value(value: Any, spec: dict[str, Any], field: str) -> None:
         if lo is not None and value < lo or hi is not None and value > hi:
             unit = spec.get("unit", "")
             raise InvalidError(f"must be between {lo} and {hi}{unit}, got {value}{unit}", field=field)
+
+
+def check_config(capability: str, schema: dict[str, dict[str, Any]] | None, cfg: dict[str, Any], where: str) -> None:
+    """A capability's configuration against the CONFIG its module declares; InvalidError naming `where.KEY`.
+
+    A module that declares no CONFIG takes any configuration (its setup() is the only check)."""
+    if schema is None:
+        return
+    for key in cfg:
+        if key not in schema:
+            raise InvalidError(f"{capability} takes no configuration {key!r} "
+                               f"(it takes: {', '.join(sorted(schema)) or 'none'})", field=f"{where}.{key}")
+    for key, spec in schema.items():
+        if key not in cfg:
+            if spec.get("required", True) and "default" not in spec:
+                raise InvalidError(f"{capability} needs configuration {key!r}", field=f"{where}.{key}")
+            continue
+        _check_value(cfg[key], spec, f"{where}.{key}")

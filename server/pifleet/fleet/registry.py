@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -30,6 +31,8 @@ class Registry:
         self.link = link
         self._tasks: set[asyncio.Task] = set()  # fire-and-forget capability reads, kept alive here
         self._online: dict[str, bool] = {}
+        # called with (device id, its /cap description) after each registration: the role sync hooks in here
+        self.on_described: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
 
     async def register(
         self, *, ep: str, lifetime_s: int, kind: str, name: str | None, role: str | None, mpy: int | None,
@@ -73,6 +76,21 @@ class Registry:
             return
         log.info("board %s offers %s", device_id, ", ".join(c["name"] for c in caps) or "nothing")
         self.hub.publish("devices")
+        if self.on_described is not None:
+            await self.on_described(device_id, described)
+
+    async def telemetry(self, ep: str, address: str, capability: str, values: dict[str, Any]) -> str | None:
+        """Store what a board reported by itself; None, or why it was refused."""
+        device = await q.get_by_id(self.pool, ep)
+        if device is None:
+            return f"unknown board {ep!r}"
+        if device.address != address:
+            return f"board {ep} is registered from {device.address}, not {address}"
+        rows = [(ep, capability, path, value) for path, value in _numbers(values)]
+        if rows:
+            await q.add_readings(self.pool, rows)
+        self.hub.publish("telemetry")
+        return None
 
     async def mark_unreachable(self, device_id: str, reason: str) -> None:
         await q.mark_unreachable(self.pool, device_id, reason)
@@ -94,3 +112,15 @@ class Registry:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _numbers(values: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
+    """(dotted path, number) of every number and boolean in a reading (true is 1)."""
+    out = []
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, bool | int | float):
+            out.append((path, float(value)))
+        elif isinstance(value, dict):
+            out.extend(_numbers(value, path + "."))
+    return out

@@ -86,6 +86,41 @@ class Gateway:
         except msgspec.DecodeError as exc:
             raise BoardError(f"GET /cap sent invalid JSON: {exc}") from None
 
+    async def _json(self, message: aiocoap.Message, timeout: float, what: str) -> dict[str, Any]:
+        """The board's JSON answer; BoardError (with the board's error and field) for anything but 2.xx."""
+        response = await self._request(message, timeout)
+        try:
+            answer = msgspec.json.decode(response.payload) if response.payload else {}
+        except msgspec.DecodeError:
+            answer = {"error": response.payload[:200].decode("utf-8", "replace")}
+        if not response.code.is_successful() or not isinstance(answer, dict):
+            error = answer.get("error") if isinstance(answer, dict) else None
+            field = answer.get("field") if isinstance(answer, dict) else None
+            message = f"{what}: the board answered {response.code}: {error or 'no reason given'}"
+            if response.code == Code.REQUEST_ENTITY_INCOMPLETE:
+                # the board lost the transfer's first blocks: it restarted in the middle
+                raise BoardUnreachableError(message + " (it restarted during the transfer)")
+            raise BoardError(message, field=field or None)
+        return answer
+
+    async def modules(self, address: str, port: int) -> dict[str, Any]:
+        msg = aiocoap.Message(code=Code.GET, uri=_uri(address, port, "m"))
+        return await self._json(msg, 30, "GET /m")
+
+    async def stats(self, address: str, port: int) -> dict[str, Any]:
+        msg = aiocoap.Message(code=Code.GET, uri=_uri(address, port, "stats"))
+        return await self._json(msg, 30, "GET /stats")
+
+    async def put_module(self, address: str, port: int, stem: str, sha256: str, data: bytes) -> dict[str, Any]:
+        # aiocoap sends a body larger than one block block-wise (RFC 7959 Block1), with Size1 on the first
+        msg = aiocoap.Message(code=Code.PUT, uri=_uri(address, port, "m", stem) + f"?sha={sha256}", payload=data)
+        return await self._json(msg, 120, f"module {stem}")
+
+    async def put_role(self, address: str, port: int, body: dict[str, Any]) -> dict[str, Any]:
+        msg = aiocoap.Message(code=Code.PUT, uri=_uri(address, port, "role"), payload=msgspec.json.encode(body),
+                              content_format=JSON)
+        return await self._json(msg, 60, "PUT /role")
+
     async def command(
         self, device_id: str, address: str, port: int, capability: str, command: str, eid: str,
         params: dict[str, Any], timeout: float,

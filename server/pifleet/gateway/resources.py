@@ -8,6 +8,7 @@ from collections import Counter
 
 import aiocoap
 import aiocoap.resource as resource
+import msgspec
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
 
@@ -122,9 +123,39 @@ class Registrations(resource.Resource, resource.PathCapable):
         return aiocoap.Message(code=Code.CHANGED)
 
 
+class Telemetry(resource.Resource):
+    """POST /t?ep=ID {"cap": NAME, "values": {...}}: what a board's capability reports by itself (periodic
+    readings, button presses). Stored as readings; 4.04 for an unknown board, 4.03 from another address."""
+
+    def __init__(self, registry: Registry, counters: Counter) -> None:
+        super().__init__()
+        self.registry = registry
+        self.counters = counters
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        ep = _query(request).get("ep", "")
+        try:
+            body = msgspec.json.decode(request.payload)
+            cap, values = body["cap"], body["values"]
+            if not isinstance(cap, str) or not isinstance(values, dict):
+                raise TypeError("cap must be a string and values an object")
+        except (msgspec.DecodeError, KeyError, TypeError) as exc:
+            self.counters["telemetry_refused"] += 1
+            return _bad(f"telemetry must be JSON {{cap, values}}: {exc}")
+        outcome = await self.registry.telemetry(ep, peer(request)[0], cap, values)
+        if outcome is None:
+            self.counters["telemetry"] += 1
+            return aiocoap.Message(code=Code.CHANGED)
+        self.counters["telemetry_refused"] += 1
+        log.warning("telemetry from %s refused: %s", peer(request)[0], outcome)
+        code = Code.NOT_FOUND if outcome.startswith("unknown") else Code.FORBIDDEN
+        return aiocoap.Message(code=code, payload=outcome.encode(), content_format=_TEXT)
+
+
 def build_site(registry: Registry, counters: Counter) -> resource.Site:
     site = resource.Site()
     site.add_resource((".well-known", "core"), resource.WKCResource(site.get_resources_as_linkheader))
     site.add_resource(("rd",), Directory(registry, counters))
     site.add_resource(("rd",), Registrations(registry, counters))  # a sub-site: /rd/ID
+    site.add_resource(("t",), Telemetry(registry, counters))
     return site

@@ -55,8 +55,11 @@ class JobService:
     def next_fire(self, job: JobRead, after: datetime) -> datetime | None:
         return triggers.next_fire(job.spec.trigger, after, created=job.created_at, location=self.location)
 
-    async def check(self, spec: JobSpec) -> None:
-        """Refuse a job that could not run: unknown device, capability, command or parameter; bad trigger."""
+    async def check(self, spec: JobSpec, check_members: bool = True) -> None:
+        """Refuse a job that could not run: unknown device, capability, command or parameter; bad trigger.
+
+        check_members=False: the target's boards are not asked (a role's job, checked against the role's modules
+        before its boards run them)."""
         triggers.validate(spec.trigger, self.location)
         if isinstance(spec.trigger, AfterTrigger):
             await self._check_after(spec)
@@ -66,7 +69,7 @@ class JobService:
             if source is None:
                 raise InvalidError(f"no device named {spec.trigger.device!r}", field="trigger.device")
             check_command(source, spec.trigger.capability, spec.trigger.command, {}, "trigger")
-        members = await targets.resolve(self.pool, spec.target)
+        members = await targets.resolve(self.pool, spec.target) if check_members else []
         a = spec.action
         for device in members:
             check_command(device, a.capability, a.command, a.params, "action")
@@ -103,8 +106,8 @@ class JobService:
             chain.append(name)
             name = other.spec.trigger.job
 
-    async def save(self, spec: JobSpec) -> tuple[JobRead, bool]:
-        await self.check(spec)
+    async def save(self, spec: JobSpec, check_members: bool = True) -> tuple[JobRead, bool]:
+        await self.check(spec, check_members)
         job, created = await q.upsert_job(self.pool, spec)
         if not created:
             await q.drop_pending_roots(self.pool, job.id)  # the trigger may have changed: plan afresh

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from ..model import CapabilityRead, DeviceRead, GroupRead, ReadingRead, RoleRead
+from ..model import CapabilityRead, DeviceRead, GroupRead, ReadingRead, SyncRead
 
 # online: seen within its lifetime, and not found unreachable since
 _ONLINE = "(d.last_seen is not null and d.last_seen + make_interval(secs => d.lifetime_s) > now()" \
@@ -15,10 +15,12 @@ _ONLINE = "(d.last_seen is not null and d.last_seen + make_interval(secs => d.li
 
 _SELECT = f"""
 select d.*, {_ONLINE} as online,
-       coalesce((select json_agg(json_build_object('name', c.name, 'version', c.version, 'commands', c.commands)
+       coalesce((select json_agg(json_build_object('name', c.name, 'version', c.version, 'commands', c.commands,
+                                                   'module', c.module)
                                  order by c.name)
-                 from device_capabilities c where c.device_id = d.id), '[]')::jsonb as caps
-from devices d
+                 from device_capabilities c where c.device_id = d.id), '[]')::jsonb as caps,
+       s.state as sync_state, s.reason as sync_reason, s.updated_at as sync_at
+from devices d left join device_sync s on s.device_id = d.id
 """
 
 
@@ -28,6 +30,9 @@ def _read(row: asyncpg.Record) -> DeviceRead:
         last_seen=row["last_seen"], address=row["address"], port=row["port"], firmware=row["firmware"],
         mpy=row["mpy"], agent_version=row["agent_version"], unreachable=row["unreachable"],
         capabilities=[CapabilityRead(**c) for c in row["caps"]],
+        sync=SyncRead(state=row["sync_state"], reason=row["sync_reason"], updated_at=row["sync_at"])
+        if row["sync_state"] else None,
+        role_config=row["role_config"],
     )
 
 
@@ -53,12 +58,6 @@ async def ensure_role(db, name: str) -> None:
     await db.execute("insert into roles (name) values ($1) on conflict do nothing", name)
 
 
-async def list_roles(db) -> list[RoleRead]:
-    rows = await db.fetch("select name, description, capabilities from roles order by name")
-    return [RoleRead(name=r["name"], description=r["description"], capabilities=list(r["capabilities"]))
-            for r in rows]
-
-
 async def upsert_registration(
     db, *, device_id: str, name: str, kind: str, role: str | None, address: str, port: int,
     registration_id: str, lifetime_s: int, firmware: str | None, mpy: int | None, agent_version: str | None,
@@ -74,7 +73,9 @@ async def upsert_registration(
                              firmware, mpy, agent_version, links, unreachable)
         values ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10, $11, $12, null)
         on conflict (id) do update set
-            name = excluded.name, kind = excluded.kind, role = excluded.role, address = excluded.address,
+            -- the master's assignment wins over what the board says; the board's fills in a role never assigned
+            name = excluded.name, kind = excluded.kind, role = coalesce(devices.role, excluded.role),
+            address = excluded.address,
             port = excluded.port, registration_id = excluded.registration_id, lifetime_s = excluded.lifetime_s,
             last_seen = now(), firmware = excluded.firmware, mpy = excluded.mpy,
             agent_version = excluded.agent_version, links = excluded.links, unreachable = null
@@ -109,10 +110,13 @@ async def mark_unreachable(db, device_id: str, reason: str) -> None:
 
 async def replace_capabilities(db: asyncpg.Pool, device_id: str, caps: list[dict[str, Any]]) -> None:
     async with db.acquire() as conn, conn.transaction():
+        # the device row's lock serialises two replacements (a registration and a sync may cross)
+        await conn.execute("select 1 from devices where id = $1 for update", device_id)
         await conn.execute("delete from device_capabilities where device_id = $1", device_id)
         await conn.executemany(
-            "insert into device_capabilities (device_id, name, version, commands) values ($1, $2, $3, $4)",
-            [(device_id, c["name"], str(c["version"]), c["commands"]) for c in caps],
+            "insert into device_capabilities (device_id, name, version, commands, module)"
+            " values ($1, $2, $3, $4, $5)",
+            [(device_id, c["name"], str(c["version"]), c["commands"], c.get("module")) for c in caps],
         )
 
 
@@ -146,3 +150,7 @@ async def list_groups(db) -> list[GroupRead]:
 
 async def delete_group(db, name: str) -> bool:
     return bool(await db.fetchval("delete from device_groups where name = $1 returning true", name))
+
+
+async def add_readings(db, rows: list[tuple[str, str, str, float]]) -> None:
+    await db.executemany("insert into readings (device_id, capability, path, value) values ($1, $2, $3, $4)", rows)

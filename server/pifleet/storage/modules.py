@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..flashing.bundle import stem_of
 from ..model import ModuleRead
 
 _SELECT = """
@@ -13,7 +14,8 @@ from modules m
 
 def _read(row) -> ModuleRead:
     return ModuleRead(id=row["id"], name=row["name"], sha256=row["sha256"], size=row["size"],
-                      declared=row["declared"], latest=row["latest"], created_at=row["created_at"])
+                      declared=row["declared"], latest=row["latest"], created_at=row["created_at"],
+                      stem=stem_of(row["name"], row["sha256"]))
 
 
 async def add(db, name: str, sha256: str, source: str, declared: dict) -> tuple[ModuleRead, bool]:
@@ -46,3 +48,19 @@ async def add_build(db, module_id: int, mpy_abi: str, arch: str, mpy_cross: str,
     await db.execute(
         "insert into module_builds (module_id, mpy_abi, arch, mpy_cross, mpy) values ($1, $2, $3, $4, $5)"
         " on conflict do nothing", module_id, mpy_abi, arch, mpy_cross, mpy)
+
+
+async def latest(db, names: list[str]) -> dict[str, ModuleRead]:
+    """The newest version of each named module that has one."""
+    rows = await db.fetch(_SELECT + " where m.name = any($1) and not exists"
+                          " (select 1 from modules o where o.name = m.name and o.id > m.id)", names)
+    return {r["name"]: _read(r) for r in rows}
+
+
+async def get(db, module_id: int) -> ModuleRead | None:
+    row = await db.fetchrow(_SELECT + " where m.id = $1", module_id)
+    return _read(row) if row else None
+
+
+async def has_version(db, name: str, sha256: str) -> bool:
+    return await db.fetchval("select exists (select 1 from modules where name = $1 and sha256 = $2)", name, sha256)

@@ -1,16 +1,16 @@
-"""JSON API of the fleet: devices, their readings, roles, groups."""
+"""JSON API of the fleet: devices, their readings, groups (roles: web/api/roles.py)."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated
 
-from litestar import Controller, delete, get, put
+from litestar import Controller, delete, get, post, put
 from litestar.params import Parameter
 
 from ...errors import InvalidError, NotFoundError
 from ...master import Master
-from ...model import DeviceRead, GroupRead, GroupWrite, ReadingRead, RoleRead
+from ...model import DeviceRead, GroupRead, GroupWrite, ReadingRead
 from ...storage import devices as q
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -31,20 +31,19 @@ class DeviceController(Controller):
             raise NotFoundError(f"no device named {name!r}", field="name")
         return device
 
+    @post("/{name:str}/sync", operation_id="syncDevice", status_code=200,
+          summary="Bring a board in line with its role now (push missing modules, switch); answers the outcome")
+    async def sync_device(self, master: Master, name: str) -> DeviceRead:
+        device = await q.get_by_name(master.pool, name)
+        if device is None:
+            raise NotFoundError(f"no device named {name!r}", field="name")
+        await master.sync.sync(device.id)
+        return await q.get_by_id(master.pool, device.id) or device
 
     @get("/{name:str}/readings", operation_id="listReadings", summary="Sensor readings the master took, newest first")
     async def list_readings(self, master: Master, name: str,
                             limit: Annotated[int, Parameter(ge=1, le=1000)] = 100) -> list[ReadingRead]:
         return await q.readings(master.pool, name, limit)
-
-
-class RoleController(Controller):
-    path = "/api/roles"
-    tags = ["roles"]
-
-    @get("/", operation_id="listRoles", summary="Roles known to the master")
-    async def list_roles(self, master: Master) -> list[RoleRead]:
-        return await q.list_roles(master.pool)
 
 
 class GroupController(Controller):

@@ -17,6 +17,8 @@ class ModuleController(Controller):
           status_code=201)
     async def upload(self, master: Master, data: ModuleUpload) -> Response[ModuleRead]:
         module, new = await master.modules.upload(data)
+        if new:  # a new version goes to the boards whose role uses the module: one first, then the rest
+            module.rollout = await master.sync.start_rollout(module)
         return Response(module, status_code=201 if new else 200)
 
     @get("/", operation_id="listModules", summary="Uploaded role modules, every version, newest first")

@@ -1,0 +1,236 @@
+"""Bringing boards to what their role says, and rolling a new module version out across the fleet.
+
+Layer: service. What a board should run is its role's modules, in their newest versions, with the role's
+configuration plus the board's own (`devices.role_config`). A sync:
+1. asks the board which module files it has (GET /m);
+2. pushes the missing ones, each built for the board's .mpy ABI (PUT /m/STEM, block-wise);
+3. switches the board over (PUT /role).
+The board swaps atomically and goes back to what it ran if the new role cannot run (docs/modules.md).
+The sync state (pending, updating, in_sync, failed with the reason) is kept per board and shown everywhere.
+A board that is offline stays `pending` and is synced when it registers.
+
+A rollout of a new module version syncs one board first. The rest follow only when that one is in sync and
+answers /stats (healthy). The first failure halts the rollout: boards not started keep their version.
+
+It never imports aiocoap: the board link (gateway) does the talking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import Any
+
+import asyncpg
+
+from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, InvalidError
+from ..events import EventHub
+from ..model import DeviceRead, ModuleRead, RoleRead
+from ..storage import devices as dq
+from ..storage import roles as rq
+from .link import BoardLink
+from .modules import ModuleService, mpy_abi
+
+log = logging.getLogger(__name__)
+
+_PARALLEL = 8  # boards synced at once in a rollout's second phase
+
+
+class Desired:
+    """What a board should run: {capability: configuration} and {capability: module version}."""
+
+    def __init__(self, role: RoleRead, caps: dict[str, dict[str, Any]], modules: dict[str, ModuleRead]) -> None:
+        self.role = role
+        self.caps = caps
+        self.modules = modules
+
+    def body(self) -> dict[str, Any]:
+        """PUT /role's payload (docs/protocol.md)."""
+        return {"role": self.role.name, "caps": self.caps,
+                "modules": {cap: module.stem for cap, module in self.modules.items()}}
+
+
+class Syncer:
+    def __init__(self, pool: asyncpg.Pool, hub: EventHub, link: BoardLink, modules: ModuleService) -> None:
+        self.pool = pool
+        self.hub = hub
+        self.link = link
+        self.modules = modules
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    async def desired(self, device: DeviceRead) -> Desired | None:
+        """None when the board has no role defined as data (nothing to sync)."""
+        role = await rq.get_role(self.pool, device.role) if device.role else None
+        if role is None or not role.defined:
+            return None
+        caps = {cap: {**cfg, **device.role_config.get(cap, {})} for cap, cfg in role.modules.items()}
+        versions = await self.modules.ensure(list(caps))
+        return Desired(role, caps, versions)
+
+    @staticmethod
+    def syncable(device: DeviceRead) -> bool:
+        """Boards running MicroPython; a process target's modules are the host's files (docs/jobs.md)."""
+        return bool(device.mpy)
+
+    # -- one board -----------------------------------------------------------------------------------
+
+    async def sync(self, device_id: str) -> str | None:
+        """Bring one board in line with its role; returns the sync state (None: nothing to sync)."""
+        lock = self._locks.setdefault(device_id, asyncio.Lock())
+        async with lock:
+            device = await dq.get_by_id(self.pool, device_id)
+            if device is None or not self.syncable(device):
+                return None
+            try:
+                want = await self.desired(device)
+            except InvalidError as exc:
+                return await self._state(device, "failed", str(exc))
+            if want is None:
+                return None
+            if not device.online or device.address is None or device.port is None:
+                return await self._state(device, "pending", "offline: syncs when it registers")
+            await self._state(device, "updating", f"to role {want.role.name}")
+            try:
+                answer = await self._push(device, want)
+            except (BoardUnreachableError, BoardTimeoutError) as exc:
+                return await self._state(device, "pending", f"{exc}: syncs when it registers")
+            except (BoardError, InvalidError) as exc:
+                return await self._state(device, "failed", str(exc))
+            await dq.replace_capabilities(self.pool, device.id, answer.get("caps", []))
+            return await self._state(device, "in_sync", "", applied=want.body())
+
+    async def _push(self, device: DeviceRead, want: Desired) -> dict[str, Any]:
+        assert device.address is not None and device.port is not None and device.mpy
+        abi = mpy_abi(device.mpy)
+        present = (await self.link.modules(device.address, device.port)).get("modules", {})
+        for cap, module in want.modules.items():
+            if module.stem in present:
+                continue
+            data = await self.modules.build(module.id, abi)
+            log.info("pushing %s (%d bytes, ABI %s) to %s", module.stem, len(data), abi, device.name)
+            await self.link.put_module(device.address, device.port, module.stem,
+                                       hashlib.sha256(data).hexdigest(), data)
+        return await self.link.put_role(device.address, device.port, want.body())
+
+    async def _state(self, device: DeviceRead, state: str, reason: str, applied: dict | None = None) -> str:
+        await rq.set_sync(self.pool, device.id, state, reason, applied)
+        if state == "failed":
+            log.warning("sync of %s failed: %s", device.name, reason)
+        else:
+            log.info("sync of %s: %s %s", device.name, state, reason)
+        self.hub.publish("devices")
+        return state
+
+    def request(self, device_ids: list[str]) -> None:
+        """Sync these boards in the background (a role changed or was assigned)."""
+        for device_id in device_ids:
+            self._spawn(self.sync(device_id))
+
+    async def registered(self, device_id: str, described: dict[str, Any]) -> None:
+        """A board registered and told what it runs: sync it if that is not what its role says."""
+        lock = self._locks.setdefault(device_id, asyncio.Lock())
+        async with lock:
+            pass  # a sync in progress (to a board that just restarted, maybe) ends first
+        device = await dq.get_by_id(self.pool, device_id)
+        if device is None or not self.syncable(device):
+            return
+        known = await rq.sync_state(self.pool, device_id)
+        if known is not None and known[0] == "failed":
+            return  # the board refused what its role says: a person looks at that first
+        try:
+            want = await self.desired(device)
+        except InvalidError as exc:
+            await self._state(device, "failed", str(exc))
+            return
+        if want is None:
+            return
+        running = {c.get("name"): c.get("module") for c in described.get("caps", [])}
+        stems = {cap: module.stem for cap, module in want.modules.items()}
+        same_config = known is not None and known[1] is not None and known[1].get("caps") == want.caps
+        in_line = running == stems and described.get("role") == want.role.name and not described.get("failed")
+        if in_line and (same_config or known is None):
+            # never synced (fresh from flashing, which wrote this role's configuration) or synced already
+            if known is None or known[0] != "in_sync":
+                await self._state(device, "in_sync", "", applied=want.body() if known is None else None)
+            return
+        await self.sync(device_id)
+
+    # -- a rollout -----------------------------------------------------------------------------------
+
+    async def start_rollout(self, module: ModuleRead) -> int | None:
+        """Roll a new version out to the boards whose role uses the module; None when there are none."""
+        roles = await rq.roles_using(self.pool, module.name)
+        devices = [await dq.get_by_id(self.pool, d) for d in await rq.device_ids_with_role(self.pool, roles)]
+        devices = [d for d in devices if d is not None and self.syncable(d)]
+        if not devices:
+            return None
+        devices.sort(key=lambda d: (not d.online, d.name))  # an online board goes first
+        rollout_id = await rq.create_rollout(self.pool, module.id, [d.id for d in devices])
+        log.info("rollout %d of %s to %d boards", rollout_id, module.stem, len(devices))
+        self._spawn(self._roll(rollout_id, [d.id for d in devices]))
+        self.hub.publish("rollouts")
+        return rollout_id
+
+    async def _roll(self, rollout_id: int, device_ids: list[str]) -> None:
+        pending = list(device_ids)
+        # phase 1: boards one at a time until one is in sync and healthy (offline ones are skipped)
+        while pending:
+            device_id = pending.pop(0)
+            outcome = await self._roll_one(rollout_id, device_id)
+            if outcome == "failed":
+                return
+            if outcome == "done":
+                break
+        # phase 2: the rest, a few at a time; a failure stops boards not yet started
+        halted = asyncio.Event()
+        gate = asyncio.Semaphore(_PARALLEL)
+
+        async def one(device_id: str) -> None:
+            async with gate:
+                if not halted.is_set() and await self._roll_one(rollout_id, device_id) == "failed":
+                    halted.set()
+
+        await asyncio.gather(*(one(d) for d in pending))
+        if not halted.is_set():
+            await rq.finish_rollout(self.pool, rollout_id, "succeeded")
+            log.info("rollout %d finished", rollout_id)
+        self.hub.publish("rollouts")
+
+    async def _roll_one(self, rollout_id: int, device_id: str) -> str:
+        """done, skipped (offline) or failed (and the rollout halted)."""
+        try:
+            state = await self.sync(device_id)
+            if state == "in_sync":
+                device = await dq.get_by_id(self.pool, device_id)
+                assert device is not None and device.address is not None and device.port is not None
+                await self.link.stats(device.address, device.port)  # healthy: it answers after the swap
+                await rq.rollout_progress(self.pool, rollout_id, done=device_id)
+                return "done"
+            if state in ("pending", None):
+                await rq.rollout_progress(self.pool, rollout_id, skipped=device_id)
+                return "skipped"
+            device = await dq.get_by_id(self.pool, device_id)
+            reason = device.sync.reason if device is not None and device.sync is not None else "sync failed"
+        except (BoardError, asyncpg.PostgresError, OSError) as exc:
+            reason = f"not healthy after the update: {exc}"
+        await rq.finish_rollout(self.pool, rollout_id, "halted", device_id, reason)
+        log.warning("rollout %d halted at %s: %s", rollout_id, device_id, reason)
+        self.hub.publish("rollouts")
+        return "failed"
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("sync task failed", exc_info=task.exception())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,60 @@
+"""JSON API of roles (modules, their configuration, the role's jobs), role assignment and module rollouts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, delete, get, post, put
+from litestar.params import Parameter
+
+from ...errors import InvalidError, NotFoundError
+from ...master import Master
+from ...model import DeviceRead, RoleAssign, RoleRead, RoleSpec, RolloutRead
+from ...storage import roles as q
+from .fleet import NAME
+
+
+class RoleController(Controller):
+    path = "/api/roles"
+    tags = ["roles"]
+
+    @get("/", operation_id="listRoles", summary="Roles: their modules and configuration, jobs and boards")
+    async def list_roles(self, master: Master) -> list[RoleRead]:
+        return await q.list_roles(master.pool)
+
+    @get("/{name:str}", operation_id="getRole", summary="One role")
+    async def get_role(self, master: Master, name: str) -> RoleRead:
+        return await master.roles.get(name)
+
+    @put("/{name:str}", operation_id="applyRole",
+         summary="Create or replace a role; its boards are brought in line in the background")
+    async def apply_role(self, master: Master, name: str, data: RoleSpec) -> RoleRead:
+        if not NAME.match(name):
+            raise InvalidError("a role name is letters, digits, '-', '_' and '.'", field="name")
+        return await master.roles.apply(name, data)
+
+    @post("/{name:str}/assign", operation_id="assignRole", status_code=200,
+          summary="Give boards this role (and their own configuration); they are synced in the background")
+    async def assign_role(self, master: Master, name: str, data: RoleAssign) -> list[DeviceRead]:
+        return await master.roles.assign(name, data)
+
+    @delete("/{name:str}", operation_id="deleteRole", summary="Delete a role and its jobs; its boards keep running")
+    async def delete_role(self, master: Master, name: str) -> None:
+        await master.roles.delete(name)
+
+
+class RolloutController(Controller):
+    path = "/api/rollouts"
+    tags = ["modules"]
+
+    @get("/", operation_id="listRollouts", summary="Module rollouts, newest first")
+    async def list_rollouts(self, master: Master,
+                            limit: Annotated[int, Parameter(ge=1, le=500)] = 50) -> list[RolloutRead]:
+        return await q.list_rollouts(master.pool, limit)
+
+    @get("/{rollout_id:int}", operation_id="getRollout", summary="One rollout: done, skipped, where it halted")
+    async def get_rollout(self, master: Master, rollout_id: int) -> RolloutRead:
+        rollout = await q.get_rollout(master.pool, rollout_id)
+        if rollout is None:
+            raise NotFoundError(f"no rollout {rollout_id}", field="rollout_id")
+        return rollout
