@@ -137,6 +137,26 @@ def aes_cbc_decrypt(key, iv, data):
     return decryptor.update(data) + decryptor.finalize()
 
 
+def aes_ecb_encryptor(key):
+    """enc(src, dst): AES of one 16-byte block of src into dst (src may be dst), for AES-CCM (agent/ccm.py).
+
+    cryptolib's ECB object on MicroPython (one object per key, reused for every block); `cryptography`
+    under CPython.
+    """
+    if IS_MICROPYTHON:
+        from cryptolib import aes
+
+        return aes(key, 1).encrypt  # mode 1: ECB
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+
+    def encrypt(src, dst):
+        dst[:16] = encryptor.update(src)
+
+    return encrypt
+
+
 def implementation():
     """(et, mpy, fw) describing this runtime for registration."""
     impl = sys.implementation
