@@ -24,6 +24,7 @@ from .web.api.modules import ModuleController
 from .web.api.roles import RoleController, RolloutController
 from .web.pages.adoptions import AdoptionPanelController
 from .web.pages.dashboard import DashboardController
+from .web.pages.roles import RolePanelController
 from .web.problems import HANDLERS
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
@@ -34,7 +35,7 @@ def create_app(master: Master) -> Litestar:
         route_handlers=[
             AdoptionController, AdoptionPanelController, *FLASHING_CONTROLLERS, BoardPanelController,
             DeviceController, RoleController, GroupController, JobController, ExecutionController, TimelineController,
-            LiveController, ModuleController, RolloutController, DashboardController,
+            LiveController, ModuleController, RolloutController, DashboardController, RolePanelController,
             create_static_files_router(path="/static", directories=[DASHBOARD / "static"]),
         ],
         dependencies={"master": Provide(lambda: master, sync_to_thread=False)},

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 
 log = logging.getLogger(__name__)
 
-TOPICS = ("devices", "jobs", "executions", "boards", "flash", "adoptions", "modules")
+TOPICS = ("devices", "jobs", "executions", "boards", "flash", "adoptions", "modules", "roles", "rollouts",
+          "telemetry")
 
 
 class EventHub:

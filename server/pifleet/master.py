@@ -84,6 +84,7 @@ class Master:
         self.catalog = Catalog(self.pool, self.settings.data_dir / "firmware")
         self.usb = UsbWatcher(self.hub)
         self.flashing = FlashService(self.pool, self.hub, self.catalog, self.usb, self.settings)
+        self.flashing.role_plan = self.roles.flash_plan
         await self.flashing.recover()
         self._tasks.append(asyncio.create_task(self.usb.run(), name="usb-watch"))
         self.queue.start(asyncio.get_running_loop(), self.runner.run)

@@ -177,19 +177,22 @@ def config_json(identity: Identity | None, role: str, caps: dict, *, master: tup
 
 def board_files(identity: Identity | None, *, version: str, master: tuple[str, int], wifi: tuple[str, str],
                 role: str | None = None, caps: dict | None = None, lifetime: int = LIFETIME_S,
-                listen_port: int = LISTEN_PORT, compiled: bool = True) -> tuple[dict[str, bytes], str]:
+                listen_port: int = LISTEN_PORT, compiled: bool = True,
+                sources: dict[str, str] | None = None) -> tuple[dict[str, bytes], str]:
     """Every file of the board's filesystem, and the mpy-cross version line used ("source" if not compiled).
 
     compiled=False keeps the modules as source: for an agent that runs under CPython (a process target, or a
-    virtual board on a machine without the MicroPython unix port)."""
+    virtual board on a machine without the MicroPython unix port). `sources` are the role's module versions
+    ({name: source}, as the master stores them); without them the shipped capabilities/ files are used."""
     role = role or (identity.role if identity else "")
     caps = role_caps(role) if caps is None else caps
     binary = mpy_cross_for(version) if compiled else None
 
-    def module(path: Path, name: str) -> tuple[str, bytes]:
+    def module(path: Path, name: str, source: bytes | None = None) -> tuple[str, bytes]:
+        source = path.read_bytes() if source is None else source
         if binary is None:
-            return f"{name}.py", path.read_bytes()
-        return f"{name}.mpy", compile_mpy(binary, path.read_bytes(), f"{name}.py")
+            return f"{name}.py", source
+        return f"{name}.mpy", compile_mpy(binary, source, f"{name}.py")
 
     files: dict[str, bytes] = {
         "boot.py": (AGENT_SRC / "boot.py").read_bytes(),
@@ -200,11 +203,15 @@ def board_files(identity: Identity | None, *, version: str, master: tuple[str, i
         files.update([module(path, f"agent/{path.stem}")])
     stems = {}
     for cap in caps:
-        source = CAPABILITIES_SRC / f"{cap}.py"
-        if not source.exists():
+        path = CAPABILITIES_SRC / f"{cap}.py"
+        if sources is not None and cap in sources:
+            text = sources[cap]
+        elif path.exists():
+            text = path.read_text()
+        else:
             raise InvalidError(f"role {role!r} needs capability {cap!r}, which has no module", field="role")
-        stems[cap] = module_stem(cap, source.read_text())
-        files.update([module(source, f"caps/{stems[cap]}")])
+        stems[cap] = module_stem(cap, text)
+        files.update([module(path, f"caps/{stems[cap]}", text.encode())])
     config = config_json(identity, role, caps, master=master, wifi=wifi, lifetime=lifetime, listen_port=listen_port)
     config["modules"] = stems
     files["config.json"] = json.dumps(config, indent=1).encode()
@@ -232,10 +239,11 @@ def vfs_partition(image: bytes, image_offset: int, flash_size: int | None) -> la
 
 
 def build(identity: Identity, *, image: bytes, image_offset: int, version: str, flash_size: int | None,
-          master: tuple[str, int], wifi: tuple[str, str]) -> Bundle:
+          master: tuple[str, int], wifi: tuple[str, str], caps: dict | None = None,
+          sources: dict[str, str] | None = None) -> Bundle:
     """The littlefs image for the board's vfs partition, and where it goes."""
     vfs = vfs_partition(image, image_offset, flash_size)
-    files, line = board_files(identity, version=version, master=master, wifi=wifi)
+    files, line = board_files(identity, version=version, master=master, wifi=wifi, caps=caps, sources=sources)
     try:
         data = layout.build_littlefs(files, vfs.size)
     except layout.LayoutError as e:

@@ -16,7 +16,7 @@ from litestar.response import Template
 from ..errors import PifleetError
 from ..master import Master
 from ..storage import flashing as q
-from . import bundle
+from ..storage import roles as roles_q
 from .api import boards_with_devices
 from .model import FlashRequest
 
@@ -25,7 +25,8 @@ async def _panel(master: Master, message: str | None = None, error: bool = False
     jobs = await q.list_jobs(master.pool, 5)
     return Template("_boards.html", context={
         "boards": await boards_with_devices(master), "firmware": await master.catalog.list(),
-        "roles": bundle.roles(), "jobs": jobs, "busy": master.usb.busy, "message": message, "error": error})
+        "roles": [r.name for r in await roles_q.list_roles(master.pool) if r.defined],
+        "jobs": jobs, "busy": master.usb.busy, "message": message, "error": error})
 
 
 class BoardPanelController(Controller):

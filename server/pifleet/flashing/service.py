@@ -16,6 +16,7 @@ import logging
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -75,6 +76,13 @@ class FlashService:
         self.settings = settings
         self._tasks: set[asyncio.Task] = set()
         self.last_timing: dict[str, float] = {}  # of the last flash, for the benchmark
+        # role name -> ({capability: configuration}, {capability: module source}); set by the master to the
+        # role service's (roles are data); the presets and shipped modules when unset
+        self.role_plan: Callable[[str], Awaitable[tuple[dict, dict[str, str] | None]]] = self._preset_plan
+
+    @staticmethod
+    async def _preset_plan(role: str) -> tuple[dict, dict[str, str] | None]:
+        return bundle.role_caps(role), None
 
     async def recover(self) -> None:
         failed = await q.fail_unfinished(self.pool)
@@ -88,7 +96,7 @@ class FlashService:
         self.usb.get(req.port)
         if req.port in self.usb.busy:
             raise ConflictError(f"port {req.port} is busy (a probe or flash is running)", field="port")
-        bundle.role_caps(req.role)
+        await self.role_plan(req.role)  # an unknown role is refused before anything happens
         if req.firmware is not None:
             entry = await self.catalog.get(req.firmware)
             await self.catalog.read_verified(entry)
@@ -233,10 +241,11 @@ class FlashService:
 
         identity = bundle.Identity(device_id, req.name, req.role, secret)
         t = time.perf_counter()
+        caps, sources = await self.role_plan(req.role)
         built = await asyncio.to_thread(
             bundle.build, identity, image=image, image_offset=entry.offset, version=entry.version,
             flash_size=info.flash_size, master=(master_host(self.settings), self.settings.coap_port),
-            wifi=(self.settings.wifi_ssid, self.settings.wifi_psk))
+            wifi=(self.settings.wifi_ssid, self.settings.wifi_psk), caps=caps, sources=sources)
         self.last_timing = {"bundle_s": time.perf_counter() - t}
         log.info("flash %s: bundle for %s built (%d files, vfs at %#x, %s)", job_id, device_id, len(built.files),
                  built.offset, built.mpy_cross)

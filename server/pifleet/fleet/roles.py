@@ -18,6 +18,7 @@ from ..jobs import results
 from ..jobs.service import JobService
 from ..model import DeviceRead, JobSpec, RoleAssign, RoleRead, RoleSpec
 from ..storage import devices as dq
+from ..storage import modules as mq
 from ..storage import roles as rq
 from .modules import ModuleService
 from .params import check_config, check_params
@@ -60,6 +61,16 @@ class RoleService:
             raise NotFoundError(f"no role {name!r}", field="role")
         return role
 
+    async def flash_plan(self, name: str) -> tuple[dict[str, dict], dict[str, str]]:
+        """What flashing writes for a role: its modules' configuration and the newest version of each."""
+        role = await rq.get_role(self.pool, name)
+        if role is None or not role.defined:
+            known = ", ".join(r.name for r in await rq.list_roles(self.pool) if r.defined)
+            raise InvalidError(f"unknown role {name!r} (known: {known})", field="role")
+        versions = await self.modules.ensure(list(role.modules))
+        sources = {cap: await mq.source(self.pool, module.id) or "" for cap, module in versions.items()}
+        return role.modules, sources
+
     async def check(self, name: str, spec: RoleSpec) -> list[JobSpec]:
         versions = await self.modules.ensure(list(spec.modules))
         for cap, cfg in spec.modules.items():
@@ -78,6 +89,10 @@ class RoleService:
                     check_params(follow.action.capability, follow.action.command, declared.get("schema") or {},
                                  follow.action.params, f"jobs[{i}].follow_ups[{k}].action",
                                  deferred=results.references(follow.action.params))
+            try:
+                await self.jobs.check(job, check_members=False)  # triggers, follow-ups: all before storing
+            except InvalidError as exc:
+                raise InvalidError(exc.detail, field=f"jobs[{i}].{exc.field}" if exc.field else f"jobs[{i}]") from None
         return specs
 
     async def apply(self, name: str, spec: RoleSpec) -> RoleRead:
