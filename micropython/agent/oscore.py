@@ -7,8 +7,8 @@ for). Malformed or hostile input raises an OscoreError subclass, never anything 
 """
 
 from agent import coap
-from agent.cose import aad, hkdf, kdf_info
 from agent.ccm import NONCE_LEN, Ccm
+from agent.cose import aad, hkdf, kdf_info
 from agent.port import const, random_bytes
 
 OSCORE = const(9)  # option number
@@ -240,14 +240,14 @@ class Context:
 
     def protect_request(self, msg):
         """(outer message, rid): POST (FETCH with Observe) carrying the encrypted request. rid, the request
-        id (kid, piv, observe), is what protecting or unprotecting its response needs."""
+        id [kid, piv, observe, nonce unused], is what protecting or unprotecting its response needs."""
         outer, inner = _split(msg)
         kid = self.sender_id
         piv = self._next_piv()
         observe = msg.option(coap.OBSERVE) is not None
         outer.append((OSCORE, encode_option(piv, self.id_context, kid)))
         body = self._send.encrypt(self.nonce(kid, piv), aad(kid, piv), _plaintext(msg.code, inner, msg.payload))
-        rid = (kid, piv, observe)
+        rid = [kid, piv, observe, True]
         return coap.Message(msg.type, FETCH if observe else coap.POST, msg.mid, msg.token, outer, body), rid
 
     def unprotect_request(self, msg):
@@ -264,7 +264,7 @@ class Context:
         seq = coap.read_uint(piv)
         if self._top is not None:
             self._check(seq)  # before decrypting: a replay costs nothing
-        rid = (kid, piv, msg.code == FETCH)
+        rid = [kid, piv, msg.code == FETCH, True]
         plain = self._recv.decrypt(self.nonce(kid, piv), aad(kid, piv), msg.payload)
         if plain is None:
             raise AuthError("tag does not verify")
@@ -273,6 +273,7 @@ class Context:
             raise DecodeError("inner code is not a request")
         if self._top is None:
             if _option(options, ECHO) != self.echo:
+                rid[3] = False  # it may be a replay: its nonce may have served a response already
                 raise EchoRequiredError(rid)
             self._top = seq  # fresh, proven by the Echo: it and every older number are spent
             self._seen = _ALL_SEEN
@@ -282,16 +283,17 @@ class Context:
         return coap.Message(msg.type, code, msg.mid, msg.token, options, payload), rid
 
     def protect_response(self, msg, rid, fresh=False):
-        """The outer response: 2.04 (2.05 for Observe) carrying the encrypted one. It reuses the request's
-        nonce (no Partial IV, empty OSCORE option) unless fresh: then it has a sequence number of its own
-        (notifications, the answer to a request that may be a replay)."""
-        kid, piv, observe = rid
+        """The outer response: 2.04 (2.05 for Observe) carrying the encrypted one. The first response to a
+        request reuses its nonce (no Partial IV, empty OSCORE option); any later one (notifications), or one
+        with fresh=True, gets a sequence number of its own: a nonce never encrypts two plaintexts."""
+        kid, piv, observe, reusable = rid
         outer, inner = _split(msg)
-        if fresh:
+        if fresh or not reusable:
             own = self._next_piv()
             nonce = self.nonce(self.sender_id, own)
             outer.append((OSCORE, encode_option(own, None, None)))
         else:
+            rid[3] = False
             nonce = self.nonce(kid, piv)
             outer.append((OSCORE, b""))
         body = self._send.encrypt(nonce, aad(kid, piv), _plaintext(msg.code, inner, msg.payload))
@@ -306,7 +308,7 @@ class Context:
         if (kid is not None and kid != self.recipient_id) or (
                 kid_context is not None and kid_context != self.id_context):
             raise UnknownKidError("unknown kid")
-        rkid, rpiv, _ = rid
+        rkid, rpiv = rid[0], rid[1]
         nonce = self.nonce(self.recipient_id, piv) if piv else self.nonce(rkid, rpiv)
         plain = self._recv.decrypt(nonce, aad(rkid, rpiv), msg.payload)
         if plain is None:
@@ -317,8 +319,8 @@ class Context:
         return coap.Message(msg.type, code, msg.mid, msg.token, options, payload)
 
     def echo_response(self, msg, rid):
-        """4.01 with our Echo value, protected with a Partial IV of its own (the request may be a replay, so
-        its nonce must not be used again): the client repeats its request with the Echo (Appendix B.1.2)."""
+        """4.01 with our Echo value, protected with a Partial IV of its own (the request may be a replay whose
+        nonce served a response before): the client repeats its request with the Echo (Appendix B.1.2)."""
         mtype = coap.ACK if msg.type == coap.CON else coap.NON
         answer = coap.Message(mtype, UNAUTHORIZED, msg.mid, msg.token, [(ECHO, self.echo)])
         return self.protect_response(answer, rid, fresh=True)
