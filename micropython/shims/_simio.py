@@ -26,11 +26,16 @@ def log_pin(pin, value):
     log_line("pins.log", "%d %s %d" % (time.time_ns(), pin, value))
 
 
-def read_input(kind, key, default):
-    """inputs.json[kind][str(key)], or default when the file or the entry is missing."""
+def read_kind(kind):
+    """inputs.json[kind] (a dict), or {} when the file or the kind is missing."""
     try:
         with open(_path("inputs.json")) as f:
             data = json.load(f)
     except (OSError, ValueError):
-        return default
-    return data.get(kind, {}).get(str(key), default)
+        return {}
+    return data.get(kind) or {}
+
+
+def read_input(kind, key, default):
+    """inputs.json[kind][str(key)], or default when the file or the entry is missing."""
+    return read_kind(kind).get(str(key), default)

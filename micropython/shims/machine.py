@@ -4,6 +4,7 @@ Layer: unix-port shim. It imitates the parts of the ESP32 port's machine module 
 modules use, with observable outputs and settable inputs (see _simio). Never copied to a real board.
 """
 
+import errno
 import os
 import sys
 import time
@@ -129,6 +130,79 @@ class ADC:
 
     def read_u16(self):
         return min(65535, self.read_uv() * 65535 // self._FULL_SCALE_UV)
+
+
+class I2C:
+    """The ESP32 port's hardware I2C API on one virtual bus shared by every I2C/SoftI2C of the board.
+
+    Devices come from inputs.json {"i2c": {"ADDRESS": {"chip": "bme280", ...}}}, re-read at every transfer
+    (so a test can plug a chip in or out while the board runs); a chip keeps its registers for as long as the
+    board runs (see _bme280sim). An address nobody answers gives OSError(ENODEV), as on the ESP32 port.
+    """
+
+    def __init__(self, id=0, *, scl=None, sda=None, freq=400000, timeout=50000):
+        if id not in (0, 1, -1):  # -1: SoftI2C
+            raise ValueError("I2C(%s) doesn't exist" % id)
+        import _bme280sim  # the chip models: loaded with the bus, not at the first transfer (heap fragments)
+
+        self._chip_model = _bme280sim.BME280
+        self.id = id
+        self._pins = (scl, sda)
+        self._freq = freq
+        self._pointer = {}  # address -> register pointer for plain readfrom()
+
+    def init(self, *, scl=None, sda=None, freq=400000, timeout=50000):
+        self._pins = (scl, sda)
+        self._freq = freq
+
+    def scan(self):
+        return sorted(int(address) for address, entry in _simio.read_kind("i2c").items() if entry)
+
+    def _device(self, addr):
+        entry = _simio.read_input("i2c", addr, None)
+        if not entry or entry.get("chip") != "bme280":
+            raise OSError(errno.ENODEV)
+        chip = _i2c_chips.get(addr)
+        if chip is None:
+            chip = _i2c_chips[addr] = self._chip_model(lambda: _simio.read_input("i2c", addr, None))
+        return chip
+
+    def readfrom_mem(self, addr, memaddr, nbytes, *, addrsize=8):
+        return self._device(addr).read(memaddr, nbytes)
+
+    def readfrom_mem_into(self, addr, memaddr, buf, *, addrsize=8):
+        data = self._device(addr).read(memaddr, len(buf))
+        for i in range(len(buf)):
+            buf[i] = data[i]
+
+    def writeto_mem(self, addr, memaddr, buf, *, addrsize=8):
+        self._device(addr).write(memaddr, bytes(buf))
+
+    def writeto(self, addr, buf, stop=True):
+        chip = self._device(addr)
+        if len(buf):
+            self._pointer[addr] = buf[0]
+            if len(buf) > 1:
+                chip.write(buf[0], bytes(buf[1:]))
+        return len(buf)
+
+    def readfrom(self, addr, nbytes, stop=True):
+        return self._device(addr).read(self._pointer.get(addr, 0), nbytes)
+
+    def readfrom_into(self, addr, buf, stop=True):
+        data = self.readfrom(addr, len(buf))
+        for i in range(len(buf)):
+            buf[i] = data[i]
+
+
+class SoftI2C(I2C):
+    """Bit-banged I2C on any two pins: the same API (and the same virtual bus) as I2C."""
+
+    def __init__(self, scl, sda, *, freq=400000, timeout=50000):
+        super().__init__(-1, scl=scl, sda=sda, freq=freq, timeout=timeout)
+
+
+_i2c_chips = {}  # address -> chip model
 
 
 class WDT:

@@ -4,7 +4,8 @@ Layer: sim (CPython). The board's flash is ROOT/flash.bin (the board's flash siz
 the pty `serial_port`, see chip.py); its `vfs` partition holds the littlefs filesystem that MicroPython mounts
 at boot (micropython/shims/_boot.py). provision() is the shortcut for tests that do not test flashing: it
 writes what flashing would (bootloader and app headers, partition table, the agent's files as littlefs).
-ROOT/io holds what the shims make observable: pins.log (output levels), inputs.json (ADC and input pins),
+ROOT/io holds what the shims make observable: pins.log (output levels), pwm.log, inputs.json (ADC, input
+pins, 1-Wire, DHT and I2C sensors: set_input),
 console.log (the board's serial console). The machine/network shims come from the repository's
 micropython/shims and are never copied into flash, exactly as a real board never has them.
 It must not import litestar or aiocoap.
@@ -445,8 +446,19 @@ class VirtualBoard:
                 level = value
         return level
 
-    def set_input(self, *, adc: dict[int, int] | None = None, pins: dict[int, int] | None = None) -> None:
-        """Set ADC inputs (microvolts) and input pin levels; the board sees them at its next read."""
+    def set_input(self, *, adc: dict[int, int] | None = None, pins: dict[int, int] | None = None,
+                  onewire: dict[int, list[float | None]] | None = None,
+                  dht: dict[int, dict | None] | None = None, bme280: dict | None = None) -> None:
+        """Set what the board's inputs read; the board sees it at its next read (the shims re-read the file).
+
+        adc: {pin: microvolts}; pins: {pin: level} of input pins.
+        onewire: {pin: [celsius, ...]}: the DS18B20s on that pin's bus, in a fixed order (each keeps its ROM);
+          None in the list unplugs that sensor, an empty list leaves the bus empty.
+        dht: {pin: {"celsius": …, "humidity": …}} (a DHT22 on that pin); None or {"absent": True}: no answer.
+        bme280: {"celsius": …, "hpa": …, "humidity": …} for a BME280 at "address" (default 0x76);
+          "raw": {"t", "p", "h"} sets its ADC values instead, "chip_id" another chip's id, "present": False
+          unplugs it (see micropython/shims/_bme280sim.py).
+        """
         path = self.io / "inputs.json"
         self.io.mkdir(parents=True, exist_ok=True)
         try:
@@ -456,6 +468,18 @@ class VirtualBoard:
         for kind, values in (("adc", adc), ("pins", pins)):
             if values:
                 data.setdefault(kind, {}).update({str(k): int(v) for k, v in values.items()})
+        if onewire:
+            data.setdefault("onewire", {}).update(
+                {str(pin): [None if c is None else float(c) for c in temps] for pin, temps in onewire.items()})
+        if dht:
+            data.setdefault("dht", {}).update({str(pin): values for pin, values in dht.items()})
+        if bme280 is not None:
+            chip = dict(bme280)
+            address = str(int(chip.pop("address", 0x76)))
+            if chip.pop("present", True):
+                data.setdefault("i2c", {})[address] = {"chip": "bme280", **chip}
+            else:
+                data.setdefault("i2c", {}).pop(address, None)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)  # atomic: the board never reads half a file
