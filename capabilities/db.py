@@ -27,12 +27,25 @@ from caps._jsonsafe import MAX_BYTES, jsonsafe, size
 
 NAME = "db"
 VERSION = "1"
-_STATEMENT = {
-    "sql": {"type": "string"},
-    "args": {"type": "list", "required": False},
-    "database": {"type": "string", "required": False},
+# a literal (not one shared dict): the master reads it without running the module
+COMMANDS = {
+    "query": {
+        "sql": {"type": "string"},
+        "args": {"type": "list", "required": False},
+        "database": {"type": "string", "required": False},
+    },
+    "execute": {
+        "sql": {"type": "string"},
+        "args": {"type": "list", "required": False},
+        "database": {"type": "string", "required": False},
+    },
 }
-COMMANDS = {"query": _STATEMENT, "execute": _STATEMENT}
+CONFIG = {
+    "databases": {"type": "object"},  # {NAME: libpq DSN}
+    "max_rows": {"type": "integer", "min": 1, "max": 100000, "required": False, "default": 1000},
+    "max_bytes": {"type": "integer", "min": 256, "max": 65536, "unit": "B", "required": False, "default": 3072},
+    "timeout_s": {"type": "number", "min": 0.5, "max": 60, "unit": "s", "required": False, "default": 8},
+}
 
 _MAX_ROWS = 1000
 _TIMEOUT_S = 8.0

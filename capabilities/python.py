@@ -29,6 +29,10 @@ COMMANDS = {
         "kwargs": {"type": "object", "required": False},
     },
 }
+CONFIG = {
+    "modules_dir": {"type": "string"},
+    "modules": {"type": "list", "required": False},  # narrows the allow-list to these module names
+}
 
 _PACKAGE = "pifleet_modules"  # sys.modules namespace of loaded modules: never shadows a real import
 
