@@ -56,6 +56,21 @@ def kdf_info(ident, id_context, kind, length):
 
 
 def aad(request_kid, request_piv):
-    """Enc_structure ["Encrypt0", h'', external_aad], external_aad = [1, [alg], kid, piv, h''] (§5.4)."""
-    external = b"\x85\x01\x81" + _head(0, ALG) + _bstr(request_kid) + _bstr(request_piv) + b"\x40"
-    return b"\x83\x68Encrypt0\x40" + _bstr(external)
+    """Enc_structure ["Encrypt0", h'', external_aad], external_aad = [1, [alg], kid, piv, h''] (§5.4).
+
+    Built in one buffer (it is made for every message): a kid has at most 7 bytes and a Partial IV at most 5,
+    so every length here fits the CBOR head's own byte.
+    """
+    k = len(request_kid)
+    p = len(request_piv)
+    n = 7 + k + p  # external_aad's length
+    out = bytearray(12 + n)
+    out[:11] = b"\x83\x68Encrypt0\x40"
+    out[11] = 0x40 | n
+    out[12:16] = b"\x85\x01\x81\x0a"  # [1, [10], …
+    out[16] = 0x40 | k
+    out[17 : 17 + k] = request_kid
+    out[17 + k] = 0x40 | p
+    out[18 + k : 18 + k + p] = request_piv
+    out[-1] = 0x40  # … h''] : no class I options
+    return out

@@ -134,8 +134,11 @@ def _split(msg):
 
 
 def _plaintext(code, options, payload):
-    """Code byte, inner options, 0xFF and payload (§5.3): the codec's encoding without its header."""
-    return bytes((code,)) + coap.encode(coap.Message(coap.CON, code, 0, b"", options, payload))[4:]
+    """Code byte, inner options, 0xFF and payload (§5.3): the codec's encoding from the header's last byte.
+
+    That byte is the MID's low byte: with the code as MID it is the code byte, and nothing is copied again.
+    """
+    return memoryview(coap.encode(coap.Message(coap.CON, code, code, b"", options, payload)))[3:]
 
 
 def _parse(plaintext):
