@@ -8,7 +8,7 @@ for). Malformed or hostile input raises an OscoreError subclass, never anything 
 
 from agent import coap
 from agent.ccm import NONCE_LEN, Ccm
-from agent.cose import aad, hkdf, kdf_info
+from agent.cose import aad, decode_option, encode_option, hkdf, kdf_info
 from agent.port import const, random_bytes
 
 OSCORE = const(9)  # option number
@@ -80,43 +80,15 @@ class ExhaustedError(OscoreError):
     code = coap.SERVICE_UNAVAILABLE
 
 
-def encode_option(piv, kid_context, kid):
-    """OSCORE option value (§6.1): flags (n = len(piv), k, h), piv, s + kid context, kid; empty if all absent."""
-    if not piv and kid is None and kid_context is None:
-        return b""
-    flags = len(piv) | (0 if kid is None else 0x08) | (0 if kid_context is None else 0x10)
-    out = bytes((flags,)) + piv
-    if kid_context is not None:
-        out += bytes((len(kid_context),)) + kid_context
-    if kid is not None:
-        out += kid
-    return out
-
-
-def decode_option(value):
-    """(piv, kid_context, kid) of an OSCORE option value; kid and kid_context are None when absent."""
-    if not value:
-        return b"", None, None
-    flags = value[0]
-    n = flags & 7
-    if flags & 0xE0 or n > 5 or flags == 0:  # reserved bits, reserved lengths; all-zero flags must be empty
-        raise DecodeError("bad flags")
-    end = len(value)
-    pos = 1 + n
-    if pos > end:
-        raise DecodeError("truncated partial IV")
-    piv = bytes(value[1:pos])
-    kid_context = None
-    if flags & 0x10:
-        if pos >= end or pos + 1 + value[pos] > end:
-            raise DecodeError("truncated kid context")
-        kid_context = bytes(value[pos + 1 : pos + 1 + value[pos]])
-        pos += 1 + value[pos]
-    if flags & 0x08:
-        return piv, kid_context, bytes(value[pos:])
-    if pos != end:
-        raise DecodeError("trailing bytes")
-    return piv, kid_context, None
+def _header(msg):
+    """(piv, kid_context, kid) from a message's OSCORE option, or DecodeError."""
+    value = msg.option(OSCORE)
+    if value is None:
+        raise DecodeError("no OSCORE option")
+    try:
+        return decode_option(value)
+    except ValueError:
+        raise DecodeError("malformed OSCORE option")
 
 
 def _split(msg):
@@ -256,10 +228,7 @@ class Context:
     def unprotect_request(self, msg):
         """(inner request, rid) of a protected request, or an OscoreError; the window moves only for a
         request that verified."""
-        value = msg.option(OSCORE)
-        if value is None:
-            raise DecodeError("no OSCORE option")
-        piv, kid_context, kid = decode_option(value)
+        piv, kid_context, kid = _header(msg)
         if kid is None or not piv:
             raise DecodeError("request without kid or partial IV")
         if kid != self.recipient_id or (kid_context is not None and kid_context != self.id_context):
@@ -304,10 +273,7 @@ class Context:
 
     def unprotect_response(self, msg, rid):
         """The inner response to the request protect_request() returned `rid` for, or an OscoreError."""
-        value = msg.option(OSCORE)
-        if value is None:
-            raise DecodeError("no OSCORE option")
-        piv, kid_context, kid = decode_option(value)
+        piv, kid_context, kid = _header(msg)
         if (kid is not None and kid != self.recipient_id) or (
                 kid_context is not None and kid_context != self.id_context):
             raise UnknownKidError("unknown kid")

@@ -199,7 +199,7 @@ def run_reboots(workdir):
             board = oscore.Context(SECRET, b"salt", b"\x01", b"", store=store)
             for i in range(count):
                 outer, _ = board.protect_request(request("rd", mid=boot * 100 + i))
-                used.append(coap.read_uint(oscore.decode_option(outer.option(oscore.OSCORE))[0]))
+                used.append(coap.read_uint(cose.decode_option(outer.option(oscore.OSCORE))[0]))
                 master.unprotect_request(wire(outer))  # the master's window takes every jump
         out[name] = {"used": len(used), "distinct": len(set(used)), "increasing": used == sorted(used),
                      "last": used[-1], "stored": store.load()}
