@@ -1,5 +1,6 @@
-# boot.py runs first on every start. Its only job: drive every output of the board's role low, before
-# anything else can go wrong. By convention a capability config key ending in "_pin" names an output.
+# boot.py runs first on every start. Its only job: switch every output of the board's role off, before
+# anything else can go wrong. By convention a capability config key ending in "_pin" names an output; off is
+# low, or high for a capability configured "inverted" (an active-low relay board is on when its input is low).
 # Kept tiny and free of agent imports, so a broken agent or role module cannot keep a motor running.
 try:
     import json
@@ -7,8 +8,9 @@ try:
 
     with open("config.json") as f:
         for cfg in json.load(f).get("caps", {}).values():
+            off = 1 if cfg.get("inverted") else 0
             for key in cfg:
                 if key.endswith("_pin"):
-                    Pin(cfg[key], Pin.OUT, value=0)
+                    Pin(cfg[key], Pin.OUT, value=off)
 except Exception as e:  # noqa: BLE001 — boot must go on; the agent reports problems later
     print("boot:", repr(e))

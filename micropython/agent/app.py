@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 
-from agent import VERSION, caps, coap, modules, role
+from agent import VERSION, caps, coap
 from agent.endpoint import Endpoint, RequestError
 from agent.port import print_exception, reset_loop, sleep_ms, sockaddr, udp_socket
 from agent.rd import Registration
@@ -121,7 +121,7 @@ class Agent:
         stems = config.get("modules", {})
         try:
             # leftovers of an install a power loss interrupted: unfinished uploads, versions no longer named
-            modules.remove_unused([stems.get(name, name) for name in config.get("caps", {})])
+            caps.remove_unused([stems.get(name, name) for name in config.get("caps", {})])
         except OSError:
             pass  # no caps/ directory: nothing to tidy
         self.capabilities, failed = caps.load(config.get("caps", {}), stems)
@@ -213,6 +213,8 @@ class Agent:
     # -- a new role at runtime (PUT /role) -------------------------------------------------------------
 
     async def apply_role(self, body):
+        from agent import role  # loaded when first needed: most boards keep their role for months
+
         try:
             now, replaced, started, config = role.apply(self.capabilities, self.config, body, self.path)
         except role.RoleError as exc:

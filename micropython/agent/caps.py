@@ -20,9 +20,12 @@ This module must not touch hardware itself; a module that fails to load is repor
 board keeps serving the others.
 """
 
+import os
 import sys
 
 from agent.port import collect, print_exception
+
+CAPS_DIR = "caps"
 
 
 class Capability:
@@ -101,3 +104,32 @@ def stop_all(capabilities):
             cap.stop()
         except Exception as exc:  # noqa: BLE001 — keep stopping the others
             print_exception(exc)
+
+
+# -- the caps/ directory: module files (caps/STEM.mpy, or .py under CPython) --------------------------------------
+
+def valid_stem(stem):
+    return 0 < len(stem) <= 40 and all(c.isdigit() or c == "_" or "a" <= c <= "z" for c in stem)
+
+
+def exists(stem):
+    for suffix in (".mpy", ".py"):
+        try:
+            os.stat(CAPS_DIR + "/" + stem + suffix)
+            return True
+        except OSError:
+            pass
+    return False
+
+
+def remove_unused(keep):
+    """Delete module files whose stem is not in `keep`, and every unfinished .new file."""
+    for name in os.listdir(CAPS_DIR):
+        stem, _, suffix = name.rpartition(".")
+        if name.startswith("_") or (suffix in ("mpy", "py") and stem in keep):  # __init__, shared helpers
+            continue
+        if suffix in ("mpy", "py", "new"):
+            try:
+                os.remove(CAPS_DIR + "/" + name)
+            except OSError:
+                pass

@@ -9,40 +9,23 @@ it to caps/STEM.mpy. The rename is atomic on littlefs, so a power loss leaves th
 module, never half of one.
 
 The STEM is NAME_HASHPREFIX (the master's naming): a new version never overwrites the one that runs, which
-keeps rollback and power-loss safety trivial. This module must not load or run modules (agent/role.py does).
+keeps rollback and power-loss safety trivial. This module must not load or run modules (agent/role.py does). It is imported on the first /m request only:
+a board that never gets a module pays nothing for it.
 """
 
 import os
 from hashlib import sha256
 
 from agent import coap
+from agent.caps import CAPS_DIR, valid_stem
 from agent.port import const
 
-CAPS_DIR = "caps"
 _RESERVE = const(16384)  # left free for config.json rewrites and littlefs's copy-on-write blocks
 _MAX_SZX = const(6)  # 1024-byte blocks at most: one block plus headers fits the 1280-byte datagram
 
 
 def _hex(digest):
     return "".join("%02x" % b for b in digest)
-
-
-def valid_stem(stem):
-    return 0 < len(stem) <= 40 and all(c.isdigit() or c == "_" or "a" <= c <= "z" for c in stem)
-
-
-def module_path(stem):
-    return "%s/%s.mpy" % (CAPS_DIR, stem)
-
-
-def exists(stem):
-    for suffix in (".mpy", ".py"):
-        try:
-            os.stat(CAPS_DIR + "/" + stem + suffix)
-            return True
-        except OSError:
-            pass
-    return False
 
 
 def free_bytes():
@@ -57,19 +40,6 @@ def listing():
         if name.endswith(".mpy") or (name.endswith(".py") and name != "__init__.py"):
             out[name.rsplit(".", 1)[0]] = os.stat(CAPS_DIR + "/" + name)[6]
     return out
-
-
-def remove_unused(keep):
-    """Delete module files whose stem is not in `keep`, and every unfinished .new file."""
-    for name in os.listdir(CAPS_DIR):
-        stem, _, suffix = name.rpartition(".")
-        if name.startswith("_") or (suffix in ("mpy", "py") and stem in keep):  # __init__, shared helpers
-            continue
-        if suffix in ("mpy", "py", "new"):
-            try:
-                os.remove(CAPS_DIR + "/" + name)
-            except OSError:
-                pass
 
 
 def _answer(code, error=None, field=None, options=()):
@@ -140,7 +110,7 @@ class Upload:
         if digest != self.sha:
             self._reset()
             return _answer(coap.BAD_REQUEST, "sha256 is %s, not the %s announced" % (digest, sha), "sha", block)
-        os.rename("%s/%s.new" % (CAPS_DIR, stem), module_path(stem))
+        os.rename("%s/%s.new" % (CAPS_DIR, stem), "%s/%s.mpy" % (CAPS_DIR, stem))
         self.stem = None
         body = '{"ok": true, "stem": "%s", "size": %d}' % (stem, self.size)
         return coap.CHANGED, block + [(coap.CONTENT_FORMAT, coap.uint(coap.JSON))], body.encode()

@@ -9,7 +9,7 @@ import json
 
 import asyncio
 
-from agent import coap, modules
+from agent import coap
 from agent.port import const, mem_info, print_exception, ticks_diff, ticks_ms
 from agent.schema import validate
 
@@ -49,7 +49,7 @@ class Resources:
         self.registration = None  # set by the agent: shown in /stats
         self.role = ""
         self.apply_role = None  # set by the agent: coroutine (body) -> (code, answer)
-        self.upload = modules.Upload()
+        self.upload = None  # agent.modules.Upload, made at the first module upload
 
     def links(self):
         """Link-format description of what this board offers (RFC 6690), also sent when registering."""
@@ -98,6 +98,8 @@ class Resources:
         return coap.NOT_FOUND, [], b""
 
     def _modules(self, msg, segments):
+        from agent import modules  # only boards that are sent modules load this
+
         if len(segments) == 1:
             if msg.code != coap.GET:
                 return coap.METHOD_NOT_ALLOWED, [], b""
@@ -107,6 +109,8 @@ class Resources:
         if msg.code != coap.PUT:
             return coap.METHOD_NOT_ALLOWED, [], b""
         query = [v.decode() for v in msg.option_values(coap.URI_QUERY)]
+        if self.upload is None:
+            self.upload = modules.Upload()
         return self.upload.put(segments[1], query, msg)
 
     def set_capabilities(self, capabilities, failed=()):

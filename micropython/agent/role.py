@@ -7,13 +7,13 @@ the same pins), then the new ones are imported, set up and self-checked. If any 
 are stopped and the old ones set up again: the board goes back to what it ran, stays online, and answers with
 the error (the files of the versions that cannot run are deleted). Only when all new ones run is config.json replaced. It is written to a new file and renamed over the
 old one (atomic on littlefs), so a power loss at any point boots the old role or the new one, never neither.
-Module files no longer named by the config are deleted last.
+Module files no longer named by the config are deleted last. Imported on the first PUT /role only.
 """
 
 import json
 import os
 
-from agent import caps, modules
+from agent import caps
 from agent.port import collect, print_exception
 
 
@@ -41,9 +41,9 @@ def _checked(body):
         raise RoleError("modules must map capability names to module files", "modules")
     for name in wanted:
         stem = stems.get(name, name)
-        if not isinstance(stem, str) or not modules.valid_stem(stem):
+        if not isinstance(stem, str) or not caps.valid_stem(stem):
             raise RoleError("%r is not a module file name" % stem, "modules." + name)
-        if not modules.exists(stem):
+        if not caps.exists(stem):
             raise RoleError("module %s is not on the board (push it first)" % stem, "modules." + name)
     role = body.get("role", "")
     if not isinstance(role, str):
@@ -88,7 +88,7 @@ def apply(current, config, body, path):
                 old.instance = old.module.setup(old.cfg)
             except Exception as exc:  # noqa: BLE001 — it ran before; report, keep restoring the others
                 print_exception(exc)
-        modules.remove_unused([cap.stem for cap in current])  # the versions that cannot run are not kept
+        caps.remove_unused([cap.stem for cap in current])  # the versions that cannot run are not kept
         collect()
         raise
     running = {cap.name: cap for cap in keep + started}
@@ -102,6 +102,6 @@ def apply(current, config, body, path):
     for old in replaced:
         if old.stem not in in_use:
             caps.unload(old.stem)
-    modules.remove_unused(in_use)
+    caps.remove_unused(in_use)
     collect()
     return now, replaced, started, new_config
