@@ -104,6 +104,18 @@ def test_inverted_relay_is_on_when_low_and_restore_on(tmp_path):
     assert levels == ["1", "0", "1", "0", "1"]
 
 
+def test_an_inverted_relay_stays_off_through_boot(tmp_path):
+    """boot.py switches outputs off before anything else runs: for an active-low relay that is high."""
+    board = start_board(tmp_path, "inv", {"relay": {"out_pin": RELAY, "inverted": True}})
+    board.start()
+    try:
+        board.wait_ready()
+        levels = [value for _, pin, value in board.pin_history() if pin == RELAY]
+        assert levels and set(levels) == {1}, levels  # high from the first write on: never switched on
+    finally:
+        board.stop()
+
+
 async def test_motor_runs_for_its_time_at_its_speed(board, client):
     since = since_now(board)
     answer = await result(client, board, "motor", "run", direction="fwd", seconds=0.5, speed=40)

@@ -8,13 +8,15 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 from conftest import request
 
+from pifleet.fleet.modules import declarations
+from tests.conftest import REPO
+
 UP, DOWN = 25, 26
+# what capabilities/blind.py declares, read from its source as the master reads it
+_BLIND = declarations("blind", (REPO / "capabilities" / "blind.py").read_text())
 EXPECTED_CAP = {
     "device": "vb-t-blind",
-    "caps": [{"name": "blind", "version": "1",
-              "commands": {"move": {"direction": {"type": "enum", "values": ["up", "down"]},
-                                    "seconds": {"type": "number", "min": 0.1, "max": 120, "unit": "s"}},
-                           "stop": {}}}],
+    "caps": [{"name": "blind", "version": _BLIND["version"], "commands": _BLIND["schema"]}],
 }
 
 
@@ -67,6 +69,7 @@ async def test_discovery_and_capabilities(blind_board, coap_client):
     # the module file is the capability's name and the start of its source's SHA-256 (docs/modules.md)
     assert [c.pop("module")[:6] for c in described["caps"]] == ["blind_"]
     assert {k: described[k] for k in ("device", "caps")} == EXPECTED_CAP
+    assert "move" in EXPECTED_CAP["caps"][0]["commands"] and "stop" in EXPECTED_CAP["caps"][0]["commands"]
 
 
 async def test_move_down_one_second(blind_board, coap_client):

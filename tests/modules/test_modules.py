@@ -81,7 +81,7 @@ def test_cli_upload_prints_the_compiler_message_and_line(module_master, tmp_path
     good.write_text((REPO / "capabilities" / "blind.py").read_text())
     out = subprocess.run([sys.executable, "-m", "pifleet", "module", "upload", str(good), "--url", module_master.url],
                          capture_output=True, text=True, cwd=REPO, timeout=60)
-    assert out.returncode == 0 and out.stdout.startswith("module blind 1 ("), out.stdout + out.stderr
+    assert out.returncode == 0 and out.stdout.startswith("module blind 2 ("), out.stdout + out.stderr
 
 
 def test_abi_from_what_a_board_reports():

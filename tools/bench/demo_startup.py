@@ -95,7 +95,8 @@ def clean_up(data_dir: Path) -> bool:
     return False
 
 
-def run_once(data_dir: Path, ports: tuple[int, int], log_path: Path, timeout: float) -> tuple[float, float | None, int | None, bool]:
+def run_once(data_dir: Path, ports: tuple[int, int], log_path: Path,
+             timeout: float) -> tuple[float, float | None, int | None, bool]:
     """One demo start: (seconds to boards online seen from outside, the master's own figure, its board count,
     whether it stopped cleanly on SIGTERM)."""
     port, coap_port = ports

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from pifleet.flashing import bundle, flasher, layout  # noqa: E402
+from pifleet.flashing import bundle, flasher  # noqa: E402
 from pifleet.sim import VirtualBoard  # noqa: E402
 from pifleet.sim.firmware import build_image  # noqa: E402
 
