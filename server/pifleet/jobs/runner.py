@@ -188,6 +188,10 @@ class Runner:
         own_run = row["step"] == 0 and row["device_id"] is not None  # the job's action on one device
         planned = []
         async with self.pool.acquire() as conn, conn.transaction():
+            if row["parent_id"] is not None and row["step"] == 0:
+                # devices of one role/group run finishing together settle it one after the other: the parent's
+                # row lock first, before this run's own row (else two finishing runs deadlock on each other)
+                await q.lock_execution(conn, row["parent_id"])
             await q.finish(conn, row["id"], state, result=result, error=error)
             if outcome is not None and own_run:  # follow-ups hang off the job's own runs (no chains yet)
                 for step, follow in enumerate(spec.follow_ups, start=1):

@@ -159,6 +159,7 @@ class JobService:
     async def settle_fan_out(self, conn, parent_id: uuid.UUID) -> list[tuple[uuid.UUID, datetime]]:
         """When the last device of a role/group run has finished, finish the run itself — succeeded if every
         device succeeded, failed otherwise — and plan what comes `after` it."""
+        await q.lock_execution(conn, parent_id)  # one settlement at a time (the runner took it already)
         states = await q.child_states(conn, parent_id)
         if not states or any(s not in FINAL_STATES for s in states):
             return []

@@ -151,10 +151,14 @@ async def set_result(db, execution_id: uuid.UUID, result: Any) -> None:
     await db.execute("update job_executions set result = $2 where id = $1", execution_id, result)
 
 
+async def lock_execution(db, execution_id: uuid.UUID) -> None:
+    await db.execute("select 1 from job_executions where id = $1 for update", execution_id)
+
+
 async def child_states(db, parent_id: uuid.UUID) -> list[str]:
-    """States of a role/group run's per-device executions."""
+    """States of a role/group run's per-device executions (the caller holds the parent's row lock)."""
     return [r["state"] for r in await db.fetch(
-        "select state from job_executions where parent_id = $1 and step = 0 for update", parent_id)]
+        "select state from job_executions where parent_id = $1 and step = 0", parent_id)]
 
 
 async def finish_running(db, execution_id: uuid.UUID, state: str, *, error: str | None = None):
