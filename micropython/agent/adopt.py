@@ -88,7 +88,7 @@ def save_config(config, path):
 
 def adopted_config(config, identity):
     out = dict(config)
-    for key in ("device_id", "name", "role", "secret"):
+    for key in ("device_id", "name", "role", "secret", "oscore_id"):
         if identity.get(key):
             out[key] = identity[key]
     return out

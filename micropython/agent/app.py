@@ -112,6 +112,23 @@ def adopt_identity(config, ip, locate, path=CONFIG_PATH):
     return config
 
 
+OSCORE_SALT = b"pifleet-oscore-1"  # keeps OSCORE's keys apart from other uses of the board's secret
+SEQ_PATH = "oscore.seq"
+
+
+def security_context(config):
+    """The board's OSCORE context with the master (sender: our oscore_id, recipient: the master, id b""), or
+    None for a board that was not paired for OSCORE (a test stand-in)."""
+    if config.get("oscore_id") is None or not config.get("secret"):
+        return None
+    from agent import oscore
+
+    store = oscore.FileStore(SEQ_PATH)
+    fresh = store.load() == 0  # never sent: nothing of ours can be replayed, the master starts fresh too
+    return oscore.Context(bytes.fromhex(config["secret"]), OSCORE_SALT, bytes.fromhex(config["oscore_id"]), b"",
+                          store=store, fresh=fresh)
+
+
 class Agent:
     def __init__(self, config, ip, locate=None, path=CONFIG_PATH):
         self.config = config
@@ -126,7 +143,7 @@ class Agent:
             pass  # no caps/ directory: nothing to tidy
         self.capabilities, failed = caps.load(config.get("caps", {}), stems)
         self.sock = udp_socket(ip, self.port)
-        self.endpoint = Endpoint(self.sock, None)
+        self.endpoint = Endpoint(self.sock, None, security_context(config))
         self.resources = Resources(config["device_id"], self.capabilities, self.endpoint.stats, failed)
         self.resources.role = config.get("role", "")
         self.resources.apply_role = self.apply_role

@@ -46,17 +46,31 @@ class _Pending:
         self.reset = False
 
 
+class _Refused(Exception):
+    """A request OSCORE does not let through; `answer` is the Message to send back (None: drop it, it was a
+    NON). challenge: not a refusal but the Echo challenge after our reboot (RFC 8613 Appendix B.1.2)."""
+
+    def __init__(self, answer, challenge=False):
+        super().__init__()
+        self.answer = answer
+        self.challenge = challenge
+
+
 class Endpoint:
-    def __init__(self, sock, handler):
+    def __init__(self, sock, handler, oscore=None):
         self.sock = sock
         self.handler = handler
+        # agent.oscore.Context of a paired board: every request but GET /.well-known/core must be protected, and
+        # our own requests (registration, telemetry) are protected (docs/security.md, "OSCORE")
+        self.oscore = oscore
         self._mid = random.getrandbits(16)
         self._pending = {}  # mid -> _Pending, until ACK/RST
         self._by_token = {}  # token -> _Pending, until the response arrives
         # Deduplication of incoming CONs: key (ip, port, mid) -> bytes of our answer (None while still working).
         self._seen = {}
         self._seen_order = []
-        self.stats = {"rx": 0, "tx": 0, "dropped": 0, "duplicates": 0, "retransmits": 0, "errors": 0}
+        self.stats = {"rx": 0, "tx": 0, "dropped": 0, "duplicates": 0, "retransmits": 0, "errors": 0,
+                      "refused": 0}
         self._tasks = set()  # strong references to the request handlers in flight
 
     def next_mid(self):
@@ -146,8 +160,40 @@ class Endpoint:
                 self._seen.pop(self._seen_order.pop(0), None)
         self._seen[key] = answer
 
+    def _unprotect(self, msg):
+        """(inner request, request id) of a protected request; raises _Refused for anything OSCORE refuses."""
+        from agent import oscore
+
+        if msg.option(oscore.OSCORE) is None:
+            if msg.code == coap.GET and msg.path() == ".well-known/core":
+                return msg, None
+            error = oscore.OscoreError()
+            error.code, error.diag = oscore.UNAUTHORIZED, "OSCORE required"
+            raise _Refused(oscore.error_response(msg, error) if msg.type == coap.CON else None)
+        try:
+            return self.oscore.unprotect_request(msg)
+        except oscore.EchoRequiredError as exc:
+            # the first request after our reboot may be a replay: the master proves freshness with our Echo
+            raise _Refused(self.oscore.echo_response(msg, exc.rid), challenge=True)
+        except oscore.OscoreError as exc:
+            raise _Refused(oscore.error_response(msg, exc) if msg.type == coap.CON else None)
+
     async def _answer(self, msg, addr, key):
         """Run the handler; piggy-back its answer on the ACK, or send it separately if it is slow."""
+        rid = None
+        if self.oscore is not None:
+            try:
+                msg, rid = self._unprotect(msg)
+            except _Refused as refused:
+                if not refused.challenge:
+                    self.stats["refused"] += 1
+                    print("coap: refused a request from %s:%d" % peer_of(addr))
+                if refused.answer is not None:
+                    data = coap.encode(refused.answer)
+                    self._remember(key, data)
+                    self._send(data, addr)
+                self._tasks.discard(asyncio.current_task())
+                return
         done = asyncio.Event()
         box = [None]
 
@@ -176,12 +222,17 @@ class Endpoint:
             if not separate:
                 rtype = coap.ACK if msg.type == coap.CON else coap.NON
                 mid = msg.mid if msg.type == coap.CON else self.next_mid()
-                data = coap.encode(coap.Message(rtype, code, mid, msg.token, options, payload))
+                reply = coap.Message(rtype, code, mid, msg.token, options, payload)
+                if rid is not None:
+                    reply = self.oscore.protect_response(reply, rid)
+                data = coap.encode(reply)
                 self._remember(key, data)
                 self._send(data, addr)
             else:
                 # RFC 7252 §5.2.2: the separate response is a new CON exchange with the same token.
                 reply = coap.Message(coap.CON, code, self.next_mid(), msg.token, options, payload)
+                if rid is not None:
+                    reply = self.oscore.protect_response(reply, rid)
                 pending = _Pending(reply.mid, None)
                 self._pending[reply.mid] = pending
                 try:
@@ -216,10 +267,32 @@ class Endpoint:
         raise RequestError("no acknowledgement")
 
     async def request(self, addr, code, options, payload=b""):
-        """Send a Confirmable request to addr and return the response Message.
+        """Send a Confirmable request to addr and return the response Message (unprotected, with OSCORE).
 
-        Raises RequestError when the peer never answers or resets the exchange.
+        Raises RequestError when the peer never answers or resets the exchange, or (with OSCORE) when its
+        answer is not protected by our context.
         """
+        if self.oscore is None:
+            return await self._exchange(addr, code, options, payload)
+        from agent import oscore
+
+        for attempt in range(2):
+            protected, rid = self.oscore.protect_request(coap.Message(coap.CON, code, 0, b"", options, payload))
+            response = await self._exchange(addr, protected.code, protected.options, protected.payload)
+            try:
+                inner = self.oscore.unprotect_response(response, rid)
+            except oscore.OscoreError as exc:
+                self.stats["refused"] += 1
+                raise RequestError("answer not protected by our context (%s: %s)"
+                                   % (coap.code_str(response.code), exc))
+            echo = inner.option(oscore.ECHO)
+            if inner.code == oscore.UNAUTHORIZED and echo is not None and attempt == 0:
+                options = options + [(oscore.ECHO, echo)]  # the master restarted: prove we are fresh
+                continue
+            return inner
+        raise RequestError("the master asked for freshness twice")
+
+    async def _exchange(self, addr, code, options, payload):
         mid = self.next_mid()
         token = random_bytes(4)
         pending = _Pending(mid, token)

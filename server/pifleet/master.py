@@ -28,6 +28,7 @@ from .jobs.queue import JobQueue
 from .jobs.runner import Runner
 from .jobs.service import JobService
 from .jobs.threshold import ThresholdWatcher
+from .storage import devices as devices_q
 from .storage import migrations, postgres
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class Master:
         self.settings = settings
         self.hub = EventHub()
         self.pool: asyncpg.Pool | None = None
-        self.gateway = Gateway(settings.coap_host, settings.coap_port)
+        self.gateway = Gateway(settings.coap_host, settings.coap_port, keys_dir=settings.data_dir / "oscore")
         self._pg_server = None
         self._tasks: list[asyncio.Task] = []
         self.advertiser: Advertiser | None = None
@@ -74,9 +75,12 @@ class Master:
         await self.modules.refresh_shipped()
         self.runner = Runner(self.jobs, self.registry, self.gateway, self.settings.command_timeout_s)
         await self.gateway.start(self.registry)
+        for row in await devices_q.paired_boards(self.pool):
+            self.gateway.pair(row["id"], row["oscore_id"], row["secret"], row["address"], row["port"])
         # adoption of boards without identity: POST /pair on the same CoAP endpoint
         self.adoption = AdoptionService(self.pool, self.hub)
-        adoption_resource.attach(self.gateway.context.serversite, self.adoption, self.gateway.counters)
+        self.adoption.on_paired = self.paired
+        adoption_resource.attach(self.gateway.site, self.adoption, self.gateway.counters)
         if self.settings.mdns:
             self.advertiser = Advertiser(self.settings.coap_host, self.settings.coap_port)
             await self.advertiser.start()  # best effort, in the background
@@ -85,6 +89,7 @@ class Master:
         self.usb = UsbWatcher(self.hub)
         self.flashing = FlashService(self.pool, self.hub, self.catalog, self.usb, self.settings)
         self.flashing.role_plan = self.roles.flash_plan
+        self.flashing.on_paired = self.paired
         await self.flashing.recover()
         self._tasks.append(asyncio.create_task(self.usb.run(), name="usb-watch"))
         self.queue.start(asyncio.get_running_loop(), self.runner.run)
@@ -94,6 +99,22 @@ class Master:
         self._tasks.append(asyncio.create_task(self.thresholds.run(), name="threshold-watch"))
         log.info("master ready: http %s, coap udp://%s:%d, data %s", self.settings.http_url,
                  self.settings.coap_host, self.settings.coap_port, self.settings.data_dir)
+
+    async def paired(self, device_id: str) -> None:
+        """A board got an identity (flashing, adoption): the gateway learns its OSCORE keys."""
+        row = await devices_q.paired_board(self.pool, device_id)
+        if row is not None:
+            self.gateway.pair(row["id"], row["oscore_id"], row["secret"], row["address"], row["port"])
+
+    async def revoke(self, device_id: str) -> bool:
+        """A board can no longer speak for itself, at once: its keys and registration are forgotten. Flashing or
+        adopting it again gives it a fresh secret."""
+        found = await devices_q.revoke(self.pool, device_id)
+        self.gateway.unpair(device_id)
+        if found:
+            log.warning("board %s revoked", device_id)
+            self.hub.publish("devices")
+        return found
 
     async def stop(self) -> None:
         if hasattr(self, "flashing"):

@@ -124,11 +124,15 @@ def test_flash_clean_board_then_reflash_keeps_identity_and_factory_reset_changes
     board = listed(module_master, chip.port)
     assert board["device_name"] == "porch-blind" and board["device_id"] == expected_id
 
-    # re-flash: same identity and secret
+    # re-flash: same identity, but new keys (its OSCORE sequence numbers start over with the erased flash)
+    first_oscore_id = json.loads(board_files(chip)["config.json"])["oscore_id"]
     again = flash(module_master, chip.port, "porch-blind")
     assert again["state"] == "done", again["error"]
     assert again["device_id"] == expected_id
-    assert json.loads(board_files(chip)["config.json"])["secret"] == secret
+    config = json.loads(board_files(chip)["config.json"])
+    assert config["device_id"] == expected_id and config["secret"] != secret
+    assert config["oscore_id"] != first_oscore_id  # sender ids are never reused either
+    secret = config["secret"]
 
     # factory reset: a new identity and secret; the old one is forgotten
     reset = flash(module_master, chip.port, "porch-blind", factory_reset=True)

@@ -55,6 +55,7 @@ class Identity(NamedTuple):
     name: str
     role: str
     secret: bytes  # 32 bytes, written as hex
+    oscore_id: bytes | None = None  # the board's OSCORE sender id (docs/security.md); None: no OSCORE
 
 
 class Bundle(NamedTuple):
@@ -172,6 +173,8 @@ def config_json(identity: Identity | None, role: str, caps: dict, *, master: tup
     }
     if identity is not None:
         config |= {"device_id": identity.device_id, "name": identity.name, "secret": identity.secret.hex()}
+        if identity.oscore_id is not None:
+            config["oscore_id"] = identity.oscore_id.hex()
     return config
 
 

@@ -24,6 +24,7 @@ import asyncpg
 from ..config import Settings
 from ..errors import ConflictError, InvalidError, NotFoundError, PifleetError
 from ..events import EventHub
+from ..storage import devices as devices_q
 from ..storage import flashing as q
 from . import bundle, flasher
 from .catalog import Catalog
@@ -62,6 +63,7 @@ class _Pending:
     def __init__(self) -> None:
         self.device_id: str | None = None
         self.secret: bytes | None = None
+        self.oscore_id: bytes | None = None
         self.replaces: str | None = None
         self.firmware_version: str | None = None
 
@@ -78,6 +80,8 @@ class FlashService:
         self.last_timing: dict[str, float] = {}  # of the last flash, for the benchmark
         # role name -> ({capability: configuration}, {capability: module source}); set by the master to the
         # role service's (roles are data); the presets and shipped modules when unset
+        # called with the device id after a board got its identity: the gateway learns its OSCORE keys
+        self.on_paired: Callable[[str], Awaitable[None]] | None = None
         self.role_plan: Callable[[str], Awaitable[tuple[dict, dict[str, str] | None]]] = self._preset_plan
 
     @staticmethod
@@ -162,11 +166,13 @@ class FlashService:
             self.hub.publish("flash")
             info, result = await asyncio.to_thread(flasher.flash, req.port, prepare, virtual=virtual, baud=req.baud,
                                                    on_phase=on_phase, on_progress=on_progress)
-            assert pending.device_id is not None and pending.secret is not None
+            assert pending.device_id is not None and pending.secret is not None and pending.oscore_id is not None
             async with self.pool.acquire() as conn:
                 await q.record_flashed_device(conn, device_id=pending.device_id, name=req.name, role=req.role,
-                                              mac=info.mac, secret=pending.secret,
+                                              mac=info.mac, secret=pending.secret, oscore_id=pending.oscore_id,
                                               firmware=pending.firmware_version or "", replaces=pending.replaces)
+            if self.on_paired is not None:
+                await self.on_paired(pending.device_id)
             await q.update_job(self.pool, job_id, state="done", progress=100, bytes=result.bytes_written,
                                bytes_sent=result.bytes_sent)
             self.last_timing = {"write_s": result.seconds, "total_s": time.monotonic() - started,
@@ -223,9 +229,11 @@ class FlashService:
         await q.update_job(self.pool, job_id, firmware_id=entry.id)
 
         known = await q.device_by_mac(self.pool, info.mac)
+        # Every flash gets a fresh secret, a re-flash too: the board's OSCORE sequence numbers restart with its
+        # erased filesystem, and under the old keys that would reuse nonces (RFC 8613 §7.5).
         if known is not None and not req.factory_reset:
             device_id = known["id"]
-            secret = await q.secret_of(self.pool, device_id) or secrets.token_bytes(SECRET_BYTES)
+            secret = secrets.token_bytes(SECRET_BYTES)
         else:
             device_id = new_device_id(info.mac, suffix=known is not None)
             while await q.device_exists(self.pool, device_id):
@@ -237,9 +245,10 @@ class FlashService:
             raise ConflictError(f"the name {req.name!r} belongs to device {owner}; choose another name",
                                 field="name")
         pending.device_id, pending.secret, pending.firmware_version = device_id, secret, entry.version
+        pending.oscore_id = await devices_q.next_oscore_id(self.pool)
         await q.update_job(self.pool, job_id, device_id=device_id)
 
-        identity = bundle.Identity(device_id, req.name, req.role, secret)
+        identity = bundle.Identity(device_id, req.name, req.role, secret, pending.oscore_id)
         t = time.perf_counter()
         caps, sources = await self.role_plan(req.role)
         built = await asyncio.to_thread(

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -27,6 +28,7 @@ from ..errors import ConflictError, InvalidError, NotFoundError, PifleetError
 from ..events import EventHub
 from ..model import AdoptionRead
 from ..storage import adoptions as q
+from ..storage import devices as devices_q
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,8 @@ class AdoptionService:
     def __init__(self, pool: asyncpg.Pool, hub: EventHub) -> None:
         self.pool = pool
         self.hub = hub
+        # called with the device id once a board got an identity: the gateway learns its OSCORE keys
+        self.on_paired: Callable[[str], Awaitable[None]] | None = None
 
     async def announce(self, a: Announcement, address: str, port: int) -> tuple[str, dict | None]:
         """A board without identity asks; answer (state, sealed identity or None). Only 'adopted' carries one."""
@@ -142,7 +146,7 @@ class AdoptionService:
         if identity is None or row["key"] is None:
             return None
         return seal(row["key"], {"device_id": identity["id"], "name": identity["name"], "role": identity["role"] or "",
-                        "secret": identity["secret"].hex()})
+                        "secret": identity["secret"].hex(), "oscore_id": identity["oscore_id"].hex()})
 
     async def list(self, pending_only: bool = False) -> list[AdoptionRead]:
         states = ("waiting",) if pending_only else ("waiting", "adopted", "rejected", "locked")
@@ -171,13 +175,16 @@ class AdoptionService:
                 wrong = None
                 device_id = device_id_for(row["mac"])
                 given = await q.create_device(conn, device_id=device_id, name=name or device_id, role=role,
-                                              mac=row["mac"], secret=secrets.token_bytes(32))
+                                              mac=row["mac"], secret=secrets.token_bytes(32),
+                                              oscore_id=await devices_q.next_oscore_id(conn))
                 row = await q.decide(conn, adoption_id, "adopted", device_id, k)
                 log.info("board %s adopted as %s (%s)", row["mac"], given, device_id)
         if wrong is not None:
             raise wrong  # after the commit: the attempt stays counted
         self.hub.publish("adoptions")
         self.hub.publish("devices")
+        if self.on_paired is not None:
+            await self.on_paired(device_id)
         return q._read(row)
 
     async def reject(self, adoption_id: int) -> AdoptionRead:

@@ -6,6 +6,10 @@ from typing import Any, Protocol
 
 
 class BoardLink(Protocol):
+    def bind(self, device_id: str, address: str, port: int) -> None:
+        """The board is at this address now (its OSCORE context goes with what is sent there)."""
+        ...
+
     async def capabilities(self, address: str, port: int) -> dict[str, Any]:
         """GET /cap of a board: {"device": id, "caps": [...]} (docs/protocol.md)."""
         ...

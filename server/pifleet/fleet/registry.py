@@ -46,6 +46,7 @@ class Registry:
             registration_id=registration_id, lifetime_s=lifetime_s, firmware=firmware, mpy=mpy,
             agent_version=agent_version, links=links,
         )
+        self.link.bind(ep, address, port)
         log.info("board %s registered from %s:%d (role %s, lifetime %d s)", ep, address, port, role, lifetime_s)
         self._spawn(self.refresh_capabilities(ep, address, port))
         self.hub.publish("devices")
@@ -55,9 +56,14 @@ class Registry:
         device_id = await q.touch_registration(self.pool, registration_id, lifetime_s, address, port)
         if device_id is None:
             return False
+        self.link.bind(device_id, address, port)
         if not self._online.get(device_id):
             self.hub.publish("devices")
         return True
+
+    async def owner(self, registration_id: str) -> str | None:
+        """The device a registration belongs to."""
+        return await q.registration_owner(self.pool, registration_id)
 
     async def remove(self, registration_id: str) -> bool:
         device_id = await q.remove_registration(self.pool, registration_id)

@@ -2,6 +2,11 @@
 
 Lifespan: `await Gateway.start()` binds UDP; `await Gateway.stop()` closes it. One context serves and sends, so
 commands leave from the master's well-known port (what a board expects to see).
+
+OSCORE (docs/security.md): each paired board has a security context (gateway/oscore.py). The site is wrapped
+in aiocoap's OscoreSiteWrapper, which finds a board's context by the kid of its request. The master's own
+requests to a board are protected by mapping the board's address to its context (client credentials),
+updated whenever the board registers from an address.
 """
 
 from __future__ import annotations
@@ -9,14 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import aiocoap
 import msgspec
+from aiocoap.credentials import CredentialsMap
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
+from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError
+from .oscore import BoardContext
 from .resources import build_site
 
 log = logging.getLogger(__name__)
@@ -46,18 +55,65 @@ def _uri(address: str, port: int, *path: str) -> str:
 class Gateway:
     """Owns the aiocoap context; implements fleet.link.BoardLink."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, keys_dir: Path | None = None) -> None:
         self.host, self.port = host, port
         self.context: aiocoap.Context | None = None
         self.counters: Counter = Counter()
         self._filter = _CountUnparsable(self.counters)
+        self.keys_dir = keys_dir  # where the sender sequence numbers are kept (None: no OSCORE)
+        self._boards: dict[str, BoardContext] = {}  # device id -> its OSCORE context
+        self._server_credentials = CredentialsMap()
+        self._bound: dict[str, str] = {}  # device id -> its address pattern in the client credentials
 
     async def start(self, registry) -> None:
-        site = build_site(registry, self.counters)
-        self.context = await aiocoap.Context.create_server_context(site, bind=(self.host, self.port),
-                                                                    transports=["udp6"])
+        self.site = build_site(registry, self.counters, self.paired)
+        self.context = await aiocoap.Context.create_server_context(
+            OscoreSiteWrapper(self.site, self._server_credentials), bind=(self.host, self.port),
+            transports=["oscore", "udp6"])
         logging.getLogger("coap-server").addFilter(self._filter)
         log.info("CoAP endpoint on udp://%s:%d", self.host, self.port)
+
+    # -- OSCORE contexts of paired boards ---------------------------------------------------------------------
+
+    def paired(self, device_id: str) -> bool:
+        return device_id in self._boards
+
+    def pair(self, device_id: str, oscore_id: bytes, secret: bytes, address: str | None, port: int | None) -> None:
+        """Know a board's keys (flashed, adopted, or at start); replaces what was known before."""
+        if self.keys_dir is None:
+            return
+        self.unpair(device_id, forget=False)
+        context = BoardContext(device_id, oscore_id, secret, self.keys_dir)
+        self._boards[device_id] = context
+        self._server_credentials[f":{device_id}"] = context
+        if address is not None and port is not None:
+            self.bind(device_id, address, port)
+
+    def unpair(self, device_id: str, forget: bool = True) -> None:
+        context = self._boards.pop(device_id, None)
+        self._server_credentials.pop(f":{device_id}", None)
+        pattern = self._bound.pop(device_id, None)
+        if pattern is not None and self.context is not None:
+            self.context.client_credentials.pop(pattern, None)
+        if context is not None and forget:
+            context.forget()
+
+    def bind(self, device_id: str, address: str, port: int) -> None:
+        """The board registered from this address: protect what the master sends there with its context."""
+        context = self._boards.get(device_id)
+        if context is None or self.context is None:
+            return
+        pattern = _uri(address, port) + "*"
+        old = self._bound.get(device_id)
+        if old == pattern:
+            return
+        if old is not None:
+            self.context.client_credentials.pop(old, None)
+        for other, bound in list(self._bound.items()):  # an address a revoked or moved board held before
+            if bound == pattern and other != device_id:
+                del self._bound[other]
+        self.context.client_credentials[pattern] = context
+        self._bound[device_id] = pattern
 
     async def stop(self) -> None:
         logging.getLogger("coap-server").removeFilter(self._filter)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 import aiocoap
 import aiocoap.resource as resource
@@ -24,9 +25,20 @@ def _bad(reason: str) -> aiocoap.Message:
     return aiocoap.Message(code=Code.BAD_REQUEST, payload=reason.encode(), content_format=_TEXT)
 
 
+def _transport(remote):
+    return getattr(remote, "underlying_address", remote)  # an OSCORE request: the UDP address under it
+
+
+def sender(request: aiocoap.Message) -> str | None:
+    """The device whose OSCORE context verified this request, or None for an unprotected request."""
+    context = getattr(request.remote, "security_context", None)
+    return getattr(context, "device_id", None)
+
+
 def peer(request: aiocoap.Message) -> tuple[str, int]:
     """The sender's IP address and port (IPv4-mapped addresses shown as plain IPv4)."""
-    host, port = request.remote.sockaddr[0], request.remote.sockaddr[1]
+    remote = _transport(request.remote)
+    host, port = remote.sockaddr[0], remote.sockaddr[1]
     if host.startswith("::ffff:"):
         host = host[len("::ffff:"):]
     return host, port
@@ -40,13 +52,35 @@ def _query(request: aiocoap.Message) -> dict[str, str]:
     return out
 
 
+class Guard:
+    """Who may speak for a board: a paired board only through its own OSCORE context (docs/security.md)."""
+
+    def __init__(self, paired: Callable[[str], bool], counters: Counter) -> None:
+        self.paired = paired
+        self.counters = counters
+
+    def refusal(self, request: aiocoap.Message, ep: str) -> aiocoap.Message | None:
+        """None if the request may speak for `ep`; else the answer refusing it (logged and counted)."""
+        who = sender(request)
+        if who is None and self.paired(ep):
+            reason, code = f"board {ep} is paired: OSCORE required", Code.UNAUTHORIZED
+        elif who is not None and who != ep:
+            reason, code = f"board {who} claims to be {ep}", Code.FORBIDDEN
+        else:
+            return None
+        self.counters["oscore_refused"] += 1
+        log.warning("refused a request from %s:%d: %s", *peer(request), reason)
+        return aiocoap.Message(code=code, payload=reason.encode(), content_format=_TEXT, max_age=0)
+
+
 class Directory(resource.Resource):
     """POST /rd registers (RFC 9176 §5.3)."""
 
-    def __init__(self, registry: Registry, counters: Counter) -> None:
+    def __init__(self, registry: Registry, counters: Counter, guard: Guard) -> None:
         super().__init__()
         self.registry = registry
         self.counters = counters
+        self.guard = guard
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         return await self._register(request)
@@ -61,6 +95,10 @@ class Directory(resource.Resource):
         ep = query.get("ep", "")
         if not ep or len(ep) > 63 or not all(c.isalnum() or c in "-_." for c in ep):
             return self._refuse("ep: endpoint name missing or invalid", request)
+        refused = self.guard.refusal(request, ep)
+        if refused is not None:
+            self.counters["registrations_refused"] += 1
+            return refused
         try:
             lifetime = int(query.get("lt", "90000"))  # RFC 9176 default: 25 hours
             mpy = int(query["mpy"]) if query.get("mpy") else None
@@ -90,15 +128,22 @@ class Directory(resource.Resource):
 class Registrations(resource.Resource, resource.PathCapable):
     """POST /rd/ID updates (the heartbeat), DELETE /rd/ID removes (RFC 9176 §5.3.1, §5.3.2)."""
 
-    def __init__(self, registry: Registry, counters: Counter) -> None:
+    def __init__(self, registry: Registry, counters: Counter, guard: Guard) -> None:
         super().__init__()
         self.registry = registry
         self.counters = counters
+        self.guard = guard
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
         path = request.opt.uri_path
         if len(path) != 1:
             return aiocoap.Message(code=Code.NOT_FOUND)
+        owner = await self.registry.owner(path[0])
+        if owner is None:
+            return aiocoap.Message(code=Code.NOT_FOUND)
+        refused = self.guard.refusal(request, owner)
+        if refused is not None:
+            return refused
         if request.code == Code.POST:
             return await self._update(request, path[0])
         if request.code == Code.DELETE:
@@ -127,13 +172,17 @@ class Telemetry(resource.Resource):
     """POST /t?ep=ID {"cap": NAME, "values": {...}}: what a board's capability reports by itself (periodic
     readings, button presses). Stored as readings; 4.04 for an unknown board, 4.03 from another address."""
 
-    def __init__(self, registry: Registry, counters: Counter) -> None:
+    def __init__(self, registry: Registry, counters: Counter, guard: Guard) -> None:
         super().__init__()
         self.registry = registry
         self.counters = counters
+        self.guard = guard
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         ep = _query(request).get("ep", "")
+        refused = self.guard.refusal(request, ep)
+        if refused is not None:
+            return refused
         try:
             body = msgspec.json.decode(request.payload)
             cap, values = body["cap"], body["values"]
@@ -152,10 +201,12 @@ class Telemetry(resource.Resource):
         return aiocoap.Message(code=code, payload=outcome.encode(), content_format=_TEXT)
 
 
-def build_site(registry: Registry, counters: Counter) -> resource.Site:
+def build_site(registry: Registry, counters: Counter, paired: Callable[[str], bool] = lambda ep: False
+               ) -> resource.Site:
     site = resource.Site()
     site.add_resource((".well-known", "core"), resource.WKCResource(site.get_resources_as_linkheader))
-    site.add_resource(("rd",), Directory(registry, counters))
-    site.add_resource(("rd",), Registrations(registry, counters))  # a sub-site: /rd/ID
-    site.add_resource(("t",), Telemetry(registry, counters))
+    guard = Guard(paired, counters)
+    site.add_resource(("rd",), Directory(registry, counters, guard))
+    site.add_resource(("rd",), Registrations(registry, counters, guard))  # a sub-site: /rd/ID
+    site.add_resource(("t",), Telemetry(registry, counters, guard))
     return site

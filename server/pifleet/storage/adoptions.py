@@ -77,7 +77,8 @@ async def decide(db, adoption_id: int, state: str, device_id: str | None = None,
                              "where id = $1 returning *", adoption_id, state, device_id, key)
 
 
-async def create_device(db, *, device_id: str, name: str, role: str | None, mac: str, secret: bytes) -> str:
+async def create_device(db, *, device_id: str, name: str, role: str | None, mac: str, secret: bytes,
+                        oscore_id: bytes) -> str:
     """The identity of an adopted board (before its first registration); returns the name it got.
 
     A name taken by another device gets the device id appended, as at registration."""
@@ -90,16 +91,18 @@ async def create_device(db, *, device_id: str, name: str, role: str | None, mac:
     await db.execute(
         """
         insert into devices (id, name, role, mac) values ($1, $2, $3, $4)
-        on conflict (id) do update set name = excluded.name, role = excluded.role, mac = excluded.mac
+        on conflict (id) do update set name = excluded.name, role = excluded.role, mac = excluded.mac,
+                                       revoked_at = null, unreachable = null
         """, device_id, name, role, mac)
     await db.execute(
         """
-        insert into device_secrets (device_id, secret) values ($1, $2)
-        on conflict (device_id) do update set secret = excluded.secret, created_at = now()
-        """, device_id, secret)
+        insert into device_secrets (device_id, secret, oscore_id) values ($1, $2, $3)
+        on conflict (device_id) do update set secret = excluded.secret, oscore_id = excluded.oscore_id,
+                                              created_at = now()
+        """, device_id, secret, oscore_id)
     return name
 
 
 async def device_identity(db, device_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow("select d.id, d.name, d.role, s.secret from devices d "
+    return await db.fetchrow("select d.id, d.name, d.role, s.secret, s.oscore_id from devices d "
                              "join device_secrets s on s.device_id = d.id where d.id = $1", device_id)

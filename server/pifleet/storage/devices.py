@@ -154,3 +154,38 @@ async def delete_group(db, name: str) -> bool:
 
 async def add_readings(db, rows: list[tuple[str, str, str, float]]) -> None:
     await db.executemany("insert into readings (device_id, capability, path, value) values ($1, $2, $3, $4)", rows)
+
+
+async def registration_owner(db, registration_id: str) -> str | None:
+    return await db.fetchval("select id from devices where registration_id = $1", registration_id)
+
+
+def oscore_id_bytes(number: int) -> bytes:
+    """A board's OSCORE sender id: the number in the fewest big-endian bytes (at most 7, RFC 8613 §3.3)."""
+    return number.to_bytes(max(1, (number.bit_length() + 7) // 8), "big")
+
+
+async def next_oscore_id(db) -> bytes:
+    return oscore_id_bytes(await db.fetchval("select nextval('oscore_ids')"))
+
+
+async def paired_boards(db) -> list[asyncpg.Record]:
+    """device id, OSCORE id, secret, address, port of every board the master can talk OSCORE with."""
+    return await db.fetch("select d.id, s.oscore_id, s.secret, d.address, d.port from device_secrets s"
+                          " join devices d on d.id = s.device_id where s.oscore_id is not null")
+
+
+async def paired_board(db, device_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow("select d.id, s.oscore_id, s.secret, d.address, d.port from device_secrets s"
+                             " join devices d on d.id = s.device_id where s.oscore_id is not null and d.id = $1",
+                             device_id)
+
+
+async def revoke(db, device_id: str) -> bool:
+    """Forget a board's secret and registration: it can no longer speak for itself."""
+    async with db.acquire() as conn, conn.transaction():
+        found = await conn.fetchval(
+            "update devices set revoked_at = now(), registration_id = null, last_seen = null,"
+            " unreachable = 'revoked' where id = $1 returning true", device_id)
+        await conn.execute("delete from device_secrets where device_id = $1", device_id)
+    return bool(found)

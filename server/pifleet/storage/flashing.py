@@ -134,7 +134,7 @@ async def device_exists(db, device_id: str) -> bool:
 
 
 async def record_flashed_device(conn: asyncpg.Connection, *, device_id: str, name: str, role: str, mac: str,
-                                secret: bytes, firmware: str, replaces: str | None = None) -> None:
+                                secret: bytes, oscore_id: bytes, firmware: str, replaces: str | None = None) -> None:
     """After a verified write: the device with this identity, its MAC and secret, in one transaction.
 
     A factory reset gives the board a new id: the old identity (`replaces`) is forgotten — its device row, its
@@ -147,12 +147,14 @@ async def record_flashed_device(conn: asyncpg.Connection, *, device_id: str, nam
         await conn.execute(
             """
             insert into devices (id, name, kind, role, mac, firmware) values ($1, $2, 'pifleet.esp32', $3, $4, $5)
-            on conflict (id) do update set name = excluded.name, role = excluded.role, mac = excluded.mac
+            on conflict (id) do update set name = excluded.name, role = excluded.role, mac = excluded.mac,
+                                           revoked_at = null, unreachable = null
             """,
             device_id, name, role, mac, firmware)
         await conn.execute(
             """
-            insert into device_secrets (device_id, secret) values ($1, $2)
-            on conflict (device_id) do update set secret = excluded.secret, created_at = now()
+            insert into device_secrets (device_id, secret, oscore_id) values ($1, $2, $3)
+            on conflict (device_id) do update set secret = excluded.secret, oscore_id = excluded.oscore_id,
+                                                  created_at = now()
             """,
-            device_id, secret)
+            device_id, secret, oscore_id)

@@ -40,6 +40,15 @@ class DeviceController(Controller):
         await master.sync.sync(device.id)
         return await q.get_by_id(master.pool, device.id) or device
 
+    @post("/{name:str}/revoke", operation_id="revokeDevice", status_code=200,
+          summary="Revoke a board: its keys are forgotten and it is refused at once; flash or adopt it to pair again")
+    async def revoke_device(self, master: Master, name: str) -> DeviceRead:
+        device = await q.get_by_name(master.pool, name)
+        if device is None:
+            raise NotFoundError(f"no device named {name!r}", field="name")
+        await master.revoke(device.id)
+        return await q.get_by_id(master.pool, device.id) or device
+
     @get("/{name:str}/readings", operation_id="listReadings", summary="Sensor readings the master took, newest first")
     async def list_readings(self, master: Master, name: str,
                             limit: Annotated[int, Parameter(ge=1, le=1000)] = 100) -> list[ReadingRead]:
