@@ -53,13 +53,13 @@ AGENT_SRC = REPO / "micropython"
 SHIMS = AGENT_SRC / "shims"
 CAPABILITIES_SRC = REPO / "capabilities"
 
-# Heap for the interpreter, like a generic ESP32 without PSRAM (MicroPython gets roughly 100-160 KB there).
-# Measured by tools/bench/board_heap.py on the 64-bit unix port with the blind role, booting from the flash's
-# littlefs through the Python esp32.Partition shim: 75 KB allocated after boot, 90 KB after 100 commands,
-# smallest heap that boots and serves 100 commands 114 KB. 128 KB was too tight for an adopted board's reboot
-# (a 4 KB block buffer failed on a fragmented heap); 160 KB is the top of the ESP32 range, and the 64-bit build
-# needs about twice the heap a 32-bit ESP32 needs for the same objects, so this stays pessimistic.
-DEFAULT_HEAPSIZE = 160 * 1024
+# Heap for the interpreter, like a generic ESP32 without PSRAM (MicroPython gets roughly 100-160 KB there), on
+# the 64-bit unix port, which needs about 1.5-2 times the heap of a 32-bit ESP32 for the same objects.
+# Measured by tools/bench/board_heap.py with the blind role (v2), booting from the flash's littlefs through
+# the Python esp32.Partition shim: 95 KB allocated after boot, smallest heap that boots and serves 100
+# commands 126 KB; OSCORE adds 24 KB (tools/bench/oscore_rtt.py), and a pushed module needs room to load
+# beside the one it replaces. 192 KB keeps that margin and is about 100-130 KB on a 32-bit board.
+DEFAULT_HEAPSIZE = 192 * 1024
 
 # Role presets: capability configs for each role.
 # The MicroPython version of the unix port the virtual board runs: its modules are compiled for it.
@@ -139,7 +139,7 @@ class VirtualBoard:
                  device_id: str | None = None, ip: str | None = None, heapsize: int = DEFAULT_HEAPSIZE,
                  lifetime: int = 60, caps: dict | None = None, listen_port: int = 5683,
                  runtime: str | None = None, flash_size: int = DEFAULT_SIZE, erased: bool = False,
-                 loader_enabled: bool = True) -> None:
+                 loader_enabled: bool = True, oscore_id: bytes | None = None) -> None:
         if role is None and not erased:
             raise ValueError("a board that is not erased needs a role")
         if caps is None and role is not None and role not in ROLES:
@@ -163,6 +163,9 @@ class VirtualBoard:
         # the per-device secret flashing would give it (known only to this board until the security issue
         # teaches the master to provision virtual boards like real ones)
         self.secret = hashlib.sha256(b"pifleet-sim-secret:" + os.urandom(16)).digest()
+        # an OSCORE sender id: the board protects everything with keys from its secret, as a flashed board does
+        # (for benchmarks and tests that pair it with a Gateway themselves; the master never learns these keys)
+        self.oscore_id = oscore_id
         self.io = self.root / "io"
         self._chip: Chip | None = None
         # "micropython" or "cpython"; None picks MicroPython wherever its binary exists.
@@ -177,7 +180,8 @@ class VirtualBoard:
 
         identity=False: a board flashed elsewhere (or factory reset) — agent and role, but no device id or name;
         it waits for adoption (docs/protocol.md, "Adoption")."""
-        who = bundle.Identity(self.device_id, self.name, self.role or "", self.secret) if identity else None
+        who = bundle.Identity(self.device_id, self.name, self.role or "", self.secret, self.oscore_id) \
+            if identity else None
         files, _ = bundle.board_files(who, role=self.role or "", caps=self.caps, version=SIM_MICROPYTHON,
                                       master=self.master, wifi=("pifleet-sim", ""), lifetime=self.lifetime,
                                       listen_port=self.listen_port, compiled=self._compiled())
