@@ -50,10 +50,11 @@ class _Refused(Exception):
     """A request OSCORE does not let through; `answer` is the Message to send back (None: drop it, it was a
     NON). challenge: not a refusal but the Echo challenge after our reboot (RFC 8613 Appendix B.1.2)."""
 
-    def __init__(self, answer, challenge=False):
+    def __init__(self, answer, challenge=False, reason=None):
         super().__init__()
         self.answer = answer
         self.challenge = challenge
+        self.reason = reason
 
 
 class Endpoint:
@@ -167,16 +168,16 @@ class Endpoint:
         if msg.option(oscore.OSCORE) is None:
             if msg.code == coap.GET and msg.path() == ".well-known/core":
                 return msg, None
-            error = oscore.OscoreError()
+            error = oscore.OscoreError("OSCORE required")
             error.code, error.diag = oscore.UNAUTHORIZED, "OSCORE required"
-            raise _Refused(oscore.error_response(msg, error) if msg.type == coap.CON else None)
+            raise _Refused(oscore.error_response(msg, error) if msg.type == coap.CON else None, reason=error)
         try:
             return self.oscore.unprotect_request(msg)
         except oscore.EchoRequiredError as exc:
             # the first request after our reboot may be a replay: the master proves freshness with our Echo
             raise _Refused(self.oscore.echo_response(msg, exc.rid), challenge=True)
         except oscore.OscoreError as exc:
-            raise _Refused(oscore.error_response(msg, exc) if msg.type == coap.CON else None)
+            raise _Refused(oscore.error_response(msg, exc) if msg.type == coap.CON else None, reason=exc)
 
     async def _answer(self, msg, addr, key):
         """Run the handler; piggy-back its answer on the ACK, or send it separately if it is slow."""
@@ -187,7 +188,7 @@ class Endpoint:
             except _Refused as refused:
                 if not refused.challenge:
                     self.stats["refused"] += 1
-                    print("coap: refused a request from %s:%d" % peer_of(addr))
+                    print("coap: refused a request from %s:%d: %r" % (peer_of(addr) + (refused.reason,)))
                 if refused.answer is not None:
                     data = coap.encode(refused.answer)
                     self._remember(key, data)

@@ -208,3 +208,19 @@ def test_revoking_a_board_refuses_it_at_once_and_pairing_again_gives_new_keys(ma
     new_secret, new_id = keys_of(board)
     assert new_secret != secret and new_id != oscore_id
     assert run_move(master, "garage", "after-repair")["state"] == "succeeded"
+
+
+def test_a_module_push_to_a_paired_board_goes_block_wise_inside_oscore(master, flashed):
+    """The whole module push (GET /m, PUT /m/STEM in 1024-byte blocks, PUT /role) is protected like a command."""
+    from tests.conftest import REPO
+
+    board, device = flashed("attic")
+    source = (REPO / "capabilities" / "blind.py").read_text() + "\n# pushed under OSCORE\n"
+    r = master.post("/api/modules", {"filename": "blind.py", "source": source})
+    assert r.status_code == 201, r.text
+    rollout = wait_until(lambda: (x := master.get(f"/api/rollouts/{r.json()['rollout']}"))["state"] != "running"
+                         and x, timeout=60, what="the rollout")
+    assert rollout["state"] == "succeeded", rollout
+    stems = [c["module"] for c in master.device("attic")["capabilities"]]
+    assert stems == [r.json()["stem"]]
+    assert "refused a request" not in board.console_text()
