@@ -23,17 +23,15 @@ from aiocoap.credentials import CredentialsMap
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
 from aiocoap.optiontypes import BlockOption
-from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError
 from .oscore import BoardContext
 from .resources import build_site
+from .strict import StrictOscoreSiteWrapper, refuse_undecodable_string_options
 
 log = logging.getLogger(__name__)
 
 JSON = ContentFormat.JSON
-_SZX = 5  # 512-byte blocks for module pushes (put_module)
-_BLOCK = 16 << _SZX
 
 
 class _CountUnparsable(logging.Filter):
@@ -70,8 +68,9 @@ class Gateway:
 
     async def start(self, registry) -> None:
         self.site = build_site(registry, self.counters, self.paired)
+        refuse_undecodable_string_options()  # malformed datagrams are dropped and counted, never raised
         self.context = await aiocoap.Context.create_server_context(
-            OscoreSiteWrapper(self.site, self._server_credentials), bind=(self.host, self.port),
+            StrictOscoreSiteWrapper(self.site, self._server_credentials, self.counters), bind=(self.host, self.port),
             transports=["oscore", "udp6"])
         logging.getLogger("coap-server").addFilter(self._filter)
         log.info("CoAP endpoint on udp://%s:%d", self.host, self.port)
@@ -176,17 +175,20 @@ class Gateway:
         return await self._json(msg, 30, "GET /stats")
 
     async def put_module(self, address: str, port: int, stem: str, sha256: str, data: bytes) -> dict[str, Any]:
-        """PUT /m/STEM?sha=… block-wise (RFC 7959 Block1, 512-byte blocks, Size1 on the first).
+        """PUT /m/STEM?sha=… block-wise (RFC 7959 Block1, Size1 on the first block).
 
         The blocks are sent here, one request each, rather than by aiocoap's automatic block-wise: under OSCORE
         that would protect 1024-byte blocks and then split the (larger) protected message again into outer
-        blocks, which a board cannot verify piece by piece. A 512-byte block protected stays one datagram."""
+        blocks, which a board cannot verify piece by piece. So a paired board gets 512-byte blocks (protected,
+        one datagram each), an unpaired one 1024-byte blocks."""
         uri = _uri(address, port, "m", stem) + f"?sha={sha256}"
-        total = max(1, -(-len(data) // _BLOCK))
+        szx = 5 if _uri(address, port) + "*" in self._bound.values() else 6
+        size = 16 << szx
+        total = max(1, -(-len(data) // size))
         for num in range(total):
             more = num + 1 < total
-            msg = aiocoap.Message(code=Code.PUT, uri=uri, payload=data[num * _BLOCK:(num + 1) * _BLOCK])
-            msg.opt.block1 = BlockOption.BlockwiseTuple(num, more, _SZX)
+            msg = aiocoap.Message(code=Code.PUT, uri=uri, payload=data[num * size:(num + 1) * size])
+            msg.opt.block1 = BlockOption.BlockwiseTuple(num, more, szx)
             if num == 0:
                 msg.opt.size1 = len(data)
             response = await self._request(msg, 120, handle_blockwise=False)
