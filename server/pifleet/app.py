@@ -1,22 +1,37 @@
-"""create_app(): the one place that assembles Litestar — routes, dependencies, templates, error mapping."""
+"""create_app(): the one place that assembles Litestar — routes, dependencies, templates, error mapping, and the
+login every route needs except the few listed in PUBLIC.
+
+Access is decided here, once, for every route (also routes added later, by anyone): `require_login` is an app
+guard, so no controller can forget it; a route is public only if its path template is in PUBLIC.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
-from litestar import Litestar
-from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar import Litestar, Request, Response
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 from . import __version__
+from .auth import keys
+from .auth.errors import ForbiddenError, TooManyAttemptsError, UnauthenticatedError
+from .auth.service import AuthService
 from .flashing.api import CONTROLLERS as FLASHING_CONTROLLERS
 from .flashing.pages import BoardPanelController
 from .master import Master
 from .web.api.adoptions import AdoptionController
+from .web.api.auth import CONTROLLERS as AUTH_CONTROLLERS
+from .web.api.auth import COOKIE, current_principal, peer
 from .web.api.fleet import DeviceController, GroupController
 from .web.api.jobs import ExecutionController, JobController, TimelineController
 from .web.api.live import LiveController
@@ -24,26 +39,102 @@ from .web.api.modules import ModuleController
 from .web.api.roles import RoleController, RolloutController
 from .web.pages.adoptions import AdoptionPanelController
 from .web.pages.dashboard import DashboardController
+from .web.pages.login import CONTROLLERS as LOGIN_CONTROLLERS
 from .web.pages.roles import RolePanelController
-from .web.problems import HANDLERS
+from .web.problems import HANDLERS, problem
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
 
+# The only routes anyone may use without logging in (path templates, as routed).
+PUBLIC = frozenset({"/api/health", "/api/login", "/api/setup", "/login", "/setup", "/static/{file_path}"})
+# What a read-only principal (viewer, read token) may do besides reading: end its own session.
+ANY_PRINCIPAL = frozenset({"/api/logout", "/logout"})
+SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+_FORM = ("application/x-www-form-urlencoded", "multipart/form-data")
 
-def create_app(master: Master) -> Litestar:
+
+async def require_login(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+    """Every request: who is it (API token, else session cookie), may it do this (role, scope), and for a
+    cookie, is this unsafe request really from our page (CSRF token)."""
+    method = connection.scope.get("method", "GET")
+    if method not in SAFE and connection.headers.get("sec-fetch-site") == "cross-site":
+        raise ForbiddenError("cross-site requests that change something are refused")
+    template = connection.scope.get("path_template")
+    if template in PUBLIC:
+        return
+    principal = await _authenticate(connection, connection.app.state.auth)
+    connection.state.principal = principal
+    if method in SAFE:
+        return
+    if principal.via == "session":  # the cookie comes with any request the browser makes: ask for proof
+        sent = connection.headers.get("x-csrf-token")
+        if sent is None and isinstance(connection, Request) and connection.content_type[0] in _FORM:
+            sent = (await connection.form()).get("_csrf")
+        if not keys.same_csrf(sent, principal.csrf):
+            raise ForbiddenError("missing or wrong CSRF token (header X-CSRF-Token or form field _csrf)",
+                                 field="X-CSRF-Token")
+    if template not in ANY_PRINCIPAL and not principal.may_write:
+        what = "a read-only API token" if principal.via == "token" else f"{principal.name} is a viewer"
+        raise ForbiddenError(f"{what}: only reading (GET) is allowed")
+
+
+async def _authenticate(connection: ASGIConnection, auth: AuthService):
+    header = connection.headers.get("authorization")
+    if header is not None:  # a script: the token alone counts, never a cookie beside it
+        scheme, _, value = header.partition(" ")
+        principal = await auth.token(value.strip(), peer(connection)) if scheme.lower() == "bearer" else None
+        if principal is None:
+            raise UnauthenticatedError("unknown, revoked or malformed API token", field="Authorization")
+        return principal
+    if (session_id := connection.cookies.get(COOKIE)) and (principal := await auth.session(session_id)):
+        return principal
+    raise UnauthenticatedError("log in first (POST /api/login, or /login in a browser), or send an API token: "
+                               "Authorization: Bearer pft_…")
+
+
+def _unauthenticated(request: Request, exc: UnauthenticatedError) -> Response:
+    """The dashboard goes to the login page; htmx fragments make the whole page go there; the API says 401."""
+    path = request.url.path
+    if request.headers.get("hx-request") == "true":
+        response = problem(401, exc.title, exc.detail, exc.field)
+        response.headers["HX-Redirect"] = "/login"
+        return response
+    if not path.startswith("/api/") and "text/html" in request.headers.get("accept", ""):
+        target = path + (f"?{request.url.query}" if request.url.query else "")
+        return Redirect(f"/login?next={quote(target, safe='/')}", status_code=303)
+    response = problem(401, exc.title, exc.detail, exc.field)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="pifleet"'
+    return response
+
+
+def _too_many(request: Request, exc: TooManyAttemptsError) -> Response:
+    response = problem(429, exc.title, exc.detail, exc.field)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
+    auth = auth or AuthService(master.pool)
     return Litestar(
         route_handlers=[
             AdoptionController, AdoptionPanelController, *FLASHING_CONTROLLERS, BoardPanelController,
             DeviceController, RoleController, GroupController, JobController, ExecutionController, TimelineController,
             LiveController, ModuleController, RolloutController, DashboardController, RolePanelController,
+            *AUTH_CONTROLLERS, *LOGIN_CONTROLLERS,
             create_static_files_router(path="/static", directories=[DASHBOARD / "static"]),
         ],
-        dependencies={"master": Provide(lambda: master, sync_to_thread=False)},
-        exception_handlers=HANDLERS,
+        guards=[require_login],
+        state=State({"auth": auth}),
+        dependencies={"master": Provide(lambda: master, sync_to_thread=False),
+                      "auth": Provide(lambda: auth, sync_to_thread=False),
+                      "principal": Provide(current_principal, sync_to_thread=False)},
+        exception_handlers={**HANDLERS, UnauthenticatedError: _unauthenticated, TooManyAttemptsError: _too_many},
         logging_config=None,  # the CLI configures logging once for the whole process
         template_config=TemplateConfig(directory=DASHBOARD / "templates", engine=JinjaTemplateEngine),
         openapi_config=OpenAPIConfig(
             title="pifleet", version=__version__, path="/schema", render_plugins=[ScalarRenderPlugin()],
-            description="The master of a home fleet of MicroPython boards: devices, jobs, executions.",
+            description="The master of a home fleet of MicroPython boards: devices, jobs, executions. Every route "
+                        "but login, setup and health needs a session cookie (and X-CSRF-Token on unsafe requests) "
+                        "or an API token: Authorization: Bearer pft_….",
         ),
     )

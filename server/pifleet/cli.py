@@ -1,5 +1,6 @@
 """`pifleet …`: the command line. `serve`, `demo` and `sim` are processes of their own; every other command is a
-client of the REST API (`--url`, default the local master), so anything it does, a script can do over HTTP."""
+client of the REST API (`--url`, default the local master; `--token` or the token `pifleet login` stored), so
+anything it does, a script can do over HTTP."""
 
 from __future__ import annotations
 
@@ -15,14 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import httpx
 
+from .cli_client import api_options, call
 from .config import Settings, default_data_dir
 from .model import ExecutionState
 from .process.cli import process
 from .sim.cli import sim
-
-DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def _logging(verbose: bool) -> None:
@@ -93,6 +92,7 @@ def _http_server(app, settings: Settings):
 
 async def _run_master(settings: Settings, demo: bool) -> None:
     from .app import create_app
+    from .auth.service import AuthService
     from .master import Master
     from .storage import devices as devices_q
 
@@ -100,9 +100,17 @@ async def _run_master(settings: Settings, demo: bool) -> None:
     started, started_at = time.monotonic(), datetime.now(UTC)
     master = Master(settings)
     await master.start()
+    auth = AuthService(master.pool)
+    setup_token = await auth.prepare_setup()  # only while nobody can log in; a new one at every such start
+    if setup_token:
+        if demo:
+            log.info("==== first start: nobody can log in yet; create the first admin with this token ====")
+        logging.getLogger("pifleet.auth").info(
+            "setup token: %s (open %s/setup to create the first admin; it works once)", setup_token,
+            settings.http_url)
     boards = []
     tasks = []
-    server = _http_server(create_app(master), settings)
+    server = _http_server(create_app(master, auth), settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))
@@ -124,6 +132,8 @@ async def _run_master(settings: Settings, demo: bool) -> None:
                              if d.online and d.capabilities and d.last_seen and d.last_seen > started_at}
                     if all(name in names for name, _ in BOARDS):
                         log.info("demo: %d boards online after %.2f s", len(boards), time.monotonic() - started)
+                        if await auth.needs_setup():
+                            log.info("demo: open %s/setup with the setup token printed above", settings.http_url)
                         return
                     await asyncio.sleep(0.1)
 
@@ -143,24 +153,8 @@ async def _run_master(settings: Settings, demo: bool) -> None:
 
 # ---- API clients ---------------------------------------------------------------------------------------------
 
-url_option = click.option("--url", envvar="PIFLEET_URL", default=DEFAULT_URL, show_default=True,
-                          help="The master's HTTP address.")
-
-
-def _call(url: str, method: str, path: str, **kwargs):
-    try:
-        response = httpx.request(method, url.rstrip("/") + path, timeout=30, **kwargs)
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach the master at {url}: {exc}") from None
-    if response.status_code >= 400:
-        try:
-            problem = response.json()
-            where = f" (field: {problem['field']})" if problem.get("field") else ""
-            message = f"{problem.get('title', 'error')}: {problem.get('detail')}{where}"
-        except (ValueError, AttributeError):
-            message = response.text
-        raise click.ClickException(f"{response.status_code} {message}")
-    return response.json() if response.content else None
+url_option = api_options  # --url and --token (PIFLEET_URL, PIFLEET_TOKEN or the token `pifleet login` stored)
+_call = call  # the one HTTP helper of the CLI (problem documents → ClickException); the other CLI modules use it
 
 
 def _table(rows: list[list[str]], header: list[str]) -> None:
@@ -288,8 +282,9 @@ main.add_command(adopt)
 for _command in board_commands:
     main.add_command(_command)
 
+from .cli_auth import COMMANDS as _auth_commands  # noqa: E402
 from .cli_roles import COMMANDS as _role_commands  # noqa: E402 — they use _call lazily
 from .flashing.cli import COMMANDS as _flashing_commands  # noqa: E402 — they use _call lazily
 
-for _command in [*_flashing_commands, *_role_commands]:
+for _command in [*_flashing_commands, *_role_commands, *_auth_commands]:
     main.add_command(_command)

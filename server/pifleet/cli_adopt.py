@@ -19,8 +19,9 @@ def adopt() -> None:
 
 
 def _url_option(fn):
-    return click.option("--url", envvar="PIFLEET_URL", default="http://127.0.0.1:8080", show_default=True,
-                        help="The master's HTTP address.")(fn)
+    from .cli_client import api_options  # --url and --token
+
+    return api_options(fn)
 
 
 @adopt.command("list")

@@ -19,6 +19,8 @@ import sys
 import click
 import httpx
 
+from .cli_client import api_options, auth_headers, problem_message
+
 _PORT_PREFIXES = ("/", "socket://", "rfc2217://", "loop://", "COM")
 
 
@@ -36,14 +38,14 @@ def resolve_port(url: str, device: str) -> str:
     if device.startswith(_PORT_PREFIXES):
         return device
     try:
-        response = httpx.get(url.rstrip("/") + "/api/boards", timeout=30)
+        response = httpx.get(url.rstrip("/") + "/api/boards", timeout=30, headers=auth_headers(url))
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach the master at {url} to find {device!r}: {exc}; "
                                    "pass the serial port itself (e.g. /dev/ttyUSB0)") from None
     if response.status_code == 404:
         raise click.ClickException("this master lists no USB boards (GET /api/boards); pass the serial port itself")
     if response.status_code >= 400:
-        raise click.ClickException(f"GET /api/boards: {response.status_code} {response.text[:200]}")
+        raise click.ClickException(f"GET /api/boards: {problem_message(response)}")
     wanted = device.lower()
     for board in response.json():
         probe = board.get("probe") or {}
@@ -65,8 +67,7 @@ def _run(port: str, *command: str) -> None:
 
 
 def _url_option(fn):
-    return click.option("--url", envvar="PIFLEET_URL", default="http://127.0.0.1:8080", show_default=True,
-                        help="The master's HTTP address (to look DEVICE up).")(fn)
+    return api_options(fn)  # --url (to look DEVICE up) and --token
 
 
 @click.command()

@@ -15,6 +15,8 @@ from pathlib import Path
 import click
 import httpx
 
+from .cli_client import auth_headers
+
 
 def _api():
     from . import cli  # lazily: cli attaches this module at its end
@@ -23,8 +25,9 @@ def _api():
 
 
 def _url_option(fn):
-    return click.option("--url", envvar="PIFLEET_URL", default="http://127.0.0.1:8080", show_default=True,
-                        help="The master's HTTP address.")(fn)
+    from .cli_client import api_options  # --url and --token
+
+    return api_options(fn)
 
 
 def _wait_option(fn):
@@ -50,7 +53,7 @@ def module_upload(url, wait, file: Path) -> None:
     is healthy; a failure halts the rollout."""
     body = {"filename": file.name, "source": file.read_text()}
     try:
-        response = httpx.post(url.rstrip("/") + "/api/modules", json=body, timeout=60)
+        response = httpx.post(url.rstrip("/") + "/api/modules", json=body, timeout=60, headers=auth_headers(url))
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach the master at {url}: {exc}") from None
     if response.status_code >= 400:
@@ -175,7 +178,8 @@ def role_apply(url, wait, file: Path) -> None:
     name, body = _read_role(file)
     started = time.time()
     try:
-        response = httpx.put(url.rstrip("/") + f"/api/roles/{name}", json=body, timeout=60)
+        response = httpx.put(url.rstrip("/") + f"/api/roles/{name}", json=body, timeout=60,
+                             headers=auth_headers(url))
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach the master at {url}: {exc}") from None
     if response.status_code >= 400:

@@ -86,14 +86,13 @@ def test_wrong_codes_lock_the_adoption(master, tmp_path):
         code = _code(board)
         adoption = _adoption(master, board)
         # the dashboard panel and the CLI list it as waiting
-        import httpx
         from click.testing import CliRunner
 
         from pifleet.cli import main
 
-        panel = httpx.get(master.url + "/ui/adoptions", timeout=10).text
+        panel = master.request("GET", "/ui/adoptions").text
         assert "waiting for adoption" in panel and adoption["mac"] in panel
-        listed = CliRunner().invoke(main, ["adopt", "list", "--url", master.url])
+        listed = CliRunner().invoke(main, ["adopt", "list", "--url", master.url, "--token", master.token])
         assert listed.exit_code == 0 and adoption["mac"] in listed.output and "waiting" in listed.output
         wrong = "ZZZZ-ZZZZ" if code != "ZZZZ-ZZZZ" else "YYYY-YYYY"
         for _ in range(5):
@@ -103,7 +102,8 @@ def test_wrong_codes_lock_the_adoption(master, tmp_path):
         # even the right code is refused now: a new code comes with the board's next boot
         r = master.post(f"/api/adoptions/{adoption['id']}/confirm", json={"code": code})
         assert r.status_code == 409
-        refused = CliRunner().invoke(main, ["adopt", "confirm", str(adoption["id"]), code, "--url", master.url])
+        refused = CliRunner().invoke(main, ["adopt", "confirm", str(adoption["id"]), code, "--url", master.url],
+                                     env={"PIFLEET_TOKEN": master.token})
         assert refused.exit_code != 0 and "locked" in refused.output
         assert master.get("/api/devices") == []
     finally:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ADMIN, ADMIN_PASSWORD
+
 CHROMIUM = Path(os.environ.get("PIFLEET_CHROMIUM", "/usr/bin/chromium"))
 
 # We run as root in CI (so no sandbox), and in a closed network: nothing may phone home.
@@ -47,3 +49,13 @@ def page(browser) -> Iterator[object]:
     page.on("pageerror", lambda exc: page.console_errors.append(f"uncaught: {exc}"))
     yield page
     context.close()
+
+
+def log_in(page, master, name: str = ADMIN, password: str = ADMIN_PASSWORD) -> None:
+    """Open the dashboard as a person does: sent to the login form, name and password, back to the dashboard."""
+    page.goto(master.url + "/")
+    page.wait_for_url("**/login?next=/")
+    page.fill('input[name="name"]', name)
+    page.fill('input[name="password"]', password)
+    page.click('button[type="submit"]')
+    page.wait_for_url(master.url + "/")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from tests.browser.conftest import log_in
 from tests.conftest import wait_until
 
 LIFETIME_S = 5  # the shortest registration lifetime the master accepts (fleet.registry.MIN_LIFETIME_S)
@@ -33,7 +34,7 @@ def devices_messages_since(page, t_ms: float) -> list[dict]:
 
 def test_board_goes_online_then_offline_without_reload(master, board_factory, page):
     page.add_init_script(RECORD_SSE)
-    page.goto(master.url + "/")
+    log_in(page, master)
     page.wait_for_selector("#devices table")
     wait_until(lambda: page.evaluate("window.__sse.open") >= 1, timeout=10, what="the page's SSE connection")
     page.evaluate("window.__marker = 1")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 GOOD = {
@@ -56,10 +55,10 @@ def test_invalid_job_json_gets_a_problem_naming_the_field(module_master, path, v
 
 
 def test_not_json_at_all_is_a_400(module_master):
-    r = httpx.post(module_master.url + "/api/jobs", content=b"{not json", headers={"content-type": "application/json"})
+    r = module_master.post("/api/jobs", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400
 
 
 def test_unknown_job_is_a_404_problem(module_master):
-    r = httpx.get(module_master.url + "/api/jobs/nope")
+    r = module_master.request("GET", "/api/jobs/nope")
     assert r.status_code == 404 and r.json()["field"] == "name"

@@ -124,6 +124,4 @@ def test_a_role_job_moves_every_blind_and_each_gets_its_follow_up(master, board_
 
 
 def httpx_put(master, path, body):
-    import httpx
-
-    return httpx.put(master.url + path, json=body, timeout=10)
+    return master.put(path, json=body)

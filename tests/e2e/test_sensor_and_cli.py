@@ -33,7 +33,7 @@ def test_a_manual_job_reads_the_temperature_into_the_execution(master, board_fac
 
 def pifleet(master, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pifleet", *args, "--url", master.url],
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30, env=master.env())
 
 
 def test_cli_applies_lists_and_reports_errors_through_the_api(master, board_factory, tmp_path):

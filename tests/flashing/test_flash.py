@@ -224,13 +224,13 @@ def test_bad_requests_name_the_field(module_master, chips):
         assert (r.status_code, r.json().get("field")) == (status, field), r.text
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pifleet", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=90)
-
-
 def test_cli_boards_firmware_and_flash(module_master, esp32_fw, chips, tmp_path):
     url = module_master.url
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pifleet", *args], capture_output=True, text=True, cwd=REPO,
+                              timeout=90, env=module_master.env())
+
     listing = cli("firmware", "list", "--url", url)
     assert listing.returncode == 0 and "ESP32" in listing.stdout and "v1.24.1" in listing.stdout
     bad = tmp_path / "not-firmware.bin"

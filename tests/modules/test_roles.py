@@ -6,8 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import httpx
-
 from tests.conftest import wait_until
 
 PORCH = """
@@ -31,7 +29,7 @@ action = { capability = "blind", command = "move", params = { direction = "down"
 
 def pifleet(master, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pifleet", *args, "--url", master.url], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, env=master.env())
 
 
 def test_a_role_file_assigned_to_a_running_board(master, board_factory, tmp_path):
@@ -77,13 +75,13 @@ def test_a_role_that_cannot_be_right_is_refused_naming_the_field(master, tmp_pat
     result = pifleet(master, "role", "apply", str(unknown))
     assert result.returncode == 1 and "modules.teleporter" in result.stderr
 
-    r = httpx.put(master.url + "/api/roles/jobless", timeout=30, json={
+    r = master.put("/api/roles/jobless", json={
         "modules": {"blind": {"up_pin": 25, "down_pin": 26}},
         "jobs": [{"name": "x", "trigger": {"type": "manual"}, "action": {"capability": "blind", "command": "fly"}}]})
     assert r.status_code == 422 and r.json()["field"] == "jobs[0].action.command"
-    assert httpx.get(master.url + "/api/roles/jobless", timeout=30).status_code == 404  # nothing was stored
+    assert master.request("GET", "/api/roles/jobless").status_code == 404  # nothing was stored
 
-    r = httpx.put(master.url + "/api/roles/sunny", timeout=30, json={
+    r = master.put("/api/roles/sunny", json={
         "modules": {"blind": {"up_pin": 25, "down_pin": 26}},
         "jobs": [{"name": "x", "trigger": {"type": "sun", "event": "sunset"},
                   "action": {"capability": "blind", "command": "stop"}}]})

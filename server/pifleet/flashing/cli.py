@@ -12,10 +12,7 @@ from pathlib import Path
 
 import click
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-
-url_option = click.option("--url", envvar="PIFLEET_URL", default=DEFAULT_URL, show_default=True,
-                          help="The master's HTTP address.")
+from ..cli_client import api_options as url_option  # --url and --token (PIFLEET_TOKEN, `pifleet login`'s token)
 
 
 def _call(url: str, method: str, path: str, **kwargs):
