@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from ..errors import BoardError
+from ..errors import BoardError, InvalidError
 from ..events import EventHub
 from ..storage import devices as q
 from .link import BoardLink
@@ -92,6 +92,8 @@ class Registry:
             return f"unknown board {ep!r}"
         if device.address != address:
             return f"board {ep} is registered from {device.address}, not {address}"
+        if "\x00" in capability:
+            raise InvalidError("must not contain NUL characters", field="cap")
         rows = [(ep, capability, path, value) for path, value in _numbers(values)]
         if rows:
             await q.add_readings(self.pool, rows)
@@ -121,12 +123,18 @@ class Registry:
 
 
 def _numbers(values: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
-    """(dotted path, number) of every number and boolean in a reading (true is 1)."""
+    """(dotted path, number) of every number and boolean in a reading (true is 1). InvalidError for what
+    cannot be stored: a name with NUL (PostgreSQL text takes none), an integer beyond a float."""
     out = []
     for key, value in values.items():
         path = f"{prefix}{key}"
+        if "\x00" in path:
+            raise InvalidError("names must not contain NUL characters", field="values")
         if isinstance(value, bool | int | float):
-            out.append((path, float(value)))
+            try:
+                out.append((path, float(value)))
+            except OverflowError:
+                raise InvalidError(f"{path}: number out of range", field="values") from None
         elif isinstance(value, dict):
             out.extend(_numbers(value, path + "."))
     return out

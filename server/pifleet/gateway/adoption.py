@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from typing import Annotated
 
 import aiocoap
 import aiocoap.resource as resource
@@ -24,14 +25,18 @@ log = logging.getLogger(__name__)
 JSON = ContentFormat.JSON
 
 
+# what PostgreSQL can store: text without NUL, an integer column
+_Text = Annotated[str, msgspec.Meta(max_length=200, pattern="^[^\x00]*$")]
+
+
 class PairRequest(msgspec.Struct):
-    mac: str
-    nonce: str
-    proof: str
-    chip: str = ""
-    fw: str | None = None
-    mpy: int | None = None
-    agent: str | None = None
+    mac: _Text
+    nonce: _Text
+    proof: _Text
+    chip: _Text = ""
+    fw: _Text | None = None
+    mpy: Annotated[int, msgspec.Meta(ge=0, lt=2**31)] | None = None
+    agent: _Text | None = None
 
 
 def _json(code: Code, body: dict, **kw) -> aiocoap.Message:

@@ -143,7 +143,7 @@ class Gateway:
             raise BoardError(f"GET /cap answered {response.code}")
         try:
             return msgspec.json.decode(response.payload)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise BoardError(f"GET /cap sent invalid JSON: {exc}") from None
 
     async def _json(self, message: aiocoap.Message, timeout: float, what: str) -> dict[str, Any]:
@@ -154,7 +154,7 @@ class Gateway:
     def _answer(response: aiocoap.Message, what: str) -> dict[str, Any]:
         try:
             answer = msgspec.json.decode(response.payload) if response.payload else {}
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             answer = {"error": response.payload[:200].decode("utf-8", "replace")}
         if not response.code.is_successful() or not isinstance(answer, dict):
             error = answer.get("error") if isinstance(answer, dict) else None
@@ -213,7 +213,7 @@ class Gateway:
         response = await self._request(msg, timeout)
         try:
             answer = msgspec.json.decode(response.payload) if response.payload else {}
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             answer = {"error": response.payload[:200].decode("utf-8", "replace")}
         if response.code != Code.CHANGED or not isinstance(answer, dict) or not answer.get("ok"):
             error = answer.get("error") if isinstance(answer, dict) else None

@@ -13,6 +13,7 @@ import msgspec
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
 
+from ..errors import InvalidError
 from ..fleet.registry import MAX_LIFETIME_S, MIN_LIFETIME_S, Registry
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,16 @@ def _query(request: aiocoap.Message) -> dict[str, str]:
         key, _, value = item.partition("=")
         out[key] = value
     return out
+
+
+def valid_ep(ep: str) -> bool:
+    return 0 < len(ep) <= 63 and all(c.isalnum() or c in "-_." for c in ep)
+
+
+def text_problem(query: dict[str, str]) -> str | None:
+    """Why query values cannot be stored as text (PostgreSQL takes no NUL), or None."""
+    bad = sorted(k for k, v in query.items() if "\x00" in v or len(v) > 255)
+    return f"{', '.join(bad)}: NUL characters or longer than 255" if bad else None
 
 
 class Guard:
@@ -93,8 +104,10 @@ class Directory(resource.Resource):
     async def _register(self, request: aiocoap.Message) -> aiocoap.Message:
         query = _query(request)
         ep = query.get("ep", "")
-        if not ep or len(ep) > 63 or not all(c.isalnum() or c in "-_." for c in ep):
+        if not valid_ep(ep):
             return self._refuse("ep: endpoint name missing or invalid", request)
+        if problem := text_problem(query):
+            return self._refuse(problem, request)
         refused = self.guard.refusal(request, ep)
         if refused is not None:
             self.counters["registrations_refused"] += 1
@@ -106,12 +119,16 @@ class Directory(resource.Resource):
             return self._refuse("lt and mpy must be integers", request)
         if not MIN_LIFETIME_S <= lifetime <= MAX_LIFETIME_S:
             return self._refuse(f"lt: must be {MIN_LIFETIME_S}..{MAX_LIFETIME_S} s", request)
+        if mpy is not None and not 0 <= mpy < 2**31:
+            return self._refuse("mpy: out of range", request)
         if request.opt.content_format not in (None, LINK_FORMAT):
             return self._refuse("payload must be link-format (ct=40)", request)
         try:
             links = request.payload.decode("utf-8")
         except UnicodeDecodeError:
             return self._refuse("payload is not UTF-8 link-format", request)
+        if "\x00" in links:
+            return self._refuse("payload: NUL characters", request)
         address, port = peer(request)
         registration_id = await self.registry.register(
             ep=ep, lifetime_s=lifetime, kind=query.get("et") or "pifleet.esp32", name=query.get("name"),
@@ -180,6 +197,9 @@ class Telemetry(resource.Resource):
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         ep = _query(request).get("ep", "")
+        if not valid_ep(ep):
+            self.counters["telemetry_refused"] += 1
+            return _bad("ep: endpoint name missing or invalid")
         refused = self.guard.refusal(request, ep)
         if refused is not None:
             return refused
@@ -188,10 +208,14 @@ class Telemetry(resource.Resource):
             cap, values = body["cap"], body["values"]
             if not isinstance(cap, str) or not isinstance(values, dict):
                 raise TypeError("cap must be a string and values an object")
-        except (msgspec.DecodeError, KeyError, TypeError) as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:  # not UTF-8: not JSON
             self.counters["telemetry_refused"] += 1
             return _bad(f"telemetry must be JSON {{cap, values}}: {exc}")
-        outcome = await self.registry.telemetry(ep, peer(request)[0], cap, values)
+        try:
+            outcome = await self.registry.telemetry(ep, peer(request)[0], cap, values)
+        except InvalidError as exc:
+            self.counters["telemetry_refused"] += 1
+            return _bad(f"{exc.field}: {exc.detail}")
         if outcome is None:
             self.counters["telemetry"] += 1
             return aiocoap.Message(code=Code.CHANGED)
