@@ -15,6 +15,8 @@ from ..master import Master
 from ..storage import flashing as q
 from .model import FirmwareFetch, FirmwareRead, FlashJobRead, FlashRequest, ProbeRequest, UsbBoard
 
+RowId = Annotated[int, Parameter(ge=1, le=2**31 - 1)]  # an id that fits its column (else 400)
+
 MAX_UPLOAD = 16 * 1024 * 1024
 
 
@@ -51,7 +53,7 @@ class FirmwareController(Controller):
         return await master.catalog.list()
 
     @get("/{firmware_id:int}", operation_id="getFirmware", summary="One catalog entry")
-    async def get_firmware(self, master: Master, firmware_id: int) -> FirmwareRead:
+    async def get_firmware(self, master: Master, firmware_id: RowId) -> FirmwareRead:
         return await master.catalog.get(firmware_id, field="firmware_id")
 
     @post("/", operation_id="addFirmware", request_max_body_size=MAX_UPLOAD,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, get, post
+from litestar.params import Parameter
 
 from ...master import Master
 from ...model import AdoptionConfirm, AdoptionRead
+
+RowId = Annotated[int, Parameter(ge=1, le=2**31 - 1)]  # an id that fits its column (else 400)
 
 
 class AdoptionController(Controller):
@@ -18,10 +23,10 @@ class AdoptionController(Controller):
 
     @post("/{adoption_id:int}/confirm", operation_id="confirmAdoption", status_code=200,
           summary="Adopt a board: the code its console prints, and optionally its name and role")
-    async def confirm(self, master: Master, adoption_id: int, data: AdoptionConfirm) -> AdoptionRead:
+    async def confirm(self, master: Master, adoption_id: RowId, data: AdoptionConfirm) -> AdoptionRead:
         return await master.adoption.confirm(adoption_id, data.code, data.name, data.role)
 
     @post("/{adoption_id:int}/reject", operation_id="rejectAdoption", status_code=200,
           summary="Refuse a board: it gets no identity (again after its reboots)")
-    async def reject(self, master: Master, adoption_id: int) -> AdoptionRead:
+    async def reject(self, master: Master, adoption_id: RowId) -> AdoptionRead:
         return await master.adoption.reject(adoption_id)

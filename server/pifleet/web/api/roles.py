@@ -13,6 +13,8 @@ from ...model import DeviceRead, RoleAssign, RoleRead, RoleSpec, RolloutRead
 from ...storage import roles as q
 from .fleet import NAME
 
+RowId = Annotated[int, Parameter(ge=1, le=2**31 - 1)]  # an id that fits its column (else 400)
+
 
 class RoleController(Controller):
     path = "/api/roles"
@@ -53,7 +55,7 @@ class RolloutController(Controller):
         return await q.list_rollouts(master.pool, limit)
 
     @get("/{rollout_id:int}", operation_id="getRollout", summary="One rollout: done, skipped, where it halted")
-    async def get_rollout(self, master: Master, rollout_id: int) -> RolloutRead:
+    async def get_rollout(self, master: Master, rollout_id: RowId) -> RolloutRead:
         rollout = await q.get_rollout(master.pool, rollout_id)
         if rollout is None:
             raise NotFoundError(f"no rollout {rollout_id}", field="rollout_id")
