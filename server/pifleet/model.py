@@ -13,7 +13,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 Name = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-Seconds = Annotated[float, Meta(gt=0, le=366 * 86400)]
+Seconds = Annotated[float, Meta(ge=0.001, le=366 * 86400)]  # from 1 ms: shorter is no interval at all
 ClockTime = Annotated[str, Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 TimeZone = Annotated[str, Meta(min_length=1, max_length=64)]
 

@@ -31,10 +31,13 @@ def check_command(device: DeviceRead, capability: str, command: str, params: dic
 def check_params(capability: str, command: str, commands: dict[str, dict[str, Any]], params: dict[str, Any],
                  where: str, deferred: set[str] = frozenset()) -> None:
     """A command and its parameters against a capability's COMMANDS declaration."""
-    schema = commands.get(command)
+    schema = commands.get(command) if isinstance(commands, dict) else None
     if schema is None:
         raise InvalidError(f"capability {capability!r} has no command {command!r} "
-                           f"(it has: {', '.join(sorted(commands))})", field=f"{where}.command")
+                           f"(it has: {', '.join(sorted(commands)) if isinstance(commands, dict) else 'none'})",
+                           field=f"{where}.command")
+    if not isinstance(schema, dict):
+        raise InvalidError(f"the board declares {capability}.{command} malformed", field=f"{where}.command")
     for key in params:
         if key not in schema:
             raise InvalidError(f"{capability}.{command} takes no parameter {key!r} "
@@ -42,24 +45,33 @@ def check_params(capability: str, command: str, commands: dict[str, dict[str, An
     for key, spec in schema.items():
         field = f"{where}.params.{key}"
         if key not in params:
-            if spec.get("required", True):
+            if not isinstance(spec, dict) or spec.get("required", True):
                 raise InvalidError(f"{capability}.{command} needs parameter {key!r}", field=field)
             continue
         if key not in deferred:
             _check_value(params[key], spec, field)
 
 
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
 def _check_value(value: Any, spec: dict[str, Any], field: str) -> None:
+    # the schema comes from a board (/cap) or a module's CONFIG: a malformed one refuses, it does not crash
+    if not isinstance(spec, dict):
+        raise InvalidError("the board declares this parameter malformed", field=field)
     kind = spec.get("type", "string")
-    allowed = _TYPES.get(kind)
+    allowed = _TYPES.get(kind) if isinstance(kind, str) else None
     if allowed is None:
         raise InvalidError(f"the board declares an unknown parameter type {kind!r}", field=field)
     if isinstance(value, bool) and kind != "boolean" or not isinstance(value, allowed):
         raise InvalidError(f"expected {kind}, got {type(value).__name__}", field=field)
-    if kind == "enum" and value not in spec.get("values", []):
+    if kind == "enum" and (not isinstance(spec.get("values", []), list) or value not in spec.get("values", [])):
         raise InvalidError(f"must be one of {spec.get('values')}, got {value!r}", field=field)
     if kind in ("number", "integer"):
         lo, hi = spec.get("min"), spec.get("max")
+        if not all(x is None or _number(x) for x in (lo, hi)):
+            raise InvalidError(f"the board declares a malformed range {lo!r}..{hi!r}", field=field)
         if lo is not None and value < lo or hi is not None and value > hi:
             unit = spec.get("unit", "")
             raise InvalidError(f"must be between {lo} and {hi}{unit}, got {value}{unit}", field=field)
@@ -77,7 +89,7 @@ def check_config(capability: str, schema: dict[str, dict[str, Any]] | None, cfg:
                                f"(it takes: {', '.join(sorted(schema)) or 'none'})", field=f"{where}.{key}")
     for key, spec in schema.items():
         if key not in cfg:
-            if spec.get("required", True) and "default" not in spec:
+            if not isinstance(spec, dict) or spec.get("required", True) and "default" not in spec:
                 raise InvalidError(f"{capability} needs configuration {key!r}", field=f"{where}.{key}")
             continue
         _check_value(cfg[key], spec, f"{where}.{key}")

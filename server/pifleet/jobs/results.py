@@ -8,6 +8,7 @@ index lists (`rows.0.value`), and a reference may sit inside a list or object pa
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -16,6 +17,7 @@ from ..errors import InvalidError
 from ..model import Condition
 
 REF = "$result"
+_INDEX = re.compile(r"^-?[0-9]+$")  # a list index (not "--0", not "²", which isdigit() takes)
 
 
 class MissingValue(LookupError):
@@ -27,7 +29,7 @@ def lookup(result: Any, path: str) -> Any:
     for part in path.split("."):
         if isinstance(value, dict) and part in value:
             value = value[part]
-        elif isinstance(value, list) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
+        elif isinstance(value, list) and _INDEX.match(part) and -len(value) <= int(part) < len(value):
             value = value[int(part)]
         else:
             raise MissingValue(f"the previous result has no {path!r}")

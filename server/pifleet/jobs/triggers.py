@@ -35,7 +35,7 @@ _SEARCH_DAYS = 366 * 5  # "0 0 29 2 1" (Feb 29th on a Monday) is rare, but exist
 def zone(name: str, field: str = "trigger.tz") -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory of zones ("America"), too long
         raise InvalidError(f"unknown time zone {name!r}", field=field) from None
 
 
