@@ -247,16 +247,19 @@ def module_master(tmp_path_factory, pg_url) -> Iterator[MasterProcess]:
 
 @pytest.fixture
 def board_factory(tmp_path) -> Iterator[Callable[..., Any]]:
-    """Virtual ESP32 boards (real MicroPython), stopped at the end of the test."""
+    """Virtual ESP32 boards (real MicroPython), paired with the master by flashing them through it (tests/boards.py),
+    stopped at the end of the test."""
     from pifleet.sim.board import VirtualBoard
+    from tests.boards import flash
 
     boards: list[VirtualBoard] = []
 
-    def make(name: str, master: MasterProcess, role: str = "blind", **kw) -> VirtualBoard:
-        board = VirtualBoard(name, tmp_path / "boards" / name, role=role, master=master.coap, **kw)
-        board.provision()
+    def make(name: str, master: MasterProcess, role: str = "blind", lifetime: int | None = None,
+             **kw) -> VirtualBoard:
+        board = VirtualBoard(name, tmp_path / "boards" / name, erased=True, master=master.coap, **kw)
         board.start()
         boards.append(board)
+        flash(master, board, name, role, lifetime)
         return board
 
     yield make

@@ -20,6 +20,17 @@ def _ip():
     return os.environ.get("PIFLEET_PROCESS_IP") or "127.0.0.1"
 
 
+def _mac():
+    """This process's own MAC for adoption: from the host's and the process name ($PIFLEET_PROCESS_NAME), with
+    the locally-administered bit set and the multicast bit clear, so two processes on one host differ."""
+    import hashlib
+
+    seed = uuid.getnode().to_bytes(6, "big") + os.environ.get("PIFLEET_PROCESS_NAME", "").encode()
+    mac = bytearray(hashlib.sha256(seed).digest()[:6])
+    mac[0] = (mac[0] | 0x02) & 0xFE
+    return bytes(mac)
+
+
 class WLAN:
     def __init__(self, interface=STA_IF):
         self._interface = interface
@@ -44,5 +55,5 @@ class WLAN:
 
     def config(self, name=None, **kwargs):
         if name == "mac":
-            return uuid.getnode().to_bytes(6, "big")  # the host's own hardware address
+            return _mac()
         return None

@@ -60,7 +60,7 @@ def test_pause_resume_cancel_and_dry_run(master, board_factory):
     assert dry["target"] == "device blind-1" and dry["next_runs"] == []
     (send,) = dry["sends"]
     assert send["uri"].endswith("/a/blind/move") and send["payload"]["params"] == {"direction": "down", "seconds": 0.5}
-    assert send["payload"]["ep"] == "vb-blind-1" and send["online"] is True
+    assert send["payload"]["ep"] == board.device_id and send["online"] is True
 
     assert master.post("/api/jobs/manual/pause").json()["paused"] is True
     master.post("/api/jobs/manual/run")

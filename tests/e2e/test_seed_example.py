@@ -20,6 +20,7 @@ def test_read_store_and_shade(master, board_factory, tmp_path):
     (tmp_path / "modules").mkdir()
     recorder = ProcessCli(tmp_path, master, tmp_path / "modules", name="recorder")
     try:
+        recorder.adopt(master, "recorder")
         wait_until(lambda: all(online_with_caps(master, n) for n in ("temp-1", "blind-1", "recorder")),
                    timeout=30, what="sensor, blind and the recorder process online")
         asyncio.run(execute(master.database_url, "create table readings_log (celsius real, place text)"))

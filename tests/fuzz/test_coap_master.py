@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 import string
 
 import aiocoap
@@ -81,17 +82,33 @@ LINKS = b'</cap>;ct=50,</stats>;ct=50,</a/blind/move>;rt="pifleet.cmd";ct=50'
 
 
 class Fleet:
-    """The master under test, a plain board registered from the client's socket (telemetry gets through to the
-    storage), and an adopted board whose keys we hold (protected requests get through to the handlers)."""
+    """The master under test and an adopted board whose keys we hold: its protected registration, updates and
+    telemetry get through to the handlers. A plain board's registration is refused (it is not paired), which is
+    checked here once; plain requests are fuzzed all the same."""
 
     def __init__(self, master, client: wire.Client) -> None:
         self.master, self.client = master, client
         self.registrations: list[str] = []
         reply = client.exchange(Code.POST, _path("rd") + _query("ep=fz-plain", "lt=600", "name=fz-plain") +
                                 [(wire.CONTENT_FORMAT, wire.uint(40))], LINKS)
-        assert reply is not None and reply.code == Code.CREATED, reply
-        self.registrations.append([v for n, v in reply.options if n == wire.LOCATION_PATH][-1].decode())
+        assert reply is not None and reply.code == Code.UNAUTHORIZED, reply
         self.peer, self.device_id = self._adopt()
+        self.registrations.append(self._register())
+
+    def _register(self) -> str:
+        """The adopted board's protected registration; its location (rd/ID) is inside the protected answer."""
+        reg = aiocoap.Message(code=Code.POST, payload=LINKS, content_format=40)
+        reg.opt.uri_path, reg.opt.uri_query = ("rd",), ("ep=" + self.device_id, "lt=600", "mpy=6", "name=fz-paired")
+        protected, rid = self.peer.protect(reg)
+        protected.mtype, protected.mid = aiocoap.CON, self.client.next_mid()
+        protected.token = protected.mid.to_bytes(2, "big")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.sendto(protected.encode(), self.master.coap)
+            answer = aiocoap.Message.decode(sock.recvfrom(2048)[0])
+        inner, _ = self.peer.unprotect(answer, rid)
+        assert inner.code == Code.CREATED, inner
+        return inner.opt.location_path[-1]
 
     def _announce(self, nonce: bytes, proof: bytes) -> wire.Reply:
         body = json.dumps({"mac": MAC, "chip": "ESP32", "fw": "1.24.1", "mpy": 6, "agent": "fuzz",
@@ -425,7 +442,5 @@ def test_the_master_still_works(fleet):
     """After all that: discovery, a registration and the API answer as usual."""
     reply = fleet.client.exchange(Code.GET, _path(".well-known", "core"))
     assert reply is not None and reply.code == Code.CONTENT and b"</rd>" in reply.payload
-    reply = fleet.client.exchange(Code.POST, _path("rd") + _query("ep=fz-after", "lt=600") +
-                                  [(wire.CONTENT_FORMAT, wire.uint(40))], LINKS)
-    assert reply is not None and reply.code == Code.CREATED, reply
-    assert fleet.master.device("fz-after") is not None
+    location = fleet._register()  # the paired board registers as before
+    assert fleet.master.device("fz-paired")["online"] and location

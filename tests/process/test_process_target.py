@@ -70,6 +70,16 @@ class ProcessCli:
     def text(self) -> str:
         return self.out.read_text()
 
+    def adopt(self, master: MasterProcess, name: str = NAME) -> None:
+        """Pair it as a person would: the code its console prints, confirmed at the master (docs/agent.md)."""
+        code = wait_until(lambda: re.search(r"adopt: code ([0-9A-Z]{4}-[0-9A-Z]{4})", self.text()), timeout=20,
+                          what=f"the adoption code of {name} (output: {self.out})").group(1)
+        waiting = wait_until(lambda: master.get("/api/adoptions", params={"pending": "true"}), timeout=10,
+                             what="the process waiting for adoption")
+        r = master.post(f"/api/adoptions/{waiting[0]['id']}/confirm", json={"code": code, "name": name,
+                                                                             "role": "process"})
+        assert r.status_code == 200, r.text
+
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(20)
@@ -88,6 +98,7 @@ def modules_dir(tmp_path_factory) -> Path:
 def process(module_master, modules_dir) -> Iterator[ProcessCli]:
     cli = ProcessCli(modules_dir.parent, module_master, modules_dir)
     try:
+        cli.adopt(module_master)
         wait_until(lambda: online(module_master), timeout=20, what=f"{NAME} online (output: {cli.out})")
         yield cli
     finally:
@@ -128,7 +139,8 @@ def test_registers_like_a_board_with_host_capabilities(module_master, process):
     first_line = process.text().splitlines()[0]
     assert re.fullmatch(rf"process: {NAME} ip=127\.0\.0\.\d+ port=5683", first_line), first_line
     device = online(module_master)
-    assert device["id"] == f"proc-{NAME}" and device["kind"] == "pifleet.process" and device["role"] == "process"
+    assert device["id"].startswith("esp-") and device["kind"] == "pifleet.process" and device["role"] == "process"
+    assert "adopt: adopted as" in process.text()  # paired by adoption, like a board flashed elsewhere
     assert device["firmware"].startswith("cpython-")
     caps = {c["name"]: c for c in device["capabilities"]}
     assert set(caps) == {"db", "python"}

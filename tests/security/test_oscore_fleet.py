@@ -224,3 +224,18 @@ def test_a_module_push_to_a_paired_board_goes_block_wise_inside_oscore(master, f
     stems = [c["module"] for c in master.device("attic")["capabilities"]]
     assert stems == [r.json()["stem"]]
     assert "refused a request" not in board.console_text()
+
+
+def test_a_board_the_master_did_not_pair_is_refused(master, tmp_path):
+    """A board with its own identity but no keys from this master (flashed elsewhere, or forged) cannot register:
+    it is told to be flashed or adopted, and nothing of it appears in the fleet."""
+    stranger = VirtualBoard("stranger", tmp_path / "stranger", role="blind", master=master.coap, lifetime=5)
+    stranger.start()
+    try:
+        wait_until(lambda: "registration refused: 4.01" in stranger.console_text(), timeout=20,
+                   what="the refusal on the board's console", explain=stranger.console_text)
+        assert master.device("stranger") is None
+        assert "is not paired: flash it from this master or adopt it" in master.log_text()
+        assert master.get("/api/metrics").get("oscore_refused", 0) >= 1
+    finally:
+        stranger.stop()

@@ -243,10 +243,11 @@ def vfs_partition(image: bytes, image_offset: int, flash_size: int | None) -> la
 
 def build(identity: Identity, *, image: bytes, image_offset: int, version: str, flash_size: int | None,
           master: tuple[str, int], wifi: tuple[str, str], caps: dict | None = None,
-          sources: dict[str, str] | None = None) -> Bundle:
+          sources: dict[str, str] | None = None, lifetime: int = LIFETIME_S) -> Bundle:
     """The littlefs image for the board's vfs partition, and where it goes."""
     vfs = vfs_partition(image, image_offset, flash_size)
-    files, line = board_files(identity, version=version, master=master, wifi=wifi, caps=caps, sources=sources)
+    files, line = board_files(identity, version=version, master=master, wifi=wifi, caps=caps, sources=sources,
+                              lifetime=lifetime)
     try:
         data = layout.build_littlefs(files, vfs.size)
     except layout.LayoutError as e:

@@ -81,6 +81,9 @@ class FlashRequest(Struct, forbid_unknown_fields=True):
     firmware: int | None = None  # catalog id; default: the newest image for the probed chip
     factory_reset: bool = False
     baud: Annotated[int, Meta(ge=9600, le=4_000_000)] = 460800
+    # how long a registration lasts without an update (the board updates every third of it): shorter notices
+    # a board gone sooner, longer saves its radio
+    lifetime_s: Annotated[int, Meta(ge=5, le=86400)] = 60
 
 
 class FlashJobRead(Struct):

@@ -254,7 +254,8 @@ class FlashService:
         built = await asyncio.to_thread(
             bundle.build, identity, image=image, image_offset=entry.offset, version=entry.version,
             flash_size=info.flash_size, master=(master_host(self.settings), self.settings.coap_port),
-            wifi=(self.settings.wifi_ssid, self.settings.wifi_psk), caps=caps, sources=sources)
+            wifi=(self.settings.wifi_ssid, self.settings.wifi_psk), caps=caps, sources=sources,
+            lifetime=req.lifetime_s)
         self.last_timing = {"bundle_s": time.perf_counter() - t}
         log.info("flash %s: bundle for %s built (%d files, vfs at %#x, %s)", job_id, device_id, len(built.files),
                  built.offset, built.mpy_cross)

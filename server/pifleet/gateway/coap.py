@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiocoap
+import aiocoap.oscore
 import msgspec
 from aiocoap.credentials import CredentialsMap
 from aiocoap.numbers.codes import Code
@@ -53,6 +54,24 @@ def _uri(address: str, port: int, *path: str) -> str:
     return f"coap://{host}:{port}/" + "/".join(path)
 
 
+def _quiet_late_oscore_failures(loop: asyncio.AbstractEventLoop) -> None:
+    """aiocoap 0.4.17: an OSCORE request that fails (the board is gone) after we stopped waiting for it ends in a
+    TypeError inside aiocoap's own error logging, reported by asyncio as an ERROR with a traceback. Nothing is
+    wrong on our side (the command already timed out and was handled), so it is logged as what it is."""
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        if "TransportOSCORE.request.<locals>.done" in str(context.get("handle", "")):
+            log.info("a protected request failed after its caller stopped waiting: %r", context.get("exception"))
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
 class Gateway:
     """Owns the aiocoap context; implements fleet.link.BoardLink."""
 
@@ -67,6 +86,7 @@ class Gateway:
         self._bound: dict[str, str] = {}  # device id -> its address pattern in the client credentials
 
     async def start(self, registry) -> None:
+        _quiet_late_oscore_failures(asyncio.get_running_loop())
         self.site = build_site(registry, self.counters, self.paired)
         refuse_undecodable_string_options()  # malformed datagrams are dropped and counted, never raised
         self.context = await aiocoap.Context.create_server_context(
@@ -133,6 +153,11 @@ class Gateway:
             raise BoardTimeoutError(f"no answer from the board within {timeout:g} s") from None
         except aiocoap.error.NetworkError as exc:
             raise BoardUnreachableError(f"board unreachable: {exc}") from None
+        except aiocoap.oscore.NotAProtectedMessage as exc:
+            # a paired board refused our request unprotected: it restarted and took a retransmission from
+            # before for a replay, or it lost its keys; either way it is not there for us now
+            raise BoardUnreachableError(f"the board refused the request ({exc}): restarted, or unpaired") \
+                from None
         except aiocoap.error.Error as exc:
             raise BoardError(f"CoAP exchange failed: {exc}") from None
 

@@ -64,7 +64,11 @@ def text_problem(query: dict[str, str]) -> str | None:
 
 
 class Guard:
-    """Who may speak for a board: a paired board only through its own OSCORE context (docs/security.md)."""
+    """Who may speak for a board: only the board itself, through its own OSCORE context (docs/security.md).
+
+    A board gets its context by being paired: flashed from this master, or adopted (a person confirmed the
+    code on its console). An unprotected request speaks for no one: registration, its updates and telemetry
+    are refused without OSCORE, whether the master knows the endpoint name or not."""
 
     def __init__(self, paired: Callable[[str], bool], counters: Counter) -> None:
         self.paired = paired
@@ -75,7 +79,9 @@ class Guard:
         who = sender(request)
         if who is None and self.paired(ep):
             reason, code = f"board {ep} is paired: OSCORE required", Code.UNAUTHORIZED
-        elif who is not None and who != ep:
+        elif who is None:
+            reason, code = f"board {ep} is not paired: flash it from this master or adopt it", Code.UNAUTHORIZED
+        elif who != ep:
             reason, code = f"board {who} claims to be {ep}", Code.FORBIDDEN
         else:
             return None

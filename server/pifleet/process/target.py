@@ -5,8 +5,13 @@ Layer: a target runner (CPython). It shares the virtual board's sources and addr
 ROM loader, no pty, no boot.py (a process drives no outputs) and none of the ESP32 shims.
 
 - The working directory DATA_DIR/NAME holds main.py, agent/ (the same files a board gets), caps/ (the host
-  capabilities) and config.json (device_id `proc-NAME`, role "process", et "pifleet.process", the master's
-  address, the capabilities' config — database DSNs, so it is written 0600).
+  capabilities) and config.json (role "process", et "pifleet.process", the master's address, the
+  capabilities' config — database DSNs, so it is written 0600).
+- A process is paired like a board flashed elsewhere: its first start has no identity, and the agent asks
+  the master to adopt it. Its console prints `adopt: code XXXX-XXXX`, which a person confirms in the
+  dashboard or with `pifleet adopt confirm`. The identity it gets (device id, name, secret, OSCORE id) is kept
+  in config.json across restarts. Its adoption MAC is its own: one derived from the host's and the process
+  name (locally administered), so processes on one host are told apart.
 - The only runtime edge the agent needs beyond port.py is `network`: on a Linux host that is
   micropython/host/network.py (the host is on its network already; the address to serve on comes from
   $PIFLEET_PROCESS_IP).
@@ -79,7 +84,7 @@ class ProcessTarget:
     def __init__(self, name: str, root: Path, *, master: tuple[str, int] = ("127.0.0.1", 5683),
                  caps: tuple[str, ...] | list[str] = PROCESS_CAPS, databases: dict[str, str] | None = None,
                  modules_dir: Path | None = None, ip: str | None = None, listen_port: int = 5683,
-                 lifetime: int = 60, device_id: str | None = None, max_rows: int = 1000,
+                 lifetime: int = 60, max_rows: int = 1000,
                  db_timeout_s: float = 8.0) -> None:
         unknown = [c for c in caps if c not in PROCESS_CAPS]
         if unknown:
@@ -87,7 +92,6 @@ class ProcessTarget:
         self.name = name
         self.root = Path(root).resolve()  # the working directory: to a process what flash is to a board
         self.master = (master[0], int(master[1]))
-        self.device_id = device_id or f"proc-{name}"
         self.listen_port = listen_port
         self.ip = ip or default_ip(self.master, listen_port)
         self.lifetime = lifetime
@@ -117,7 +121,7 @@ class ProcessTarget:
         if "python" in self.caps:
             self.modules_dir.mkdir(parents=True, exist_ok=True)
         config = {
-            "device_id": self.device_id, "name": self.name, "role": "process", "et": "pifleet.process",
+            **self.identity(), "role": "process", "et": "pifleet.process",
             # the address it was given is the master: no mDNS search for another one
             "master": {"host": self.master[0], "port": self.master[1], "mdns": False},
             "listen_port": self.listen_port, "lifetime": self.lifetime, "caps": self.caps,
@@ -129,6 +133,18 @@ class ProcessTarget:
             json.dump(config, f, indent=1)
         os.replace(tmp, self.root / "config.json")
 
+    def identity(self) -> dict:
+        """What adoption gave this process (device_id, name, secret, oscore_id); empty before its adoption."""
+        try:
+            config = json.loads((self.root / "config.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {k: config[k] for k in ("device_id", "name", "secret", "oscore_id") if k in config}
+
+    @property
+    def device_id(self) -> str | None:
+        return self.identity().get("device_id")
+
     # -- running ---------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -136,13 +152,14 @@ class ProcessTarget:
         if self.running:
             raise RuntimeError(f"process target {self.name} is already running")
         self.provision()
-        env = dict(os.environ, PIFLEET_PROCESS_IP=self.ip)
+        env = dict(os.environ, PIFLEET_PROCESS_IP=self.ip, PIFLEET_PROCESS_NAME=self.name)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOST_EDGE), env.get("PYTHONPATH")) if p)
         self._console = open(self.root / "console.log", "ab", buffering=0)
         # A session of its own: a terminal's Ctrl-C reaches the runner, which then stops the agent once.
         self._proc = subprocess.Popen([sys.executable, "-u", "-c", "import main\n"], cwd=self.root, env=env,
                                       stdin=subprocess.DEVNULL, stdout=self._console, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+                                      start_new_session=True,
+                                      umask=0o077)  # what the agent writes (its config: secret, DSNs) is private
 
     @property
     def running(self) -> bool:

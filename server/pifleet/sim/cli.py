@@ -32,7 +32,8 @@ def sim() -> None:
 @sim.command()
 @click.argument("name")
 @click.option("--role", type=click.Choice(sorted(ROLES)), default=None,
-              help="Role preset of the board (not needed with --erased).")
+              help="A board flashed elsewhere with this role preset: it has no identity here and asks to be "
+                   "adopted (confirm the code on its console). Not needed with --erased.")
 @click.option("--flash-size", default="4MB", show_default=True, help="Flash size of the chip (4MB, 8MB, 16MB).")
 @click.option("--erased", is_flag=True, help="Start with a blank flash: the chip waits for esptool.")
 @click.option("--master", "master", default="127.0.0.1:5683", show_default=True,
@@ -46,7 +47,10 @@ def sim() -> None:
 @click.option("--lifetime", type=int, default=60, show_default=True, help="Registration lifetime in seconds.")
 def start(name: str, role: str | None, flash_size: str, erased: bool, master: str, data_dir: Path,
           ip: str | None, heapsize: int, lifetime: int) -> None:
-    """Boot board NAME in the foreground; Ctrl-C stops it. The first line is `serial: PORT` (esptool, mpremote)."""
+    """Boot board NAME in the foreground; Ctrl-C stops it. The first line is `serial: PORT` (esptool, mpremote).
+
+    Pair it with the master by flashing it (--erased, then flash it from the dashboard or `pifleet flash`) or
+    by adoption (--role: confirm the code its console prints)."""
     if role is None and not erased:
         raise click.UsageError("--role is needed unless the board starts --erased")
     try:
@@ -55,7 +59,7 @@ def start(name: str, role: str | None, flash_size: str, erased: bool, master: st
         raise click.BadParameter(f"not a size: {flash_size}", param_hint="--flash-size") from None
     board = VirtualBoard(name, data_dir / name, role=role, master=_host_port(master), ip=ip,
                          heapsize=heapsize, lifetime=lifetime, flash_size=size, erased=erased)
-    board.provision()
+    board.provision(identity=False)  # like a board flashed elsewhere: the master pairs it by adoption
     console = board.io / "console.log"
     offset = console_offset(console)
     foreground = Foreground()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Controller, delete, get, post, put
 from litestar.params import Parameter
 
-from ...errors import InvalidError, NotFoundError
+from ...errors import ConflictError, InvalidError, NotFoundError
 from ...master import Master
 from ...model import DeviceRead, GroupRead, GroupWrite, ReadingRead
 from ...storage import devices as q
@@ -39,6 +39,16 @@ class DeviceController(Controller):
             raise NotFoundError(f"no device named {name!r}", field="name")
         await master.sync.sync(device.id)
         return await q.get_by_id(master.pool, device.id) or device
+
+    @get("/{name:str}/modules", operation_id="listDeviceModules",
+         summary="The module files a board holds now and its free space (asked from the board)")
+    async def device_modules(self, master: Master, name: str) -> dict[str, Any]:
+        device = await q.get_by_name(master.pool, name)
+        if device is None:
+            raise NotFoundError(f"no device named {name!r}", field="name")
+        if not device.online or device.address is None or device.port is None:
+            raise ConflictError(f"device {name!r} is offline", field="name")
+        return await master.gateway.modules(device.address, device.port)
 
     @post("/{name:str}/revoke", operation_id="revokeDevice", status_code=200,
           summary="Revoke a board: its keys are forgotten and it is refused at once; flash or adopt it to pair again")

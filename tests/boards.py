@@ -1,0 +1,45 @@
+"""Virtual boards paired with a master the way real ones are: flashed by it, with real esptool over the
+board's pty, from the tests' ESP32 image (pifleet.sim.firmware). The board then holds its identity, a secret
+and an OSCORE id, and the master holds the same keys."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pifleet.sim.board import VirtualBoard
+
+
+@cache
+def _image() -> bytes:
+    from pifleet.sim.firmware import build_image
+
+    return build_image("esp32", "v1.24.1")
+
+
+def firmware_id(master) -> int:
+    """The tests' image in this master's catalog (added once per master)."""
+    fw = getattr(master, "_virtual_firmware", None)
+    if fw is None:
+        r = master.post("/api/firmware", content=_image(), headers={"content-type": "application/octet-stream"})
+        assert r.status_code in (200, 201), r.text
+        fw = master._virtual_firmware = r.json()["id"]
+    return fw
+
+
+def flash(master, board: VirtualBoard, name: str, role: str = "blind", lifetime_s: int | None = None) -> dict:
+    """Flash a powered board through the master's API; returns the finished flash job."""
+    from tests.conftest import wait_until
+
+    fw = firmware_id(master)
+    wait_until(lambda: any(b["port"] == board.serial_port for b in master.get("/api/boards")), timeout=10,
+               what=f"{board.name} on the master's USB list")
+    body = {"port": board.serial_port, "name": name, "role": role, "firmware": fw}
+    if lifetime_s is not None:
+        body["lifetime_s"] = lifetime_s
+    r = master.post("/api/flash", json=body)
+    assert r.status_code == 202, r.text
+    job = wait_until(lambda: (j := master.get(f"/api/flash/{r.json()['id']}"))["state"] in ("done", "failed") and j,
+                     timeout=60, what=f"flashing {name}")
+    assert job["state"] == "done", job["error"]
+    board.device_id, board.role = job["device_id"], role
+    return job
