@@ -40,16 +40,39 @@ def free_port(kind: int) -> int:
         return probe.getsockname()[1]
 
 
-def boards_online(url: str, since: float) -> bool:
+_SETUP = re.compile(r"setup token: (\S+) \(open ")
+_HEADERS: dict[str, str] = {}  # the API token, set up on the cold run from its setup token (the warm run reuses it)
+
+
+def api_headers(url: str, log_path: Path) -> dict[str, str]:
+    """Log in as a newcomer would: the first admin from the setup token the demo printed, then an API token."""
+    if _HEADERS:
+        return _HEADERS
+    found = _SETUP.search(log_path.read_text())
+    if found is None:
+        return {}
+    with httpx.Client(base_url=url, timeout=10) as client:
+        r = client.post("/api/setup", json={"token": found.group(1), "name": "bench", "password": "bench-password"})
+        if r.status_code != 201:
+            return {}
+        client.headers["X-CSRF-Token"] = r.json()["csrf"]
+        token = client.post("/api/tokens", json={"name": "bench", "scope": "read"}).json()["secret"]
+    _HEADERS["Authorization"] = f"Bearer {token}"
+    return _HEADERS
+
+
+def boards_online(url: str, since: float, headers: dict[str, str]) -> bool:
     """Both boards online with capabilities, by a registration or heartbeat of this run (`since`: wall clock).
 
     The last_seen check matters on the warm run: rows a previous run left "online" (boards that never
     deregistered) must not count as this run's boards.
     """
     try:
-        devices = httpx.get(url + "/api/devices", timeout=1).json()
+        devices = httpx.get(url + "/api/devices", timeout=1, headers=headers).json()
     except (httpx.HTTPError, ValueError):
         return False
+    if not isinstance(devices, list):
+        return False  # 401 until the setup is done
     ready = {d["name"] for d in devices if d.get("online") and d.get("capabilities") and d.get("last_seen")
              and datetime.fromisoformat(d["last_seen"]).timestamp() >= since}
     return all(name in ready for name in BOARDS)
@@ -109,7 +132,7 @@ def run_once(data_dir: Path, ports: tuple[int, int], log_path: Path,
         start, since = time.monotonic(), time.time()
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        while not boards_online(url, since):
+        while not boards_online(url, since, api_headers(url, log_path)):
             if proc.poll() is not None:
                 raise SystemExit(f"demo_startup: the demo exited with {proc.returncode}:\n{log_path.read_text()}")
             if time.monotonic() - start > timeout:

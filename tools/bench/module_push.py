@@ -1,8 +1,8 @@
 """Pushing a role module to many boards at once, against `mpremote cp` of the same file to one board; and the
 board's heap before and after it runs blind + relay + a sensor module.
 
-Measured: the master's own transfer path, `Gateway.put_module` (aiocoap, RFC 7959 Block1 in 1024-byte blocks, 512 under OSCORE;
-the board appends each block to a file and hashes it as it goes) followed by `Gateway.put_role` (the board
+Measured: the master's own transfer path, `Gateway.put_module` (RFC 7959 Block1 in 1024-byte blocks, 512 under
+OSCORE; the board appends each block to a file and hashes it as it goes) followed by `Gateway.put_role` (the board
 switches to the new version in place). A ~10 KB module (.mpy) goes to 1, 20 and 50 virtual boards concurrently.
 Baseline, same run: `mpremote connect PORT cp FILE :caps/FILE` of the same .mpy to one board over its pty
 (raw REPL, the usual way to put a file on a board by hand). It interrupts the agent, so it gets a board of its

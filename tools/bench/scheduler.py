@@ -24,10 +24,8 @@ import argparse
 import asyncio
 import os
 import random
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,9 +37,12 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "server"))
+sys.path.insert(0, str(REPO))
 
 from pifleet.sim.board import VirtualBoard  # noqa: E402
 from pifleet.storage import postgres  # noqa: E402
+from tests.boards import flash  # noqa: E402 — a board paired as in the tests: flashed by the master
+from tests.conftest import MasterProcess  # noqa: E402 — `pifleet serve`, set up with its setup token
 
 HUEY_SCHEDULER_INTERVAL_S = 1.0  # what jobs/queue.py configures
 
@@ -64,7 +65,7 @@ def wait(predicate, timeout: float, what: str):
     raise SystemExit(f"timed out waiting for {what}")
 
 
-async def create_jobs(url: str, docs: list[dict], concurrency: int = 16) -> float:
+async def create_jobs(url: str, docs: list[dict], headers: dict[str, str], concurrency: int = 16) -> float:
     started = time.monotonic()
     queue: asyncio.Queue = asyncio.Queue()
     for doc in docs:
@@ -77,7 +78,7 @@ async def create_jobs(url: str, docs: list[dict], concurrency: int = 16) -> floa
             if r.status_code >= 300:
                 raise SystemExit(f"creating {doc['name']}: {r.status_code} {r.text}")
 
-    async with httpx.AsyncClient(timeout=60) as client:
+    async with httpx.AsyncClient(timeout=60, headers=headers) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     return time.monotonic() - started
 
@@ -103,18 +104,14 @@ def main() -> None:
         pg = postgres.start_embedded(tmp / "pg")
         base = postgres.embedded_url(pg, "postgres")
     database = postgres.with_database(base, f"bench_sched_{os.getpid()}")
-    port, coap_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_DGRAM)
-    url = f"http://127.0.0.1:{port}"
-    log = open(tmp / "master.log", "w")
-    master = subprocess.Popen([sys.executable, "-m", "pifleet", "serve", "--port", str(port), "--coap-port",
-                               str(coap_port), "--data-dir", str(tmp / "data")],
-                              env=dict(os.environ, DATABASE_URL=database), stdout=log, stderr=subprocess.STDOUT)
-    board = VirtualBoard("bench-blind", tmp / "board", role="blind", master=("127.0.0.1", coap_port))
+    master = MasterProcess(tmp / "data", database)
+    board = VirtualBoard("bench-blind", tmp / "board", erased=True)
     try:
-        wait(lambda: httpx.get(url + "/api/devices", timeout=1).status_code == 200, 60, "the master")
-        board.provision()
+        master.start()
+        url = master.url
         board.start()
-        wait(lambda: any(d["online"] and d["capabilities"] for d in httpx.get(url + "/api/devices").json()),
+        flash(master, board, "bench-blind", "blind")
+        wait(lambda: any(d["online"] and d["capabilities"] for d in master.get("/api/devices")),
              60, "the board online")
 
         rng = random.Random(7)
@@ -122,17 +119,17 @@ def main() -> None:
         docs = [{"name": f"daily-{i}", "target": {"device": "bench-blind"}, "action": stop,
                  "trigger": {"type": "cron", "expr": f"{rng.randrange(60)} {rng.randrange(24)} * * *",
                              "tz": "Europe/Berlin"}} for i in range(args.jobs - args.firing)]
-        created = asyncio.run(create_jobs(url, docs))
+        created = asyncio.run(create_jobs(url, docs, master.headers))
         # the firing jobs are created last, due from 15 s after the last one is saved, spread over the window
         first_due = datetime.now(UTC) + timedelta(seconds=15)
         due = [first_due + timedelta(seconds=args.window * i / args.firing) for i in range(args.firing)]
         firing = [{"name": f"fire-{i}", "target": {"device": "bench-blind"}, "action": stop,
                    "trigger": {"type": "at", "at": when.isoformat()}} for i, when in enumerate(due)]
-        created += asyncio.run(create_jobs(url, firing))
+        created += asyncio.run(create_jobs(url, firing, master.headers))
         print(f"created {args.jobs} jobs in {created:.1f} s", file=sys.stderr)
 
         def fired():
-            runs = httpx.get(url + "/api/executions", params={"state": "succeeded", "limit": 500}).json()
+            runs = master.get("/api/executions", params={"state": "succeeded", "limit": 500})
             runs = [e for e in runs if e["job"].startswith("fire-")]
             return runs if len(runs) >= args.firing else None
 
@@ -140,14 +137,14 @@ def main() -> None:
         errors_ms = [(datetime.fromisoformat(e["started_at"]) - datetime.fromisoformat(e["scheduled_for"]))
                      .total_seconds() * 1000 for e in runs]
 
-        process = psutil.Process(master.pid)
+        process = psutil.Process(master.proc.pid)
         before, t0 = process.cpu_times(), time.monotonic()
         time.sleep(args.idle)
         after, elapsed = process.cpu_times(), time.monotonic() - t0
         idle_cpu = 100 * ((after.user - before.user) + (after.system - before.system)) / elapsed
 
         t0 = time.monotonic()
-        timeline = httpx.get(url + "/api/timeline", params={"days": 7}, timeout=300).json()
+        timeline = httpx.get(url + "/api/timeline", params={"days": 7}, timeout=300, headers=master.headers).json()
         timeline_s = time.monotonic() - t0
 
         median, p99, worst = statistics.median(errors_ms), percentile(errors_ms, 99), max(errors_ms)
@@ -161,8 +158,7 @@ def main() -> None:
               f"create_jobs_s={created:.1f}")
     finally:
         board.stop()
-        master.send_signal(signal.SIGTERM)
-        master.wait(30)
+        master.stop()
         if pg is not None:
             pg.cleanup()
 
