@@ -63,5 +63,12 @@ def unstorable_value(request: Request, exc: Exception) -> Response:
     return problem(400, "Invalid request", f"a value the database cannot store: {reason}")
 
 
+def unexpected(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback (the tests fail on ERROR lines), answered as a 500 problem without
+    details (they may say more than a client should read)."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return problem(500, "Server error", "the master failed to handle this request; its log says why")
+
+
 HANDLERS = {PifleetError: domain_error, ValidationException: validation_error, HTTPException: http_error,
-            asyncpg.DataError: unstorable_value, asyncpg_base.DataError: unstorable_value}
+            asyncpg.DataError: unstorable_value, asyncpg_base.DataError: unstorable_value, Exception: unexpected}
