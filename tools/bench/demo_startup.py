@@ -51,12 +51,16 @@ def api_headers(url: str, log_path: Path) -> dict[str, str]:
     found = _SETUP.search(log_path.read_text())
     if found is None:
         return {}
-    with httpx.Client(base_url=url, timeout=10) as client:
-        r = client.post("/api/setup", json={"token": found.group(1), "name": "bench", "password": "bench-password"})
-        if r.status_code != 201:
-            return {}
-        client.headers["X-CSRF-Token"] = r.json()["csrf"]
-        token = client.post("/api/tokens", json={"name": "bench", "scope": "read"}).json()["secret"]
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            r = client.post("/api/setup", json={"token": found.group(1), "name": "bench",
+                                                "password": "bench-password"})
+            if r.status_code != 201:
+                return {}
+            client.headers["X-CSRF-Token"] = r.json()["csrf"]
+            token = client.post("/api/tokens", json={"name": "bench", "scope": "read"}).json()["secret"]
+    except httpx.HTTPError:
+        return {}  # the token is printed before the HTTP server listens: ask again at the next poll
     _HEADERS["Authorization"] = f"Bearer {token}"
     return _HEADERS
 
