@@ -44,7 +44,8 @@ def test_upload_versions_by_content_and_refuses_syntax_errors_with_their_line(mo
     assert r.status_code == 201, r.text
     first = r.json()
     assert first["declared"] == {"name": "relay", "version": "1", "commands": ["off", "on"],
-                                 "schema": {"off": {}, "on": {}}, "config": None, "telemetry": []}
+                                 "schema": {"off": {}, "on": {}}, "config": None, "native": False,
+                                 "telemetry": []}
     assert first["latest"]
     assert first["stem"] == "relay_" + first["sha256"][:10]
     assert upload(module_master, "relay.py", RELAY).status_code == 200  # same content, same version

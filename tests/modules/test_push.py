@@ -221,3 +221,17 @@ def test_power_loss_during_an_install_boots_a_whole_version(master, board_factor
                and in_sync(master, board.name), timeout=30, what="the new version after the reboot",
                explain=board.console_text)
     assert files_on_board(master, board.name) == {module["stem"]}  # nothing half-written or stale left
+
+
+def test_a_module_with_native_code_is_built_for_the_boards_architecture(master, board_factory):
+    """@micropython.native is machine code: the board gets a build for the architecture it reports in
+    sys.implementation._mpy (x64 for the virtual board, xtensawin for an ESP32), and runs it."""
+    board = board_factory("n1", master, role="blind")
+    wait_until(lambda: in_sync(master, "n1"), what="n1 in sync", explain=board.console_text)
+    native = "import micropython\n\n@micropython.native\ndef scaled(x):\n    return x * 3\n\n" \
+             "assert scaled(14) == 42\n"  # runs at import: a wrong build would fail right here
+    module = upload(master, variant("11-native", native))
+    assert module["declared"]["native"] is True
+    rollout = rollout_over(master, module["rollout"])
+    assert rollout["state"] == "succeeded", rollout
+    assert running(master, "n1")["blind"] == ("11-native", module["stem"])

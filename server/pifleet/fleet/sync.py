@@ -30,7 +30,7 @@ from ..model import DeviceRead, ModuleRead, RoleRead
 from ..storage import devices as dq
 from ..storage import roles as rq
 from .link import BoardLink
-from .modules import ModuleService, mpy_abi
+from .modules import ModuleService, mpy_abi, mpy_arch
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,13 @@ class Syncer:
         for cap, module in want.modules.items():
             if module.stem in present:
                 continue
-            data = await self.modules.build(module.id, abi)
+            arch = ""
+            if module.declared.get("native"):  # machine code: built for the board's own architecture
+                arch = mpy_arch(device.mpy)
+                if not arch:
+                    raise InvalidError(f"{module.stem} holds native code, and {device.name} reports no native "
+                                       "architecture", field=f"modules.{cap}")
+            data = await self.modules.build(module.id, abi, arch)
             log.info("pushing %s (%d bytes, ABI %s) to %s", module.stem, len(data), abi, device.name)
             await self.link.put_module(device.address, device.port, module.stem,
                                        hashlib.sha256(data).hexdigest(), data)
