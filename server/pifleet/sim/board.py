@@ -423,10 +423,14 @@ class VirtualBoard:
             await asyncio.sleep(0.02)
 
     def ready(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(f"board {self.name} exited with {self._proc.returncode}:\n{self.console_text()}")
         if self._chip is not None and self._chip.state == "halted":
             raise RuntimeError(f"board {self.name} has nothing bootable in flash:\n{self.console_text()}")
+        if self._proc is not None and self._proc.poll() is not None:
+            if self._proc.returncode == -signal.SIGKILL:
+                # the chip cut the interpreter off for a reset or esptool's download mode: the next boot follows
+                # (until the chip's loop has started it, this is the old process)
+                return False
+            raise RuntimeError(f"board {self.name} exited with {self._proc.returncode}:\n{self.console_text()}")
         return "agent: listening on" in self.console_text()
 
     def pin_history(self) -> list[tuple[float, int, int]]:
