@@ -102,6 +102,17 @@ class Syncer:
             return await self._state(device, "in_sync", "", applied=want.body())
 
     async def _push(self, device: DeviceRead, want: Desired) -> dict[str, Any]:
+        try:
+            return await self._push_once(device, want)
+        except BoardError as exc:
+            if not (exc.field or "").startswith("modules."):
+                raise
+            # a module we pushed is gone: the board restarted between the push and the switch, and its boot
+            # tidied away the file no config named yet. Push again, once.
+            log.info("sync of %s: %s; pushing again", device.name, exc.detail)
+            return await self._push_once(device, want)
+
+    async def _push_once(self, device: DeviceRead, want: Desired) -> dict[str, Any]:
         assert device.address is not None and device.port is not None and device.mpy
         abi = mpy_abi(device.mpy)
         present = (await self.link.modules(device.address, device.port)).get("modules", {})
