@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import os
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -45,12 +44,6 @@ from tests.boards import flash  # noqa: E402 — a board paired as in the tests:
 from tests.conftest import MasterProcess  # noqa: E402 — `pifleet serve`, set up with its setup token
 
 HUEY_SCHEDULER_INTERVAL_S = 1.0  # what jobs/queue.py configures
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait(predicate, timeout: float, what: str):

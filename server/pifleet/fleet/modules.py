@@ -141,11 +141,11 @@ class ModuleService:
         cached = await q.build(self.pool, module_id, abi, arch)
         if cached is not None:
             return cached
+        module = await q.get(self.pool, module_id)
         source = await q.source(self.pool, module_id)
-        if source is None:
+        if module is None or source is None:
             raise InvalidError(f"no module {module_id}", field="module")
-        name = next(m.name for m in await q.list_modules(self.pool) if m.id == module_id)
-        mpy, compiler = await asyncio.to_thread(self._compile, name, source, abi, arch)
+        mpy, compiler = await asyncio.to_thread(self._compile, module.name, source, abi, arch)
         await q.add_build(self.pool, module_id, abi, arch, compiler, mpy)
         return mpy
 
