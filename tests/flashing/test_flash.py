@@ -212,6 +212,27 @@ def test_verify_mismatch_is_an_error_and_records_nothing(module_master, esp32_fw
     assert devices_with_mac(module_master, chip.mac_text) == []
 
 
+def test_a_late_progress_note_never_reopens_a_finished_flash(module_master):
+    """The flashing thread's progress notes reach the database on their own; under load the last one ("verifying")
+    once landed after "done", and the dashboard showed the flash verifying forever (CI, 2026-11-27)."""
+    from pifleet.storage import flashing as q
+
+    async def run() -> tuple[str, int, bool]:
+        conn = await asyncpg.connect(module_master.database_url)
+        try:
+            job = await q.create_job(conn, port="/dev/ttyUSB9", name="late", role="blind", firmware_id=None,
+                                     factory_reset=False)
+            await q.update_job(conn, job.id, state="writing", progress=50)
+            assert await q.update_job(conn, job.id, state="done", progress=100)
+            changed = await q.update_job(conn, job.id, state="verifying", progress=99)  # the late note
+            after = await q.get_job(conn, job.id)
+            return after.state, after.progress, changed
+        finally:
+            await conn.close()
+
+    assert asyncio.run(run()) == ("done", 100, False)
+
+
 def test_bad_requests_name_the_field(module_master, chips):
     chip = chips("badreq")
     wait_until(lambda: listed(module_master, chip.port), timeout=5)

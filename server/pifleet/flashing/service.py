@@ -77,6 +77,7 @@ class FlashService:
         self.usb = usb
         self.settings = settings
         self._tasks: set[asyncio.Task] = set()
+        self._notes: dict[str, set[asyncio.Task]] = {}  # job id -> its progress writes still running
         self.last_timing: dict[str, float] = {}  # of the last flash, for the benchmark
         # role name -> ({capability: configuration}, {capability: module source}); set by the master to the
         # role service's (roles are data); the presets and shipped modules when unset
@@ -164,8 +165,12 @@ class FlashService:
         try:
             await q.update_job(self.pool, job_id, state="probing", progress=1)
             self.hub.publish("flash")
-            info, result = await asyncio.to_thread(flasher.flash, req.port, prepare, virtual=virtual, baud=req.baud,
-                                                   on_phase=on_phase, on_progress=on_progress)
+            try:
+                info, result = await asyncio.to_thread(flasher.flash, req.port, prepare, virtual=virtual,
+                                                       baud=req.baud, on_phase=on_phase, on_progress=on_progress)
+            finally:
+                # the thread's progress notes were queued before its result: let them land before the outcome
+                await self._notes_written(job_id)
             assert pending.device_id is not None and pending.secret is not None and pending.oscore_id is not None
             async with self.pool.acquire() as conn:
                 await q.record_flashed_device(conn, device_id=pending.device_id, name=req.name, role=req.role,
@@ -201,6 +206,13 @@ class FlashService:
         task = asyncio.get_running_loop().create_task(self._write(job_id, fields))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        notes = self._notes.setdefault(job_id, set())
+        notes.add(task)
+        task.add_done_callback(notes.discard)
+
+    async def _notes_written(self, job_id: str) -> None:
+        notes = self._notes.pop(job_id, set())
+        await asyncio.gather(*notes, return_exceptions=True)
 
     async def _write(self, job_id: str, fields: dict[str, Any]) -> None:
         try:

@@ -74,8 +74,12 @@ async def create_job(db, *, port: str, name: str, role: str, firmware_id: int | 
 _JOB_FIELDS = {"state", "progress", "bytes", "bytes_sent", "error", "device_id", "mac", "chip", "firmware_id"}
 
 
-async def update_job(db, job_id: str, **fields: Any) -> None:
-    """Set some columns of a flash job; a state of writing/done/failed also stamps started_at/finished_at."""
+async def update_job(db, job_id: str, **fields: Any) -> bool:
+    """Set some columns of a flash job; a state of writing/done/failed also stamps started_at/finished_at.
+
+    A finished job (done, failed) is final: progress notes from the flashing thread travel through the event
+    loop on their own and one may arrive after the outcome was recorded; it changes nothing then. Returns
+    whether the row was changed."""
     unknown = set(fields) - _JOB_FIELDS
     if unknown:
         raise ValueError(f"unknown flash job fields {unknown}")
@@ -85,7 +89,9 @@ async def update_job(db, job_id: str, **fields: Any) -> None:
         sets.append("started_at = now()")
     if state in ("done", "failed"):
         sets.append("finished_at = now()")
-    await db.execute(f"update flash_jobs set {', '.join(sets)} where id = $1", uuid.UUID(job_id), *fields.values())
+    status = await db.execute(f"update flash_jobs set {', '.join(sets)} where id = $1 "
+                              "and state not in ('done', 'failed')", uuid.UUID(job_id), *fields.values())
+    return status != "UPDATE 0"
 
 
 async def get_job(db, job_id: str) -> FlashJobRead | None:
