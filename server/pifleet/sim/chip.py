@@ -18,6 +18,7 @@ Resets, since a pty has no DTR/RTS lines (esptool warns "Chip was NOT reset" and
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -25,6 +26,7 @@ import select
 import subprocess
 import termios
 import threading
+import traceback
 import tty
 from pathlib import Path
 from typing import Callable
@@ -185,8 +187,10 @@ class Chip(threading.Thread):
     def run(self) -> None:
         try:
             self._loop()
-        except Exception:  # noqa: BLE001 — a dead chip thread must say why
+        except Exception:  # noqa: BLE001 — a dead chip thread must say why, in its console too (tests show it)
             logger.exception("virtual chip %s failed", self.board_name)
+            with contextlib.suppress(OSError, ValueError):
+                self._console.write(f"\nvirtual chip failed:\n{traceback.format_exc()}".encode())
 
     def _loop(self) -> None:
         poller = select.poll()
