@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -76,7 +77,8 @@ def pg_url(tmp_path_factory) -> Iterator[str]:
     base = Path(os.environ.get("PIFLEET_TEST_TMP", "/tmp")) / f"pifleet-test-pg-{os.getpid()}"
     server = postgres.start_embedded(base / "pg")
     yield postgres.embedded_url(server, "postgres")
-    server.cleanup()
+    server.cleanup()  # stops the server; its data directory (hundreds of MB after a full run) goes too
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
