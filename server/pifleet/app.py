@@ -31,7 +31,7 @@ from .flashing.pages import BoardPanelController
 from .master import Master
 from .web.api.adoptions import AdoptionController
 from .web.api.auth import CONTROLLERS as AUTH_CONTROLLERS
-from .web.api.auth import COOKIE, current_principal, peer
+from .web.api.auth import authenticate, current_principal
 from .web.api.fleet import DeviceController, GroupController
 from .web.api.jobs import ExecutionController, JobController, TimelineController
 from .web.api.live import LiveController
@@ -62,7 +62,7 @@ async def require_login(connection: ASGIConnection, _handler: BaseRouteHandler) 
     template = connection.scope.get("path_template")
     if template in PUBLIC:
         return
-    principal = await _authenticate(connection, connection.app.state.auth)
+    principal = await authenticate(connection, connection.app.state.auth)
     connection.state.principal = principal
     if method in SAFE:
         return
@@ -76,20 +76,6 @@ async def require_login(connection: ASGIConnection, _handler: BaseRouteHandler) 
     if template not in ANY_PRINCIPAL and not principal.may_write:
         what = "a read-only API token" if principal.via == "token" else f"{principal.name} is a viewer"
         raise ForbiddenError(f"{what}: only reading (GET) is allowed")
-
-
-async def _authenticate(connection: ASGIConnection, auth: AuthService):
-    header = connection.headers.get("authorization")
-    if header is not None:  # a script: the token alone counts, never a cookie beside it
-        scheme, _, value = header.partition(" ")
-        principal = await auth.token(value.strip(), peer(connection)) if scheme.lower() == "bearer" else None
-        if principal is None:
-            raise UnauthenticatedError("unknown, revoked or malformed API token", field="Authorization")
-        return principal
-    if (session_id := connection.cookies.get(COOKIE)) and (principal := await auth.session(session_id)):
-        return principal
-    raise UnauthenticatedError("log in first (POST /api/login, or /login in a browser), or send an API token: "
-                               "Authorization: Bearer pft_…")
 
 
 def _unauthenticated(request: Request, exc: UnauthenticatedError) -> Response:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +25,32 @@ class EventHub:
                 queue.get_nowait()
             queue.put_nowait(topic)
 
-    async def subscribe(self) -> AsyncIterator[str]:
-        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=32)
-        self._queues.add(queue)
+    def subscribe(self) -> Subscription:
+        """A subscriber's own queue of notices, until it is closed (use it as a context manager)."""
+        return Subscription(self._queues)
+
+
+class Subscription:
+    """Notices for one subscriber. `next(timeout)` may be cut short any time without losing the subscription
+    (an async generator cancelled mid-wait would close for good)."""
+
+    def __init__(self, queues: set[asyncio.Queue[str]]) -> None:
+        self._queues = queues
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=32)
+        queues.add(self._queue)
+
+    async def next(self, timeout: float) -> str | None:
+        """The next topic, or None when none came within `timeout` seconds."""
         try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._queues.discard(queue)
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    def close(self) -> None:
+        self._queues.discard(self._queue)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -3,11 +3,16 @@ what an anonymous client gets — a 401 problem from the API, the login page in 
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
+
 import httpx
 import pytest
 
-from tests.auth.conftest import anonymous, session
-from tests.conftest import ADMIN, ADMIN_PASSWORD
+from pifleet.web.api.live import RECHECK_S
+from tests.auth.conftest import anonymous, bearer, session
+from tests.conftest import ADMIN, ADMIN_PASSWORD, REPO
 
 
 def _cookie_header(response: httpx.Response) -> str:
@@ -128,3 +133,60 @@ def test_wrong_passwords_are_rate_limited_per_address_and_name(master):
     refused = [line for line in log.splitlines() if "too many failures" in line]
     assert refused and all(" WARNING " in line and "127.0.0.1" in line for line in refused)
     assert "not the password" not in log and ADMIN_PASSWORD not in log
+
+
+class _Stream:
+    """/api/events read line by line in a thread, so a test can wait for a line with a deadline."""
+
+    def __init__(self, client: httpx.Client, headers: dict[str, str] | None = None) -> None:
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self._client, self._headers = client, headers or {}
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            with self._client.stream("GET", "/api/events", headers=self._headers,
+                                     timeout=httpx.Timeout(30, read=60)) as r:
+                self.lines.put(f"status {r.status_code}")
+                for line in r.iter_lines():
+                    self.lines.put(line)
+        except httpx.HTTPError as e:  # cut off: the test reads what came before
+            self.lines.put(f"error {e!r}")
+        finally:
+            self.lines.put(None)  # the stream ended
+
+    def until(self, wanted: str, timeout: float = 15) -> list[str]:
+        """The lines up to and including `wanted` (None: the end of the stream)."""
+        seen, deadline = [], time.monotonic() + timeout
+        while True:
+            line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            seen.append(line)
+            if line == wanted:
+                return seen
+            assert line is not None, f"the stream ended before {wanted!r}: {seen}"
+
+
+def test_an_open_event_stream_lasts_through_quiet_and_ends_with_its_session(module_master):
+    client = session(module_master)
+    stream = _Stream(client)
+    assert stream.until("event: hello")[0] == "status 200"
+    time.sleep(RECHECK_S + 2)  # quiet for longer than a credential check: the stream is still the same one
+    relay = (REPO / "capabilities" / "relay.py").read_text()
+    r = client.post("/api/modules", json={"filename": "relay.py", "source": relay})
+    assert r.status_code == 201, r.text
+    stream.until("event: modules")
+
+    client.post("/api/logout").raise_for_status()  # the same session, ended while its stream is open
+    lines = stream.until(None, timeout=RECHECK_S + 10)
+    assert "event: session-ended" in lines, lines
+
+
+def test_revoking_a_token_ends_the_event_streams_it_opened(module_master):
+    admin = session(module_master)  # API tokens are administered by a person
+    token = admin.post("/api/tokens", json={"name": "watcher", "scope": "read"})
+    assert token.status_code == 201, token.text
+    stream = _Stream(anonymous(module_master), bearer(token.json()["secret"]))
+    assert stream.until("event: hello")[0] == "status 200"
+    admin.delete(f"/api/tokens/{token.json()['id']}").raise_for_status()
+    lines = stream.until(None, timeout=RECHECK_S + 10)
+    assert "event: session-ended" in lines, lines

@@ -12,7 +12,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 
-from ...auth.errors import ForbiddenError
+from ...auth.errors import ForbiddenError, UnauthenticatedError
 from ...auth.model import (
     LoginRequest,
     Me,
@@ -49,6 +49,22 @@ def session_cookie(connection: ASGIConnection, session_id: str, lifetime: timede
 def cleared_cookie(connection: ASGIConnection) -> Cookie:
     return Cookie(key=COOKIE, value="", path="/", max_age=0, httponly=True, samesite="strict",
                   secure=is_https(connection))
+
+
+async def authenticate(connection: ASGIConnection, auth: AuthService) -> Principal:
+    """Who sends this request: its API token (a script: the token alone counts, never a cookie beside it), else
+    its session cookie; UnauthenticatedError when neither is valid (now: a long-lived stream asks again)."""
+    header = connection.headers.get("authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        principal = await auth.token(value.strip(), peer(connection)) if scheme.lower() == "bearer" else None
+        if principal is None:
+            raise UnauthenticatedError("unknown, revoked or malformed API token", field="Authorization")
+        return principal
+    if (session_id := connection.cookies.get(COOKIE)) and (principal := await auth.session(session_id)):
+        return principal
+    raise UnauthenticatedError("log in first (POST /api/login, or /login in a browser), or send an API token: "
+                               "Authorization: Bearer pft_…")
 
 
 def current_principal(request: Request) -> Principal:

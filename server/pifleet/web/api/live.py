@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from ...auth.errors import UnauthenticatedError
+from ...auth.service import AuthService
 from ...master import Master
+from .auth import authenticate, peer
 
 KEEPALIVE_S = 15
+RECHECK_S = 5  # how often an open stream asks again whether its session or token is still valid
+
+log = logging.getLogger(__name__)
 
 
 class LiveController(Controller):
@@ -18,17 +25,32 @@ class LiveController(Controller):
     tags = ["live"]
 
     @get("/events", operation_id="streamEvents", summary="Server-sent events: devices | jobs | executions changed")
-    async def events(self, master: Master) -> ServerSentEvent:
+    async def events(self, request: Request, master: Master, auth: AuthService) -> ServerSentEvent:
+        """One event per topic that changed. The stream outlives the request that opened it, so it checks the
+        credential again every few seconds: a logout, an expired session or a revoked token ends it with a
+        last `session-ended` event (the dashboard then goes to the login page)."""
+
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
-            subscription = master.hub.subscribe()
-            yield ServerSentEventMessage(event="hello", data="{}")
-            while True:
-                try:
-                    topic = await asyncio.wait_for(anext(subscription), KEEPALIVE_S)
-                except TimeoutError:
-                    yield ServerSentEventMessage(comment="keep-alive")
-                    continue
-                yield ServerSentEventMessage(event=topic, data="{}")
+            with master.hub.subscribe() as subscription:
+                yield ServerSentEventMessage(event="hello", data="{}")
+                loop = asyncio.get_running_loop()
+                checked = quiet_since = loop.time()
+                while True:
+                    topic = await subscription.next(RECHECK_S)
+                    if loop.time() - checked >= RECHECK_S:
+                        checked = loop.time()
+                        try:
+                            await authenticate(request, auth)
+                        except UnauthenticatedError as e:
+                            log.info("event stream of %s ended: %s", peer(request), e.detail)
+                            yield ServerSentEventMessage(event="session-ended", data="{}")
+                            return
+                    if topic is not None:
+                        quiet_since = loop.time()
+                        yield ServerSentEventMessage(event=topic, data="{}")
+                    elif loop.time() - quiet_since >= KEEPALIVE_S:
+                        quiet_since = loop.time()
+                        yield ServerSentEventMessage(comment="keep-alive")
 
         return ServerSentEvent(stream())
 
