@@ -1,9 +1,10 @@
 """Where this machine's pifleet processes meet: the runtime directory (docs/flashing.md), and whether a process
-that left its mark there still lives. No I/O beyond that; imported by the sim, the flashing watch, the CLI."""
+that left its mark there still lives; a free loopback port. Imported by the sim, the flashing watch, the CLI."""
 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -22,3 +23,10 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # alive, someone else's
         return True
     return True
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port the OS says is free on `host` now (for a virtual board's or a benchmark's own endpoint)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]

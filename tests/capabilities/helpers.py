@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -13,17 +12,12 @@ import aiocoap
 import pytest
 from aiocoap.numbers.codes import Code
 
+from pifleet.runtime import free_udp_port
 from pifleet.sim.board import SHIMS, micropython_binary
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
 CAPABILITIES = REPO / "capabilities"
-
-
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def start_board(root: Path, name: str, caps: dict, **kw):
@@ -61,32 +55,6 @@ async def result(client, board, cap, name, **params) -> dict:
     code, body = await command(client, board, cap, name, **params)
     assert code == Code.CHANGED, (code, body, board.console_text()[-2000:])
     return body["result"]
-
-
-def periods(history, pin: int, since: float = 0.0) -> list[tuple[float, float]]:
-    """(t_on, t_off) of the pin's high periods after `since` (t_off inf while still high)."""
-    out, start = [], None
-    for t, p, value in history:
-        if p != pin or t < since:
-            continue
-        if value and start is None:
-            start = t
-        elif not value and start is not None:
-            out.append((start, t))
-            start = None
-    if start is not None:
-        out.append((start, float("inf")))
-    return out
-
-
-def never_both_high(history, a: int, b: int) -> bool:
-    levels = {a: 0, b: 0}
-    for _, pin, value in history:
-        if pin in levels:
-            levels[pin] = value
-            if levels[a] and levels[b]:
-                return False
-    return True
 
 
 def pwm_log(io: Path) -> list[tuple[float, int, int, int]]:

@@ -10,16 +10,8 @@ import asyncio
 import pytest
 from aiocoap.numbers.codes import Code
 
-from tests.capabilities.helpers import (
-    command,
-    never_both_high,
-    periods,
-    power_on,
-    pwm_log,
-    result,
-    runner,
-    start_board,
-)
+from tests.capabilities.helpers import command, power_on, pwm_log, result, runner, start_board
+from tests.pins import high_periods, never_both_high
 
 RELAY, FWD, REV, PWM = 27, 12, 13, 14
 CAPS = {
@@ -57,7 +49,7 @@ async def test_relay_pulse_goes_back_by_itself(board, client):
     assert answer["on"] is True
     assert (await result(client, board, "relay", "state"))["pulsing"] is True
     await asyncio.sleep(0.6)
-    (on, off), = periods(board.pin_history(), RELAY, since)
+    (on, off), = high_periods(board.pin_history(), RELAY, since)
     assert abs((off - on) - 0.4) < TOLERANCE
     assert await result(client, board, "relay", "state") == {"on": False, "pulsing": False}
 
@@ -68,7 +60,7 @@ async def test_a_new_pulse_cancels_the_running_one(board, client):
     await asyncio.sleep(0.25)
     await result(client, board, "relay", "pulse", seconds=0.5)  # the first pulse's end must not cut this one
     await asyncio.sleep(0.8)
-    (on, off), = periods(board.pin_history(), RELAY, since)
+    (on, off), = high_periods(board.pin_history(), RELAY, since)
     assert abs((off - on) - 0.75) < TOLERANCE
 
 
@@ -120,7 +112,7 @@ async def test_motor_runs_for_its_time_at_its_speed(board, client):
     since = since_now(board)
     answer = await result(client, board, "motor", "run", direction="fwd", seconds=0.5, speed=40)
     assert answer["stopped"] == "elapsed"
-    (on, off), = periods(board.pin_history(), FWD, since)
+    (on, off), = high_periods(board.pin_history(), FWD, since)
     assert abs((off - on) - 0.5) < TOLERANCE
     duties = [(t, duty) for t, pin, freq, duty in pwm_log(board.io) if pin == PWM and t >= since]
     assert [d for _, d in duties] == [26214, 0]  # 40 % of 65535, then off
@@ -137,8 +129,8 @@ async def test_motor_reversal_replaces_the_run_and_waits_the_dead_time(board, cl
     assert answer["stopped"] == "elapsed" and answer["speed"] == 100
     assert (await first)["stopped"] == "replaced"
     history = board.pin_history()
-    (_, fwd_off), = periods(history, FWD, since)
-    (rev_on, _), = periods(history, REV, since)
+    (_, fwd_off), = high_periods(history, FWD, since)
+    (rev_on, _), = high_periods(history, REV, since)
     assert rev_on - fwd_off >= 0.49
     assert never_both_high(history, FWD, REV)
 

@@ -12,7 +12,8 @@ import socket
 import pytest
 from aiocoap.numbers.codes import Code
 
-from tests.capabilities.helpers import command, never_both_high, periods, power_on, result, start_board
+from tests.capabilities.helpers import command, power_on, result, start_board
+from tests.pins import high_periods, never_both_high
 
 UP, DOWN = 25, 26
 TRAVEL_S = 2.0
@@ -31,7 +32,7 @@ def board(tmp_path_factory):
 
 
 def last_period(board, pin, since):
-    found = periods(board.pin_history(), pin, since)
+    found = high_periods(board.pin_history(), pin, since)
     assert len(found) == 1, (found, board.console_text()[-1500:])
     on, off = found[0]
     return off - on
@@ -49,7 +50,7 @@ async def test_goto_0_from_unknown_runs_full_travel_and_overrun(board, client):
     answer = await result(client, board, "blind", "goto", position=0)
     assert answer["position"] == 0 and answer["stopped"] == "elapsed"
     assert abs(last_period(board, DOWN, since) - (TRAVEL_S + OVERRUN_S)) < TOLERANCE
-    assert periods(board.pin_history(), UP, since) == []
+    assert high_periods(board.pin_history(), UP, since) == []
 
 
 async def test_partial_moves_add_up_and_the_overrun_only_at_the_ends(board, client):
@@ -128,8 +129,8 @@ async def test_calibrated_travel_times_are_used_and_kept(board, client):
 def test_direction_pins_never_high_together_and_reversal_waits(board):
     history = board.pin_history()
     assert never_both_high(history, UP, DOWN)
-    offs = [(off, UP) for _, off in periods(history, UP)] + [(off, DOWN) for _, off in periods(history, DOWN)]
-    ons = [(on, UP) for on, _ in periods(history, UP)] + [(on, DOWN) for on, _ in periods(history, DOWN)]
+    offs = [(off, UP) for _, off in high_periods(history, UP)] + [(off, DOWN) for _, off in high_periods(history, DOWN)]
+    ons = [(on, UP) for on, _ in high_periods(history, UP)] + [(on, DOWN) for on, _ in high_periods(history, DOWN)]
     reversals = 0
     for on, pin in ons:
         before = [(off, p) for off, p in offs if off <= on]

@@ -1,21 +1,15 @@
 """Fixtures for the device suite: virtual boards running the real agent in the real MicroPython unix port."""
 
-import socket
 from pathlib import Path
 
 import aiocoap
 import pytest
 
+from pifleet.runtime import free_udp_port
 from pifleet.sim import VirtualBoard
 
 REPO = Path(__file__).resolve().parents[2]
 MICROPYTHON_DIR = REPO / "micropython"
-
-
-def free_udp_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

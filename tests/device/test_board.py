@@ -10,6 +10,7 @@ from conftest import request
 
 from pifleet.fleet.modules import declarations
 from tests.conftest import REPO
+from tests.pins import high_periods
 
 UP, DOWN = 25, 26
 # what capabilities/blind.py declares, read from its source as the master reads it
@@ -28,20 +29,6 @@ async def command(client, board, cap, name, eid, **params):
     payload = json.dumps({"eid": eid, "params": params}).encode()
     response = await request(client, Code.POST, uri(board, "/a/%s/%s" % (cap, name)), payload)
     return response.code, json.loads(response.payload)
-
-
-def edges(history, pin, since=0.0):
-    """[(t_on, t_off), ...] of the pin's high periods after `since`."""
-    periods, start = [], None
-    for t, p, value in history:
-        if p != pin or t < since:
-            continue
-        if value and start is None:
-            start = t
-        elif not value and start is not None:
-            periods.append((start, t))
-            start = None
-    return periods
 
 
 def assert_interlocked(history):
@@ -79,9 +66,9 @@ async def test_move_down_one_second(blind_board, coap_client):
     assert body["ok"] is True and body["eid"] == "mv-1"
     assert body["result"]["stopped"] == "elapsed" and body["result"]["direction"] == "down"
     history = blind_board.pin_history()
-    (on, off), = edges(history, DOWN, since)
+    (on, off), = high_periods(history, DOWN, since)
     assert abs((off - on) - 1.0) < 0.1
-    assert edges(history, UP, since) == []
+    assert high_periods(history, UP, since) == []
     assert_interlocked(history)
 
 
@@ -98,8 +85,8 @@ async def test_reversal_replaces_the_move_and_waits_the_dead_time(blind_board, c
     first_code, first = await long_move
     assert first_code == Code.CHANGED and first["result"]["stopped"] == "replaced"
     history = blind_board.pin_history()
-    (_, down_off), = edges(history, DOWN, since)
-    (up_on, _), = edges(history, UP, since)
+    (_, down_off), = high_periods(history, DOWN, since)
+    (up_on, _), = high_periods(history, UP, since)
     assert up_on - down_off >= 0.49  # dead_time_ms = 500
     assert_interlocked(history)
 
@@ -125,7 +112,7 @@ async def test_repeated_eid_moves_once(blind_board, coap_client):
     code, again = await command(coap_client, blind_board, "blind", "move", "dup-1", direction="down", seconds=0.2)
     assert code == Code.CHANGED and again["duplicate"] is True
     assert again["result"] == body["result"]
-    assert len(edges(blind_board.pin_history(), DOWN, since)) == 1
+    assert len(high_periods(blind_board.pin_history(), DOWN, since)) == 1
 
 
 async def test_invalid_params_are_refused_naming_the_field(blind_board, coap_client):
@@ -188,7 +175,7 @@ async def test_duplicate_confirmable_gets_the_cached_response(blind_board):
     assert answers[0] == answers[1]
     reply = aiocoap.Message.decode(answers[0])
     assert reply.mtype == aiocoap.ACK and reply.mid == 0x10E1 and reply.token == b"tk" and reply.code == Code.CHANGED
-    assert len(edges(blind_board.pin_history(), UP, since)) == 1
+    assert len(high_periods(blind_board.pin_history(), UP, since)) == 1
 
 
 async def test_a_command_for_another_board_does_nothing(blind_board, coap_client):
@@ -202,5 +189,5 @@ async def test_a_command_for_another_board_does_nothing(blind_board, coap_client
     payload = json.dumps({"eid": "ep-2", "ep": "vb-t-blind", "params": {"direction": "down", "seconds": 0.3}})
     response = await request(coap_client, Code.POST, uri(blind_board, "/a/blind/move"), payload.encode())
     assert response.code == Code.CHANGED
-    (on, off), = edges(blind_board.pin_history(), DOWN, since)
+    (on, off), = high_periods(blind_board.pin_history(), DOWN, since)
     assert abs((off - on) - 0.3) < 0.1

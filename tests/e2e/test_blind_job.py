@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests.conftest import wait_until
-from tests.e2e.helpers import DOWN_PIN, UP_PIN, blind_job, never_both_high, pulses
+from tests.e2e.helpers import DOWN_PIN, UP_PIN, blind_job
+from tests.pins import high_periods, never_both_high
 
 
 def online_with_caps(master, name):
@@ -33,7 +34,7 @@ def test_job_and_follow_up_drive_the_blind_pins(master, board_factory):
     assert by_step[0]["attempt"] == 1 and by_step[0]["started_at"] and by_step[0]["finished_at"]
 
     history = board.pin_history()
-    down, up = pulses(history, DOWN_PIN), pulses(history, UP_PIN)
+    down, up = high_periods(history, DOWN_PIN), high_periods(history, UP_PIN)
     assert len(down) == 1 and len(up) == 1, (down, up)
     assert abs((down[0][1] - down[0][0]) - 1.0) <= 0.1, down
     assert abs((up[0][1] - up[0][0]) - 0.8) <= 0.1, up

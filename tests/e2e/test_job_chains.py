@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from tests.conftest import wait_until
-from tests.e2e.helpers import DOWN_PIN, UP_PIN, pulses
+from tests.e2e.helpers import DOWN_PIN, UP_PIN
 from tests.e2e.test_blind_job import online_with_caps
+from tests.pins import high_periods
 
 READ = {"capability": "temperature", "command": "read"}
 LOWER = {"capability": "blind", "command": "move", "params": {"direction": "down", "seconds": 0.4}}
@@ -32,7 +33,7 @@ def test_blinds_go_down_only_when_it_is_hot(master, board_factory):
     master.post("/api/jobs/shade/run")
     wait_until(lambda: sum(e["state"] == "succeeded" and e["step"] == 1 for e in master.executions("shade")) == 1,
                timeout=15, what="the blind lowered")
-    (on, off), = pulses(blind.pin_history(), DOWN_PIN)
+    (on, off), = high_periods(blind.pin_history(), DOWN_PIN)
     assert abs((off - on) - 0.4) < 0.1
 
 
@@ -86,7 +87,7 @@ def test_threshold_trigger_fires_once_per_crossing(master, board_factory):
     readings_at(26.0)
     sensor.set_input(adc={34: 800_000})  # 30: fires again
     wait_until(lambda: len([e for e in master.executions("hot") if e["state"] == "succeeded"]) == 2, timeout=15)
-    assert len(pulses(blind.pin_history(), DOWN_PIN)) == 2
+    assert len(high_periods(blind.pin_history(), DOWN_PIN)) == 2
 
 
 def test_a_role_job_moves_every_blind_and_each_gets_its_follow_up(master, board_factory):
@@ -119,8 +120,8 @@ def test_a_role_job_moves_every_blind_and_each_gets_its_follow_up(master, board_
     assert sorted(e["device"] for e in runs if e["step"] == 1) == ["blind-1", "blind-2"]
     then = wait_until(lambda: [e for e in master.executions("then") if e["state"] == "succeeded"], timeout=15)
     assert sorted(str(e["device"]) for e in then) == ["None", "blind-2"]  # the group run, its one device
-    wait_until(lambda: len(pulses(b2.pin_history(), DOWN_PIN)) == 2, timeout=10)
-    assert len(pulses(b1.pin_history(), DOWN_PIN)) == 1 and len(pulses(b1.pin_history(), UP_PIN)) == 1
+    wait_until(lambda: len(high_periods(b2.pin_history(), DOWN_PIN)) == 2, timeout=10)
+    assert len(high_periods(b1.pin_history(), DOWN_PIN)) == 1 and len(high_periods(b1.pin_history(), UP_PIN)) == 1
 
 
 def httpx_put(master, path, body):

@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 
 from pifleet.model import FINAL_STATES
 from tests.conftest import wait_until
-from tests.e2e.helpers import DOWN_PIN, UP_PIN, iso_in, never_both_high, pulses
+from tests.e2e.helpers import DOWN_PIN, UP_PIN, iso_in
 from tests.e2e.test_blind_job import online_with_caps
+from tests.pins import high_periods, never_both_high
 
 
 def move(name, device, *, at_in=None, direction="down", seconds=0.5, **extra) -> dict:
@@ -49,7 +50,7 @@ def test_misfire_policies_across_a_master_outage(master_factory, board_factory):
     time.sleep(1.5)
     assert len(master.executions("late-ok")) == 1 and len(master.executions("late-skip")) == 1
     history = board.pin_history()
-    assert len(pulses(history, DOWN_PIN)) == 1 and pulses(history, UP_PIN) == []
+    assert len(high_periods(history, DOWN_PIN)) == 1 and high_periods(history, UP_PIN) == []
 
 
 def test_pause_resume_cancel_and_dry_run(master, board_factory):
@@ -77,7 +78,7 @@ def test_pause_resume_cancel_and_dry_run(master, board_factory):
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     again = master.post(f"/api/executions/{planned[0]['id']}/cancel")
     assert again.status_code == 409 and again.json()["field"] == "execution_id"
-    assert len(pulses(board.pin_history(), DOWN_PIN)) == 1, "only the resumed run moved the blind"
+    assert len(high_periods(board.pin_history(), DOWN_PIN)) == 1, "only the resumed run moved the blind"
 
 
 def test_timeline_shows_the_evening_run_and_the_next_mornings_follow_up(master, board_factory):
@@ -112,7 +113,7 @@ def test_concurrency_refuse_and_queue_on_one_blind(master, board_factory):
     assert final(master, "refused")[0]["state"] == "skipped"
     assert final(master, "queued")[0]["state"] == "succeeded"
     history = board.pin_history()
-    (down,), (up,) = pulses(history, DOWN_PIN), pulses(history, UP_PIN)
+    (down,), (up,) = high_periods(history, DOWN_PIN), high_periods(history, UP_PIN)
     assert up[0] >= down[1], "the queued move started only after the long one ended"
     assert never_both_high(history, UP_PIN, DOWN_PIN)
 

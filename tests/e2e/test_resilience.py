@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from tests.conftest import wait_until
-from tests.e2e.helpers import DOWN_PIN, UP_PIN, blind_job, never_both_high, pulses
+from tests.e2e.helpers import DOWN_PIN, UP_PIN, blind_job
 from tests.e2e.test_blind_job import online_with_caps
+from tests.pins import high_periods, never_both_high
 
 
 def test_board_offline_when_the_job_fires_fails_clearly_after_its_retries(master_factory, board_factory):
@@ -59,6 +60,6 @@ def test_follow_up_pending_across_a_master_restart_runs_once(master_factory, boa
     runs = master.executions("restart")
     assert sorted((e["step"], e["state"]) for e in runs) == [(0, "succeeded"), (1, "succeeded")]
     history = board.pin_history()
-    assert len(pulses(history, DOWN_PIN)) == 1
-    assert len(pulses(history, UP_PIN)) == 1, "the follow-up drove the motor exactly once"
+    assert len(high_periods(history, DOWN_PIN)) == 1
+    assert len(high_periods(history, UP_PIN)) == 1, "the follow-up drove the motor exactly once"
     assert never_both_high(history, UP_PIN, DOWN_PIN)

@@ -9,8 +9,9 @@ import asyncpg
 
 from pifleet.model import FINAL_STATES
 from tests.conftest import wait_until
-from tests.e2e.helpers import DOWN_PIN, pulses
+from tests.e2e.helpers import DOWN_PIN
 from tests.e2e.test_blind_job import online_with_caps
+from tests.pins import high_periods
 from tests.process.test_process_target import ProcessCli
 
 
@@ -51,7 +52,7 @@ def test_read_store_and_shade(master, board_factory, tmp_path):
 
         rows = asyncio.run(fetch(master.database_url, "select celsius, place from readings_log order by celsius"))
         assert [(r["celsius"], r["place"]) for r in rows] == [(25.0, "balcony"), (31.0, "balcony")]
-        (on, off), = pulses(blind.pin_history(), DOWN_PIN)  # lowered once: only when it was hot
+        (on, off), = high_periods(blind.pin_history(), DOWN_PIN)  # lowered once: only when it was hot
         assert abs((off - on) - 0.5) < 0.1
         skipped = [e for e in master.executions("balcony") if e["state"] == "skipped"]
         assert len(skipped) == 1 and "celsius=25.0 is not above 28" in skipped[0]["error"]

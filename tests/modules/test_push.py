@@ -16,7 +16,8 @@ from aiocoap.optiontypes import BlockOption
 
 from pifleet.flashing.bundle import module_stem
 from tests.conftest import REPO, wait_until
-from tests.e2e.helpers import DOWN_PIN, pulses
+from tests.e2e.helpers import DOWN_PIN
+from tests.pins import high_periods
 
 BLIND = (REPO / "capabilities" / "blind.py").read_text()
 
@@ -109,7 +110,7 @@ def test_changed_module_runs_without_reboot_and_the_master_knows_its_version(mas
     since = board.pin_history()[-1][0]
     run = command(master, "b1", "blind", "move", direction="down", seconds=0.4)
     assert run["state"] == "succeeded", run
-    assert [round(b - a, 1) for a, b in pulses(board.pin_history(), DOWN_PIN) if a > since] == [0.4]
+    assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), DOWN_PIN) if a > since] == [0.4]
 
     # it survives a reboot: the config names the new version
     board.stop()

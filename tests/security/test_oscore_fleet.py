@@ -17,7 +17,8 @@ from aiocoap.numbers.codes import Code
 from pifleet.sim import VirtualBoard
 from pifleet.sim.firmware import build_image
 from tests.conftest import wait_until
-from tests.e2e.helpers import DOWN_PIN, pulses
+from tests.e2e.helpers import DOWN_PIN
+from tests.pins import high_periods
 
 SALT = b"pifleet-oscore-1"
 
@@ -108,7 +109,7 @@ def run_move(master, device: str, name: str) -> dict:
 
 
 def downs(board: VirtualBoard) -> int:
-    return len(pulses(board.pin_history(), DOWN_PIN))
+    return len(high_periods(board.pin_history(), DOWN_PIN))
 
 
 def test_a_paired_board_obeys_only_protected_fresh_untampered_commands(master, flashed):

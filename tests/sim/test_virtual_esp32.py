@@ -2,7 +2,6 @@
 reaches its REPL. Unmodified esptool and mpremote, default options, through the board's pty."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -10,19 +9,13 @@ import time
 import pytest
 
 from pifleet.flashing.layout import build_littlefs, read_littlefs
-from pifleet.runtime import runtime_dir
+from pifleet.runtime import free_udp_port, runtime_dir
 from pifleet.sim import VirtualBoard
 from pifleet.sim.board import micropython_binary
 from pifleet.sim.firmware import build_image
 
 pytestmark = pytest.mark.skipif(micropython_binary() is None, reason="no MicroPython unix port")
 VFS = 0x200000
-
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def esptool(port, *args, timeout=60):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -23,16 +22,11 @@ from pathlib import Path
 import aiocoap
 from aiocoap.numbers.codes import Code
 
+from pifleet.runtime import free_udp_port
 from pifleet.sim import VirtualBoard
 from pifleet.sim.board import micropython_binary
 
 COMMANDS = 100
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def _get(ctx, uri):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import tempfile
 import time
@@ -29,17 +28,12 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
 
 from pifleet.gateway.coap import Gateway
+from pifleet.runtime import free_udp_port
 from pifleet.sim import VirtualBoard
 from pifleet.sim.board import micropython_binary
 
 TIMEOUT_S = 10.0
 WARMUP = 20
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def percentile(values: list[float], p: float) -> float:

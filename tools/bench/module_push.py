@@ -20,7 +20,6 @@ import asyncio
 import hashlib
 import json
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,16 +31,11 @@ from aiocoap.numbers.codes import Code
 
 from pifleet.flashing import bundle
 from pifleet.gateway.coap import Gateway
+from pifleet.runtime import free_udp_port
 from pifleet.sim import VirtualBoard
 from pifleet.sim.board import SIM_MICROPYTHON, micropython_binary
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def padded_blind(kb: float) -> str:

@@ -16,20 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from pifleet.gateway.coap import Gateway
+from pifleet.runtime import free_udp_port
 from pifleet.sim import VirtualBoard
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def p99(values: list[float]) -> float:
