@@ -17,13 +17,13 @@ import string
 
 import aiocoap
 import pytest
-from aiocoap import oscore
 from aiocoap.numbers.codes import Code
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pifleet.fleet.adoption import proof_of, stretch
+from tests.oscore_peer import Peer
 
 from . import wire
 from .counts import record
@@ -38,26 +38,8 @@ GARBAGE = 1000
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
-SALT = b"pifleet-oscore-1"
 MAC = "24:0a:7f:fa:22:01"  # the board the fixture adopts (a real identity and OSCORE keys)
 CODE = "F0ZZ2345"
-
-
-class Peer(oscore.CanProtect, oscore.CanUnprotect, oscore.SecurityContextUtils):
-    """The adopted board's side of its OSCORE context (keys from its sealed identity), in memory."""
-
-    def __init__(self, secret: bytes, sender_id: bytes) -> None:
-        self.alg_aead = oscore.algorithms["AES-CCM-16-64-128"]
-        self.hashfun = oscore.hashfunctions["sha256"]
-        self.sender_id, self.recipient_id, self.id_context = sender_id, b"", None
-        self.sender_sequence_number = 0
-        self.recipient_replay_window = oscore.ReplayWindow(32, lambda: None)
-        self.recipient_replay_window.initialize_empty()
-        self.echo_recovery = None
-        self.derive_keys(SALT, secret)
-
-    def post_seqnoincrease(self) -> None:
-        """Nothing to keep."""
 
 
 def _open(k: bytes, sealed: dict) -> dict:

@@ -11,33 +11,14 @@ import time
 
 import aiocoap
 import pytest
-from aiocoap import oscore
 from aiocoap.numbers.codes import Code
 
 from pifleet.sim import VirtualBoard
 from pifleet.sim.firmware import build_image
 from tests.conftest import wait_until
 from tests.e2e.helpers import DOWN_PIN
+from tests.oscore_peer import Peer
 from tests.pins import high_periods
-
-SALT = b"pifleet-oscore-1"
-
-
-class Peer(oscore.CanProtect, oscore.CanUnprotect, oscore.SecurityContextUtils):
-    """An OSCORE context with the keys we choose (the attacker's, or a copy of real ones)."""
-
-    def __init__(self, secret: bytes, sender_id: bytes, recipient_id: bytes, seq: int = 0) -> None:
-        self.alg_aead = oscore.algorithms["AES-CCM-16-64-128"]
-        self.hashfun = oscore.hashfunctions["sha256"]
-        self.sender_id, self.recipient_id, self.id_context = sender_id, recipient_id, None
-        self.sender_sequence_number = seq
-        self.recipient_replay_window = oscore.ReplayWindow(32, lambda: None)
-        self.recipient_replay_window.initialize_empty()
-        self.echo_recovery = None
-        self.derive_keys(SALT, secret)
-
-    def post_seqnoincrease(self) -> None:
-        """Nothing to keep."""
 
 
 def datagram(msg: aiocoap.Message, mid: int) -> bytes:
