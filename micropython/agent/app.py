@@ -138,10 +138,16 @@ class Agent:
         stems = config.get("modules", {})
         try:
             # leftovers of an install a power loss interrupted: unfinished uploads, versions no longer named
-            caps.remove_unused([stems.get(name, name) for name in config.get("caps", {})])
+            caps.remove_unused([stems.get(name, name) for name in config.get("caps", {})]
+                               + [entry["stem"] for entry in config.get("previous", {}).values()])
         except OSError:
             pass  # no caps/ directory: nothing to tidy
         self.capabilities, failed = caps.load(config.get("caps", {}), stems)
+        if failed and config.get("previous"):
+            from agent import role  # a version that cannot start: back to the one it replaced
+
+            started, failed = role.fall_back(config, failed, path)
+            self.capabilities += started
         self.sock = udp_socket(ip, self.port)
         self.endpoint = Endpoint(self.sock, None, security_context(config))
         self.resources = Resources(config["device_id"], self.capabilities, self.endpoint.stats, failed)

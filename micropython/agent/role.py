@@ -5,9 +5,13 @@ after the master has pushed every module file it names (agent/modules.py). Capab
 configuration are unchanged keep running untouched. The others are stopped first (a new version may take over
 the same pins), then the new ones are imported, set up and self-checked. If any of them fails, the new ones
 are stopped and the old ones set up again: the board goes back to what it ran, stays online, and answers with
-the error (the files of the versions that cannot run are deleted). Only when all new ones run is config.json replaced. It is written to a new file and renamed over the
-old one (atomic on littlefs), so a power loss at any point boots the old role or the new one, never neither.
-Module files no longer named by the config are deleted last. Imported on the first PUT /role only.
+the error (the files of the versions that cannot run are deleted). Only when all new ones run is config.json
+replaced: it is written to a new file and renamed over the old one (atomic on littlefs), so a power loss at
+any point boots the old role or the new one, never neither.
+Module files no longer named by the config are deleted last, except each replaced version, which stays (as
+config["previous"]) until the next change: a new version that runs now but cannot start at a later boot makes
+the board go back to it (fall_back) and say so. Imported on the first PUT /role, or at a boot where a module
+failed.
 """
 
 import json
@@ -88,20 +92,64 @@ def apply(current, config, body, path):
                 old.instance = old.module.setup(old.cfg)
             except Exception as exc:  # noqa: BLE001 — it ran before; report, keep restoring the others
                 print_exception(exc)
-        caps.remove_unused([cap.stem for cap in current])  # the versions that cannot run are not kept
+        caps.remove_unused(kept_stems(config))  # the versions that cannot run are not kept
         collect()
         raise
     running = {cap.name: cap for cap in keep + started}
     now = [running[name] for name in wanted]
+    # what each replaced capability ran before stays on the board until the next change: if the new version
+    # cannot start at a later boot, the board goes back to it (fall_back)
+    previous = {name: entry for name, entry in config.get("previous", {}).items()
+                if name in running and running[name] in keep}
+    for old in replaced:
+        if old.name in running:
+            previous[old.name] = {"stem": old.stem, "cfg": old.cfg}
     new_config = dict(config)
     new_config["role"] = role
     new_config["caps"] = wanted
     new_config["modules"] = {cap.name: cap.stem for cap in now}
+    new_config["previous"] = previous
     save_config(new_config, path)
     in_use = [cap.stem for cap in now]
     for old in replaced:
         if old.stem not in in_use:
             caps.unload(old.stem)
-    caps.remove_unused(in_use)
+    caps.remove_unused(kept_stems(new_config))
     collect()
     return now, replaced, started, new_config
+
+
+def kept_stems(config):
+    """The module files a board keeps: the versions its config runs, and the ones they replaced."""
+    stems = config.get("modules", {})
+    return ([stems.get(name, name) for name in config.get("caps", {})]
+            + [entry["stem"] for entry in config.get("previous", {}).values()])
+
+
+def fall_back(config, failed, path):
+    """At boot: a capability whose version cannot start goes back to the version it replaced, if the board
+    still has it. The config then names that version (the next boot starts it directly) and the failure is
+    still reported, so the master knows. Returns (capabilities started, failures as reported)."""
+    previous = config.get("previous", {})
+    started, reported = [], []
+    for name, error in failed:
+        entry = previous.get(name)
+        if entry is None or not caps.exists(entry["stem"]):
+            reported.append((name, error))
+            continue
+        bad = config.get("modules", {}).get(name, name)
+        try:
+            started.append(caps.load_one(name, entry["stem"], entry["cfg"], check=True))
+        except Exception as exc:  # noqa: BLE001 — then it stays failed, as without a previous version
+            print_exception(exc)
+            reported.append((name, error))
+            continue
+        print("role: %s went back to %s: %s cannot start" % (name, entry["stem"], bad))
+        reported.append((name, "%s cannot start at boot, running %s again: %s" % (bad, entry["stem"], error)))
+        config["caps"][name] = entry["cfg"]
+        config.setdefault("modules", {})[name] = entry["stem"]
+        del previous[name]
+    if started:
+        save_config(config, path)
+        caps.remove_unused(kept_stems(config))
+    return started, reported

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import time
 
 import aiocoap
 import pytest
@@ -104,7 +105,7 @@ def test_changed_module_runs_without_reboot_and_the_master_knows_its_version(mas
 
     assert running(master, "b1")["blind"] == ("7-test", module["stem"])
     assert boots(board) == 1, board.console_text()  # loaded in place: the agent never restarted
-    assert files_on_board(master, "b1") == {module["stem"]}  # the old version's file is gone
+    assert files_on_board(master, "b1") == {module["stem"], before[1]}  # the old version stays, as the fallback
 
     # the new version drives the motor
     since = board.pin_history()[-1][0]
@@ -143,6 +144,51 @@ def test_modules_that_cannot_run_are_refused_and_the_board_stays_as_it_was(maste
     # still online and commandable
     assert command(master, "b2", "blind", "stop")["state"] == "succeeded"
     assert device(master, "b2")["online"] and boots(board) == 1
+
+
+# runs once, then never again: its first setup leaves a mark, and every later one (the next boot) refuses
+ONLY_ONCE = """
+import os as _os
+
+_setup = setup
+
+
+def setup(cfg):
+    if "_set_up_once" in _os.listdir("caps"):
+        raise OSError("the gearbox does not answer after a reboot")
+    with open("caps/_set_up_once", "w") as f:
+        f.write("1")
+    return _setup(cfg)
+"""
+
+
+def test_a_version_that_cannot_start_at_a_later_boot_goes_back_to_the_one_before(master, board_factory):
+    board = board_factory("b5", master, role="blind")
+    wait_until(lambda: in_sync(master, "b5"), what="b5 in sync", explain=board.console_text)
+    before = running(master, "b5")["blind"]
+    module = upload(master, variant("9-once", ONLY_ONCE))
+    assert rollout_over(master, module["rollout"])["state"] == "succeeded"  # it ran after its push
+    assert running(master, "b5")["blind"] == ("9-once", module["stem"])
+
+    board.stop()
+    board.start()  # the new version cannot start now: the board runs the one before, and says why
+    d = wait_until(lambda: (d := device(master, "b5"))["online"] and d["sync"]["state"] == "failed" and d,
+                   timeout=30, what="b5 back, reporting the failed version", explain=board.console_text)
+    assert "gearbox does not answer" in d["sync"]["reason"] and module["stem"] in d["sync"]["reason"]
+    assert running(master, "b5")["blind"] == before
+    since = board.pin_history()[-1][0]
+    run = command(master, "b5", "blind", "move", direction="down", seconds=0.3)
+    assert run["state"] == "succeeded", run
+    assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), DOWN_PIN) if a > since] == [0.3]
+    assert files_on_board(master, "b5") == {before[1]}  # the version that cannot start is gone
+
+    board.stop()
+    board.start()  # its config names the old version now: a clean boot, and the master does not push again
+    wait_until(lambda: boots(board) == 3 and device(master, "b5")["online"], timeout=30, what="b5 up again",
+               explain=board.console_text)
+    time.sleep(2)  # a sync would have begun by now
+    assert running(master, "b5")["blind"] == before and device(master, "b5")["sync"]["state"] == "failed"
+    assert "cannot start" not in board.console_text().split("agent: listening")[-1]
 
 
 def test_a_module_whose_hash_or_size_is_wrong_is_refused_before_it_is_kept(tmp_path):
@@ -221,7 +267,8 @@ def test_power_loss_during_an_install_boots_a_whole_version(master, board_factor
     wait_until(lambda: running(master, board.name).get("blind", ("", ""))[1] == module["stem"]
                and in_sync(master, board.name), timeout=30, what="the new version after the reboot",
                explain=board.console_text)
-    assert files_on_board(master, board.name) == {module["stem"]}  # nothing half-written or stale left
+    # nothing half-written or stale left: the new version, and the one it replaced (the fallback)
+    assert files_on_board(master, board.name) == {module["stem"], old}
 
 
 def test_a_module_with_native_code_is_built_for_the_boards_architecture(master, board_factory):

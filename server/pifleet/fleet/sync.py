@@ -164,6 +164,13 @@ class Syncer:
         if want is None:
             return
         running = {c.get("name"): c.get("module") for c in described.get("caps", [])}
+        went_back = [f for f in described.get("failed", []) if isinstance(f, dict) and f.get("name") in running]
+        if went_back:
+            # a version that ran after its push could not start at this boot, and the board went back to the
+            # one before: pushing it again would only repeat that at the next boot; a person looks first
+            reason = "; ".join(f"{f['name']}: {f.get('error', '')}" for f in went_back)
+            await self._state(device, "failed", reason)
+            return
         stems = {cap: module.stem for cap, module in want.modules.items()}
         same_config = known is not None and known[1] is not None and known[1].get("caps") == want.caps
         in_line = running == stems and described.get("role") == want.role.name and not described.get("failed")
