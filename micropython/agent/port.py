@@ -58,7 +58,14 @@ if IS_MICROPYTHON:
                 gc.collect()
 
 else:
+    import signal
     import traceback
+
+    # SIGINT (Ctrl-C) is how a board's agent is stopped in order: KeyboardInterrupt, outputs off, deregistered.
+    # A process started from a background shell inherits SIGINT as ignored, and CPython keeps it so (MicroPython
+    # installs its own handler): take it back, or `pifleet process` targets and CPython boards cannot stop.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def const(value):
         return value

@@ -2,9 +2,11 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
+import pytest
 from aiocoap.numbers.codes import Code
 from conftest import free_udp_port, request
 
@@ -12,10 +14,19 @@ from pifleet.sim import VirtualBoard
 from pifleet.sim.board import SHIMS, WATCHDOG_RESET, micropython_binary
 
 
-async def test_agent_serves_under_cpython(tmp_path, coap_client):
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+async def test_agent_serves_under_cpython(tmp_path, coap_client, sigint):
+    """Also when started from a background shell, which hands SIGINT down as ignored: the orderly stop (SIGINT)
+    must still work (CI launched that way once, and the CPython agents never stopped)."""
     board = VirtualBoard("t-cpy", tmp_path, role="blind", master=("127.0.0.1", free_udp_port()),
                          runtime="cpython")
-    board.start()
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN) if sigint == "ignored" else None
+    try:
+        board.start()
+        await board.wait_ready_async()  # the interpreter has started: it inherited what SIGINT was then
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGINT, before)
     try:
         await board.wait_ready_async()
         assert "running the agent under CPython" in board.console_text()
