@@ -138,8 +138,7 @@ class Agent:
         stems = config.get("modules", {})
         try:
             # leftovers of an install a power loss interrupted: unfinished uploads, versions no longer named
-            caps.remove_unused([stems.get(name, name) for name in config.get("caps", {})]
-                               + [entry["stem"] for entry in config.get("previous", {}).values()])
+            caps.remove_unused(config)
         except OSError:
             pass  # no caps/ directory: nothing to tidy
         self.capabilities, failed = caps.load(config.get("caps", {}), stems)

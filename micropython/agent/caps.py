@@ -122,8 +122,17 @@ def exists(stem):
     return False
 
 
-def remove_unused(keep):
-    """Delete module files whose stem is not in `keep`, and every unfinished .new file."""
+def kept_stems(config):
+    """The module files a board keeps: the versions its config runs, and the ones they replaced (its fallbacks,
+    config["previous"], agent/role.py)."""
+    stems = config.get("modules", {})
+    return ([stems.get(name, name) for name in config.get("caps", {})]
+            + [entry["stem"] for entry in config.get("previous", {}).values()])
+
+
+def remove_unused(config):
+    """Delete module files the config neither runs nor keeps as a fallback, and every unfinished .new file."""
+    keep = kept_stems(config)
     for name in os.listdir(CAPS_DIR):
         stem, _, suffix = name.rpartition(".")
         if name.startswith("_") or (suffix in ("mpy", "py") and stem in keep):  # __init__, shared helpers

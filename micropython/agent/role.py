@@ -92,7 +92,7 @@ def apply(current, config, body, path):
                 old.instance = old.module.setup(old.cfg)
             except Exception as exc:  # noqa: BLE001 — it ran before; report, keep restoring the others
                 print_exception(exc)
-        caps.remove_unused(kept_stems(config))  # the versions that cannot run are not kept
+        caps.remove_unused(config)  # the versions that cannot run are not kept
         collect()
         raise
     running = {cap.name: cap for cap in keep + started}
@@ -114,16 +114,9 @@ def apply(current, config, body, path):
     for old in replaced:
         if old.stem not in in_use:
             caps.unload(old.stem)
-    caps.remove_unused(kept_stems(new_config))
+    caps.remove_unused(new_config)
     collect()
     return now, replaced, started, new_config
-
-
-def kept_stems(config):
-    """The module files a board keeps: the versions its config runs, and the ones they replaced."""
-    stems = config.get("modules", {})
-    return ([stems.get(name, name) for name in config.get("caps", {})]
-            + [entry["stem"] for entry in config.get("previous", {}).values()])
 
 
 def fall_back(config, failed, path):
@@ -151,5 +144,5 @@ def fall_back(config, failed, path):
         del previous[name]
     if started:
         save_config(config, path)
-        caps.remove_unused(kept_stems(config))
+        caps.remove_unused(config)
     return started, reported
