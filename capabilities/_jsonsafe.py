@@ -38,8 +38,10 @@ def size(value):
 def check_size(value, limit=MAX_BYTES):
     n = size(value)
     if n > limit:
-        raise TooLargeError("result too large: %d bytes of JSON, an answer carries at most %d "
-                            "(return less, or write it to a database and return its key)" % (n, limit))
+        raise TooLargeError(
+            "result too large: %d bytes of JSON, an answer carries at most %d "
+            "(return less, or write it to a database and return its key)" % (n, limit)
+        )
     return value
 
 

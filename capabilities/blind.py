@@ -17,9 +17,9 @@ it ends; never during a move. It must not talk to the network.
 import asyncio
 import json
 import os
-from machine import Pin
 
 from agent.port import const, ticks_diff, ticks_ms, wait_for_ms
+from machine import Pin
 
 NAME = "blind"
 VERSION = "2"
@@ -142,8 +142,13 @@ class Blind:
         return self._after(motion[0], ticks_diff(ticks_ms(), motion[1]))
 
     def _save(self, moving=None):
-        state = {"position": self._pos, "moving": moving, "up_s": self._travel["up"] / 1000,
-                 "down_s": self._travel["down"] / 1000, "cfg": self._cfg_travel}
+        state = {
+            "position": self._pos,
+            "moving": moving,
+            "up_s": self._travel["up"] / 1000,
+            "down_s": self._travel["down"] / 1000,
+            "cfg": self._cfg_travel,
+        }
         try:
             with open(_STATE + ".new", "w") as f:
                 json.dump(state, f)
@@ -211,8 +216,11 @@ class Blind:
                 self._set_travel(up_s or self._travel["up"] / 1000, down_s or self._travel["down"] / 1000)
                 if run.reason is None:
                     self._save()
-            return {"up_s": self._travel["up"] / 1000, "down_s": self._travel["down"] / 1000,
-                    "position": self._position()}
+            return {
+                "up_s": self._travel["up"] / 1000,
+                "down_s": self._travel["down"] / 1000,
+                "position": self._position(),
+            }
         # a calibration run: fully up from wherever it is, then it is at 100
         run = self._replace()
         async with self._lock:
@@ -222,14 +230,18 @@ class Blind:
     async def position(self):
         motion = self._motion
         pos = self._now()
-        return {"position": None if pos is None else int(pos + 0.5),
-                "moving": None if motion is None else motion[0]}
+        return {"position": None if pos is None else int(pos + 0.5), "moving": None if motion is None else motion[0]}
 
     async def _drive(self, run, direction, ms, end=None):
         pin = self._pins[direction]
         other = self._pins["down" if direction == "up" else "up"]
-        result = {"direction": direction, "seconds": ms / 1000, "ran_ms": 0, "stopped": "replaced",
-                  "position": self._position()}
+        result = {
+            "direction": direction,
+            "seconds": ms / 1000,
+            "ran_ms": 0,
+            "stopped": "replaced",
+            "position": self._position(),
+        }
         if other.value():  # cannot happen through this class; refuse to trust it anyway
             other.off()
             self._off_at = ticks_ms()

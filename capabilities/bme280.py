@@ -12,9 +12,8 @@ The trimming constants are read once, at the first read or selftest (so a board 
 later, or answers late after power-on, still sets up), and again after a failed transfer.
 """
 
-from machine import I2C, Pin, SoftI2C
-
 from agent.port import const, sleep_ms
+from machine import I2C, Pin, SoftI2C
 
 NAME = "bme280"
 VERSION = "1"
@@ -89,10 +88,23 @@ class BME280:
         e4 = h[3] - 256 if h[3] & 0x80 else h[3]  # H4 and H5 are signed 12-bit, split over 0xE4..0xE6
         e6 = h[5] - 256 if h[5] & 0x80 else h[5]
         self._cal = (
-            _u16(b, 0), _s16(b, 2), _s16(b, 4),  # T1..T3
-            _u16(b, 6), _s16(b, 8), _s16(b, 10), _s16(b, 12), _s16(b, 14),  # P1..P5
-            _s16(b, 16), _s16(b, 18), _s16(b, 20), _s16(b, 22),  # P6..P9
-            b[25], _s16(h, 0), h[2], e4 << 4 | h[4] & 0x0F, e6 << 4 | h[4] >> 4,  # H1..H5
+            _u16(b, 0),
+            _s16(b, 2),
+            _s16(b, 4),  # T1..T3
+            _u16(b, 6),
+            _s16(b, 8),
+            _s16(b, 10),
+            _s16(b, 12),
+            _s16(b, 14),  # P1..P5
+            _s16(b, 16),
+            _s16(b, 18),
+            _s16(b, 20),
+            _s16(b, 22),  # P6..P9
+            b[25],
+            _s16(h, 0),
+            h[2],
+            e4 << 4 | h[4] & 0x0F,
+            e6 << 4 | h[4] >> 4,  # H1..H5
             h[6] - 256 if h[6] & 0x80 else h[6],  # H6
         )
 
@@ -148,8 +160,9 @@ class BME280:
     def _humidity(self, adc, t_fine):
         h1, h2, h3, h4, h5, h6 = self._cal[12:18]
         v = t_fine - 76800
-        v = ((((adc << 14) - (h4 << 20) - (h5 * v)) + 16384) >> 15) * \
-            (((((((v * h6) >> 10) * (((v * h3) >> 11) + 32768)) >> 10) + 2097152) * h2 + 8192) >> 14)
+        v = ((((adc << 14) - (h4 << 20) - (h5 * v)) + 16384) >> 15) * (
+            ((((((v * h6) >> 10) * (((v * h3) >> 11) + 32768)) >> 10) + 2097152) * h2 + 8192) >> 14
+        )
         v -= ((((v >> 15) * (v >> 15)) >> 7) * h1) >> 4
         v = min(max(v, 0), 419430400)
         return v >> 12  # %RH in Q22.10

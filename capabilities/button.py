@@ -10,9 +10,8 @@ so a bounce or a spike shorter than that gives no event. Each debounced change e
 usual wiring: the contact pulls the pin to ground against the pull-up) a low level is "pressed".
 """
 
-from machine import Pin
-
 from agent.port import sleep_ms, ticks_diff, ticks_ms
+from machine import Pin
 
 NAME = "button"
 VERSION = "1"

@@ -88,8 +88,11 @@ def _coerce(value, pg_type, index):
             return float(value)
         if name == "uuid" and isinstance(value, str):
             return uuid.UUID(value)
-        if name in ("text", "varchar", "bpchar", "name") and isinstance(value, (int, float)) \
-                and not isinstance(value, bool):
+        if (
+            name in ("text", "varchar", "bpchar", "name")
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+        ):
             return str(value)
     except (ValueError, decimal.InvalidOperation):
         raise ValueError("args[%d]: %r is not a valid %s" % (index - 1, value, name)) from None
@@ -119,8 +122,9 @@ class Database:
         try:
             conn = await asyncpg.connect(dsn, timeout=self.timeout_s, command_timeout=self.timeout_s)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise DatabaseError("cannot connect to database %r: %s" % (database, str(exc) or type(exc).__name__)) \
-                from None
+            raise DatabaseError(
+                "cannot connect to database %r: %s" % (database, str(exc) or type(exc).__name__)
+            ) from None
         for kind in ("json", "jsonb"):  # objects and lists in args and rows, not JSON text
             await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
         return conn
@@ -131,8 +135,9 @@ class Database:
             statement = await conn.prepare(sql)
             params = statement.get_parameters()
             if len(args) != len(params):
-                raise ValueError("the statement takes %d argument(s) ($1 … $%d), args has %d"
-                                 % (len(params), len(params), len(args)))
+                raise ValueError(
+                    "the statement takes %d argument(s) ($1 … $%d), args has %d" % (len(params), len(params), len(args))
+                )
             values = [_coerce(v, t, i) for i, (v, t) in enumerate(zip(args, params), start=1)]
             return await work(conn, statement, values)
         except asyncpg.PostgresError as exc:

@@ -10,9 +10,8 @@ asked once more after 2 s (such glitches are common on long wires) before the re
 """
 
 import dht
-from machine import Pin
-
 from agent.port import const, sleep_ms, ticks_diff, ticks_ms
+from machine import Pin
 
 NAME = "dht22"
 VERSION = "1"
@@ -47,8 +46,7 @@ class DHT22:
         self._asked = True
         self._last = None  # a failed measurement leaves nothing to repeat
         self._sensor.measure()
-        self._last = {"celsius": round(self._sensor.temperature(), 1),
-                      "humidity": round(self._sensor.humidity(), 1)}
+        self._last = {"celsius": round(self._sensor.temperature(), 1), "humidity": round(self._sensor.humidity(), 1)}
         return self._last
 
     def _wait_ms(self):

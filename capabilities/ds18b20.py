@@ -12,11 +12,11 @@ again when a sensor went missing, so a sensor plugged in later is found.
 """
 
 import asyncio
+
 import ds18x20
 import onewire
-from machine import Pin
-
 from agent.port import const, sleep_ms
+from machine import Pin
 
 NAME = "ds18b20"
 VERSION = "1"

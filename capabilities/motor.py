@@ -11,9 +11,9 @@ it the motor only runs at full speed and a lower speed is refused.
 """
 
 import asyncio
-from machine import PWM, Pin
 
 from agent.port import const, ticks_diff, ticks_ms, wait_for_ms
+from machine import PWM, Pin
 
 NAME = "motor"
 VERSION = "1"

@@ -82,15 +82,18 @@ class Modules:
             raise ValueError("function must be 'module:function' (public names), got %r" % function)
         allowed = self.allowed()
         if module_name not in allowed:
-            raise ValueError("module %r is not allowed on this process (allowed: %s, from %s)"
-                             % (module_name, ", ".join(allowed) or "none", self.directory))
+            raise ValueError(
+                "module %r is not allowed on this process (allowed: %s, from %s)"
+                % (module_name, ", ".join(allowed) or "none", self.directory)
+            )
         module = self._load(module_name)
         fn = getattr(module, func_name, None)
         if fn is None or not callable(fn):
             raise ValueError("module %r has no function %r" % (module_name, func_name))
         if getattr(fn, "__module__", None) != module.__name__:
-            raise ValueError("%r is not defined in module %r (only its own functions can be called)"
-                             % (func_name, module_name))
+            raise ValueError(
+                "%r is not defined in module %r (only its own functions can be called)" % (func_name, module_name)
+            )
         return fn
 
     async def call(self, function, kwargs=None):

@@ -18,9 +18,9 @@ state_relay.json (written only when that state changes, and only with restore = 
 import asyncio
 import json
 import os
-from machine import Pin
 
 from agent.port import sleep_ms
+from machine import Pin
 
 NAME = "relay"
 VERSION = "1"

@@ -4,6 +4,7 @@
 # Kept tiny and free of agent imports, so a broken agent or role module cannot keep a motor running.
 try:
     import json
+
     from machine import Pin
 
     with open("config.json") as f:

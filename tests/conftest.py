@@ -7,63 +7,15 @@ running the real MicroPython interpreter.
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-ADMIN = "admin"
-ADMIN_PASSWORD = "correct horse battery"  # the tests' first admin (tests/auth look for it in logs and answers)
-SETUP_LINE = re.compile(r"setup token: (\S+) \(open (\S+)/setup to create the first admin; it works once\)")
-# the write token of the first master set up on each database: another master on it (a restart) reuses it
-_TOKENS: dict[str, str] = {}
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (the OS picks; we check the other protocol too)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
-        try:
-            with socket.socket(socket.AF_INET, other) as s:
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "",
-               explain: Callable[[], str] | None = None) -> Any:
-    """Poll until predicate() is truthy; on timeout fail saying what was awaited (and explain(), e.g. a board's
-    console, so a failure in CI can be understood from its log alone)."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception as exc:  # noqa: BLE001 - polling until the system gets there
-            last_exc = exc
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}" +
-                         (f" (last error: {last_exc!r})" if last_exc else "") +
-                         (f"\n{explain()}" if explain else ""))
+from tests.support.masters import MasterProcess
 
 
 @pytest.fixture(scope="session")
@@ -87,131 +39,6 @@ def database_url(pg_url) -> str:
     from pifleet.storage.postgres import with_database
 
     return with_database(pg_url, f"t_{uuid.uuid4().hex[:12]}")
-
-
-class MasterProcess:
-    """`pifleet serve` as a real process, with its own ports and data directory.
-
-    After its first start it is set up as a person would: the first admin is created with the setup token from
-    the master's log, then a `write` API token, which the REST helpers and `env()` (for CLI subprocesses) send.
-    `start(setup=False)` leaves a fresh master as it is (tests/auth do the setup themselves)."""
-
-    def __init__(self, data_dir: Path, database_url: str, *, command_timeout: float | None = None,
-                 environ: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.database_url = database_url
-        self.port = free_port()
-        self.coap_port = free_port(socket.SOCK_DGRAM)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.log_path = data_dir / "master.log"
-        self.command_timeout = command_timeout
-        self.environ = environ or {}  # more environment for the master process
-        self.token: str | None = None  # the write API token the helpers send
-        self._log_offset = 0
-
-    @property
-    def coap(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.coap_port)
-
-    def start(self, setup: bool = True) -> MasterProcess:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        env = dict(os.environ, DATABASE_URL=self.database_url, PYTHONUNBUFFERED="1", **self.environ)
-        if self.command_timeout is not None:
-            env["PIFLEET_COMMAND_TIMEOUT"] = str(self.command_timeout)
-        log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pifleet", "serve", "--port", str(self.port), "--coap-port", str(self.coap_port),
-             "--data-dir", str(self.data_dir)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
-        )
-        log.close()
-        wait_until(self._ready, timeout=60, what=f"master on {self.url} (log: {self.log_path})")
-        if setup and self.token is None:
-            self.token = _TOKENS.get(self.database_url) or self._set_up()
-            _TOKENS[self.database_url] = self.token
-        return self
-
-    def _ready(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"master exited with {self.proc.returncode}:\n{self.log_text()}")
-        try:
-            return httpx.get(self.url + "/api/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def setup_token(self) -> str:
-        """The setup token this start printed (this start's part of the log only)."""
-        found = SETUP_LINE.search(self.log_text()[self._log_offset:])
-        assert found, f"no setup token line in the master's log since its start:\n{self.log_text()}"
-        return found.group(1)
-
-    def _set_up(self) -> str:
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            r = client.post("/api/setup", json={"token": self.setup_token(), "name": ADMIN, "password": ADMIN_PASSWORD})
-            assert r.status_code == 201, r.text
-            client.headers["X-CSRF-Token"] = r.json()["csrf"]
-            r = client.post("/api/tokens", json={"name": "tests", "scope": "write"})
-            assert r.status_code == 201, r.text
-            client.post("/api/logout").raise_for_status()
-            return r.json()["secret"]
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """The environment for a `pifleet` CLI subprocess talking to this master."""
-        return dict(os.environ, PIFLEET_URL=self.url, **({"PIFLEET_TOKEN": self.token} if self.token else {}),
-                    **extra)
-
-    def kill(self) -> None:
-        """Like pulling the plug: SIGKILL, no clean-up."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def assert_no_errors(self) -> None:
-        """Unexpected errors in a master's log fail the test that ran it."""
-        errors = [line for line in self.log_text().splitlines() if " ERROR " in line or "Traceback" in line]
-        assert not errors, "errors in the master's log:\n" + "\n".join(errors)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
-
-    # REST API helpers, with the write token
-    def get(self, path: str, **kw) -> Any:
-        r = self.request("GET", path, **kw)
-        r.raise_for_status()
-        return r.json()
-
-    def request(self, method: str, path: str, headers: dict | None = None, **kw) -> httpx.Response:
-        return httpx.request(method, self.url + path, timeout=30, headers=self.headers | (headers or {}), **kw)
-
-    def post(self, path: str, json: Any = None, **kw) -> httpx.Response:
-        return self.request("POST", path, json=json, **kw)
-
-    def put(self, path: str, json: Any = None, **kw) -> httpx.Response:
-        return self.request("PUT", path, json=json, **kw)
-
-    def delete(self, path: str, **kw) -> httpx.Response:
-        return self.request("DELETE", path, **kw)
-
-    def device(self, name: str) -> dict | None:
-        return next((d for d in self.get("/api/devices") if d["name"] == name), None)
-
-    def executions(self, job: str) -> list[dict]:
-        return self.get("/api/executions", params={"job": job, "limit": 100})
 
 
 @pytest.fixture
@@ -249,15 +76,14 @@ def module_master(tmp_path_factory, pg_url) -> Iterator[MasterProcess]:
 
 @pytest.fixture
 def board_factory(tmp_path) -> Iterator[Callable[..., Any]]:
-    """Virtual ESP32 boards (real MicroPython), paired with the master by flashing them through it (tests/boards.py),
-    stopped at the end of the test."""
+    """Virtual ESP32 boards (real MicroPython), paired with the master by flashing them through it
+    (tests/support/boards.py), stopped at the end of the test."""
     from pifleet.sim.board import VirtualBoard
-    from tests.boards import flash
+    from tests.support.boards import flash
 
     boards: list[VirtualBoard] = []
 
-    def make(name: str, master: MasterProcess, role: str = "blind", lifetime: int | None = None,
-             **kw) -> VirtualBoard:
+    def make(name: str, master: MasterProcess, role: str = "blind", lifetime: int | None = None, **kw) -> VirtualBoard:
         board = VirtualBoard(name, tmp_path / "boards" / name, erased=True, master=master.coap, **kw)
         board.start()
         boards.append(board)

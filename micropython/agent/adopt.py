@@ -133,8 +133,9 @@ class Adoption:
                     retry = _RETRY_MIN_MS
                     if response.code == coap.CHANGED and state == "adopted":
                         try:
-                            return open_box(k, unhexlify(answer["iv"]), unhexlify(answer["box"]),
-                                            unhexlify(answer["tag"]))
+                            return open_box(
+                                k, unhexlify(answer["iv"]), unhexlify(answer["box"]), unhexlify(answer["tag"])
+                            )
                         except (ValueError, KeyError, TypeError) as exc:
                             print("adopt: ignoring an identity that does not verify:", exc)
                     elif response.code == coap.CHANGED and state == "waiting":

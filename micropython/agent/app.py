@@ -88,6 +88,7 @@ def adopt_identity(config, ip, locate, path=CONFIG_PATH):
 
     None when stopped by Ctrl-C before that."""
     from agent import adopt  # paired boards never load it
+
     sock = udp_socket(ip, int(config.get("listen_port", 5683)))
     endpoint = Endpoint(sock, _unpaired)
 
@@ -125,8 +126,9 @@ def security_context(config):
 
     store = oscore.FileStore(SEQ_PATH)
     fresh = store.load() == 0  # never sent: nothing of ours can be replayed, the master starts fresh too
-    return oscore.Context(bytes.fromhex(config["secret"]), OSCORE_SALT, bytes.fromhex(config["oscore_id"]), b"",
-                          store=store, fresh=fresh)
+    return oscore.Context(
+        bytes.fromhex(config["secret"]), OSCORE_SALT, bytes.fromhex(config["oscore_id"]), b"", store=store, fresh=fresh
+    )
 
 
 class Agent:
@@ -156,8 +158,14 @@ class Agent:
         self.endpoint.stats["telemetry"] = 0
         self.endpoint.stats["telemetry_lost"] = 0
         locate = locate or Locator(config, ip)
-        self.registration = Registration(self.endpoint, locate.configured, config, self.resources.links(), VERSION,
-                                         locate=locate if locate.mdns else None)
+        self.registration = Registration(
+            self.endpoint,
+            locate.configured,
+            config,
+            self.resources.links(),
+            VERSION,
+            locate=locate if locate.mdns else None,
+        )
         self.resources.registration = self.registration
         self._cap_tasks = {}  # capability name -> its background tasks (telemetry, run(emit))
         self._sends = set()  # telemetry on its way to the master

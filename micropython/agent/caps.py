@@ -108,6 +108,7 @@ def stop_all(capabilities):
 
 # -- the caps/ directory: module files (caps/STEM.mpy, or .py under CPython) --------------------------------------
 
+
 def valid_stem(stem):
     return 0 < len(stem) <= 40 and all(c.isdigit() or c == "_" or "a" <= c <= "z" for c in stem)
 
@@ -126,8 +127,9 @@ def kept_stems(config):
     """The module files a board keeps: the versions its config runs, and the ones they replaced (its fallbacks,
     config["previous"], agent/role.py)."""
     stems = config.get("modules", {})
-    return ([stems.get(name, name) for name in config.get("caps", {})]
-            + [entry["stem"] for entry in config.get("previous", {}).values()])
+    return [stems.get(name, name) for name in config.get("caps", {})] + [
+        entry["stem"] for entry in config.get("previous", {}).values()
+    ]
 
 
 def remove_unused(config):

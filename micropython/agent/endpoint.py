@@ -7,9 +7,8 @@ paths, JSON or capabilities: requests go to the `handler` coroutine given to it,
 (code, options, payload). Malformed datagrams are dropped and counted in `stats`, never raised.
 """
 
-import random
-
 import asyncio
+import random
 
 from agent import coap
 from agent.port import collect, const, peer_of, print_exception, random_bytes, recvfrom, wait_for_ms
@@ -70,8 +69,7 @@ class Endpoint:
         # Deduplication of incoming CONs: key (ip, port, mid) -> bytes of our answer (None while still working).
         self._seen = {}
         self._seen_order = []
-        self.stats = {"rx": 0, "tx": 0, "dropped": 0, "duplicates": 0, "retransmits": 0, "errors": 0,
-                      "refused": 0}
+        self.stats = {"rx": 0, "tx": 0, "dropped": 0, "duplicates": 0, "retransmits": 0, "errors": 0, "refused": 0}
         self._tasks = set()  # strong references to the request handlers in flight
 
     def next_mid(self):
@@ -245,7 +243,7 @@ class Endpoint:
         finally:
             # `worker` is referenced until here so that CPython cannot collect it while it runs.
             self._tasks.discard(asyncio.current_task())
-            worker = None
+            worker = None  # noqa: F841 - drops the reference (see above)
             # Collect between exchanges, while little is alive: on a small heap this keeps free memory in
             # large blocks (the next recvfrom needs 1280 contiguous bytes).
             collect()
@@ -284,8 +282,7 @@ class Endpoint:
                 inner = self.oscore.unprotect_response(response, rid)
             except oscore.OscoreError as exc:
                 self.stats["refused"] += 1
-                raise RequestError("answer not protected by our context (%s: %s)"
-                                   % (coap.code_str(response.code), exc))
+                raise RequestError("answer not protected by our context (%s: %s)" % (coap.code_str(response.code), exc))
             echo = inner.option(oscore.ECHO)
             if inner.code == oscore.UNAUTHORIZED and echo is not None and attempt == 0:
                 options = options + [(oscore.ECHO, echo)]  # the master restarted: prove we are fresh
@@ -300,8 +297,7 @@ class Endpoint:
         self._pending[mid] = pending
         self._by_token[token] = pending
         try:
-            await self._transmit(coap.encode(coap.Message(coap.CON, code, mid, token, options, payload)),
-                                 addr, pending)
+            await self._transmit(coap.encode(coap.Message(coap.CON, code, mid, token, options, payload)), addr, pending)
             try:
                 await wait_for_ms(pending.event.wait(), _MAX_TRANSMIT_WAIT_MS)
             except asyncio.TimeoutError:

@@ -65,7 +65,7 @@ def _name(buf, pos):
             break
         if pos + n > len(buf):
             raise ValueError("label runs past the packet")
-        labels.append(str(bytes(buf[pos:pos + n]), "utf-8"))
+        labels.append(str(bytes(buf[pos : pos + n]), "utf-8"))
         pos += n
     return ".".join(labels).lower(), (after if after >= 0 else pos)
 
@@ -78,7 +78,7 @@ def _txt(buf, pos, end):
         pos += 1
         if pos + n > end:
             raise ValueError("TXT string runs past its record")
-        item = str(bytes(buf[pos:pos + n]), "utf-8")
+        item = str(bytes(buf[pos : pos + n]), "utf-8")
         pos += n
         key, eq, value = item.partition("=")
         if key and key.lower() not in out:  # the first occurrence of a key wins (§6.4)

@@ -9,8 +9,8 @@ it to caps/STEM.mpy. The rename is atomic on littlefs, so a power loss leaves th
 module, never half of one.
 
 The STEM is NAME_HASHPREFIX (the master's naming): a new version never overwrites the one that runs, which
-keeps rollback and power-loss safety trivial. This module must not load or run modules (agent/role.py does). It is imported on the first /m request only:
-a board that never gets a module pays nothing for it.
+keeps rollback and power-loss safety trivial. This module must not load or run modules (agent/role.py does).
+It is imported on the first /m request only: a board that never gets a module pays nothing for it.
 """
 
 import os
@@ -90,8 +90,12 @@ class Upload:
             size = coap.read_uint(msg.option(coap.SIZE1)) if msg.option(coap.SIZE1) is not None else 0
             room = free_bytes() - _RESERVE
             if size > room:
-                return _answer(coap.REQUEST_ENTITY_TOO_LARGE, "%d bytes do not fit: %d free" % (size, room),
-                               "size", [(coap.SIZE1, coap.uint(max(room, 0)))])
+                return _answer(
+                    coap.REQUEST_ENTITY_TOO_LARGE,
+                    "%d bytes do not fit: %d free" % (size, room),
+                    "size",
+                    [(coap.SIZE1, coap.uint(max(room, 0)))],
+                )
             self.stem, self.sha, self.hash, self.size = stem, sha, sha256(), 0
         elif stem != self.stem or num * (16 << szx) != self.size:
             return _answer(coap.REQUEST_ENTITY_INCOMPLETE, "block %d does not continue an upload" % num, "block1")

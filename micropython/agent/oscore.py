@@ -275,7 +275,8 @@ class Context:
         """The inner response to the request protect_request() returned `rid` for, or an OscoreError."""
         piv, kid_context, kid = _header(msg)
         if (kid is not None and kid != self.recipient_id) or (
-                kid_context is not None and kid_context != self.id_context):
+            kid_context is not None and kid_context != self.id_context
+        ):
             raise UnknownKidError("unknown kid")
         rkid, rpiv = rid[0], rid[1]
         nonce = self.nonce(self.recipient_id, piv) if piv else self.nonce(rkid, rpiv)

@@ -4,11 +4,10 @@ Layer: device side, lowest. This is the only agent module that may test which ru
 of the agent imports the names below and stays neutral. It must not contain protocol or application logic.
 """
 
-import sys
-import time
-
 import asyncio
 import socket
+import sys
+import time
 
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 

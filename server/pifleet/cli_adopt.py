@@ -38,9 +38,22 @@ def adopt_list(url, show_all, as_json) -> None:
     if not items:
         click.echo("no board is waiting for adoption")
         return
-    cli._table([[a["id"], a["mac"], a["chip"] or "-", a["state"], a["address"] or "-", a["attempts"],
-                 a["device_id"] or "-", a["first_seen"]] for a in items],
-               ["ID", "MAC", "CHIP", "STATE", "ADDRESS", "WRONG CODES", "DEVICE", "SINCE"])
+    cli._table(
+        [
+            [
+                a["id"],
+                a["mac"],
+                a["chip"] or "-",
+                a["state"],
+                a["address"] or "-",
+                a["attempts"],
+                a["device_id"] or "-",
+                a["first_seen"],
+            ]
+            for a in items
+        ],
+        ["ID", "MAC", "CHIP", "STATE", "ADDRESS", "WRONG CODES", "DEVICE", "SINCE"],
+    )
 
 
 @adopt.command("confirm")

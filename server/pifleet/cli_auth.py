@@ -20,13 +20,19 @@ from .cli_client import DEFAULT_URL, problem_message, store_token, stored_tokens
 
 
 def _url_option(fn):
-    return click.option("--url", envvar="PIFLEET_URL", default=DEFAULT_URL, show_default=True,
-                        help="The master's HTTP address.")(fn)
+    return click.option(
+        "--url", envvar="PIFLEET_URL", default=DEFAULT_URL, show_default=True, help="The master's HTTP address."
+    )(fn)
 
 
 def _user_option(fn):
-    return click.option("--user", "user", envvar="PIFLEET_USER", prompt="name",
-                        help="Your name on the master (an admin's for token and user commands).")(fn)
+    return click.option(
+        "--user",
+        "user",
+        envvar="PIFLEET_USER",
+        prompt="name",
+        help="Your name on the master (an admin's for token and user commands).",
+    )(fn)
 
 
 def _password(prompt: str = "password") -> str:
@@ -86,14 +92,14 @@ def login(url, user) -> None:
 @_user_option
 def setup(url, setup_token, user) -> None:
     """Create the first admin with the setup token the master printed at its first start, and log in."""
-    password = os.environ.get("PIFLEET_PASSWORD") or click.prompt("password", hide_input=True,
-                                                                  confirmation_prompt=True)
+    password = os.environ.get("PIFLEET_PASSWORD") or click.prompt("password", hide_input=True, confirmation_prompt=True)
     with _session(url, user, password, setup_token=setup_token.strip()) as client:
         click.echo(f"admin {user} created")
         _keep_token(url, client, user)
 
 
 # ---- API tokens ------------------------------------------------------------------------------------------------
+
 
 @click.group()
 def token() -> None:
@@ -104,14 +110,20 @@ def token() -> None:
 @_url_option
 @_user_option
 @click.argument("name")
-@click.option("--scope", type=click.Choice(["read", "write"]), default="read", show_default=True,
-              help="read: GET only; write: everything but users and tokens.")
+@click.option(
+    "--scope",
+    type=click.Choice(["read", "write"]),
+    default="read",
+    show_default=True,
+    help="read: GET only; write: everything but users and tokens.",
+)
 def token_create(url, user, name, scope) -> None:
     """Create an API token NAME; its secret is printed now and never again."""
     with _session(url, user, _password()) as client:
         created = _check(client.post("/api/tokens", json={"name": name, "scope": scope}))
-    click.echo(f"API token {created['id']} ({created['name']}, {created['scope']}); keep it, it is not shown again:",
-               err=True)
+    click.echo(
+        f"API token {created['id']} ({created['name']}, {created['scope']}); keep it, it is not shown again:", err=True
+    )
     click.echo(created["secret"])
 
 
@@ -124,9 +136,20 @@ def token_list(url, user) -> None:
 
     with _session(url, user, _password()) as client:
         items = _check(client.get("/api/tokens"))
-    _table([[str(t["id"]), t["name"], t["scope"], t["created_by"] or "-", t["created_at"][:19],
-             (t["last_used_at"] or "never")[:19]] for t in items],
-           ["ID", "NAME", "SCOPE", "CREATED BY", "CREATED", "LAST USED"])
+    _table(
+        [
+            [
+                str(t["id"]),
+                t["name"],
+                t["scope"],
+                t["created_by"] or "-",
+                t["created_at"][:19],
+                (t["last_used_at"] or "never")[:19],
+            ]
+            for t in items
+        ],
+        ["ID", "NAME", "SCOPE", "CREATED BY", "CREATED", "LAST USED"],
+    )
 
 
 @token.command("revoke")
@@ -142,6 +165,7 @@ def token_revoke(url, user, token_id) -> None:
 
 # ---- users -----------------------------------------------------------------------------------------------------
 
+
 @click.group()
 def user() -> None:
     """People who log in (admin): add, list, remove."""
@@ -151,13 +175,19 @@ def user() -> None:
 @_url_option
 @_user_option
 @click.argument("name")
-@click.option("--role", type=click.Choice(["viewer", "admin"]), default="viewer", show_default=True,
-              help="viewer: read-only; admin: everything, users and tokens included.")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "admin"]),
+    default="viewer",
+    show_default=True,
+    help="viewer: read-only; admin: everything, users and tokens included.",
+)
 def user_add(url, user, name, role) -> None:
     """Add a person NAME (asks for their password, twice)."""
     admin_password = _password(f"password of {user}")
-    password = os.environ.get("PIFLEET_NEW_PASSWORD") or click.prompt(f"new password for {name}", hide_input=True,
-                                                                      confirmation_prompt=True)
+    password = os.environ.get("PIFLEET_NEW_PASSWORD") or click.prompt(
+        f"new password for {name}", hide_input=True, confirmation_prompt=True
+    )
     with _session(url, user, admin_password) as client:
         created = _check(client.post("/api/users", json={"name": name, "password": password, "role": role}))
     click.echo(f"user {created['name']} ({created['role']}) added")

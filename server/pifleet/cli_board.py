@@ -40,8 +40,10 @@ def resolve_port(url: str, device: str) -> str:
     try:
         response = httpx.get(url.rstrip("/") + "/api/boards", timeout=30, headers=auth_headers(url))
     except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach the master at {url} to find {device!r}: {exc}; "
-                                   "pass the serial port itself (e.g. /dev/ttyUSB0)") from None
+        raise click.ClickException(
+            f"cannot reach the master at {url} to find {device!r}: {exc}; "
+            "pass the serial port itself (e.g. /dev/ttyUSB0)"
+        ) from None
     if response.status_code == 404:
         raise click.ClickException("this master lists no USB boards (GET /api/boards); pass the serial port itself")
     if response.status_code >= 400:
@@ -52,8 +54,9 @@ def resolve_port(url: str, device: str) -> str:
         names = {board.get("port"), board.get("device_id"), board.get("device_name"), probe.get("mac")}
         if wanted in {str(n).lower() for n in names if n}:
             return board["port"]
-    raise click.ClickException(f"no board {device!r} on the master's USB ports; `pifleet boards` lists them, "
-                               "or pass the serial port itself")
+    raise click.ClickException(
+        f"no board {device!r} on the master's USB ports; `pifleet boards` lists them, or pass the serial port itself"
+    )
 
 
 def _run(port: str, *command: str) -> None:

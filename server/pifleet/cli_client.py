@@ -26,10 +26,16 @@ def _remember_token(ctx: click.Context, _param, value: str | None) -> None:
 
 def api_options(fn):
     """--url and --token, for every command that talks to the master's API."""
-    fn = click.option("--token", envvar="PIFLEET_TOKEN", expose_value=False, callback=_remember_token,
-                      help="API token (pft_…); default: PIFLEET_TOKEN, else the one `pifleet login` stored.")(fn)
-    return click.option("--url", envvar="PIFLEET_URL", default=DEFAULT_URL, show_default=True,
-                        help="The master's HTTP address.")(fn)
+    fn = click.option(
+        "--token",
+        envvar="PIFLEET_TOKEN",
+        expose_value=False,
+        callback=_remember_token,
+        help="API token (pft_…); default: PIFLEET_TOKEN, else the one `pifleet login` stored.",
+    )(fn)
+    return click.option(
+        "--url", envvar="PIFLEET_URL", default=DEFAULT_URL, show_default=True, help="The master's HTTP address."
+    )(fn)
 
 
 def token_file() -> Path:

@@ -31,11 +31,16 @@ def _url_option(fn):
 
 
 def _wait_option(fn):
-    return click.option("--wait/--no-wait", default=True, show_default=True,
-                        help="Wait until the boards are in sync (or failed), and exit 1 if any failed.")(fn)
+    return click.option(
+        "--wait/--no-wait",
+        default=True,
+        show_default=True,
+        help="Wait until the boards are in sync (or failed), and exit 1 if any failed.",
+    )(fn)
 
 
 # ---- modules ---------------------------------------------------------------------------------------------------
+
 
 @click.group()
 def module() -> None:
@@ -102,9 +107,21 @@ def module_list(url) -> None:
     """List uploaded modules, every version."""
     cli = _api()
     items = cli._call(url, "GET", "/api/modules")
-    cli._table([[m["name"], m["declared"]["version"], m["stem"], str(m["size"]), "yes" if m["latest"] else "",
-                 ",".join(m["declared"]["commands"]), m["created_at"]] for m in items],
-               ["NAME", "VERSION", "FILE", "BYTES", "LATEST", "COMMANDS", "UPLOADED"])
+    cli._table(
+        [
+            [
+                m["name"],
+                m["declared"]["version"],
+                m["stem"],
+                str(m["size"]),
+                "yes" if m["latest"] else "",
+                ",".join(m["declared"]["commands"]),
+                m["created_at"],
+            ]
+            for m in items
+        ],
+        ["NAME", "VERSION", "FILE", "BYTES", "LATEST", "COMMANDS", "UPLOADED"],
+    )
 
 
 @module.command("rollouts")
@@ -113,12 +130,24 @@ def module_rollouts(url) -> None:
     """Recent rollouts: where each stands, where one halted and why."""
     cli = _api()
     items = cli._call(url, "GET", "/api/rollouts")
-    cli._table([[str(r["id"]), f"{r['module']} {r['sha256'][:10]}", r["state"], f"{len(r['done'])}/{len(r['devices'])}",
-                 r["failed"] or "", r["reason"]] for r in items],
-               ["ID", "MODULE", "STATE", "DONE", "HALTED AT", "REASON"])
+    cli._table(
+        [
+            [
+                str(r["id"]),
+                f"{r['module']} {r['sha256'][:10]}",
+                r["state"],
+                f"{len(r['done'])}/{len(r['devices'])}",
+                r["failed"] or "",
+                r["reason"],
+            ]
+            for r in items
+        ],
+        ["ID", "MODULE", "STATE", "DONE", "HALTED AT", "REASON"],
+    )
 
 
 # ---- roles -----------------------------------------------------------------------------------------------------
+
 
 @click.group()
 def role() -> None:
@@ -178,25 +207,38 @@ def role_apply(url, wait, file: Path) -> None:
     name, body = _read_role(file)
     started = time.time()
     try:
-        response = httpx.put(url.rstrip("/") + f"/api/roles/{name}", json=body, timeout=60,
-                             headers=auth_headers(url))
+        response = httpx.put(url.rstrip("/") + f"/api/roles/{name}", json=body, timeout=60, headers=auth_headers(url))
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach the master at {url}: {exc}") from None
     if response.status_code >= 400:
         cli._call(url, "PUT", f"/api/roles/{name}", json=body)  # raises with the problem's detail and field
     r = response.json()
-    click.echo(f"role {r['name']}: modules {', '.join(r['modules']) or 'none'}; jobs {', '.join(r['jobs']) or 'none'}; "
-               f"boards {', '.join(r['devices']) or 'none'}")
-    if wait and r["devices"] and not _wait_in_sync(url, r["devices"], _server_time(response.headers.get("date"))
-                                                   if response.headers.get("date") else started - 1):
+    click.echo(
+        f"role {r['name']}: modules {', '.join(r['modules']) or 'none'}; jobs {', '.join(r['jobs']) or 'none'}; "
+        f"boards {', '.join(r['devices']) or 'none'}"
+    )
+    if (
+        wait
+        and r["devices"]
+        and not _wait_in_sync(
+            url,
+            r["devices"],
+            _server_time(response.headers.get("date")) if response.headers.get("date") else started - 1,
+        )
+    ):
         raise click.ClickException("some boards did not take the role (see above)")
 
 
 @role.command("assign")
 @_url_option
 @_wait_option
-@click.option("--set", "settings", multiple=True, metavar="MODULE.KEY=VALUE",
-              help="The boards' own configuration (a JSON value, else a string), e.g. --set blind.up_s=24.5")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="MODULE.KEY=VALUE",
+    help="The boards' own configuration (a JSON value, else a string), e.g. --set blind.up_s=24.5",
+)
 @click.argument("role_name", metavar="ROLE")
 @click.argument("devices", nargs=-1, required=True)
 def role_assign(url, wait, settings, role_name, devices) -> None:
@@ -230,9 +272,19 @@ def role_list(url, as_json) -> None:
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return
-    cli._table([[r["name"], ",".join(r["modules"]) or "-", ",".join(r["jobs"]) or "-", ",".join(r["devices"]) or "-",
-                 "" if r["defined"] else "(named by a board only)"] for r in items],
-               ["ROLE", "MODULES", "JOBS", "BOARDS", ""])
+    cli._table(
+        [
+            [
+                r["name"],
+                ",".join(r["modules"]) or "-",
+                ",".join(r["jobs"]) or "-",
+                ",".join(r["devices"]) or "-",
+                "" if r["defined"] else "(named by a board only)",
+            ]
+            for r in items
+        ],
+        ["ROLE", "MODULES", "JOBS", "BOARDS", ""],
+    )
 
 
 COMMANDS = [module, role]

@@ -32,7 +32,8 @@ class Settings(msgspec.Struct, kw_only=True):
     database_url: str | None = msgspec.field(default_factory=lambda: os.environ.get("DATABASE_URL") or None)
     # How long the master waits for a board's answer beyond the command's own duration.
     command_timeout_s: float = msgspec.field(
-        default_factory=lambda: float(os.environ.get("PIFLEET_COMMAND_TIMEOUT", "10")))
+        default_factory=lambda: float(os.environ.get("PIFLEET_COMMAND_TIMEOUT", "10"))
+    )
     # Advertise the CoAP endpoint by mDNS/DNS-SD (python-zeroconf), so boards find the master; PIFLEET_MDNS=0 or
     # `pifleet serve --no-mdns` turns it off.
     mdns: bool = msgspec.field(default_factory=lambda: os.environ.get("PIFLEET_MDNS", "1") != "0")
@@ -43,7 +44,8 @@ class Settings(msgspec.Struct, kw_only=True):
     # The address boards use to reach the CoAP endpoint; default: coap_host, or this Pi's LAN address when
     # coap_host is a wildcard (boards on the LAN cannot use 127.0.0.1).
     advertised_host: str | None = msgspec.field(
-        default_factory=lambda: os.environ.get("PIFLEET_ADVERTISED_HOST") or None)
+        default_factory=lambda: os.environ.get("PIFLEET_ADVERTISED_HOST") or None
+    )
     # Where the house is, for sunrise/sunset triggers (PIFLEET_LATITUDE / PIFLEET_LONGITUDE, decimal degrees).
     latitude: float | None = msgspec.field(default_factory=lambda: _float_env("PIFLEET_LATITUDE"))
     longitude: float | None = msgspec.field(default_factory=lambda: _float_env("PIFLEET_LONGITUDE"))

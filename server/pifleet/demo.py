@@ -52,8 +52,9 @@ async def start_boards(master: Master, settings: Settings, boards_dir: Path, boa
 
 
 async def flash(master: Master, board: VirtualBoard, role: str, firmware_id: int) -> None:
-    job = await master.flashing.start(FlashRequest(port=board.serial_port, name=board.name, role=role,
-                                                   firmware=firmware_id))
+    job = await master.flashing.start(
+        FlashRequest(port=board.serial_port, name=board.name, role=role, firmware=firmware_id)
+    )
     job = await master.flashing.wait(job.id)
     if job.state != "done":
         raise RuntimeError(f"flashing demo board {board.name} failed: {job.error}")

@@ -11,8 +11,7 @@ import logging
 
 log = logging.getLogger(__name__)
 
-TOPICS = ("devices", "jobs", "executions", "boards", "flash", "adoptions", "modules", "roles", "rollouts",
-          "telemetry")
+TOPICS = ("devices", "jobs", "executions", "boards", "flash", "adoptions", "modules", "roles", "rollouts", "telemetry")
 
 
 class EventHub:

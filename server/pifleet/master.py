@@ -97,8 +97,13 @@ class Master:
         self._tasks.append(asyncio.create_task(self.registry.watch(), name="device-watch"))
         self.thresholds = ThresholdWatcher(self.pool, self.gateway, self.jobs, self.settings.command_timeout_s)
         self._tasks.append(asyncio.create_task(self.thresholds.run(), name="threshold-watch"))
-        log.info("master ready: http %s, coap udp://%s:%d, data %s", self.settings.http_url,
-                 self.settings.coap_host, self.settings.coap_port, self.settings.data_dir)
+        log.info(
+            "master ready: http %s, coap udp://%s:%d, data %s",
+            self.settings.http_url,
+            self.settings.coap_host,
+            self.settings.coap_port,
+            self.settings.data_dir,
+        )
 
     async def paired(self, device_id: str) -> None:
         """A board got an identity (flashing, adoption): the gateway learns its OSCORE keys."""

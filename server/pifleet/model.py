@@ -271,7 +271,8 @@ class JobRead(Struct):
 
 
 ExecutionState = Literal[
-    "scheduled", "dispatched", "running", "succeeded", "failed", "timed_out", "skipped", "missed", "cancelled"]
+    "scheduled", "dispatched", "running", "succeeded", "failed", "timed_out", "skipped", "missed", "cancelled"
+]
 FINAL_STATES = ("succeeded", "failed", "timed_out", "skipped", "missed", "cancelled")
 
 

@@ -12,23 +12,30 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ADMIN, ADMIN_PASSWORD
+from tests.support.masters import ADMIN, ADMIN_PASSWORD
 
 CHROMIUM = Path(os.environ.get("PIFLEET_CHROMIUM", "/usr/bin/chromium"))
 
 # We run as root in CI (so no sandbox), and in a closed network: nothing may phone home.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
 @pytest.fixture(scope="module")  # not longer: sync Playwright keeps an event loop running in this thread
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: the browser tests need Debian's chromium package "
-                    f"(`apt-get install chromium`, done by `tools/dev test`), or PIFLEET_CHROMIUM=/path/to/chromium",
-                    pytrace=False)
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: the browser tests need Debian's chromium package "
+            f"(`apt-get install chromium`, done by `tools/dev test`), or PIFLEET_CHROMIUM=/path/to/chromium",
+            pytrace=False,
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -44,8 +51,12 @@ def page(browser) -> Iterator[object]:
     page = context.new_page()
     page.console_errors = []  # type: ignore[attr-defined]
     # "Failed to load resource" says nothing more: add the URL, which the message's location holds.
-    page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(
-        f"{msg.text} ({msg.location.get('url') or '?'})"))
+    page.on(
+        "console",
+        lambda msg: (
+            msg.type == "error" and page.console_errors.append(f"{msg.text} ({msg.location.get('url') or '?'})")
+        ),
+    )
     page.on("pageerror", lambda exc: page.console_errors.append(f"uncaught: {exc}"))
     yield page
     context.close()

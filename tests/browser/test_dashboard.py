@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from tests.browser.conftest import log_in
-from tests.conftest import wait_until
+from tests.support.waits import wait_until
 
 LIFETIME_S = 5  # the shortest registration lifetime the master accepts (fleet.registry.MIN_LIFETIME_S)
 
@@ -49,10 +49,18 @@ def test_board_goes_online_then_offline_without_reload(master, board_factory, pa
     # A job saved through the API shows up in the timeline, with its follow-up, without a reload.
     wait_until(lambda: master.device("blind-1")["capabilities"], what="blind-1's capabilities")
     move = {"capability": "blind", "command": "move", "params": {"direction": "down", "seconds": 5}}
-    job = {"name": "evening", "target": {"device": "blind-1"}, "action": move,
-           "trigger": {"type": "cron", "expr": "0 20 * * *", "tz": "Europe/Berlin"},
-           "follow_ups": [{"action": dict(move, params={"direction": "up", "seconds": 5}),
-                           "trigger": {"type": "next", "time": "07:00", "tz": "Europe/Berlin"}}]}
+    job = {
+        "name": "evening",
+        "target": {"device": "blind-1"},
+        "action": move,
+        "trigger": {"type": "cron", "expr": "0 20 * * *", "tz": "Europe/Berlin"},
+        "follow_ups": [
+            {
+                "action": dict(move, params={"direction": "up", "seconds": 5}),
+                "trigger": {"type": "next", "time": "07:00", "tz": "Europe/Berlin"},
+            }
+        ],
+    }
     assert master.post("/api/jobs", job).status_code == 201
     page.wait_for_selector('#timeline [data-timeline="evening"]', timeout=10_000)
     assert "(follow-up)" in page.locator("#timeline").inner_text()

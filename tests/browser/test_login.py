@@ -9,7 +9,7 @@ import httpx
 
 from pifleet.web.api.live import RECHECK_S
 from tests.browser.conftest import log_in
-from tests.conftest import ADMIN
+from tests.support.masters import ADMIN
 
 
 def test_log_in_create_a_token_in_the_admin_panel_and_log_out(master, page):
@@ -27,7 +27,7 @@ def test_log_in_create_a_token_in_the_admin_panel_and_log_out(master, page):
     assert re.fullmatch(r"pft_[A-Za-z0-9_-]{43}", secret)
     assert master.get("/api/me", headers={"Authorization": f"Bearer {secret}"})["name"] == "from-the-browser"
     page.reload()
-    page.wait_for_selector('#auth [data-token]')
+    page.wait_for_selector("#auth [data-token]")
     assert secret not in page.content()  # shown once
 
     page.click("#logout")
@@ -45,7 +45,8 @@ def test_a_session_ended_elsewhere_sends_the_open_dashboard_to_the_login_page(ma
     page.route("**/ui/**", lambda route: route.abort())
     cookie = next(c for c in page.context.cookies() if c["name"] == "pifleet_session")
     csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
-    elsewhere = httpx.post(master.url + "/api/logout", cookies={"pifleet_session": cookie["value"]},
-                           headers={"X-CSRF-Token": csrf})
+    elsewhere = httpx.post(
+        master.url + "/api/logout", cookies={"pifleet_session": cookie["value"]}, headers={"X-CSRF-Token": csrf}
+    )
     assert elsewhere.status_code == 204, elsewhere.text
     page.wait_for_url("**/login*", timeout=(RECHECK_S + 10) * 1000)

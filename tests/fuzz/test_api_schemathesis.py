@@ -23,7 +23,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.conftest import ADMIN, MasterProcess
+from tests.support.masters import ADMIN, MasterProcess
 
 from .counts import record
 
@@ -37,8 +37,13 @@ LEFT_OUT = {"streamEvents"}  # server-sent events: the response never ends
 # no body, but its schema promises JSON
 NOT_CONFORMING = {"logout"}
 NO_PORT = "/dev/pifleet-fuzz-no-such-port"
-SETTINGS = dict(deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck))
+SETTINGS = dict(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +52,18 @@ def api_master(tmp_path_factory, pg_url):
     from pifleet.storage.postgres import with_database
 
     closed = "http://127.0.0.1:9"
-    m = MasterProcess(tmp_path_factory.mktemp("api-fuzz"), with_database(pg_url, f"t_{uuid.uuid4().hex[:12]}"),
-                      environ={"https_proxy": closed, "http_proxy": closed, "HTTPS_PROXY": closed,
-                               "HTTP_PROXY": closed, "no_proxy": "", "NO_PROXY": ""})
+    m = MasterProcess(
+        tmp_path_factory.mktemp("api-fuzz"),
+        with_database(pg_url, f"t_{uuid.uuid4().hex[:12]}"),
+        environ={
+            "https_proxy": closed,
+            "http_proxy": closed,
+            "HTTPS_PROXY": closed,
+            "HTTP_PROXY": closed,
+            "no_proxy": "",
+            "NO_PROXY": "",
+        },
+    )
     m.start()
     yield m
     m.stop()
@@ -101,14 +115,17 @@ def test_every_operation_with_a_token(api_master, schema):
     """The real handlers: never a 5xx, and what they answer is what the schema says."""
     failures: list[str] = []
     headers = api_master.headers
-    assert headers, "the suite's masters have an API token (tests/conftest.py)"
+    assert headers, "the suite's masters have an API token (tests/support/masters.py)"
 
     def call(case):
         _tame(case)
         record("api: schemathesis with a token")
         conforming = case.operation.definition.raw.get("operationId") not in NOT_CONFORMING
-        case.call_and_validate(headers=headers, timeout=30, checks=[not_a_server_error] + (
-            [response_schema_conformance] if conforming else []))
+        case.call_and_validate(
+            headers=headers,
+            timeout=30,
+            checks=[not_a_server_error] + ([response_schema_conformance] if conforming else []),
+        )
 
     for operation in _operations(schema):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):

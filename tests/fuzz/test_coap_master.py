@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pifleet.fleet.adoption import proof_of, stretch
-from tests.oscore_peer import Peer
+from tests.support.oscore import Peer
 
 from . import wire
 from .counts import record
@@ -35,9 +35,12 @@ WELL_FORMED = 1500
 MUTATED = 1500
 GARBAGE = 1000
 
-SETTINGS = dict(deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.function_scoped_fixture])
+SETTINGS = dict(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
 MAC = "24:0a:7f:fa:22:01"  # the board the fixture adopts (a real identity and OSCORE keys)
 CODE = "F0ZZ2345"
 
@@ -49,7 +52,7 @@ def _open(k: bytes, sealed: dict) -> dict:
     assert hmac.compare_digest(tag, bytes.fromhex(sealed["tag"]))
     decryptor = Cipher(algorithms.AES(hashlib.sha256(b"enc" + k).digest()[:16]), modes.CBC(iv)).decryptor()
     plain = decryptor.update(box) + decryptor.finalize()
-    return json.loads(plain[:-plain[-1]])
+    return json.loads(plain[: -plain[-1]])
 
 
 def _path(*segments: str) -> list[tuple[int, bytes]]:
@@ -71,8 +74,11 @@ class Fleet:
     def __init__(self, master, client: wire.Client) -> None:
         self.master, self.client = master, client
         self.registrations: list[str] = []
-        reply = client.exchange(Code.POST, _path("rd") + _query("ep=fz-plain", "lt=600", "name=fz-plain") +
-                                [(wire.CONTENT_FORMAT, wire.uint(40))], LINKS)
+        reply = client.exchange(
+            Code.POST,
+            _path("rd") + _query("ep=fz-plain", "lt=600", "name=fz-plain") + [(wire.CONTENT_FORMAT, wire.uint(40))],
+            LINKS,
+        )
         assert reply is not None and reply.code == Code.UNAUTHORIZED, reply
         self.peer, self.device_id = self._adopt()
         self.registrations.append(self._register())
@@ -93,8 +99,17 @@ class Fleet:
         return inner.opt.location_path[-1]
 
     def _announce(self, nonce: bytes, proof: bytes) -> wire.Reply:
-        body = json.dumps({"mac": MAC, "chip": "ESP32", "fw": "1.24.1", "mpy": 6, "agent": "fuzz",
-                           "nonce": nonce.hex(), "proof": proof.hex()}).encode()
+        body = json.dumps(
+            {
+                "mac": MAC,
+                "chip": "ESP32",
+                "fw": "1.24.1",
+                "mpy": 6,
+                "agent": "fuzz",
+                "nonce": nonce.hex(),
+                "proof": proof.hex(),
+            }
+        ).encode()
         reply = self.client.exchange(Code.POST, _path("pair") + [(wire.CONTENT_FORMAT, wire.uint(50))], body)
         assert reply is not None and reply.code == Code.CHANGED, reply
         return reply
@@ -157,70 +172,101 @@ nasty_text = st.one_of(
     st.sampled_from(["", "\x00", "a\x00b", "é", "💡", " ", "%00", "..", "-", "0" * 64, "x" * 300]),
 )
 numeric_text = st.one_of(
-    st.integers(min_value=-2**70, max_value=2**70).map(str),
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
     st.integers(min_value=-10, max_value=100000).map(str),
     st.sampled_from(["", "1e3", "0x10", " 5", "5 ", "NaN", "٣", "９", "+7", "-0"]),
     nasty_text,
 )
-query_item = st.one_of(
-    st.tuples(st.sampled_from(["ep", "name", "role", "et", "fw", "agent", "base", "d", "x"]), nasty_text),
-    st.tuples(st.sampled_from(["lt", "mpy"]), numeric_text),
-    st.tuples(st.just("ep"), st.sampled_from(["fz-plain", "fz-a", "fz-b", "esp-240a7ffa2201"])),
-).map(lambda kv: f"{kv[0]}={kv[1]}") | nasty_text
+query_item = (
+    st.one_of(
+        st.tuples(st.sampled_from(["ep", "name", "role", "et", "fw", "agent", "base", "d", "x"]), nasty_text),
+        st.tuples(st.sampled_from(["lt", "mpy"]), numeric_text),
+        st.tuples(st.just("ep"), st.sampled_from(["fz-plain", "fz-a", "fz-b", "esp-240a7ffa2201"])),
+    ).map(lambda kv: f"{kv[0]}={kv[1]}")
+    | nasty_text
+)
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-10**400, max_value=10**400) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=False)
     | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
 hexish = st.one_of(st.binary(min_size=0, max_size=40).map(bytes.hex), nasty_text, st.integers())
 pair_body = st.fixed_dictionaries(
-    {"mac": st.one_of(st.just(MAC), st.sampled_from(["24:0a:7f:00:00:01", "AA:BB:CC:DD:EE:FF"]), nasty_text),
-     "nonce": st.one_of(st.binary(min_size=16, max_size=16).map(bytes.hex), hexish),
-     "proof": st.one_of(st.binary(min_size=32, max_size=32).map(bytes.hex), hexish)},
-    optional={"chip": st.one_of(nasty_text, json_values), "fw": st.one_of(nasty_text, json_values),
-              "mpy": st.one_of(st.integers(min_value=-2**70, max_value=2**70), json_values),
-              "agent": nasty_text, "extra": json_values},
+    {
+        "mac": st.one_of(st.just(MAC), st.sampled_from(["24:0a:7f:00:00:01", "AA:BB:CC:DD:EE:FF"]), nasty_text),
+        "nonce": st.one_of(st.binary(min_size=16, max_size=16).map(bytes.hex), hexish),
+        "proof": st.one_of(st.binary(min_size=32, max_size=32).map(bytes.hex), hexish),
+    },
+    optional={
+        "chip": st.one_of(nasty_text, json_values),
+        "fw": st.one_of(nasty_text, json_values),
+        "mpy": st.one_of(st.integers(min_value=-(2**70), max_value=2**70), json_values),
+        "agent": nasty_text,
+        "extra": json_values,
+    },
 )
 telemetry_body = st.fixed_dictionaries(
-    {"cap": st.one_of(st.sampled_from(["temperature", "blind"]), nasty_text, json_values),
-     "values": st.one_of(st.dictionaries(nasty_text, json_values, max_size=6), json_values)},
+    {
+        "cap": st.one_of(st.sampled_from(["temperature", "blind"]), nasty_text, json_values),
+        "values": st.one_of(st.dictionaries(nasty_text, json_values, max_size=6), json_values),
+    },
 )
 link_format = st.lists(
-    st.tuples(st.sampled_from(["/cap", "/a/blind/move", "", "/x y", "/\x00"]) | nasty_text,
-              st.lists(st.sampled_from(["ct=50", 'rt="pifleet.cmd"', "ct", 'rt="', ";;", "if=x"]) | nasty_text,
-                       max_size=3)),
+    st.tuples(
+        st.sampled_from(["/cap", "/a/blind/move", "", "/x y", "/\x00"]) | nasty_text,
+        st.lists(st.sampled_from(["ct=50", 'rt="pifleet.cmd"', "ct", 'rt="', ";;", "if=x"]) | nasty_text, max_size=3),
+    ),
     max_size=6,
 ).map(lambda links: ",".join(f"<{href}>" + "".join(";" + a for a in attrs) for href, attrs in links))
 
 payloads = st.one_of(
-    st.just(b""), st.binary(max_size=300), link_format.map(str.encode),
+    st.just(b""),
+    st.binary(max_size=300),
+    link_format.map(str.encode),
     json_values.map(lambda v: json.dumps(v).encode()),
-    pair_body.map(lambda v: json.dumps(v).encode()), telemetry_body.map(lambda v: json.dumps(v).encode()),
+    pair_body.map(lambda v: json.dumps(v).encode()),
+    telemetry_body.map(lambda v: json.dumps(v).encode()),
 )
 paths = st.one_of(
-    st.sampled_from([("rd",), ("t",), ("pair",), (".well-known", "core"), ("rd", "REG"), ("rd", "REG", "x"),
-                     ("rd", "00000000"), (), ("a", "blind", "move"), ("cap",)]),
+    st.sampled_from(
+        [
+            ("rd",),
+            ("t",),
+            ("pair",),
+            (".well-known", "core"),
+            ("rd", "REG"),
+            ("rd", "REG", "x"),
+            ("rd", "00000000"),
+            (),
+            ("a", "blind", "move"),
+            ("cap",),
+        ]
+    ),
     st.lists(nasty_text, max_size=4).map(tuple),
 )
 uint_values = st.one_of(st.integers(min_value=0, max_value=2**32 - 1).map(wire.uint), st.binary(max_size=4))
 extra_option = st.one_of(
-    st.tuples(st.sampled_from([wire.OBSERVE, wire.ACCEPT, wire.MAX_AGE, wire.SIZE1, wire.SIZE2, wire.URI_PORT]),
-              uint_values),
+    st.tuples(
+        st.sampled_from([wire.OBSERVE, wire.ACCEPT, wire.MAX_AGE, wire.SIZE1, wire.SIZE2, wire.URI_PORT]), uint_values
+    ),
     st.tuples(st.sampled_from([wire.BLOCK1, wire.BLOCK2]), st.binary(max_size=3)),
     st.tuples(st.sampled_from([wire.IF_MATCH, wire.ETAG, wire.ECHO]), st.binary(min_size=1, max_size=8)),
     st.tuples(st.just(wire.IF_NONE_MATCH), st.just(b"")),
     st.tuples(st.just(wire.URI_HOST), st.sampled_from([b"127.0.0.1", b"localhost", b"pifleet.local", b"x"])),
     st.tuples(st.just(wire.NO_RESPONSE), st.sampled_from([b"", b"\x02", b"\x08", b"\x10", b"\x1a"])),
-    st.tuples(st.sampled_from([wire.PROXY_URI, wire.PROXY_SCHEME]), st.sampled_from([b"coap://127.0.0.1/rd",
-                                                                                      b"http"])),
+    st.tuples(st.sampled_from([wire.PROXY_URI, wire.PROXY_SCHEME]), st.sampled_from([b"coap://127.0.0.1/rd", b"http"])),
     # unknown options: odd numbers are critical (4.02), even ones elective (ignored)
     st.tuples(st.integers(min_value=1, max_value=3000).filter(lambda n: n not in KNOWN), st.binary(max_size=8)),
 )
 KNOWN = {1, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14, 15, 17, 20, 23, 27, 28, 35, 39, 60, 252, 258, 292}
-request_codes = st.one_of(st.sampled_from([Code.GET, Code.POST, Code.PUT, Code.DELETE]),
-                          st.integers(min_value=1, max_value=31))
+request_codes = st.one_of(
+    st.sampled_from([Code.GET, Code.POST, Code.PUT, Code.DELETE]), st.integers(min_value=1, max_value=31)
+)
 
 
 @st.composite
@@ -228,14 +274,19 @@ def targeted(draw) -> tuple[int, list[tuple[int, bytes]], bytes]:
     """A request each resource takes, with one or more parts wrong (or none)."""
     kind = draw(st.sampled_from(["register", "update", "telemetry", "pair"]))
     if kind == "register":
-        query = [f"ep={draw(st.sampled_from(['fz-a', 'fz-b', 'fz-c']) | nasty_text)}",
-                 f"lt={draw(st.sampled_from(['60', '5', '86400']) | numeric_text)}"]
+        query = [
+            f"ep={draw(st.sampled_from(['fz-a', 'fz-b', 'fz-c']) | nasty_text)}",
+            f"lt={draw(st.sampled_from(['60', '5', '86400']) | numeric_text)}",
+        ]
         query += draw(st.lists(query_item, max_size=4))
         options = _path("rd") + _query(*query) + [(wire.CONTENT_FORMAT, wire.uint(draw(st.sampled_from([40, 0, 50]))))]
         return Code.POST, options, draw(st.one_of(link_format.map(str.encode), payloads))
     if kind == "update":
-        return (draw(st.sampled_from([Code.POST, Code.POST, Code.DELETE, Code.GET])),
-                _path("rd", "REG") + _query(*draw(st.lists(query_item, max_size=2))), draw(payloads))
+        return (
+            draw(st.sampled_from([Code.POST, Code.POST, Code.DELETE, Code.GET])),
+            _path("rd", "REG") + _query(*draw(st.lists(query_item, max_size=2))),
+            draw(payloads),
+        )
     if kind == "telemetry":
         body = draw(st.one_of(telemetry_body.map(lambda v: json.dumps(v).encode()), payloads))
         return Code.POST, _path("t") + _query("ep=fz-plain") + [(wire.CONTENT_FORMAT, wire.uint(50))], body
@@ -248,8 +299,9 @@ def any_request(draw) -> tuple[int, list[tuple[int, bytes]], bytes]:
     code = int(draw(request_codes))
     options = [(wire.URI_PATH, s.encode()) for s in draw(paths)]
     options += [(wire.URI_QUERY, q.encode()) for q in draw(st.lists(query_item, max_size=8))]
-    content_format = draw(st.one_of(st.none(), st.sampled_from([0, 40, 50, 60]),
-                                    st.integers(min_value=0, max_value=65535)))
+    content_format = draw(
+        st.one_of(st.none(), st.sampled_from([0, 40, 50, 60]), st.integers(min_value=0, max_value=65535))
+    )
     if content_format is not None:
         options.append((wire.CONTENT_FORMAT, wire.uint(content_format)))
     options += draw(st.lists(extra_option, max_size=3))
@@ -264,8 +316,9 @@ def any_request(draw) -> tuple[int, list[tuple[int, bytes]], bytes]:
 def test_well_formed_requests_are_answered_without_server_errors(fleet, request):
     code, options, payload = request
     if (wire.URI_PATH, b"REG") in options:  # a registration that exists
-        options = [(n, fleet.registrations[-1].encode() if (n, v) == (wire.URI_PATH, b"REG") else v)
-                   for n, v in options]
+        options = [
+            (n, fleet.registrations[-1].encode() if (n, v) == (wire.URI_PATH, b"REG") else v) for n, v in options
+        ]
     record("coap: well-formed requests")
     # No-Response (RFC 7967) asks the master to say nothing for some classes: aiocoap then sends nothing at all
     no_response = any(n == wire.NO_RESPONSE for n, _ in options)
@@ -289,18 +342,36 @@ def _seeds(fleet: Fleet) -> list[bytes]:
     reg.opt.uri_path, reg.opt.uri_query = ("rd",), ("ep=" + fleet.device_id, "lt=300", "mpy=6", "fw=1.24.1")
     update = aiocoap.Message(code=Code.POST)
     update.opt.uri_path = ("rd", fleet.registrations[0])
-    tele = aiocoap.Message(code=Code.POST, payload=b'{"cap":"temperature","values":{"celsius":21.5}}',
-                           content_format=50)
+    tele = aiocoap.Message(
+        code=Code.POST, payload=b'{"cap":"temperature","values":{"celsius":21.5}}', content_format=50
+    )
     tele.opt.uri_path, tele.opt.uri_query = ("t",), ("ep=" + fleet.device_id,)
     plain = [
-        wire.encode(wire.CON, Code.POST, 1, b"\x01\x02", _path("rd") + _query("ep=fz-m", "lt=90", "mpy=6") +
-                    [(wire.CONTENT_FORMAT, wire.uint(40))], LINKS),
+        wire.encode(
+            wire.CON,
+            Code.POST,
+            1,
+            b"\x01\x02",
+            _path("rd") + _query("ep=fz-m", "lt=90", "mpy=6") + [(wire.CONTENT_FORMAT, wire.uint(40))],
+            LINKS,
+        ),
         wire.encode(wire.CON, Code.POST, 2, b"\x03", _path("rd", fleet.registrations[0]) + _query("lt=120")),
-        wire.encode(wire.CON, Code.POST, 3, b"", _path("t") + _query("ep=fz-plain") +
-                    [(wire.CONTENT_FORMAT, wire.uint(50))], b'{"cap":"temperature","values":{"celsius":21.5}}'),
-        wire.encode(wire.CON, Code.POST, 4, b"\x04\x05\x06\x07", _path("pair") + [(wire.CONTENT_FORMAT, b"\x32")],
-                    json.dumps({"mac": "24:0a:7f:00:00:99", "chip": "ESP32", "nonce": "00" * 16,
-                                "proof": "11" * 32}).encode()),
+        wire.encode(
+            wire.CON,
+            Code.POST,
+            3,
+            b"",
+            _path("t") + _query("ep=fz-plain") + [(wire.CONTENT_FORMAT, wire.uint(50))],
+            b'{"cap":"temperature","values":{"celsius":21.5}}',
+        ),
+        wire.encode(
+            wire.CON,
+            Code.POST,
+            4,
+            b"\x04\x05\x06\x07",
+            _path("pair") + [(wire.CONTENT_FORMAT, b"\x32")],
+            json.dumps({"mac": "24:0a:7f:00:00:99", "chip": "ESP32", "nonce": "00" * 16, "proof": "11" * 32}).encode(),
+        ),
         wire.encode(wire.CON, Code.GET, 5, b"\x08", _path(".well-known", "core")),
     ]
     return plain + [fleet.protected(m) for m in (reg, update, tele)]
@@ -321,13 +392,13 @@ def mutations(draw, seeds: list[bytes]) -> bytes:
         elif kind == "insert":
             data[at:at] = draw(st.binary(min_size=1, max_size=16))
         elif kind == "delete":
-            del data[at:at + draw(st.integers(min_value=1, max_value=8))]
+            del data[at : at + draw(st.integers(min_value=1, max_value=8))]
         elif kind == "header" and len(data) >= 4:
             data[0] = 0x40 | draw(st.integers(min_value=0, max_value=63))  # type and token length
             data[1] = draw(st.integers(min_value=0, max_value=255))  # any code
         elif kind == "splice":
             other = draw(st.sampled_from(seeds))
-            data[at:] = other[draw(st.integers(min_value=0, max_value=len(other) - 1)):]
+            data[at:] = other[draw(st.integers(min_value=0, max_value=len(other) - 1)) :]
     return bytes(data)
 
 
@@ -346,8 +417,9 @@ def mutation_client(fleet):
 
 def _check_all(client: wire.Client, replies: list[wire.Reply], data: bytes) -> None:
     for reply in replies:
-        assert reply.code >> 5 != 5 or reply.code == Code.SERVICE_UNAVAILABLE, \
+        assert reply.code >> 5 != 5 or reply.code == Code.SERVICE_UNAVAILABLE, (
             f"{reply.code_text} {reply.payload[:200]!r} after datagram {data.hex()}"
+        )
 
 
 def _send_then_ping(client: wire.Client, data: bytes) -> None:
@@ -383,23 +455,38 @@ def test_mutated_datagrams_are_refused_or_dropped(fleet, seeds, mutation_client)
     run()
     _check_all(mutation_client, mutation_client.drain(), b"(late answers)")
     after = _metrics(fleet.master)
-    assert after.get("oscore_refused", 0) + after.get("registrations_refused", 0) > \
-        before.get("oscore_refused", 0) + before.get("registrations_refused", 0)
+    assert after.get("oscore_refused", 0) + after.get("registrations_refused", 0) > before.get(
+        "oscore_refused", 0
+    ) + before.get("registrations_refused", 0)
 
 
 garbage = st.one_of(
     st.binary(max_size=300),
     st.binary(max_size=3),  # too short for a header
-    st.tuples(st.integers(min_value=0, max_value=255).filter(lambda b: b >> 6 != 1), st.binary(max_size=100))
-    .map(lambda t: bytes([t[0]]) + t[1]),  # not version 1
-    st.tuples(st.integers(min_value=0, max_value=63), st.integers(min_value=0, max_value=255),
-              st.binary(min_size=2, max_size=2), st.binary(max_size=200))
-    .map(lambda t: bytes([0x40 | t[0], t[1]]) + t[2] + t[3]),  # a version 1 header, anything after it
+    st.tuples(st.integers(min_value=0, max_value=255).filter(lambda b: b >> 6 != 1), st.binary(max_size=100)).map(
+        lambda t: bytes([t[0]]) + t[1]
+    ),  # not version 1
+    st.tuples(
+        st.integers(min_value=0, max_value=63),
+        st.integers(min_value=0, max_value=255),
+        st.binary(min_size=2, max_size=2),
+        st.binary(max_size=200),
+    ).map(lambda t: bytes([0x40 | t[0], t[1]]) + t[2] + t[3]),  # a version 1 header, anything after it
     # options whose delta or length runs past the end, or use the reserved nibble 15
-    st.sampled_from([b"\x40\x01\x00\x01\xd0", b"\x40\x01\x00\x01\xe0\x01", b"\x40\x01\x00\x01\x0d",
-                     b"\x40\x01\x00\x01\xf0", b"\x40\x01\x00\x01\x0f", b"\x40\x01\x00\x01\xb5ab",
-                     b"\x40\x01\x00\x01\xb1\xff", b"\x40\x01\x00\x01\xb2\xc3\x28",  # Uri-Path not UTF-8
-                     b"\x40\x01\x00\x01\xbf", b"\x40\x01\x00\x01\xff"]),
+    st.sampled_from(
+        [
+            b"\x40\x01\x00\x01\xd0",
+            b"\x40\x01\x00\x01\xe0\x01",
+            b"\x40\x01\x00\x01\x0d",
+            b"\x40\x01\x00\x01\xf0",
+            b"\x40\x01\x00\x01\x0f",
+            b"\x40\x01\x00\x01\xb5ab",
+            b"\x40\x01\x00\x01\xb1\xff",
+            b"\x40\x01\x00\x01\xb2\xc3\x28",  # Uri-Path not UTF-8
+            b"\x40\x01\x00\x01\xbf",
+            b"\x40\x01\x00\x01\xff",
+        ]
+    ),
 )
 
 

@@ -28,8 +28,13 @@ from .counts import record
 pytestmark = pytest.mark.timeout(300)
 
 N = 1000  # cases per target
-SETTINGS = dict(max_examples=N, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = dict(
+    max_examples=N,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 json_values = st.recursive(
@@ -64,16 +69,45 @@ def test_oscore_options_parse_or_are_refused(option, payload):
 
 
 cron_field = st.one_of(
-    st.sampled_from(["*", "*/5", "0", "59", "1-5", "1,2,3", "5-1", "*/0", "-1", "60", "7", "0-7/2", "٣", "1-", ",",
-                     "*/", "a", "", "1/2/3", "99999999999999999999"]),
-    st.text(alphabet="0123456789*/-,", max_size=8), st.text(max_size=6),
+    st.sampled_from(
+        [
+            "*",
+            "*/5",
+            "0",
+            "59",
+            "1-5",
+            "1,2,3",
+            "5-1",
+            "*/0",
+            "-1",
+            "60",
+            "7",
+            "0-7/2",
+            "٣",
+            "1-",
+            ",",
+            "*/",
+            "a",
+            "",
+            "1/2/3",
+            "99999999999999999999",
+        ]
+    ),
+    st.text(alphabet="0123456789*/-,", max_size=8),
+    st.text(max_size=6),
 )
 
 
 @settings(**SETTINGS)
-@given(expr=st.one_of(st.lists(cron_field, min_size=0, max_size=7).map(" ".join), st.text(max_size=40)),
-       tz=st.one_of(st.sampled_from(["UTC", "Europe/Berlin", "America", "America/", "Etc", "../UTC", "x" * 300,
-                                     "a\x00b", "", "posixrules"]), st.text(max_size=20)))
+@given(
+    expr=st.one_of(st.lists(cron_field, min_size=0, max_size=7).map(" ".join), st.text(max_size=40)),
+    tz=st.one_of(
+        st.sampled_from(
+            ["UTC", "Europe/Berlin", "America", "America/", "Etc", "../UTC", "x" * 300, "a\x00b", "", "posixrules"]
+        ),
+        st.text(max_size=20),
+    ),
+)
 def test_cron_triggers_fire_or_are_refused(expr, tz):
     record("decoder: cron trigger (expression, time zone)")
     try:
@@ -87,27 +121,60 @@ def test_cron_triggers_fire_or_are_refused(expr, tz):
 
 trigger_docs = st.one_of(
     st.fixed_dictionaries({"type": st.just("every"), "seconds": st.floats(-1, 1e9) | st.integers()}),
-    st.fixed_dictionaries({"type": st.just("at"), "at": st.datetimes(timezones=st.none() | st.timezones())
-                           .map(datetime.isoformat) | st.text(max_size=30)}),
-    st.fixed_dictionaries({"type": st.just("sun"), "event": st.sampled_from(["sunrise", "dusk", "moonrise"]),
-                           "offset_s": st.floats(min_value=-50000, max_value=50000)}),
-    st.fixed_dictionaries({"type": st.sampled_from(["manual", "after", "threshold", "cron", "every", "x"])},
-                          optional={"job": st.text(max_size=10), "expr": st.text(max_size=20), "seconds": json_values,
-                                    "device": st.text(max_size=10), "path": st.text(max_size=10)}),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("at"),
+            "at": st.datetimes(timezones=st.none() | st.timezones()).map(datetime.isoformat) | st.text(max_size=30),
+        }
+    ),
+    st.fixed_dictionaries(
+        {
+            "type": st.just("sun"),
+            "event": st.sampled_from(["sunrise", "dusk", "moonrise"]),
+            "offset_s": st.floats(min_value=-50000, max_value=50000),
+        }
+    ),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["manual", "after", "threshold", "cron", "every", "x"])},
+        optional={
+            "job": st.text(max_size=10),
+            "expr": st.text(max_size=20),
+            "seconds": json_values,
+            "device": st.text(max_size=10),
+            "path": st.text(max_size=10),
+        },
+    ),
     json_values,
 )
 job_docs = st.fixed_dictionaries(
-    {"name": st.sampled_from(["j1", "bad name", ""]) | st.text(max_size=10),
-     "target": st.fixed_dictionaries({}, optional={"device": st.text(max_size=8), "role": st.just("r")}),
-     "action": st.fixed_dictionaries({"capability": st.just("blind"), "command": st.just("move")},
-                                     optional={"params": json_values}),
-     "trigger": trigger_docs},
-    optional={"follow_ups": st.lists(st.fixed_dictionaries(
-        {"action": st.just({"capability": "blind", "command": "stop"}),
-         "trigger": st.one_of(st.fixed_dictionaries({"type": st.just("delay"), "seconds": st.floats(-1, 1e6)}),
-                              st.fixed_dictionaries({"type": st.just("next"), "time": st.text(max_size=6),
-                                                     "tz": st.sampled_from(["UTC", "America", "Nowhere/x"])}))}),
-        max_size=2)},
+    {
+        "name": st.sampled_from(["j1", "bad name", ""]) | st.text(max_size=10),
+        "target": st.fixed_dictionaries({}, optional={"device": st.text(max_size=8), "role": st.just("r")}),
+        "action": st.fixed_dictionaries(
+            {"capability": st.just("blind"), "command": st.just("move")}, optional={"params": json_values}
+        ),
+        "trigger": trigger_docs,
+    },
+    optional={
+        "follow_ups": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "action": st.just({"capability": "blind", "command": "stop"}),
+                    "trigger": st.one_of(
+                        st.fixed_dictionaries({"type": st.just("delay"), "seconds": st.floats(-1, 1e6)}),
+                        st.fixed_dictionaries(
+                            {
+                                "type": st.just("next"),
+                                "time": st.text(max_size=6),
+                                "tz": st.sampled_from(["UTC", "America", "Nowhere/x"]),
+                            }
+                        ),
+                    ),
+                }
+            ),
+            max_size=2,
+        )
+    },
 )
 
 
@@ -130,20 +197,28 @@ def test_job_documents_decode_validate_and_plan_or_are_refused(doc):
 
 
 param_spec = st.one_of(
-    st.fixed_dictionaries({}, optional={
-        "type": st.sampled_from(["number", "integer", "string", "boolean", "enum", "list", "object", "float"])
-        | json_values,
-        "min": st.floats(allow_nan=False) | st.integers() | json_values, "max": st.integers() | json_values,
-        "values": st.lists(st.text(max_size=4) | st.integers(), max_size=3) | json_values,
-        "required": st.booleans() | json_values, "unit": st.text(max_size=3)}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.sampled_from(["number", "integer", "string", "boolean", "enum", "list", "object", "float"])
+            | json_values,
+            "min": st.floats(allow_nan=False) | st.integers() | json_values,
+            "max": st.integers() | json_values,
+            "values": st.lists(st.text(max_size=4) | st.integers(), max_size=3) | json_values,
+            "required": st.booleans() | json_values,
+            "unit": st.text(max_size=3),
+        },
+    ),
     json_values,
 )
 
 
 @settings(**SETTINGS)
-@given(schema=st.dictionaries(st.sampled_from(["direction", "seconds", "x"]), param_spec, max_size=3),
-       given_params=st.dictionaries(st.sampled_from(["direction", "seconds", "x", "y"]), json_values, max_size=3),
-       commands=st.none() | json_values)
+@given(
+    schema=st.dictionaries(st.sampled_from(["direction", "seconds", "x"]), param_spec, max_size=3),
+    given_params=st.dictionaries(st.sampled_from(["direction", "seconds", "x", "y"]), json_values, max_size=3),
+    commands=st.none() | json_values,
+)
 def test_parameters_are_checked_against_any_declared_schema(schema, given_params, commands):
     """Whatever a board declares in /cap (or a module in CONFIG), a command's parameters pass or are refused
     with InvalidError naming the parameter."""
@@ -160,10 +235,17 @@ def test_parameters_are_checked_against_any_declared_schema(schema, given_params
 
 
 @settings(**SETTINGS)
-@given(result=json_values, path=st.text(alphabet="ab.0123-", max_size=10) | st.text(max_size=10),
-       given_params=st.dictionaries(st.text(max_size=5), json_values | st.fixed_dictionaries(
-           {"$result": st.text(alphabet="ab.0-1", max_size=6)}), max_size=3),
-       above=st.none() | st.floats(allow_nan=False), equals=json_values)
+@given(
+    result=json_values,
+    path=st.text(alphabet="ab.0123-", max_size=10) | st.text(max_size=10),
+    given_params=st.dictionaries(
+        st.text(max_size=5),
+        json_values | st.fixed_dictionaries({"$result": st.text(alphabet="ab.0-1", max_size=6)}),
+        max_size=3,
+    ),
+    above=st.none() | st.floats(allow_nan=False),
+    equals=json_values,
+)
 def test_follow_up_references_and_conditions(result, path, given_params, above, equals):
     record("decoder: follow-up references and conditions (jobs.results)")
     try:
@@ -179,8 +261,13 @@ def test_follow_up_references_and_conditions(result, path, given_params, above, 
 
 
 @settings(**SETTINGS)
-@given(code=st.text(max_size=20), mac=st.sampled_from(["24:0a:7f:00:00:01"]) | st.text(max_size=20),
-       nonce=st.binary(max_size=20), proof=st.binary(max_size=40), chip=st.text(max_size=60))
+@given(
+    code=st.text(max_size=20),
+    mac=st.sampled_from(["24:0a:7f:00:00:01"]) | st.text(max_size=20),
+    nonce=st.binary(max_size=20),
+    proof=st.binary(max_size=40),
+    chip=st.text(max_size=60),
+)
 def test_adoption_codes_and_announcements(code, mac, nonce, proof, chip):
     record("decoder: adoption code and announcement")
     try:

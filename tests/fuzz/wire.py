@@ -25,8 +25,9 @@ def _ext(value: int) -> tuple[int, bytes]:
     return 14, (value - 269).to_bytes(2, "big")
 
 
-def encode(mtype: int, code: int, mid: int, token: bytes = b"", options: list[tuple[int, bytes]] = (),
-           payload: bytes = b"") -> bytes:
+def encode(
+    mtype: int, code: int, mid: int, token: bytes = b"", options: list[tuple[int, bytes]] = (), payload: bytes = b""
+) -> bytes:
     """One CoAP datagram; options are (number, value) and are sorted (stably) as the delta encoding needs."""
     out = bytearray([0x40 | (mtype & 3) << 4 | len(token) & 0x0F, code & 0xFF]) + (mid & 0xFFFF).to_bytes(2, "big")
     out += token
@@ -66,8 +67,8 @@ class Reply:
         if len(data) < 4 or data[0] >> 6 != 1:
             return None
         tkl = data[0] & 0x0F
-        reply = cls((data[0] >> 4) & 3, data[1], int.from_bytes(data[2:4], "big"), data[4:4 + tkl])
-        rest, number = data[4 + tkl:], 0
+        reply = cls((data[0] >> 4) & 3, data[1], int.from_bytes(data[2:4], "big"), data[4 : 4 + tkl])
+        rest, number = data[4 + tkl :], 0
         while rest and rest[0] != 0xFF:
             delta, length, rest = rest[0] >> 4, rest[0] & 0x0F, rest[1:]
             for which in ("delta", "length"):
@@ -137,8 +138,9 @@ class Client:
             out.append(reply)
         return out
 
-    def exchange(self, code: int, options: list[tuple[int, bytes]] = (), payload: bytes = b"",
-                 timeout: float = 10.0) -> Reply | None:
+    def exchange(
+        self, code: int, options: list[tuple[int, bytes]] = (), payload: bytes = b"", timeout: float = 10.0
+    ) -> Reply | None:
         """A well-formed CON request with a fresh MID and token; its response (piggy-backed, or separate
         after an empty ACK, which is then acknowledged), a Reset, or None if nothing came."""
         mid = self.next_mid()

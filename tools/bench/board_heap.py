@@ -36,8 +36,13 @@ async def _get(ctx, uri):
 
 async def trial(ctx, heapsize: int, workdir: Path) -> tuple[int, int] | None:
     """Boot with heapsize, serve COMMANDS commands; (alloc_after_boot, alloc_after_commands) or None."""
-    board = VirtualBoard(f"heap{heapsize}", workdir / str(heapsize), role="blind", heapsize=heapsize,
-                         master=("127.0.0.1", free_udp_port()))
+    board = VirtualBoard(
+        f"heap{heapsize}",
+        workdir / str(heapsize),
+        role="blind",
+        heapsize=heapsize,
+        master=("127.0.0.1", free_udp_port()),
+    )
     board.start()
     try:
         try:
@@ -67,8 +72,12 @@ async def trial(ctx, heapsize: int, workdir: Path) -> tuple[int, int] | None:
 
 
 def baseline_alloc() -> int:
-    out = subprocess.run([micropython_binary(), "-c", "import gc; gc.collect(); print(gc.mem_alloc())"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [micropython_binary(), "-c", "import gc; gc.collect(); print(gc.mem_alloc())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(out.stdout.strip())
 
 
@@ -99,8 +108,10 @@ async def main() -> None:
                 low = mid
     await ctx.shutdown()
     base = baseline_alloc()
-    print(f"heap_after_boot={after_boot} heap_after_100={after_100} min_heapsize={high} "
-          f"baseline_alloc={base} boot_vs_baseline={after_boot / base:.1f}")
+    print(
+        f"heap_after_boot={after_boot} heap_after_100={after_100} min_heapsize={high} "
+        f"baseline_alloc={base} boot_vs_baseline={after_boot / base:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -54,9 +54,16 @@ class Bench:
     async def via_master(self) -> float:
         eid = self._eid("m")
         start = time.perf_counter()
-        await self.gateway.command(device_id=self.board.device_id, address=self.board.ip,
-                                   port=self.board.listen_port, capability="blind", command="stop", eid=eid,
-                                   params={}, timeout=TIMEOUT_S)
+        await self.gateway.command(
+            device_id=self.board.device_id,
+            address=self.board.ip,
+            port=self.board.listen_port,
+            capability="blind",
+            command="stop",
+            eid=eid,
+            params={},
+            timeout=TIMEOUT_S,
+        )
         return time.perf_counter() - start
 
     async def raw(self) -> float:
@@ -73,8 +80,10 @@ class Bench:
 
 def summary(name: str, samples: list[float]) -> tuple[float, float]:
     median, p99 = statistics.median(samples) * 1000, percentile(samples, 99) * 1000
-    print(f"{name:>7}: n={len(samples)} median {median:.3f} ms, p99 {p99:.3f} ms, "
-          f"min {min(samples) * 1000:.3f} ms, max {max(samples) * 1000:.3f} ms")
+    print(
+        f"{name:>7}: n={len(samples)} median {median:.3f} ms, p99 {p99:.3f} ms, "
+        f"min {min(samples) * 1000:.3f} ms, max {max(samples) * 1000:.3f} ms"
+    )
     return median, p99
 
 
@@ -117,9 +126,11 @@ async def main() -> None:
 
     m_median, m_p99 = summary("master", master)
     r_median, r_p99 = summary("raw", raw)
-    print(f"master_median_ms={m_median:.3f} master_p99_ms={m_p99:.3f} raw_median_ms={r_median:.3f} "
-          f"raw_p99_ms={r_p99:.3f} ratio_median={m_median / r_median:.2f} ratio_p99={m_p99 / r_p99:.2f} "
-          f"count={args.count}")
+    print(
+        f"master_median_ms={m_median:.3f} master_p99_ms={m_p99:.3f} raw_median_ms={r_median:.3f} "
+        f"raw_p99_ms={r_p99:.3f} ratio_median={m_median / r_median:.2f} ratio_p99={m_p99 / r_p99:.2f} "
+        f"count={args.count}"
+    )
 
 
 if __name__ == "__main__":

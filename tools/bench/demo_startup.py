@@ -53,8 +53,7 @@ def api_headers(url: str, log_path: Path) -> dict[str, str]:
         return {}
     try:
         with httpx.Client(base_url=url, timeout=10) as client:
-            r = client.post("/api/setup", json={"token": found.group(1), "name": "bench",
-                                                "password": "bench-password"})
+            r = client.post("/api/setup", json={"token": found.group(1), "name": "bench", "password": "bench-password"})
             if r.status_code != 201:
                 return {}
             client.headers["X-CSRF-Token"] = r.json()["csrf"]
@@ -77,8 +76,14 @@ def boards_online(url: str, since: float, headers: dict[str, str]) -> bool:
         return False
     if not isinstance(devices, list):
         return False  # 401 until the setup is done
-    ready = {d["name"] for d in devices if d.get("online") and d.get("capabilities") and d.get("last_seen")
-             and datetime.fromisoformat(d["last_seen"]).timestamp() >= since}
+    ready = {
+        d["name"]
+        for d in devices
+        if d.get("online")
+        and d.get("capabilities")
+        and d.get("last_seen")
+        and datetime.fromisoformat(d["last_seen"]).timestamp() >= since
+    }
     return all(name in ready for name in BOARDS)
 
 
@@ -108,8 +113,10 @@ def clean_up(data_dir: Path) -> bool:
     boards, postmaster = leftovers(data_dir)
     if not boards and postmaster is None:
         return True
-    print(f"demo_startup: after SIGTERM the demo left {len(boards)} board process(es)"
-          f"{' and its PostgreSQL' if postmaster else ''} running; stopping them")
+    print(
+        f"demo_startup: after SIGTERM the demo left {len(boards)} board process(es)"
+        f"{' and its PostgreSQL' if postmaster else ''} running; stopping them"
+    )
     for pid in boards:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -122,16 +129,27 @@ def clean_up(data_dir: Path) -> bool:
     return False
 
 
-def run_once(data_dir: Path, ports: tuple[int, int], log_path: Path,
-             timeout: float) -> tuple[float, float | None, int | None, bool]:
+def run_once(
+    data_dir: Path, ports: tuple[int, int], log_path: Path, timeout: float
+) -> tuple[float, float | None, int | None, bool]:
     """One demo start: (seconds to boards online seen from outside, the master's own figure, its board count,
     whether it stopped cleanly on SIGTERM)."""
     port, coap_port = ports
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["PYTHONUNBUFFERED"] = "1"
-    argv = [sys.executable, "-m", "pifleet", "demo", "--port", str(port), "--coap-port", str(coap_port),
-            "--data-dir", str(data_dir)]
+    argv = [
+        sys.executable,
+        "-m",
+        "pifleet",
+        "demo",
+        "--port",
+        str(port),
+        "--coap-port",
+        str(coap_port),
+        "--data-dir",
+        str(data_dir),
+    ]
     with open(log_path, "w") as log:
         start, since = time.monotonic(), time.time()
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -199,8 +217,10 @@ def main() -> None:
     def fmt(value: float | None) -> str:
         return "nan" if value is None else f"{value:.2f}"
 
-    print(f"cold_s={cold[0]:.2f} warm_s={warm[0]:.2f} cold_master_s={fmt(cold[1])} warm_master_s={fmt(warm[1])} "
-          f"ratio_cold_warm={cold[0] / warm[0]:.2f} clean_stops={sum(stops)}/{len(stops)}")
+    print(
+        f"cold_s={cold[0]:.2f} warm_s={warm[0]:.2f} cold_master_s={fmt(cold[1])} warm_master_s={fmt(warm[1])} "
+        f"ratio_cold_warm={cold[0] / warm[0]:.2f} clean_stops={sum(stops)}/{len(stops)}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,14 @@ from pifleet.sim.firmware import build_image  # noqa: E402
 def bundle_times(image: bytes, runs: int) -> tuple[float, float, bundle.Bundle]:
     bundle._compile_cache.clear()
     identity = bundle.Identity("esp32-bench0", "bench", "blind", b"\0" * 32)
-    kw = dict(image=image, image_offset=0x1000, version="v1.24.1", flash_size=None, master=("127.0.0.1", 5683),
-              wifi=("ssid", "psk"))
+    kw = dict(
+        image=image,
+        image_offset=0x1000,
+        version="v1.24.1",
+        flash_size=None,
+        master=("127.0.0.1", 5683),
+        wifi=("ssid", "psk"),
+    )
     t = time.perf_counter()
     built = bundle.build(identity, **kw)
     cold = time.perf_counter() - t
@@ -62,7 +68,8 @@ def write_time(root: Path, baud: int, regions: list[tuple[int, bytes]], runs: in
 
 def flash_to_online(root: Path, image: bytes) -> float:
     from pifleet.storage import postgres
-    from tests.conftest import MasterProcess, wait_until
+    from tests.support.masters import MasterProcess
+    from tests.support.waits import wait_until
 
     server = postgres.start_embedded(root / "pg")
     master = MasterProcess(root / "master", postgres.embedded_url(server, "bench_flash"))
@@ -74,10 +81,15 @@ def flash_to_online(root: Path, image: bytes) -> float:
         board.start()
         wait_until(lambda: any(b["port"] == board.serial_port for b in master.get("/api/boards")), timeout=10)
         started = time.monotonic()
-        job = master.post("/api/flash", json={"port": board.serial_port, "name": "bench-online",
-                                              "role": "blind"}).json()
-        wait_until(lambda: (d := master.device("bench-online")) and d["online"] and d["capabilities"],
-                   timeout=120, interval=0.02, what="the flashed board online")
+        job = master.post(
+            "/api/flash", json={"port": board.serial_port, "name": "bench-online", "role": "blind"}
+        ).json()
+        wait_until(
+            lambda: (d := master.device("bench-online")) and d["online"] and d["capabilities"],
+            timeout=120,
+            interval=0.02,
+            what="the flashed board online",
+        )
         elapsed = time.monotonic() - started
         state = master.get(f"/api/flash/{job['id']}")["state"]
         assert state == "done", state
@@ -95,8 +107,10 @@ def main() -> None:
     args = parser.parse_args()
     image = build_image("esp32", "v1.24.1")
     cold, warm, built = bundle_times(image, args.runs)
-    print(f"bundle: {len(built.files)} files, littlefs {len(built.image)} bytes; build cold {cold:.3f} s "
-          f"(mpy-cross {built.mpy_cross}), warm {warm:.3f} s")
+    print(
+        f"bundle: {len(built.files)} files, littlefs {len(built.image)} bytes; build cold {cold:.3f} s "
+        f"(mpy-cross {built.mpy_cross}), warm {warm:.3f} s"
+    )
     regions = [(0x1000, image), (built.offset, built.image)]
     total = sum(len(d) for _, d in regions)
     figures = {"bundle_cold_s": cold, "bundle_s": warm, "bytes": total}
@@ -105,8 +119,10 @@ def main() -> None:
         for baud in (115200, 921600):
             seconds, sent = write_time(root, baud, regions, args.runs)
             uart = sent * 10 / baud
-            print(f"baud {baud}: esptool write+verify {seconds:.3f} s for {total} bytes ({sent} sent compressed); "
-                  f"a real UART needs {uart:.3f} s for those bytes (x{uart / seconds:.1f})")
+            print(
+                f"baud {baud}: esptool write+verify {seconds:.3f} s for {total} bytes ({sent} sent compressed); "
+                f"a real UART needs {uart:.3f} s for those bytes (x{uart / seconds:.1f})"
+            )
             figures |= {f"write_{baud}_s": seconds, f"uart_{baud}_s": uart, "bytes_sent": sent}
         if not args.skip_online:
             online = flash_to_online(root, image)

@@ -77,8 +77,12 @@ async def push_all(gateway: Gateway, boards: list[VirtualBoard], stem: str, data
 
 def mpremote_cp(board: VirtualBoard, path: Path) -> float:
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "mpremote", "connect", board.serial_port, "cp", str(path),
-                    f":caps/{path.name}"], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", board.serial_port, "cp", str(path), f":caps/{path.name}"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return time.perf_counter() - t
 
 
@@ -133,16 +137,20 @@ async def main(counts: list[int], kb: float) -> None:
                 for board in boards:
                     await board.stop_async()
             figures[f"push_{n}_s"] = f"{took:.3f}"
-            print(f"push + switch to {n:3d} boards at once: {took:.3f} s "
-                  f"({took / n * 1000:.1f} ms per board; {took / cp_s:.2f}× mpremote cp to one)")
+            print(
+                f"push + switch to {n:3d} boards at once: {took:.3f} s "
+                f"({took / n * 1000:.1f} ms per board; {took / cp_s:.2f}× mpremote cp to one)"
+            )
             figures[f"ratio_{n}_vs_cp"] = f"{took / cp_s:.2f}"
         board = (await start_boards(root, ["heap-0"]))[0]
         try:
             before, after = await heap_with_more_modules(gateway, client, board)
         finally:
             board.stop()
-        print(f"board heap (mem_alloc after gc): blind only {before} B; blind + relay + bme280 {after} B "
-              f"(+{after - before} B)")
+        print(
+            f"board heap (mem_alloc after gc): blind only {before} B; blind + relay + bme280 {after} B "
+            f"(+{after - before} B)"
+        )
         figures |= {"heap_blind": str(before), "heap_blind_relay_bme280": str(after)}
     await client.shutdown()
     await gateway.stop()

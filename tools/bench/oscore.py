@@ -142,8 +142,12 @@ def run(argv: list[str], env: dict[str, str]) -> dict:
 
 def compile_agent(binary: str, out: Path) -> None:
     """The agent modules the bench imports, as .mpy for this interpreter (as a bundle puts them on a board)."""
-    version = subprocess.run([binary, "-c", "import sys; print('%d.%d.%d' % sys.implementation.version[:3])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [binary, "-c", "import sys; print('%d.%d.%d' % sys.implementation.version[:3])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     mpy_cross = mpy_cross_for(version)
     (out / "agent").mkdir(parents=True)
     for name in ("__init__", "port", "coap", "ccm", "cose", "oscore"):
@@ -163,30 +167,42 @@ def main() -> None:
         script = Path(tmp) / "oscore_bench_device.py"
         script.write_text(DEVICE_SCRIPT)
         compile_agent(binary, Path(tmp) / "mpy")
-        mp = run([binary, "-X", f"heapsize={HEAPSIZE}", str(script), str(args.count)],
-                 dict(os.environ, MICROPYPATH=os.pathsep.join([str(Path(tmp) / "mpy"), ".frozen"])))
-        mp_source = run([binary, "-X", f"heapsize={HEAPSIZE}", str(script), "10"],
-                        dict(os.environ, MICROPYPATH=os.pathsep.join([agent, ".frozen"])))
+        mp = run(
+            [binary, "-X", f"heapsize={HEAPSIZE}", str(script), str(args.count)],
+            dict(os.environ, MICROPYPATH=os.pathsep.join([str(Path(tmp) / "mpy"), ".frozen"])),
+        )
+        mp_source = run(
+            [binary, "-X", f"heapsize={HEAPSIZE}", str(script), "10"],
+            dict(os.environ, MICROPYPATH=os.pathsep.join([agent, ".frozen"])),
+        )
         cp = run([sys.executable, str(script), str(args.count)], dict(os.environ, PYTHONPATH=agent))
     m, c = mp["median_us"], cp["median_us"]
     print(f"OSCORE, 64-byte payload, median of {args.count} (µs per operation)")
     print(f"{'operation':<28}{'MicroPython':>12}{'CPython':>10}")
-    for key, label in (("protect", "protect request"), ("unprotect", "unprotect request"),
-                       ("protect_response", "protect response"), ("unprotect_response", "unprotect response"),
-                       ("ccm", "baseline: AES-CCM alone")):
+    for key, label in (
+        ("protect", "protect request"),
+        ("unprotect", "unprotect request"),
+        ("protect_response", "protect response"),
+        ("unprotect_response", "unprotect response"),
+        ("ccm", "baseline: AES-CCM alone"),
+    ):
         print(f"{label:<28}{m[key]:>12}{c[key]:>10.1f}")
     print(f"{'baseline: cryptography AESCCM':<28}{'-':>12}{cp['native_ccm_us']:>10.1f}")
     print(f"request on the wire: {mp['plain_bytes']} bytes plain, {mp['wire_bytes']} bytes protected")
-    print(f"heap (MicroPython, -X heapsize={HEAPSIZE}): modules {mp['heap_module']} B as .mpy "
-          f"({mp_source['heap_module']} B imported from source), one context {mp['heap_context']} B, "
-          f"one protect allocates {mp['alloc_protect']} B (transient)")
-    print(f"mp_protect_us={m['protect']} mp_unprotect_us={m['unprotect']} mp_protect_response_us="
-          f"{m['protect_response']} mp_unprotect_response_us={m['unprotect_response']} mp_ccm_us={m['ccm']} "
-          f"protect_vs_ccm={m['protect'] / m['ccm']:.2f} heap_module={mp['heap_module']} "
-          f"heap_context={mp['heap_context']} alloc_protect={mp['alloc_protect']} "
-          f"cpython_protect_us={c['protect']:.1f} cpython_unprotect_us={c['unprotect']:.1f} "
-          f"cpython_aesccm_us={cp['native_ccm_us']:.1f} mp_vs_cpython={m['protect'] / c['protect']:.2f} "
-          f"wire_overhead={mp['wire_bytes'] - mp['plain_bytes']}")
+    print(
+        f"heap (MicroPython, -X heapsize={HEAPSIZE}): modules {mp['heap_module']} B as .mpy "
+        f"({mp_source['heap_module']} B imported from source), one context {mp['heap_context']} B, "
+        f"one protect allocates {mp['alloc_protect']} B (transient)"
+    )
+    print(
+        f"mp_protect_us={m['protect']} mp_unprotect_us={m['unprotect']} mp_protect_response_us="
+        f"{m['protect_response']} mp_unprotect_response_us={m['unprotect_response']} mp_ccm_us={m['ccm']} "
+        f"protect_vs_ccm={m['protect'] / m['ccm']:.2f} heap_module={mp['heap_module']} "
+        f"heap_context={mp['heap_context']} alloc_protect={mp['alloc_protect']} "
+        f"cpython_protect_us={c['protect']:.1f} cpython_unprotect_us={c['unprotect']:.1f} "
+        f"cpython_aesccm_us={cp['native_ccm_us']:.1f} mp_vs_cpython={m['protect'] / c['protect']:.2f} "
+        f"wire_overhead={mp['wire_bytes'] - mp['plain_bytes']}"
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,7 @@ async def main(count: int, block: int) -> None:
         await gateway.start(None)
         dead_master = ("127.0.0.1", free_udp_port())  # nothing needs registering
         plain = VirtualBoard("rtt-plain", Path(tmp) / "plain", role="blind", master=dead_master)
-        secure = VirtualBoard("rtt-oscore", Path(tmp) / "oscore", role="blind", master=dead_master,
-                              oscore_id=b"\x01")
+        secure = VirtualBoard("rtt-oscore", Path(tmp) / "oscore", role="blind", master=dead_master, oscore_id=b"\x01")
         for board in (plain, secure):
             board.start()
         try:
@@ -51,8 +50,9 @@ async def main(count: int, block: int) -> None:
                 nonlocal seq
                 seq += 1
                 start = time.perf_counter()
-                await gateway.command(board.device_id, board.ip, board.listen_port, "blind", "stop", f"e{seq}", {},
-                                      10.0)
+                await gateway.command(
+                    board.device_id, board.ip, board.listen_port, "blind", "stop", f"e{seq}", {}, 10.0
+                )
                 return time.perf_counter() - start
 
             samples: dict[str, list[float]] = {"plain": [], "oscore": []}
@@ -73,12 +73,16 @@ async def main(count: int, block: int) -> None:
     med = {k: statistics.median(v) * 1000 for k, v in samples.items()}
     tail = {k: p99(v) * 1000 for k, v in samples.items()}
     for name in ("plain", "oscore"):
-        print(f"{name:>6}: n={len(samples[name])} median {med[name]:.3f} ms, p99 {tail[name]:.3f} ms, "
-              f"board heap {heap[name]} B")
-    print(f"plain_median_ms={med['plain']:.3f} oscore_median_ms={med['oscore']:.3f} "
-          f"plain_p99_ms={tail['plain']:.3f} oscore_p99_ms={tail['oscore']:.3f} "
-          f"ratio_median={med['oscore'] / med['plain']:.2f} heap_plain={heap['plain']} heap_oscore={heap['oscore']} "
-          f"heap_cost={heap['oscore'] - heap['plain']} count={count}")
+        print(
+            f"{name:>6}: n={len(samples[name])} median {med[name]:.3f} ms, p99 {tail[name]:.3f} ms, "
+            f"board heap {heap[name]} B"
+        )
+    print(
+        f"plain_median_ms={med['plain']:.3f} oscore_median_ms={med['oscore']:.3f} "
+        f"plain_p99_ms={tail['plain']:.3f} oscore_p99_ms={tail['oscore']:.3f} "
+        f"ratio_median={med['oscore'] / med['plain']:.2f} heap_plain={heap['plain']} heap_oscore={heap['oscore']} "
+        f"heap_cost={heap['oscore'] - heap['plain']} count={count}"
+    )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO))
 
 from pifleet.sim.board import VirtualBoard  # noqa: E402
 from pifleet.storage import postgres  # noqa: E402
-from tests.boards import flash  # noqa: E402 — a board paired as in the tests: flashed by the master
-from tests.conftest import MasterProcess  # noqa: E402 — `pifleet serve`, set up with its setup token
+from tests.support.boards import flash  # noqa: E402 — a board paired as in the tests: flashed by the master
+from tests.support.masters import MasterProcess
 
 HUEY_SCHEDULER_INTERVAL_S = 1.0  # what jobs/queue.py configures
 
@@ -104,20 +104,36 @@ def main() -> None:
         url = master.url
         board.start()
         flash(master, board, "bench-blind", "blind")
-        wait(lambda: any(d["online"] and d["capabilities"] for d in master.get("/api/devices")),
-             60, "the board online")
+        wait(lambda: any(d["online"] and d["capabilities"] for d in master.get("/api/devices")), 60, "the board online")
 
         rng = random.Random(7)
         stop = {"capability": "blind", "command": "stop"}
-        docs = [{"name": f"daily-{i}", "target": {"device": "bench-blind"}, "action": stop,
-                 "trigger": {"type": "cron", "expr": f"{rng.randrange(60)} {rng.randrange(24)} * * *",
-                             "tz": "Europe/Berlin"}} for i in range(args.jobs - args.firing)]
+        docs = [
+            {
+                "name": f"daily-{i}",
+                "target": {"device": "bench-blind"},
+                "action": stop,
+                "trigger": {
+                    "type": "cron",
+                    "expr": f"{rng.randrange(60)} {rng.randrange(24)} * * *",
+                    "tz": "Europe/Berlin",
+                },
+            }
+            for i in range(args.jobs - args.firing)
+        ]
         created = asyncio.run(create_jobs(url, docs, master.headers))
         # the firing jobs are created last, due from 15 s after the last one is saved, spread over the window
         first_due = datetime.now(UTC) + timedelta(seconds=15)
         due = [first_due + timedelta(seconds=args.window * i / args.firing) for i in range(args.firing)]
-        firing = [{"name": f"fire-{i}", "target": {"device": "bench-blind"}, "action": stop,
-                   "trigger": {"type": "at", "at": when.isoformat()}} for i, when in enumerate(due)]
+        firing = [
+            {
+                "name": f"fire-{i}",
+                "target": {"device": "bench-blind"},
+                "action": stop,
+                "trigger": {"type": "at", "at": when.isoformat()},
+            }
+            for i, when in enumerate(due)
+        ]
         created += asyncio.run(create_jobs(url, firing, master.headers))
         print(f"created {args.jobs} jobs in {created:.1f} s", file=sys.stderr)
 
@@ -127,8 +143,11 @@ def main() -> None:
             return runs if len(runs) >= args.firing else None
 
         runs = wait(fired, args.window + 120, "all firing jobs to run")
-        errors_ms = [(datetime.fromisoformat(e["started_at"]) - datetime.fromisoformat(e["scheduled_for"]))
-                     .total_seconds() * 1000 for e in runs]
+        errors_ms = [
+            (datetime.fromisoformat(e["started_at"]) - datetime.fromisoformat(e["scheduled_for"])).total_seconds()
+            * 1000
+            for e in runs
+        ]
 
         process = psutil.Process(master.proc.pid)
         before, t0 = process.cpu_times(), time.monotonic()
@@ -141,14 +160,18 @@ def main() -> None:
         timeline_s = time.monotonic() - t0
 
         median, p99, worst = statistics.median(errors_ms), percentile(errors_ms, 99), max(errors_ms)
-        print(f"fire error over {len(errors_ms)} runs: median {median:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms"
-              f" (Huey's scheduler looks once every {HUEY_SCHEDULER_INTERVAL_S:g} s)")
+        print(
+            f"fire error over {len(errors_ms)} runs: median {median:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms"
+            f" (Huey's scheduler looks once every {HUEY_SCHEDULER_INTERVAL_S:g} s)"
+        )
         print(f"idle master CPU with {args.jobs} jobs: {idle_cpu:.1f} % of one core")
         print(f"timeline for 7 days: {len(timeline)} entries in {timeline_s:.2f} s")
-        print(f"jobs={args.jobs} median_fire_error_ms={median:.0f} p99_fire_error_ms={p99:.0f} "
-              f"max_fire_error_ms={worst:.0f} huey_scheduler_interval_ms={HUEY_SCHEDULER_INTERVAL_S * 1000:.0f} "
-              f"idle_cpu_percent={idle_cpu:.1f} timeline_7d_s={timeline_s:.2f} timeline_entries={len(timeline)} "
-              f"create_jobs_s={created:.1f}")
+        print(
+            f"jobs={args.jobs} median_fire_error_ms={median:.0f} p99_fire_error_ms={p99:.0f} "
+            f"max_fire_error_ms={worst:.0f} huey_scheduler_interval_ms={HUEY_SCHEDULER_INTERVAL_S * 1000:.0f} "
+            f"idle_cpu_percent={idle_cpu:.1f} timeline_7d_s={timeline_s:.2f} timeline_entries={len(timeline)} "
+            f"create_jobs_s={created:.1f}"
+        )
     finally:
         board.stop()
         master.stop()

@@ -14,8 +14,9 @@ _MAX_KEYS = 10_000  # beyond this, keys with no failure in the window are droppe
 
 
 class LoginLimiter:
-    def __init__(self, failures: int = FAILURES, window_s: float = WINDOW_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, failures: int = FAILURES, window_s: float = WINDOW_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.failures = failures
         self.window_s = window_s
         self._clock = clock

@@ -45,8 +45,14 @@ def _check_password(password: str) -> None:
 
 
 class AuthService:
-    def __init__(self, pool: asyncpg.Pool, *, idle: timedelta = IDLE, lifetime: timedelta = LIFETIME,
-                 limiter: LoginLimiter | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        idle: timedelta = IDLE,
+        lifetime: timedelta = LIFETIME,
+        limiter: LoginLimiter | None = None,
+    ) -> None:
         self.pool = pool
         self.idle = idle
         self.lifetime = lifetime
@@ -106,18 +112,23 @@ class AuthService:
 
     def _limit(self, *keys_: tuple[str, str]) -> None:
         if wait := self.limiter.retry_after(*keys_):
-            log.warning("login refused from %s: too many failures (%s), retry in %d s", keys_[0][1],
-                        " and ".join(k for k, _ in keys_), wait)
+            log.warning(
+                "login refused from %s: too many failures (%s), retry in %d s",
+                keys_[0][1],
+                " and ".join(k for k, _ in keys_),
+                wait,
+            )
             raise TooManyAttemptsError(f"too many failed attempts; try again in {wait} s", retry_after=wait)
 
-    async def login(self, name: str, password: str, address: str, old_session: str | None = None
-                    ) -> tuple[str, Principal]:
+    async def login(
+        self, name: str, password: str, address: str, old_session: str | None = None
+    ) -> tuple[str, Principal]:
         """A new session (id, principal) for a right name and password. A session id the browser brought along is
         dropped: the id changes at every login (no fixation)."""
         who = ("name", name.casefold()[:64])
         self._limit(("address", address), who)
         row = await q.password_of(self.pool, name) if len(name) <= 64 else None
-        ok = await self._verify(row["password_hash"] if row else None, password[:keys.MAX_PASSWORD])
+        ok = await self._verify(row["password_hash"] if row else None, password[: keys.MAX_PASSWORD])
         if not ok or row is None:
             self.limiter.failed(("address", address), who)
             log.warning("login failed from %s for %s", address, f"user {row['name']}" if row else "an unknown name")
@@ -134,8 +145,9 @@ class AuthService:
         session_id = keys.new_session_id()
         await q.create_session(self.pool, keys.digest(session_id), user_id, self.lifetime, address)
         log.info("login: %s from %s", name, address)
-        return session_id, Principal(name=name, via="session", role=role, user_id=user_id,
-                                     csrf=keys.csrf_for(session_id))
+        return session_id, Principal(
+            name=name, via="session", role=role, user_id=user_id, csrf=keys.csrf_for(session_id)
+        )
 
     async def session(self, session_id: str) -> Principal | None:
         if not session_id or len(session_id) > 100:
@@ -143,8 +155,9 @@ class AuthService:
         row = await q.live_session(self.pool, keys.digest(session_id), self.idle, _TOUCH)
         if row is None:
             return None
-        return Principal(name=row["name"], via="session", role=row["role"], user_id=row["id"],
-                         csrf=keys.csrf_for(session_id))
+        return Principal(
+            name=row["name"], via="session", role=row["role"], user_id=row["id"], csrf=keys.csrf_for(session_id)
+        )
 
     async def logout(self, session_id: str, principal: Principal) -> None:
         await q.delete_session(self.pool, keys.digest(session_id))
@@ -160,8 +173,9 @@ class AuthService:
         if row is None:
             log.warning("unknown or revoked API token from %s", address)
             return None
-        return Principal(name=row["name"], via="token", scope=row["scope"], user_id=row["created_by"],
-                         token_id=row["id"])
+        return Principal(
+            name=row["name"], via="token", scope=row["scope"], user_id=row["created_by"], token_id=row["id"]
+        )
 
     async def create_token(self, name: str, scope: Scope, by: Principal) -> TokenCreated:
         if not name.strip() or len(name) > 64:

@@ -31,7 +31,11 @@ async def create_user(db: Db, name: str, role: str, password_hash: str) -> UserR
     """None when the name is taken."""
     row = await db.fetchrow(
         "insert into users (name, role, password_hash) values ($1, $2, $3) on conflict (name) do nothing"
-        " returning name, role, created_at", name, role, password_hash)
+        " returning name, role, created_at",
+        name,
+        role,
+        password_hash,
+    )
     return UserRead(**row) if row else None
 
 
@@ -62,9 +66,15 @@ async def delete_user(db: asyncpg.Pool, name: str) -> bool | None:
 
 # ---- sessions ----------------------------------------------------------------------------------------------
 
+
 async def create_session(db: Db, id_hash: bytes, user_id: int, lifetime: timedelta, address: str | None) -> None:
-    await db.execute("insert into sessions (id_hash, user_id, expires_at, address) values ($1, $2, now() + $3, $4)",
-                     id_hash, user_id, lifetime, address)
+    await db.execute(
+        "insert into sessions (id_hash, user_id, expires_at, address) values ($1, $2, now() + $3, $4)",
+        id_hash,
+        user_id,
+        lifetime,
+        address,
+    )
 
 
 async def live_session(db: Db, id_hash: bytes, idle: timedelta, touch_after: timedelta) -> asyncpg.Record | None:
@@ -76,7 +86,10 @@ async def live_session(db: Db, id_hash: bytes, idle: timedelta, touch_after: tim
                 seen as (update sessions set last_seen_at = now()
                          where id_hash = (select id_hash from s where last_seen_at < now() - $3::interval))
            select u.id, u.name, u.role from s join users u on u.id = s.user_id""",
-        id_hash, idle, touch_after)
+        id_hash,
+        idle,
+        touch_after,
+    )
 
 
 async def delete_session(db: Db, id_hash: bytes) -> None:
@@ -96,7 +109,11 @@ _TOKEN = """select t.id, t.name, t.scope, u.name as created_by, t.created_at, t.
 async def create_token(db: Db, name: str, scope: str, token_hash: bytes, user_id: int) -> TokenRead:
     token_id = await db.fetchval(
         "insert into api_tokens (name, scope, token_hash, created_by) values ($1, $2, $3, $4) returning id",
-        name, scope, token_hash, user_id)
+        name,
+        scope,
+        token_hash,
+        user_id,
+    )
     return TokenRead(**await db.fetchrow(_TOKEN + " where t.id = $1", token_id))
 
 
@@ -116,4 +133,6 @@ async def use_token(db: Db, token_hash: bytes, touch_after: timedelta) -> asyncp
                          where id = (select id from t where last_used_at is null
                                                               or last_used_at < now() - $2::interval))
            select t.id, t.name, t.scope, t.created_by from t""",
-        token_hash, touch_after)
+        token_hash,
+        touch_after,
+    )

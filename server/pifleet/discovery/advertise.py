@@ -66,15 +66,19 @@ class Advertiser:
 
         addresses = self.addresses
         self._info = AsyncServiceInfo(
-            SERVICE_TYPE, f"{self.instance}.{SERVICE_TYPE}", port=self.coap_port,
-            addresses=[socket.inet_aton(a) for a in addresses], server=f"{self.hostname}.local.",
+            SERVICE_TYPE,
+            f"{self.instance}.{SERVICE_TYPE}",
+            port=self.coap_port,
+            addresses=[socket.inet_aton(a) for a in addresses],
+            server=f"{self.hostname}.local.",
             properties={"rt": "core.rd", "path": "/rd", "ep": "pifleet"},
         )
         try:
             self._zc = AsyncZeroconf(interfaces=addresses, ip_version=IPVersion.V4Only)
         except OSError as exc:
-            log.warning("mDNS: cannot advertise on %s (%s); boards use the address in their config",
-                        ", ".join(addresses), exc)
+            log.warning(
+                "mDNS: cannot advertise on %s (%s); boards use the address in their config", ", ".join(addresses), exc
+            )
             return
         self._task = asyncio.create_task(self._register(), name="mdns-advertise")
 

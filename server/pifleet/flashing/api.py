@@ -56,8 +56,12 @@ class FirmwareController(Controller):
     async def get_firmware(self, master: Master, firmware_id: RowId) -> FirmwareRead:
         return await master.catalog.get(firmware_id, field="firmware_id")
 
-    @post("/", operation_id="addFirmware", request_max_body_size=MAX_UPLOAD,
-          summary="Add a MicroPython image: the request body is the .bin file (application/octet-stream)")
+    @post(
+        "/",
+        operation_id="addFirmware",
+        request_max_body_size=MAX_UPLOAD,
+        summary="Add a MicroPython image: the request body is the .bin file (application/octet-stream)",
+    )
     async def add_firmware(self, master: Master, request: Request) -> Response[FirmwareRead]:
         data = await request.body()
         if not data:
@@ -65,11 +69,13 @@ class FirmwareController(Controller):
         entry, created = await master.catalog.add(data, source="user")
         return Response(entry, status_code=201 if created else 200)
 
-    @post("/fetch", operation_id="fetchFirmware",
-          summary="Download an official MicroPython release (needs internet), checking its SHA-256")
+    @post(
+        "/fetch",
+        operation_id="fetchFirmware",
+        summary="Download an official MicroPython release (needs internet), checking its SHA-256",
+    )
     async def fetch_firmware(self, master: Master, data: FirmwareFetch) -> Response[FirmwareRead]:
-        entry, created = await master.catalog.fetch(data.chip, data.version, data.sha256,
-                                                    trust_https=data.trust_https)
+        entry, created = await master.catalog.fetch(data.chip, data.version, data.sha256, trust_https=data.trust_https)
         return Response(entry, status_code=201 if created else 200)
 
 
@@ -77,14 +83,19 @@ class FlashController(Controller):
     path = "/api/flash"
     tags = ["flashing"]
 
-    @post("/", operation_id="startFlash", status_code=202,
-          summary="Flash & pair a USB board: base image + bundle, verify, reset (a job; poll GET /api/flash/{id})")
+    @post(
+        "/",
+        operation_id="startFlash",
+        status_code=202,
+        summary="Flash & pair a USB board: base image + bundle, verify, reset (a job; poll GET /api/flash/{id})",
+    )
     async def start(self, master: Master, data: FlashRequest) -> FlashJobRead:
         return await master.flashing.start(data)
 
     @get("/", operation_id="listFlashJobs", summary="Recent flash jobs, newest first")
-    async def list_jobs(self, master: Master, limit: Annotated[int, Parameter(ge=1, le=200)] = 20
-                        ) -> list[FlashJobRead]:
+    async def list_jobs(
+        self, master: Master, limit: Annotated[int, Parameter(ge=1, le=200)] = 20
+    ) -> list[FlashJobRead]:
         return await q.list_jobs(master.pool, limit)
 
     @get("/{job_id:str}", operation_id="getFlashJob", summary="A flash job: state, progress, error")

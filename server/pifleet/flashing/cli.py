@@ -52,8 +52,16 @@ def boards(url, probe_all, as_json) -> None:
     rows = []
     for b in items:
         p = b["probe"]
-        rows.append([b["port"], b["bridge"], p["chip"] if p else ("no answer" if b["probe_error"] else "-"),
-                     _mib(p["flash_size"]) if p else "-", p["mac"] if p else "-", b["device_name"] or "-"])
+        rows.append(
+            [
+                b["port"],
+                b["bridge"],
+                p["chip"] if p else ("no answer" if b["probe_error"] else "-"),
+                _mib(p["flash_size"]) if p else "-",
+                p["mac"] if p else "-",
+                b["device_name"] or "-",
+            ]
+        )
     if not rows:
         click.echo("no boards on USB")
         return
@@ -65,14 +73,25 @@ def boards(url, probe_all, as_json) -> None:
 @click.argument("port")
 @click.option("--name", required=True, help="The board's name (what people and jobs call it).")
 @click.option("--role", required=True, help="The board's role (capability preset), e.g. blind, sensor.")
-@click.option("--firmware", "firmware", type=int, default=None,
-              help="Catalog id of the base image (default: the newest for the detected chip).")
+@click.option(
+    "--firmware",
+    "firmware",
+    type=int,
+    default=None,
+    help="Catalog id of the base image (default: the newest for the detected chip).",
+)
 @click.option("--factory-reset", is_flag=True, help="Forget the board's identity: new device id and secret.")
 @click.option("--baud", type=int, default=460800, show_default=True, help="esptool baud rate for the write.")
 def flash(url, port, name, role, firmware, factory_reset, baud) -> None:
     """Flash & pair the board on PORT: base image + agent + identity, verify, reset."""
-    body = {"port": port, "name": name, "role": role, "firmware": firmware, "factory_reset": factory_reset,
-            "baud": baud}
+    body = {
+        "port": port,
+        "name": name,
+        "role": role,
+        "firmware": firmware,
+        "factory_reset": factory_reset,
+        "baud": baud,
+    }
     job = _call(url, "POST", "/api/flash", json=body)
     click.echo(f"flash job {job['id']} on {port}")
     with click.progressbar(length=100, label="flashing", show_percent=True, file=sys.stderr) as bar:
@@ -88,8 +107,10 @@ def flash(url, port, name, role, firmware, factory_reset, baud) -> None:
             time.sleep(0.2)
     if job["state"] == "failed":
         raise click.ClickException(f"flash failed: {job['error']}")
-    click.echo(f"{name} flashed as {job['device_id']} ({job['chip']}, MAC {job['mac']}): {job['bytes']} bytes "
-               f"written, {job['bytes_sent']} sent; the board is booting")
+    click.echo(
+        f"{name} flashed as {job['device_id']} ({job['chip']}, MAC {job['mac']}): {job['bytes']} bytes "
+        f"written, {job['bytes_sent']} sent; the board is booting"
+    )
 
 
 @click.group()
@@ -102,10 +123,13 @@ def firmware() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def firmware_add(url, file: Path) -> None:
     """Register a MicroPython .bin (checked with esptool's image tools)."""
-    entry = _call(url, "POST", "/api/firmware", content=file.read_bytes(),
-                  headers={"content-type": "application/octet-stream"})
-    click.echo(f"firmware {entry['id']}: {entry['chip']} MicroPython {entry['version']} "
-               f"({entry['size']} bytes, sha256 {entry['sha256']})")
+    entry = _call(
+        url, "POST", "/api/firmware", content=file.read_bytes(), headers={"content-type": "application/octet-stream"}
+    )
+    click.echo(
+        f"firmware {entry['id']}: {entry['chip']} MicroPython {entry['version']} "
+        f"({entry['size']} bytes, sha256 {entry['sha256']})"
+    )
 
 
 @firmware.command("list")
@@ -116,8 +140,13 @@ def firmware_list(url) -> None:
     if not items:
         click.echo("the catalog is empty: pifleet firmware add FILE")
         return
-    _table([[f["id"], f["chip"], f["version"], f["source"], f["size"], f["sha256"][:16] + "…", f["added_at"][:19]]
-            for f in items], ["ID", "CHIP", "VERSION", "SOURCE", "SIZE", "SHA256", "ADDED"])
+    _table(
+        [
+            [f["id"], f["chip"], f["version"], f["source"], f["size"], f["sha256"][:16] + "…", f["added_at"][:19]]
+            for f in items
+        ],
+        ["ID", "CHIP", "VERSION", "SOURCE", "SIZE", "SHA256", "ADDED"],
+    )
 
 
 @firmware.command("fetch")
@@ -125,12 +154,19 @@ def firmware_list(url) -> None:
 @click.argument("chip")
 @click.argument("version")
 @click.option("--sha256", default=None, help="The SHA-256 you trust for this file (checked before it is added).")
-@click.option("--trust-https", is_flag=True,
-              help="Accept the download without a SHA-256 to check (HTTPS and the image's own digests only).")
+@click.option(
+    "--trust-https",
+    is_flag=True,
+    help="Accept the download without a SHA-256 to check (HTTPS and the image's own digests only).",
+)
 def firmware_fetch(url, chip, version, sha256, trust_https) -> None:
     """Download an official MicroPython release for CHIP (esp32, esp32s3 …) VERSION (v1.24.1) — needs internet."""
-    entry = _call(url, "POST", "/api/firmware/fetch",
-                  json={"chip": chip, "version": version, "sha256": sha256, "trust_https": trust_https})
+    entry = _call(
+        url,
+        "POST",
+        "/api/firmware/fetch",
+        json={"chip": chip, "version": version, "sha256": sha256, "trust_https": trust_https},
+    )
     click.echo(f"firmware {entry['id']}: {entry['chip']} MicroPython {entry['version']} (sha256 {entry['sha256']})")
 
 

@@ -55,6 +55,7 @@ class WriteResult(NamedTuple):
 
 # ---- esptool's logger, routed per thread ---------------------------------------------------------------------
 
+
 class Sink:
     """What one flash wants to hear: progress (phase, current, total) and messages."""
 
@@ -150,6 +151,7 @@ class _Session:
 
 # ---- error mapping ---------------------------------------------------------------------------------------------
 
+
 def _map_error(exc: BaseException, port: str, phase: str) -> FlashError:
     """esptool's exceptions (FatalError and friends, pyserial's SerialException, OSError) as FlashErrors."""
     text = str(exc)
@@ -157,23 +159,41 @@ def _map_error(exc: BaseException, port: str, phase: str) -> FlashError:
     if isinstance(exc, FlashError):
         return exc
     if "md5 of file does not match" in lowered or "written flash region is empty" in lowered:
-        return VerifyError(f"verify failed on {port}: the board's flash does not hold what was written (MD5 "
-                           "mismatch); the flash may be worn or the connection noisy — flash again", field="port")
-    if phase == "connect" and ("could not open port" in lowered or "no such file" in lowered
-                               or isinstance(exc, FileNotFoundError)):
+        return VerifyError(
+            f"verify failed on {port}: the board's flash does not hold what was written (MD5 "
+            "mismatch); the flash may be worn or the connection noisy — flash again",
+            field="port",
+        )
+    if phase == "connect" and (
+        "could not open port" in lowered or "no such file" in lowered or isinstance(exc, FileNotFoundError)
+    ):
         return PortGoneError(f"port {port} is not there (unplugged?)", field="port")
-    if phase == "connect" and ("failed to connect" in lowered or "no serial data" in lowered
-                               or "timed out" in lowered or "invalid head of packet" in lowered
-                               or "wrong boot mode" in lowered):
-        return NoSyncError(f"no answer from the bootloader on {port}: is the board in download mode? (hold BOOT, "
-                           "press EN/RESET, release BOOT, and try again)", field="port")
+    if phase == "connect" and (
+        "failed to connect" in lowered
+        or "no serial data" in lowered
+        or "timed out" in lowered
+        or "invalid head of packet" in lowered
+        or "wrong boot mode" in lowered
+    ):
+        return NoSyncError(
+            f"no answer from the bootloader on {port}: is the board in download mode? (hold BOOT, "
+            "press EN/RESET, release BOOT, and try again)",
+            field="port",
+        )
     if "incompatible" in lowered or "this chip is" in lowered and "not" in lowered:
         return WrongChipError(f"esptool refused the image for the chip on {port}: {text}", field="firmware")
-    if phase in ("write", "verify") and (_is_serial(exc) or isinstance(exc, OSError) or "timed out" in lowered
-                                         or "no serial data" in lowered or "packet" in lowered):
-        return PortGoneError(f"lost the board on {port} during the {phase} ({text or type(exc).__name__}); the "
-                             "board's flash is incomplete and nothing was recorded — reconnect it and flash again",
-                             field="port")
+    if phase in ("write", "verify") and (
+        _is_serial(exc)
+        or isinstance(exc, OSError)
+        or "timed out" in lowered
+        or "no serial data" in lowered
+        or "packet" in lowered
+    ):
+        return PortGoneError(
+            f"lost the board on {port} during the {phase} ({text or type(exc).__name__}); the "
+            "board's flash is incomplete and nothing was recorded — reconnect it and flash again",
+            field="port",
+        )
     if _is_serial(exc) or isinstance(exc, OSError):
         return PortGoneError(f"port {port} failed during the {phase}: {text or type(exc).__name__}", field="port")
     return FlashError(f"esptool failed on {port} during the {phase}: {text or type(exc).__name__}", field="port")
@@ -197,6 +217,7 @@ def _flash_size_bytes(text: str | None) -> int | None:
 
 
 # ---- operations ------------------------------------------------------------------------------------------------
+
 
 def _connect(port: str, *, virtual: bool, baud: int):
     from esptool.cmds import detect_chip
@@ -242,9 +263,15 @@ def probe(port: str, *, virtual: bool = False) -> ChipInfo:
             esp._port.close()
 
 
-def flash(port: str, prepare: Callable[[ChipInfo], list[tuple[int, bytes]]], *, virtual: bool = False,
-          baud: int = 460800, on_phase: Callable[[str], None] | None = None,
-          on_progress: Callable[[int, int], None] | None = None) -> tuple[ChipInfo, WriteResult]:
+def flash(
+    port: str,
+    prepare: Callable[[ChipInfo], list[tuple[int, bytes]]],
+    *,
+    virtual: bool = False,
+    baud: int = 460800,
+    on_phase: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[ChipInfo, WriteResult]:
     """One esptool session: probe, ask `prepare(chip)` what to write (it may raise to refuse), write all
     regions compressed in one write_flash, verify by MD5, reset into the new firmware.
 

@@ -31,8 +31,18 @@ APP, DATA = 0x00, 0x01
 TYPE_NAMES = {"app": APP, "data": DATA}
 SUBTYPE_NAMES = {
     APP: {"factory": 0x00, "test": 0x20, **{f"ota_{n}": 0x10 + n for n in range(16)}},
-    DATA: {"ota": 0x00, "phy": 0x01, "nvs": 0x02, "coredump": 0x03, "nvs_keys": 0x04, "efuse": 0x05,
-           "undefined": 0x06, "fat": 0x81, "spiffs": 0x82, "littlefs": 0x83},
+    DATA: {
+        "ota": 0x00,
+        "phy": 0x01,
+        "nvs": 0x02,
+        "coredump": 0x03,
+        "nvs_keys": 0x04,
+        "efuse": 0x05,
+        "undefined": 0x06,
+        "fat": 0x81,
+        "spiffs": 0x82,
+        "littlefs": 0x83,
+    },
 }
 
 # littlefs parameters of MicroPython's VfsLfs2 (extmod/vfs_lfsx.c defaults: readsize=32, progsize=32,
@@ -61,7 +71,7 @@ def parse_partition_table(data: bytes) -> list[Partition]:
     """Entries of the table at the start of `data` (the 0xC00 bytes at 0x8000); the MD5 is checked."""
     parts: list[Partition] = []
     for pos in range(0, min(len(data), TABLE_SIZE) - _ENTRY.size + 1, _ENTRY.size):
-        entry = data[pos:pos + _ENTRY.size]
+        entry = data[pos : pos + _ENTRY.size]
         if entry[:2] == _MD5_MAGIC:
             if entry[16:] != hashlib.md5(data[:pos]).digest():
                 raise LayoutError("partition table MD5 does not match its entries")
@@ -71,8 +81,7 @@ def parse_partition_table(data: bytes) -> list[Partition]:
         magic, ptype, subtype, offset, size, label, flags = _ENTRY.unpack(entry)
         if magic != _MAGIC:
             raise LayoutError(f"no partition table entry at byte {pos} (magic {magic.hex()})")
-        parts.append(Partition(label.rstrip(b"\x00").decode("ascii", "replace"), ptype, subtype, offset, size,
-                               flags))
+        parts.append(Partition(label.rstrip(b"\x00").decode("ascii", "replace"), ptype, subtype, offset, size, flags))
     if not parts:
         raise LayoutError("no partition table (blank or foreign data at 0x8000)")
     return parts
@@ -87,8 +96,9 @@ def build_partition_table(parts: list[Partition]) -> bytes:
             raise LayoutError(f"partition label {part.label!r} is longer than 16 bytes")
         if part.offset % BLOCK_SIZE and part.type == DATA and part.subtype not in (0x01, 0x02):
             raise LayoutError(f"partition {part.label!r} is not aligned to {BLOCK_SIZE:#x}")
-        body += _ENTRY.pack(_MAGIC, part.type, part.subtype, part.offset, part.size, label.ljust(16, b"\x00"),
-                            part.flags)
+        body += _ENTRY.pack(
+            _MAGIC, part.type, part.subtype, part.offset, part.size, label.ljust(16, b"\x00"), part.flags
+        )
     body += _MD5_MAGIC + b"\xff" * 14 + hashlib.md5(body).digest()
     if len(body) > TABLE_SIZE:
         raise LayoutError(f"{len(parts)} partitions do not fit in a partition table")
@@ -130,8 +140,9 @@ def find_app(parts: list[Partition]) -> Partition | None:
 def _lfs(size: int, *, mount: bool, context=None) -> littlefs.LittleFS:
     if size <= 0 or size % BLOCK_SIZE:
         raise LayoutError(f"littlefs size {size} is not a positive multiple of {BLOCK_SIZE}")
-    return littlefs.LittleFS(context=context, block_size=BLOCK_SIZE, block_count=size // BLOCK_SIZE,
-                             mount=mount, **_LFS_PARAMS)
+    return littlefs.LittleFS(
+        context=context, block_size=BLOCK_SIZE, block_count=size // BLOCK_SIZE, mount=mount, **_LFS_PARAMS
+    )
 
 
 def build_littlefs(files: dict[str, bytes], size: int) -> bytes:

@@ -23,10 +23,18 @@ from .model import FlashRequest
 
 async def _panel(master: Master, message: str | None = None, error: bool = False) -> Template:
     jobs = await q.list_jobs(master.pool, 5)
-    return Template("_boards.html", context={
-        "boards": await boards_with_devices(master), "firmware": await master.catalog.list(),
-        "roles": [r.name for r in await roles_q.list_roles(master.pool) if r.defined],
-        "jobs": jobs, "busy": master.usb.busy, "message": message, "error": error})
+    return Template(
+        "_boards.html",
+        context={
+            "boards": await boards_with_devices(master),
+            "firmware": await master.catalog.list(),
+            "roles": [r.name for r in await roles_q.list_roles(master.pool) if r.defined],
+            "jobs": jobs,
+            "busy": master.usb.busy,
+            "message": message,
+            "error": error,
+        },
+    )
 
 
 class BoardPanelController(Controller):
@@ -38,8 +46,9 @@ class BoardPanelController(Controller):
         return await _panel(master)
 
     @post("/probe", operation_id="uiProbeUsbBoard", status_code=200)
-    async def probe(self, master: Master,
-                    data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Template:
+    async def probe(
+        self, master: Master, data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+    ) -> Template:
         try:
             info = await master.usb.probe(data.get("port", ""))
         except PifleetError as exc:
@@ -47,14 +56,20 @@ class BoardPanelController(Controller):
         return await _panel(master, f"{data.get('port')}: {info.chip}, MAC {info.mac}")
 
     @post("/flash", operation_id="uiFlashUsbBoard", status_code=200)
-    async def flash(self, master: Master,
-                    data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Template:
+    async def flash(
+        self, master: Master, data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+    ) -> Template:
         try:
-            req = msgspec.convert({
-                "port": data.get("port", ""), "name": data.get("name", ""), "role": data.get("role", ""),
-                "firmware": int(data["firmware"]) if data.get("firmware") else None,
-                "factory_reset": data.get("factory_reset") in ("on", "true", "1"),
-            }, FlashRequest)
+            req = msgspec.convert(
+                {
+                    "port": data.get("port", ""),
+                    "name": data.get("name", ""),
+                    "role": data.get("role", ""),
+                    "firmware": int(data["firmware"]) if data.get("firmware") else None,
+                    "factory_reset": data.get("factory_reset") in ("on", "true", "1"),
+                },
+                FlashRequest,
+            )
             job = await master.flashing.start(req)
         except msgspec.ValidationError as exc:
             return await _panel(master, f"invalid input: {exc}", error=True)

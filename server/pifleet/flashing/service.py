@@ -69,8 +69,9 @@ class _Pending:
 
 
 class FlashService:
-    def __init__(self, pool: asyncpg.Pool, hub: EventHub, catalog: Catalog, usb: UsbWatcher,
-                 settings: Settings) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, hub: EventHub, catalog: Catalog, usb: UsbWatcher, settings: Settings
+    ) -> None:
         self.pool = pool
         self.hub = hub
         self.catalog = catalog
@@ -107,13 +108,25 @@ class FlashService:
             await self.catalog.read_verified(entry)
         self.usb.busy.add(req.port)
         try:
-            job = await q.create_job(self.pool, port=req.port, name=req.name, role=req.role,
-                                     firmware_id=req.firmware, factory_reset=req.factory_reset)
+            job = await q.create_job(
+                self.pool,
+                port=req.port,
+                name=req.name,
+                role=req.role,
+                firmware_id=req.firmware,
+                factory_reset=req.factory_reset,
+            )
         except BaseException:
             self.usb.busy.discard(req.port)
             raise
-        log.info("flash %s: %s as %r (role %s)%s", job.id, req.port, req.name, req.role,
-                 ", factory reset" if req.factory_reset else "")
+        log.info(
+            "flash %s: %s as %r (role %s)%s",
+            job.id,
+            req.port,
+            req.name,
+            req.role,
+            ", factory reset" if req.factory_reset else "",
+        )
         task = asyncio.get_running_loop().create_task(self._run(job.id, req), name=f"flash-{job.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -166,25 +179,53 @@ class FlashService:
             await q.update_job(self.pool, job_id, state="probing", progress=1)
             self.hub.publish("flash")
             try:
-                info, result = await asyncio.to_thread(flasher.flash, req.port, prepare, virtual=virtual,
-                                                       baud=req.baud, on_phase=on_phase, on_progress=on_progress)
+                info, result = await asyncio.to_thread(
+                    flasher.flash,
+                    req.port,
+                    prepare,
+                    virtual=virtual,
+                    baud=req.baud,
+                    on_phase=on_phase,
+                    on_progress=on_progress,
+                )
             finally:
                 # the thread's progress notes were queued before its result: let them land before the outcome
                 await self._notes_written(job_id)
             assert pending.device_id is not None and pending.secret is not None and pending.oscore_id is not None
             async with self.pool.acquire() as conn:
-                await q.record_flashed_device(conn, device_id=pending.device_id, name=req.name, role=req.role,
-                                              mac=info.mac, secret=pending.secret, oscore_id=pending.oscore_id,
-                                              firmware=pending.firmware_version or "", replaces=pending.replaces)
+                await q.record_flashed_device(
+                    conn,
+                    device_id=pending.device_id,
+                    name=req.name,
+                    role=req.role,
+                    mac=info.mac,
+                    secret=pending.secret,
+                    oscore_id=pending.oscore_id,
+                    firmware=pending.firmware_version or "",
+                    replaces=pending.replaces,
+                )
             if self.on_paired is not None:
                 await self.on_paired(pending.device_id)
-            await q.update_job(self.pool, job_id, state="done", progress=100, bytes=result.bytes_written,
-                               bytes_sent=result.bytes_sent)
-            self.last_timing = {"write_s": result.seconds, "total_s": time.monotonic() - started,
-                                "bytes": result.bytes_written, "bytes_sent": result.bytes_sent}
+            await q.update_job(
+                self.pool, job_id, state="done", progress=100, bytes=result.bytes_written, bytes_sent=result.bytes_sent
+            )
+            self.last_timing = {
+                "write_s": result.seconds,
+                "total_s": time.monotonic() - started,
+                "bytes": result.bytes_written,
+                "bytes_sent": result.bytes_sent,
+            }
             self.usb.remember(req.port, info)
-            log.info("flash %s: %s is now %s (%s, %d bytes, %d sent, %.1f s)", job_id, req.port,
-                     pending.device_id, info.chip, result.bytes_written, result.bytes_sent, result.seconds)
+            log.info(
+                "flash %s: %s is now %s (%s, %d bytes, %d sent, %.1f s)",
+                job_id,
+                req.port,
+                pending.device_id,
+                info.chip,
+                result.bytes_written,
+                result.bytes_sent,
+                result.seconds,
+            )
             self.hub.publish("devices")
         except PifleetError as e:
             log.info("flash %s failed: %s", job_id, e.detail)
@@ -221,8 +262,9 @@ class FlashService:
             log.exception("could not record the progress of flash %s", job_id)
         self.hub.publish("flash")
 
-    async def _prepare(self, job_id: str, req: FlashRequest, info: ChipInfo,
-                       pending: _Pending) -> list[tuple[int, bytes]]:
+    async def _prepare(
+        self, job_id: str, req: FlashRequest, info: ChipInfo, pending: _Pending
+    ) -> list[tuple[int, bytes]]:
         """After the probe, before any write: firmware for this chip, identity, bundle. Raising here aborts
         the flash with nothing written."""
         await q.update_job(self.pool, job_id, chip=info.chip, mac=info.mac, progress=3)
@@ -231,12 +273,17 @@ class FlashService:
         else:
             entry = await self.catalog.newest_for(info.chip)
             if entry is None:
-                raise InvalidError(f"the board on {req.port} is an {info.chip}, and the catalog has no base image "
-                                   "for it: add one with `pifleet firmware add FILE`", field="firmware")
+                raise InvalidError(
+                    f"the board on {req.port} is an {info.chip}, and the catalog has no base image "
+                    "for it: add one with `pifleet firmware add FILE`",
+                    field="firmware",
+                )
         if entry.chip != info.chip:
             raise flasher.WrongChipError(
                 f"firmware {entry.id} is MicroPython {entry.version} for {entry.chip}, but the board on {req.port} "
-                f"is an {info.chip}: refused before writing anything", field="firmware")
+                f"is an {info.chip}: refused before writing anything",
+                field="firmware",
+            )
         image = await self.catalog.read_verified(entry)
         await q.update_job(self.pool, job_id, firmware_id=entry.id)
 
@@ -254,8 +301,7 @@ class FlashService:
             pending.replaces = known["id"] if known is not None else None
         owner = await q.name_taken_by(self.pool, req.name)
         if owner is not None and owner not in (device_id, pending.replaces):
-            raise ConflictError(f"the name {req.name!r} belongs to device {owner}; choose another name",
-                                field="name")
+            raise ConflictError(f"the name {req.name!r} belongs to device {owner}; choose another name", field="name")
         pending.device_id, pending.secret, pending.firmware_version = device_id, secret, entry.version
         pending.oscore_id = await devices_q.next_oscore_id(self.pool)
         await q.update_job(self.pool, job_id, device_id=device_id)
@@ -264,11 +310,25 @@ class FlashService:
         t = time.perf_counter()
         caps, sources = await self.role_plan(req.role)
         built = await asyncio.to_thread(
-            bundle.build, identity, image=image, image_offset=entry.offset, version=entry.version,
-            flash_size=info.flash_size, master=(master_host(self.settings), self.settings.coap_port),
-            wifi=(self.settings.wifi_ssid, self.settings.wifi_psk), caps=caps, sources=sources,
-            lifetime=req.lifetime_s)
+            bundle.build,
+            identity,
+            image=image,
+            image_offset=entry.offset,
+            version=entry.version,
+            flash_size=info.flash_size,
+            master=(master_host(self.settings), self.settings.coap_port),
+            wifi=(self.settings.wifi_ssid, self.settings.wifi_psk),
+            caps=caps,
+            sources=sources,
+            lifetime=req.lifetime_s,
+        )
         self.last_timing = {"bundle_s": time.perf_counter() - t}
-        log.info("flash %s: bundle for %s built (%d files, vfs at %#x, %s)", job_id, device_id, len(built.files),
-                 built.offset, built.mpy_cross)
+        log.info(
+            "flash %s: bundle for %s built (%d files, vfs at %#x, %s)",
+            job_id,
+            device_id,
+            len(built.files),
+            built.offset,
+            built.mpy_cross,
+        )
         return [(entry.offset, image), (built.offset, built.image)]

@@ -44,7 +44,6 @@ def _alive(pid: object) -> bool:
     return pid_alive(pid) if isinstance(pid, int) and pid > 0 else True  # no pid given: trust the file
 
 
-
 def virtual_ports(directory: Path | None = None) -> list[UsbBoard]:
     """Virtual boards whose runner is alive and whose port exists."""
     directory = directory or runtime_dir() / "sim-ports"
@@ -57,8 +56,14 @@ def virtual_ports(directory: Path | None = None) -> list[UsbBoard]:
             continue  # being written, or not ours
         if not _alive(info.get("pid")) or not (port.startswith(("socket://", "rfc2217://")) or Path(port).exists()):
             continue
-        boards.append(UsbBoard(port=port, bridge="virtual", virtual=True,
-                               description=f"virtual {info.get('chip', 'ESP32')} {info.get('name', path.stem)}"))
+        boards.append(
+            UsbBoard(
+                port=port,
+                bridge="virtual",
+                virtual=True,
+                description=f"virtual {info.get('chip', 'ESP32')} {info.get('name', path.stem)}",
+            )
+        )
     return boards
 
 
@@ -71,8 +76,16 @@ def real_ports() -> list[UsbBoard]:
         bridge = bridge_name(p.vid, p.pid)
         if bridge is None:
             continue
-        boards.append(UsbBoard(port=p.device, bridge=bridge, vid=p.vid, pid=p.pid,
-                               description=p.description or "", serial_number=p.serial_number))
+        boards.append(
+            UsbBoard(
+                port=p.device,
+                bridge=bridge,
+                vid=p.vid,
+                pid=p.pid,
+                description=p.description or "",
+                serial_number=p.serial_number,
+            )
+        )
     return boards
 
 
@@ -96,7 +109,9 @@ class UsbWatcher:
         boards = {b.port: b for b in await asyncio.to_thread(list_ports, self.sim_dir)}
         changed = set(boards) != set(self.boards) or any(
             (b.bridge, b.description) != (self.boards[p].bridge, self.boards[p].description)
-            for p, b in boards.items() if p in self.boards)
+            for p, b in boards.items()
+            if p in self.boards
+        )
         self.boards = boards
         for port in set(self.probes) - set(boards):
             self.probes.pop(port, None)
@@ -154,8 +169,17 @@ class UsbWatcher:
     def snapshot(self) -> list[UsbBoard]:
         out = []
         for port, board in sorted(self.boards.items()):
-            out.append(UsbBoard(port=board.port, bridge=board.bridge, vid=board.vid, pid=board.pid,
-                                description=board.description, serial_number=board.serial_number,
-                                virtual=board.virtual, probe=self.probes.get(port),
-                                probe_error=self.probe_errors.get(port)))
+            out.append(
+                UsbBoard(
+                    port=board.port,
+                    bridge=board.bridge,
+                    vid=board.vid,
+                    pid=board.pid,
+                    description=board.description,
+                    serial_number=board.serial_number,
+                    virtual=board.virtual,
+                    probe=self.probes.get(port),
+                    probe_error=self.probe_errors.get(port),
+                )
+            )
         return out

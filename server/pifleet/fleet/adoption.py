@@ -93,8 +93,17 @@ def device_id_for(mac: str) -> str:
 class Announcement:
     """What a board says in POST /pair (decoded and checked by the gateway)."""
 
-    def __init__(self, *, mac: str, chip: str, nonce: bytes, proof: bytes, firmware: str | None = None,
-                 mpy: int | None = None, agent_version: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        mac: str,
+        chip: str,
+        nonce: bytes,
+        proof: bytes,
+        firmware: str | None = None,
+        mpy: int | None = None,
+        agent_version: str | None = None,
+    ) -> None:
         if not _MAC.match(mac):
             raise InvalidError("mac must look like aa:bb:cc:dd:ee:ff", field="mac")
         if len(nonce) != NONCE_LENGTH:
@@ -120,8 +129,18 @@ class AdoptionService:
                 if row is None or row["state"] != "waiting":
                     if await q.count_waiting(conn, WAITING_FRESH_S) >= MAX_WAITING:
                         raise AdoptionBusyError(f"{MAX_WAITING} boards are waiting for adoption already")
-                row = await q.start(conn, mac=a.mac, chip=a.chip, nonce=a.nonce, proof=a.proof, address=address,
-                                    port=port, firmware=a.firmware, mpy=a.mpy, agent_version=a.agent_version)
+                row = await q.start(
+                    conn,
+                    mac=a.mac,
+                    chip=a.chip,
+                    nonce=a.nonce,
+                    proof=a.proof,
+                    address=address,
+                    port=port,
+                    firmware=a.firmware,
+                    mpy=a.mpy,
+                    agent_version=a.agent_version,
+                )
                 log.info("board %s (%s) at %s waits for adoption", a.mac, a.chip, address)
                 self.hub.publish("adoptions")
             elif row["proof"] != a.proof:
@@ -145,15 +164,24 @@ class AdoptionService:
         identity = await q.device_identity(conn, row["device_id"])
         if identity is None or row["key"] is None:
             return None
-        return seal(row["key"], {"device_id": identity["id"], "name": identity["name"], "role": identity["role"] or "",
-                        "secret": identity["secret"].hex(), "oscore_id": identity["oscore_id"].hex()})
+        return seal(
+            row["key"],
+            {
+                "device_id": identity["id"],
+                "name": identity["name"],
+                "role": identity["role"] or "",
+                "secret": identity["secret"].hex(),
+                "oscore_id": identity["oscore_id"].hex(),
+            },
+        )
 
     async def list(self, pending_only: bool = False) -> list[AdoptionRead]:
         states = ("waiting",) if pending_only else ("waiting", "adopted", "rejected", "locked")
         return await q.list_adoptions(self.pool, states)
 
-    async def confirm(self, adoption_id: int, code: str, name: str | None = None, role: str | None = None) \
-            -> AdoptionRead:
+    async def confirm(
+        self, adoption_id: int, code: str, name: str | None = None, role: str | None = None
+    ) -> AdoptionRead:
         code = normalize_code(code)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await q.get(conn, adoption_id, for_update=True)
@@ -164,19 +192,26 @@ class AdoptionService:
             k = stretch(code, row["nonce"])
             if not hmac.compare_digest(proof_of(k), row["proof"]):
                 row = await q.wrong_code(conn, adoption_id, MAX_ATTEMPTS)
-                log.warning("wrong adoption code for board %s (%d of %d)", row["mac"], row["attempts"],
-                            MAX_ATTEMPTS)
+                log.warning("wrong adoption code for board %s (%d of %d)", row["mac"], row["attempts"], MAX_ATTEMPTS)
                 self.hub.publish("adoptions")
                 left = MAX_ATTEMPTS - row["attempts"]
                 wrong = InvalidError(
-                    "wrong code; " + (f"{left} attempts left" if left > 0 else
-                                      "adoption locked: restart the board for a new code"), field="code")
+                    "wrong code; "
+                    + (f"{left} attempts left" if left > 0 else "adoption locked: restart the board for a new code"),
+                    field="code",
+                )
             else:
                 wrong = None
                 device_id = device_id_for(row["mac"])
-                given = await q.create_device(conn, device_id=device_id, name=name or device_id, role=role,
-                                              mac=row["mac"], secret=secrets.token_bytes(32),
-                                              oscore_id=await devices_q.next_oscore_id(conn))
+                given = await q.create_device(
+                    conn,
+                    device_id=device_id,
+                    name=name or device_id,
+                    role=role,
+                    mac=row["mac"],
+                    secret=secrets.token_bytes(32),
+                    oscore_id=await devices_q.next_oscore_id(conn),
+                )
                 row = await q.decide(conn, adoption_id, "adopted", device_id, k)
                 log.info("board %s adopted as %s (%s)", row["mac"], given, device_id)
         if wrong is not None:

@@ -15,8 +15,15 @@ class BoardLink(Protocol):
         ...
 
     async def command(
-        self, device_id: str, address: str, port: int, capability: str, command: str, eid: str,
-        params: dict[str, Any], timeout: float,
+        self,
+        device_id: str,
+        address: str,
+        port: int,
+        capability: str,
+        command: str,
+        eid: str,
+        params: dict[str, Any],
+        timeout: float,
     ) -> dict[str, Any]:
         """POST /a/CAP/COMMAND; returns the board's `result`. Raises pifleet.errors.BoardError."""
         ...

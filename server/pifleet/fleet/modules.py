@@ -29,8 +29,19 @@ ABI_RELEASE = {"6.3": "1.23.0", "6.2": "1.22.0", "6.1": "1.20.0", "6": "1.19.0",
 CHECK_ABI = "6.3"  # uploads are compiled once for the current ABI to check them
 CHECK_ARCH = "xtensawin"  # ... and, when they hold native code, for the ESP32's native emitter
 # sys.implementation._mpy >> 10: the board's native architecture, as mpy-cross -march names it
-ARCHS = {1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv7em", 7: "armv7emsp", 8: "armv7emdp",
-         9: "xtensa", 10: "xtensawin", 11: "rv32imc"}
+ARCHS = {
+    1: "x86",
+    2: "x64",
+    3: "armv6",
+    4: "armv6m",
+    5: "armv7m",
+    6: "armv7em",
+    7: "armv7emsp",
+    8: "armv7emdp",
+    9: "xtensa",
+    10: "xtensawin",
+    11: "rv32imc",
+}
 _NATIVE = {"native", "viper", "asm_thumb", "asm_xtensa"}
 
 
@@ -71,23 +82,31 @@ def declarations(name: str, source: str) -> dict:
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             functions.add(node.name)
     if values.get("NAME") != name:
-        raise InvalidError(f"{filename} must declare NAME = {name!r} (the capability's name is its file's name)",
-                           field="source")
+        raise InvalidError(
+            f"{filename} must declare NAME = {name!r} (the capability's name is its file's name)", field="source"
+        )
     if not isinstance(values.get("VERSION"), str):
         raise InvalidError(f"{filename} must declare VERSION as a string", field="source")
     commands = values.get("COMMANDS")
     if not isinstance(commands, dict) or not all(isinstance(k, str) for k in commands):
-        raise InvalidError(f"{filename} must declare COMMANDS, a dict literal of command → parameter schema",
-                           field="source")
+        raise InvalidError(
+            f"{filename} must declare COMMANDS, a dict literal of command → parameter schema", field="source"
+        )
     if "setup" not in functions:
         raise InvalidError(f"{filename} must define setup(cfg)", field="source")
     config = values.get("CONFIG")
     if "CONFIG" in values and not (isinstance(config, dict) and all(isinstance(v, dict) for v in config.values())):
         raise InvalidError(f"{filename}: CONFIG must be a dict literal of key → schema", field="source")
     telemetry = values.get("TELEMETRY")
-    return {"name": name, "version": values["VERSION"], "commands": sorted(commands), "schema": commands,
-            "config": config, "native": has_native_code(tree),
-            "telemetry": sorted(telemetry) if isinstance(telemetry, dict) else []}
+    return {
+        "name": name,
+        "version": values["VERSION"],
+        "commands": sorted(commands),
+        "schema": commands,
+        "config": config,
+        "native": has_native_code(tree),
+        "telemetry": sorted(telemetry) if isinstance(telemetry, dict) else [],
+    }
 
 
 class ModuleService:

@@ -11,37 +11,60 @@ from ..errors import InvalidError
 from ..model import CapabilityRead, DeviceRead
 
 _TYPES: dict[str, tuple[type, ...]] = {
-    "number": (int, float), "integer": (int,), "string": (str,), "boolean": (bool,), "enum": (str, int),
-    "list": (list,), "object": (dict,),
+    "number": (int, float),
+    "integer": (int,),
+    "string": (str,),
+    "boolean": (bool,),
+    "enum": (str, int),
+    "list": (list,),
+    "object": (dict,),
 }
 
 
-def check_command(device: DeviceRead, capability: str, command: str, params: dict[str, Any], where: str,
-                  deferred: set[str] = frozenset()) -> None:
+def check_command(
+    device: DeviceRead,
+    capability: str,
+    command: str,
+    params: dict[str, Any],
+    where: str,
+    deferred: set[str] = frozenset(),
+) -> None:
     """Raise InvalidError naming `where.capability`, `where.command` or `where.params.X`. Parameters in
     `deferred` get their value later (from a previous result): only their names are checked now."""
     cap: CapabilityRead | None = next((c for c in device.capabilities if c.name == capability), None)
     if cap is None:
         offered = ", ".join(c.name for c in device.capabilities) or "none declared yet"
-        raise InvalidError(f"device {device.name!r} has no capability {capability!r} (it offers: {offered})",
-                           field=f"{where}.capability")
+        raise InvalidError(
+            f"device {device.name!r} has no capability {capability!r} (it offers: {offered})",
+            field=f"{where}.capability",
+        )
     check_params(capability, command, cap.commands, params, where, deferred)
 
 
-def check_params(capability: str, command: str, commands: dict[str, dict[str, Any]], params: dict[str, Any],
-                 where: str, deferred: set[str] = frozenset()) -> None:
+def check_params(
+    capability: str,
+    command: str,
+    commands: dict[str, dict[str, Any]],
+    params: dict[str, Any],
+    where: str,
+    deferred: set[str] = frozenset(),
+) -> None:
     """A command and its parameters against a capability's COMMANDS declaration."""
     schema = commands.get(command) if isinstance(commands, dict) else None
     if schema is None:
-        raise InvalidError(f"capability {capability!r} has no command {command!r} "
-                           f"(it has: {', '.join(sorted(commands)) if isinstance(commands, dict) else 'none'})",
-                           field=f"{where}.command")
+        raise InvalidError(
+            f"capability {capability!r} has no command {command!r} "
+            f"(it has: {', '.join(sorted(commands)) if isinstance(commands, dict) else 'none'})",
+            field=f"{where}.command",
+        )
     if not isinstance(schema, dict):
         raise InvalidError(f"the board declares {capability}.{command} malformed", field=f"{where}.command")
     for key in params:
         if key not in schema:
-            raise InvalidError(f"{capability}.{command} takes no parameter {key!r} "
-                               f"(it takes: {', '.join(sorted(schema)) or 'none'})", field=f"{where}.params.{key}")
+            raise InvalidError(
+                f"{capability}.{command} takes no parameter {key!r} (it takes: {', '.join(sorted(schema)) or 'none'})",
+                field=f"{where}.params.{key}",
+            )
     for key, spec in schema.items():
         field = f"{where}.params.{key}"
         if key not in params:
@@ -85,8 +108,10 @@ def check_config(capability: str, schema: dict[str, dict[str, Any]] | None, cfg:
         return
     for key in cfg:
         if key not in schema:
-            raise InvalidError(f"{capability} takes no configuration {key!r} "
-                               f"(it takes: {', '.join(sorted(schema)) or 'none'})", field=f"{where}.{key}")
+            raise InvalidError(
+                f"{capability} takes no configuration {key!r} (it takes: {', '.join(sorted(schema)) or 'none'})",
+                field=f"{where}.{key}",
+            )
     for key, spec in schema.items():
         if key not in cfg:
             if not isinstance(spec, dict) or spec.get("required", True) and "default" not in spec:

@@ -35,16 +35,37 @@ class Registry:
         self.on_described: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
 
     async def register(
-        self, *, ep: str, lifetime_s: int, kind: str, name: str | None, role: str | None, mpy: int | None,
-        firmware: str | None, agent_version: str | None, links: str, address: str, port: int,
+        self,
+        *,
+        ep: str,
+        lifetime_s: int,
+        kind: str,
+        name: str | None,
+        role: str | None,
+        mpy: int | None,
+        firmware: str | None,
+        agent_version: str | None,
+        links: str,
+        address: str,
+        port: int,
     ) -> str:
         registration_id = secrets.token_hex(4)
         if role:
             await q.ensure_role(self.pool, role)
         await q.upsert_registration(
-            self.pool, device_id=ep, name=name or ep, kind=kind, role=role or None, address=address, port=port,
-            registration_id=registration_id, lifetime_s=lifetime_s, firmware=firmware, mpy=mpy,
-            agent_version=agent_version, links=links,
+            self.pool,
+            device_id=ep,
+            name=name or ep,
+            kind=kind,
+            role=role or None,
+            address=address,
+            port=port,
+            registration_id=registration_id,
+            lifetime_s=lifetime_s,
+            firmware=firmware,
+            mpy=mpy,
+            agent_version=agent_version,
+            links=links,
         )
         self.link.bind(ep, address, port)
         log.info("board %s registered from %s:%d (role %s, lifetime %d s)", ep, address, port, role, lifetime_s)

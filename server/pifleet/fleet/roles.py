@@ -43,8 +43,9 @@ def _job_spec(role: str, index: int, template: dict) -> JobSpec:
 
 
 class RoleService:
-    def __init__(self, pool: asyncpg.Pool, hub: EventHub, modules: ModuleService, jobs: JobService,
-                 syncer: Syncer) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, hub: EventHub, modules: ModuleService, jobs: JobService, syncer: Syncer
+    ) -> None:
         self.pool = pool
         self.hub = hub
         self.modules = modules
@@ -78,17 +79,23 @@ class RoleService:
         specs = [_job_spec(name, i, template) for i, template in enumerate(spec.jobs)]
         for i, job in enumerate(specs):
             if job.action.capability not in spec.modules:
-                raise InvalidError(f"the role has no module {job.action.capability!r}",
-                                   field=f"jobs[{i}].action.capability")
+                raise InvalidError(
+                    f"the role has no module {job.action.capability!r}", field=f"jobs[{i}].action.capability"
+                )
             declared = versions[job.action.capability].declared
             schema = declared.get("schema") or {c: {} for c in declared.get("commands", [])}
             check_params(job.action.capability, job.action.command, schema, job.action.params, f"jobs[{i}].action")
             for k, follow in enumerate(job.follow_ups):
                 if follow.target is None and follow.action.capability in spec.modules:
                     declared = versions[follow.action.capability].declared
-                    check_params(follow.action.capability, follow.action.command, declared.get("schema") or {},
-                                 follow.action.params, f"jobs[{i}].follow_ups[{k}].action",
-                                 deferred=results.references(follow.action.params))
+                    check_params(
+                        follow.action.capability,
+                        follow.action.command,
+                        declared.get("schema") or {},
+                        follow.action.params,
+                        f"jobs[{i}].follow_ups[{k}].action",
+                        deferred=results.references(follow.action.params),
+                    )
             try:
                 await self.jobs.check(job, check_members=False)  # triggers, follow-ups: all before storing
             except InvalidError as exc:
@@ -115,8 +122,9 @@ class RoleService:
     async def assign(self, name: str, request: RoleAssign) -> list[DeviceRead]:
         role = await self.get(name)
         if not role.defined:
-            raise ConflictError(f"role {name!r} is only named by a board; define it first (pifleet role apply)",
-                                field="role")
+            raise ConflictError(
+                f"role {name!r} is only named by a board; define it first (pifleet role apply)", field="role"
+            )
         devices = []
         for i, device_name in enumerate(request.devices):
             device = await dq.get_by_name(self.pool, device_name)
@@ -128,8 +136,7 @@ class RoleService:
             for cap, cfg in request.config.items():
                 if cap not in role.modules:
                     raise InvalidError(f"role {name!r} has no module {cap!r}", field=f"config.{cap}")
-                check_config(cap, versions[cap].declared.get("config"), {**role.modules[cap], **cfg},
-                             f"config.{cap}")
+                check_config(cap, versions[cap].declared.get("config"), {**role.modules[cap], **cfg}, f"config.{cap}")
         await rq.assign(self.pool, [d.id for d in devices], name, request.config)
         self.syncer.request([d.id for d in devices])
         self.hub.publish("devices")

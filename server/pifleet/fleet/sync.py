@@ -47,8 +47,11 @@ class Desired:
 
     def body(self) -> dict[str, Any]:
         """PUT /role's payload (docs/protocol.md)."""
-        return {"role": self.role.name, "caps": self.caps,
-                "modules": {cap: module.stem for cap, module in self.modules.items()}}
+        return {
+            "role": self.role.name,
+            "caps": self.caps,
+            "modules": {cap: module.stem for cap, module in self.modules.items()},
+        }
 
 
 class Syncer:
@@ -123,12 +126,13 @@ class Syncer:
             if module.declared.get("native"):  # machine code: built for the board's own architecture
                 arch = mpy_arch(device.mpy)
                 if not arch:
-                    raise InvalidError(f"{module.stem} holds native code, and {device.name} reports no native "
-                                       "architecture", field=f"modules.{cap}")
+                    raise InvalidError(
+                        f"{module.stem} holds native code, and {device.name} reports no native architecture",
+                        field=f"modules.{cap}",
+                    )
             data = await self.modules.build(module.id, abi, arch)
             log.info("pushing %s (%d bytes, ABI %s) to %s", module.stem, len(data), abi, device.name)
-            await self.link.put_module(device.address, device.port, module.stem,
-                                       hashlib.sha256(data).hexdigest(), data)
+            await self.link.put_module(device.address, device.port, module.stem, hashlib.sha256(data).hexdigest(), data)
         return await self.link.put_role(device.address, device.port, want.body())
 
     async def _state(self, device: DeviceRead, state: str, reason: str, applied: dict | None = None) -> str:

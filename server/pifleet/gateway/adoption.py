@@ -61,8 +61,15 @@ class Pairing(resource.Resource):
             log.warning("pairing request from %s refused: %s", address, exc)
             return _json(Code.BAD_REQUEST, {"error": f"malformed pairing request: {exc}"})
         try:
-            announcement = Announcement(mac=body.mac.lower(), chip=body.chip, nonce=nonce, proof=proof,
-                                        firmware=body.fw, mpy=body.mpy, agent_version=body.agent)
+            announcement = Announcement(
+                mac=body.mac.lower(),
+                chip=body.chip,
+                nonce=nonce,
+                proof=proof,
+                firmware=body.fw,
+                mpy=body.mpy,
+                agent_version=body.agent,
+            )
             state, sealed = await self.service.announce(announcement, address, port)
         except AdoptionBusyError as exc:
             return _json(Code.SERVICE_UNAVAILABLE, {"error": exc.detail}, max_age=60)

@@ -90,8 +90,10 @@ class Gateway:
         self.site = build_site(registry, self.counters, self.paired)
         refuse_undecodable_string_options()  # malformed datagrams are dropped and counted, never raised
         self.context = await aiocoap.Context.create_server_context(
-            StrictOscoreSiteWrapper(self.site, self._server_credentials, self.counters), bind=(self.host, self.port),
-            transports=["oscore", "udp6"])
+            StrictOscoreSiteWrapper(self.site, self._server_credentials, self.counters),
+            bind=(self.host, self.port),
+            transports=["oscore", "udp6"],
+        )
         logging.getLogger("coap-server").addFilter(self._filter)
         log.info("CoAP endpoint on udp://%s:%d", self.host, self.port)
 
@@ -143,12 +145,14 @@ class Gateway:
             await self.context.shutdown()
             self.context = None
 
-    async def _request(self, message: aiocoap.Message, timeout: float, handle_blockwise: bool = True
-                       ) -> aiocoap.Message:
+    async def _request(
+        self, message: aiocoap.Message, timeout: float, handle_blockwise: bool = True
+    ) -> aiocoap.Message:
         assert self.context is not None, "gateway not started"
         try:
-            return await asyncio.wait_for(self.context.request(message, handle_blockwise=handle_blockwise).response,
-                                          timeout)
+            return await asyncio.wait_for(
+                self.context.request(message, handle_blockwise=handle_blockwise).response, timeout
+            )
         except TimeoutError:
             raise BoardTimeoutError(f"no answer from the board within {timeout:g} s") from None
         except aiocoap.error.NetworkError as exc:
@@ -156,8 +160,7 @@ class Gateway:
         except aiocoap.oscore.NotAProtectedMessage as exc:
             # a paired board refused our request unprotected: it restarted and took a retransmission from
             # before for a replay, or it lost its keys; either way it is not there for us now
-            raise BoardUnreachableError(f"the board refused the request ({exc}): restarted, or unpaired") \
-                from None
+            raise BoardUnreachableError(f"the board refused the request ({exc}): restarted, or unpaired") from None
         except aiocoap.error.Error as exc:
             raise BoardError(f"CoAP exchange failed: {exc}") from None
 
@@ -212,7 +215,7 @@ class Gateway:
         total = max(1, -(-len(data) // size))
         for num in range(total):
             more = num + 1 < total
-            msg = aiocoap.Message(code=Code.PUT, uri=uri, payload=data[num * size:(num + 1) * size])
+            msg = aiocoap.Message(code=Code.PUT, uri=uri, payload=data[num * size : (num + 1) * size])
             msg.opt.block1 = BlockOption.BlockwiseTuple(num, more, szx)
             if num == 0:
                 msg.opt.size1 = len(data)
@@ -223,18 +226,27 @@ class Gateway:
         raise BoardError(f"module {stem}: the board wanted more than {total} blocks")
 
     async def put_role(self, address: str, port: int, body: dict[str, Any]) -> dict[str, Any]:
-        msg = aiocoap.Message(code=Code.PUT, uri=_uri(address, port, "role"), payload=msgspec.json.encode(body),
-                              content_format=JSON)
+        msg = aiocoap.Message(
+            code=Code.PUT, uri=_uri(address, port, "role"), payload=msgspec.json.encode(body), content_format=JSON
+        )
         return await self._json(msg, 60, "PUT /role")
 
     async def command(
-        self, device_id: str, address: str, port: int, capability: str, command: str, eid: str,
-        params: dict[str, Any], timeout: float,
+        self,
+        device_id: str,
+        address: str,
+        port: int,
+        capability: str,
+        command: str,
+        eid: str,
+        params: dict[str, Any],
+        timeout: float,
     ) -> dict[str, Any]:
         # "ep" names the board we mean: one that now holds a reused address refuses instead of acting
         body = msgspec.json.encode({"eid": eid, "ep": device_id, "params": params})
-        msg = aiocoap.Message(code=Code.POST, uri=_uri(address, port, "a", capability, command), payload=body,
-                              content_format=JSON)
+        msg = aiocoap.Message(
+            code=Code.POST, uri=_uri(address, port, "a", capability, command), payload=body, content_format=JSON
+        )
         response = await self._request(msg, timeout)
         try:
             answer = msgspec.json.decode(response.payload) if response.payload else {}

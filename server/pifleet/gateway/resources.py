@@ -41,7 +41,7 @@ def peer(request: aiocoap.Message) -> tuple[str, int]:
     remote = _transport(request.remote)
     host, port = remote.sockaddr[0], remote.sockaddr[1]
     if host.startswith("::ffff:"):
-        host = host[len("::ffff:"):]
+        host = host[len("::ffff:") :]
     return host, port
 
 
@@ -137,9 +137,17 @@ class Directory(resource.Resource):
             return self._refuse("payload: NUL characters", request)
         address, port = peer(request)
         registration_id = await self.registry.register(
-            ep=ep, lifetime_s=lifetime, kind=query.get("et") or "pifleet.esp32", name=query.get("name"),
-            role=query.get("role"), mpy=mpy, firmware=query.get("fw"), agent_version=query.get("agent"),
-            links=links, address=address, port=port,
+            ep=ep,
+            lifetime_s=lifetime,
+            kind=query.get("et") or "pifleet.esp32",
+            name=query.get("name"),
+            role=query.get("role"),
+            mpy=mpy,
+            firmware=query.get("fw"),
+            agent_version=query.get("agent"),
+            links=links,
+            address=address,
+            port=port,
         )
         self.counters["registrations"] += 1
         return aiocoap.Message(code=Code.CREATED, location_path=("rd", registration_id))
@@ -231,8 +239,9 @@ class Telemetry(resource.Resource):
         return aiocoap.Message(code=code, payload=outcome.encode(), content_format=_TEXT)
 
 
-def build_site(registry: Registry, counters: Counter, paired: Callable[[str], bool] = lambda ep: False
-               ) -> resource.Site:
+def build_site(
+    registry: Registry, counters: Counter, paired: Callable[[str], bool] = lambda ep: False
+) -> resource.Site:
     site = resource.Site()
     site.add_resource((".well-known", "core"), resource.WKCResource(site.get_resources_as_linkheader))
     guard = Guard(paired, counters)

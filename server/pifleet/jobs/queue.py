@@ -55,8 +55,14 @@ class JobQueue:
 
     def start(self, loop: asyncio.AbstractEventLoop, run: RunFn) -> None:
         self._loop, self._run = loop, run
-        self._consumer = _EmbeddedConsumer(self.huey, workers=self.workers, worker_type="thread", periodic=False,
-                                           scheduler_interval=1, check_worker_health=False)
+        self._consumer = _EmbeddedConsumer(
+            self.huey,
+            workers=self.workers,
+            worker_type="thread",
+            periodic=False,
+            scheduler_interval=1,
+            check_worker_health=False,
+        )
         self._consumer.start()
         log.info("Huey consumer started (%d worker threads, PostgreSQL storage)", self.workers)
 

@@ -45,8 +45,10 @@ def misfire_reason(row, spec: JobSpec, started: datetime) -> str | None:
     allowed = ON_TIME_S if spec.misfire.policy == "skip" else max(spec.misfire.grace_s, ON_TIME_S)
     if late <= allowed:
         return None
-    return (f"missed: due {row['scheduled_for'].isoformat(timespec='seconds')}, could start only "
-            f"{late:.0f} s later (misfire policy {spec.misfire.policy}, {allowed:g} s allowed)")
+    return (
+        f"missed: due {row['scheduled_for'].isoformat(timespec='seconds')}, could start only "
+        f"{late:.0f} s later (misfire policy {spec.misfire.policy}, {allowed:g} s allowed)"
+    )
 
 
 class Runner:
@@ -63,8 +65,9 @@ class Runner:
         """Claim the run and hand it to the event loop; returns once it is claimed (or found already taken)."""
         row = await q.claim(self.pool, execution_id, attempt)
         if row is None:
-            log.debug("execution %s attempt %d: nothing to claim (already run, cancelled or retried)",
-                      execution_id, attempt)
+            log.debug(
+                "execution %s attempt %d: nothing to claim (already run, cancelled or retried)", execution_id, attempt
+            )
             return
         self.jobs.hub.publish("executions")
         task = asyncio.get_running_loop().create_task(self._guarded(row), name=f"execution-{execution_id}")
@@ -121,8 +124,9 @@ class Runner:
             await self._failed(row, spec, f"internal error: {exc}")
         else:
             await self._complete(row, spec, "succeeded", result=result)
-            log.info("execution %s (%s %s.%s) succeeded: %s", row["id"], job.name, row["capability"],
-                     row["command"], result)
+            log.info(
+                "execution %s (%s %s.%s) succeeded: %s", row["id"], job.name, row["capability"], row["command"], result
+            )
 
     async def _send(self, row, spec: JobSpec) -> dict[str, Any]:
         device = await devices_q.get_by_id(self.pool, row["device_id"]) if row["device_id"] else None
@@ -135,8 +139,16 @@ class Runner:
             raise BoardError(f"board {device.name} is offline ({reason})")
         timeout = (spec.timeout_s or self.command_timeout_s) + float(row["params"].get("seconds", 0) or 0)
         try:
-            return await self.link.command(device.id, device.address, device.port, row["capability"],
-                                           row["command"], str(row["id"]), row["params"], timeout)
+            return await self.link.command(
+                device.id,
+                device.address,
+                device.port,
+                row["capability"],
+                row["command"],
+                str(row["id"]),
+                row["params"],
+                timeout,
+            )
         except BoardUnreachableError as exc:
             await self.registry.mark_unreachable(device.id, exc.detail)  # the next run fails fast
             raise
@@ -148,8 +160,14 @@ class Runner:
             when = now() + timedelta(seconds=delay)
             await q.reschedule(self.pool, row["id"], when, error)
             await self.jobs.queue.schedule(row["id"], attempts_made, when)
-            log.info("execution %s attempt %d/%d failed (%s); retrying at %s", row["id"], attempts_made,
-                     row["max_attempts"], error, when.isoformat())
+            log.info(
+                "execution %s attempt %d/%d failed (%s); retrying at %s",
+                row["id"],
+                attempts_made,
+                row["max_attempts"],
+                error,
+                when.isoformat(),
+            )
             return
         await self._complete(row, spec, final_state, error=error)
         log.warning("execution %s failed after %d attempt(s): %s", row["id"], attempts_made, error)
@@ -167,9 +185,17 @@ class Runner:
         async with self.pool.acquire() as conn, conn.transaction():
             for device in members:
                 execution_id = await q.insert_execution(
-                    conn, job_id=row["job_id"], device_id=device.id, capability=row["capability"],
-                    command=row["command"], params=row["params"], scheduled_for=when,
-                    max_attempts=row["max_attempts"], parent_id=row["id"], step=0)
+                    conn,
+                    job_id=row["job_id"],
+                    device_id=device.id,
+                    capability=row["capability"],
+                    command=row["command"],
+                    params=row["params"],
+                    scheduled_for=when,
+                    max_attempts=row["max_attempts"],
+                    parent_id=row["id"],
+                    step=0,
+                )
                 if execution_id is not None:
                     planned.append(execution_id)
             await q.set_result(conn, row["id"], {"devices": [d.name for d in members]})
@@ -223,9 +249,17 @@ class Runner:
             except PifleetError as exc:
                 state, error = "failed", f"cannot fill parameter {exc.field}: {exc.detail}"
         execution_id = await q.insert_execution(
-            conn, job_id=row["job_id"], device_id=device_id, capability=follow.action.capability,
+            conn,
+            job_id=row["job_id"],
+            device_id=device_id,
+            capability=follow.action.capability,
             command=follow.action.command,
-            params=msgspec.to_builtins(params), scheduled_for=when, max_attempts=spec.retry.attempts,
-            parent_id=row["id"], step=step, state=state, error=error,
+            params=msgspec.to_builtins(params),
+            scheduled_for=when,
+            max_attempts=spec.retry.attempts,
+            parent_id=row["id"],
+            step=step,
+            state=state,
+            error=error,
         )
         return [(execution_id, when)] if execution_id is not None and state == "scheduled" else []

@@ -45,8 +45,9 @@ def now() -> datetime:
 
 
 class JobService:
-    def __init__(self, pool: asyncpg.Pool, queue: JobQueue, hub: EventHub,
-                 location: triggers.Location | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, queue: JobQueue, hub: EventHub, location: triggers.Location | None = None
+    ) -> None:
         self.pool = pool
         self.queue = queue
         self.hub = hub
@@ -83,10 +84,20 @@ class JobService:
                 others = members  # each device's follow-up runs on that device
             a = follow.action
             for other in others:
-                check_command(other, a.capability, a.command, a.params, f"follow_ups[{i}].action",
-                              deferred=results.references(a.params))
-            if follow.when is not None and follow.when.above is None and follow.when.below is None \
-                    and follow.when.equals is msgspec.UNSET:
+                check_command(
+                    other,
+                    a.capability,
+                    a.command,
+                    a.params,
+                    f"follow_ups[{i}].action",
+                    deferred=results.references(a.params),
+                )
+            if (
+                follow.when is not None
+                and follow.when.above is None
+                and follow.when.below is None
+                and follow.when.equals is msgspec.UNSET
+            ):
                 raise InvalidError("a condition needs above, below or equals", field=f"follow_ups[{i}].when")
 
     async def _check_after(self, spec: JobSpec) -> None:
@@ -94,8 +105,10 @@ class JobService:
         chain, name = [spec.name], spec.trigger.job
         while True:
             if name in chain:
-                raise InvalidError(f"cycle: {' → '.join([*chain, name])} — a job cannot (indirectly) follow itself",
-                                   field="trigger.job")
+                raise InvalidError(
+                    f"cycle: {' → '.join([*chain, name])} — a job cannot (indirectly) follow itself",
+                    field="trigger.job",
+                )
             other = await q.get_job(self.pool, name)
             if other is None:
                 if len(chain) == 1:
@@ -185,8 +198,13 @@ class JobService:
         # a role or group run is planned as one execution; it fans out into one per device when it runs
         device = None if spec.target.fans_out else await devices_q.get_by_name(db, spec.target.name)
         execution_id = await q.insert_execution(
-            db, job_id=job.id, device_id=device.id if device else None, capability=spec.action.capability,
-            command=spec.action.command, params=spec.action.params, scheduled_for=when,
+            db,
+            job_id=job.id,
+            device_id=device.id if device else None,
+            capability=spec.action.capability,
+            command=spec.action.command,
+            params=spec.action.params,
+            scheduled_for=when,
             max_attempts=spec.retry.attempts,
         )
         if execution_id is not None and hand_over:
@@ -228,8 +246,10 @@ class JobService:
         if execution is None:
             raise NotFoundError(f"no execution {execution_id}", field="execution_id")
         if not await q.cancel(self.pool, execution_id):
-            raise ConflictError(f"execution {execution_id} is {execution.state}; only scheduled runs can be cancelled",
-                                field="execution_id")
+            raise ConflictError(
+                f"execution {execution_id} is {execution.state}; only scheduled runs can be cancelled",
+                field="execution_id",
+            )
         self.hub.publish("executions")
         return await q.get_execution(self.pool, execution_id) or execution
 
@@ -241,9 +261,14 @@ class JobService:
         sends = []
         for device in await targets.resolve(self.pool, job.spec.target):
             host = f"[{device.address}]" if device.address and ":" in device.address else device.address
-            sends.append(DrySend(device=device.name, online=device.online,
-                                 uri=f"coap://{host}:{device.port}/a/{action.capability}/{action.command}",
-                                 payload={"eid": "<execution id>", "ep": device.id, "params": action.params}))
+            sends.append(
+                DrySend(
+                    device=device.name,
+                    online=device.online,
+                    uri=f"coap://{host}:{device.port}/a/{action.capability}/{action.command}",
+                    payload={"eid": "<execution id>", "ep": device.id, "params": action.params},
+                )
+            )
         runs, after = [], now()
         for _ in range(5):
             when = self.next_fire(job, after)
@@ -253,24 +278,35 @@ class JobService:
             after = when
         return DryRun(job=job.name, target=str(job.spec.target), sends=sends, next_runs=runs)
 
-    async def timeline(self, days: float, device: str | None = None, limit_per_job: int = 500
-                       ) -> list[TimelineEntry]:
+    async def timeline(self, days: float, device: str | None = None, limit_per_job: int = 500) -> list[TimelineEntry]:
         """Everything expected to run within `days`: planned runs, and projected occurrences of each job's
         trigger with the follow-ups they would bring (assuming the run succeeds)."""
         start, end = now(), now() + timedelta(days=days)
         entries: list[TimelineEntry] = []
         for e in await q.list_executions(self.pool, state="scheduled", device=device, limit=10000, upcoming=True):
             if e.scheduled_for <= end and e.device is not None:  # a role/group run is projected per device below
-                entries.append(TimelineEntry(at=e.scheduled_for, job=e.job, device=e.device,
-                                             capability=e.capability, command=e.command, params=e.params,
-                                             kind="planned", follow_up=e.parent_id is not None))
+                entries.append(
+                    TimelineEntry(
+                        at=e.scheduled_for,
+                        job=e.job,
+                        device=e.device,
+                        capability=e.capability,
+                        command=e.command,
+                        params=e.params,
+                        kind="planned",
+                        follow_up=e.parent_id is not None,
+                    )
+                )
         planned = {(e.job, e.at) for e in entries}
         for job in await q.list_jobs(self.pool):
             if not job.spec.enabled or job.paused:
                 continue
             spec, after = job.spec, start
-            names = [d.name for d in await targets.resolve(self.pool, spec.target)] if spec.target.fans_out \
+            names = (
+                [d.name for d in await targets.resolve(self.pool, spec.target)]
+                if spec.target.fans_out
                 else [spec.target.name]
+            )
             for _ in range(limit_per_job):
                 when = self.next_fire(job, after)
                 if when is None or when > end:
@@ -292,8 +328,16 @@ class JobService:
 
     @staticmethod
     def _projected(spec: JobSpec, device: str, action, at: datetime, follow_up: bool) -> TimelineEntry:
-        return TimelineEntry(at=at, job=spec.name, device=device, capability=action.capability,
-                             command=action.command, params=action.params, kind="projected", follow_up=follow_up)
+        return TimelineEntry(
+            at=at,
+            job=spec.name,
+            device=device,
+            capability=action.capability,
+            command=action.command,
+            params=action.params,
+            kind="projected",
+            follow_up=follow_up,
+        )
 
     async def upcoming(self, limit: int = 50) -> list[ExecutionRead]:
         return await q.list_executions(self.pool, state="scheduled", limit=limit, upcoming=True)

@@ -85,34 +85,55 @@ class ThresholdWatcher:
         if device is None or not device.online:
             return None
         try:
-            result = await self.link.command(device.id, device.address, device.port, trigger.capability,
-                                             trigger.command, f"poll-{uuid.uuid4()}", {}, self.command_timeout_s)
+            result = await self.link.command(
+                device.id,
+                device.address,
+                device.port,
+                trigger.capability,
+                trigger.command,
+                f"poll-{uuid.uuid4()}",
+                {},
+                self.command_timeout_s,
+            )
             value = results.lookup(result, trigger.path)
         except (PifleetError, results.MissingValue) as exc:
-            log.info("threshold source %s.%s on %s: %s", trigger.capability, trigger.command, trigger.device,
-                     getattr(exc, "detail", exc))
+            log.info(
+                "threshold source %s.%s on %s: %s",
+                trigger.capability,
+                trigger.command,
+                trigger.device,
+                getattr(exc, "detail", exc),
+            )
             return None
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             log.warning("threshold source %s gave %r at %r, not a number", trigger.device, value, trigger.path)
             return None
         await self.pool.execute(
             "insert into readings (device_id, capability, path, value) values ($1, $2, $3, $4)",
-            device.id, trigger.capability, trigger.path, float(value))
+            device.id,
+            trigger.capability,
+            trigger.path,
+            float(value),
+        )
         return float(value)
 
     async def observe(self, job, value: float) -> None:
         """One reading for one threshold job: advance its state machine, plan a run if it fires."""
         at = datetime.now().astimezone()
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow("select armed, since from threshold_state where job_id = $1 for update",
-                                      job.id)
+            row = await conn.fetchrow("select armed, since from threshold_state where job_id = $1 for update", job.id)
             state = State(row["armed"], row["since"]) if row else State()
             state, fire = step(job.spec.trigger, state, value, at)
             await conn.execute(
                 """insert into threshold_state (job_id, armed, since, last_value, last_read)
                    values ($1, $2, $3, $4, $5)
                    on conflict (job_id) do update set armed = $2, since = $3, last_value = $4, last_read = $5""",
-                job.id, state.armed, state.since, value, at)
+                job.id,
+                state.armed,
+                state.since,
+                value,
+                at,
+            )
         if fire and not job.paused and job.spec.enabled:
             log.info("threshold job %s fires: %s=%s", job.name, job.spec.trigger.path, value)
             await self.jobs.plan_now(job)

@@ -69,8 +69,9 @@ class Cron:
                     start = int(rng)
                     end = hi if step_text else start
             except ValueError:
-                raise InvalidError(f"cron {name} field {text!r} is not a number, range or list",
-                                   field="trigger.expr") from None
+                raise InvalidError(
+                    f"cron {name} field {text!r} is not a number, range or list", field="trigger.expr"
+                ) from None
             if step < 1 or not (lo <= start <= end <= hi):
                 raise InvalidError(f"cron {name} field {text!r} is outside {lo}-{hi}", field="trigger.expr")
             values.update(range(start, end + 1, step))
@@ -127,8 +128,9 @@ def sun_event(trigger: SunTrigger, day: date, location: Location) -> datetime | 
 def validate(trigger: Trigger, location: Location | None = None) -> None:
     """Refuse what decodes but cannot fire; raises InvalidError naming the field."""
     if isinstance(trigger, SunTrigger) and location is None:
-        raise InvalidError("sun triggers need the master's location: set PIFLEET_LATITUDE and PIFLEET_LONGITUDE",
-                           field="trigger.event")
+        raise InvalidError(
+            "sun triggers need the master's location: set PIFLEET_LATITUDE and PIFLEET_LONGITUDE", field="trigger.event"
+        )
     if isinstance(trigger, CronTrigger):
         zone(trigger.tz)
         Cron(trigger.expr)
@@ -141,8 +143,9 @@ def validate_follow_up(trigger: FollowUpTrigger, index: int) -> None:
         zone(trigger.tz, field=f"follow_ups[{index}].trigger.tz")
 
 
-def next_fire(trigger: Trigger, after: datetime, *, created: datetime | None = None,
-              location: Location | None = None) -> datetime | None:
+def next_fire(
+    trigger: Trigger, after: datetime, *, created: datetime | None = None, location: Location | None = None
+) -> datetime | None:
     """The first instant strictly after `after` at which the trigger fires, or None (never again, manual,
     or fired by another job's outcome)."""
     if isinstance(trigger, AtTrigger):

@@ -49,25 +49,53 @@ def process() -> None:
 
 @process.command()
 @click.argument("name")
-@click.option("--caps", "caps", default=",".join(PROCESS_CAPS), show_default=True,
-              help="Capabilities to offer, comma-separated.")
-@click.option("--master", "master", default="127.0.0.1:5683", show_default=True,
-              help="The master's CoAP address HOST:PORT.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=lambda: default_data_dir() / "processes", show_default="the master's data directory /processes",
-              help="Directory holding the process's working directory DATA_DIR/NAME.")
-@click.option("--ip", default=None,
-              help="Address to serve on (default: a free 127.0.0.N for a master on loopback, else the address "
-                   "that routes to the master).")
+@click.option(
+    "--caps", "caps", default=",".join(PROCESS_CAPS), show_default=True, help="Capabilities to offer, comma-separated."
+)
+@click.option(
+    "--master", "master", default="127.0.0.1:5683", show_default=True, help="The master's CoAP address HOST:PORT."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: default_data_dir() / "processes",
+    show_default="the master's data directory /processes",
+    help="Directory holding the process's working directory DATA_DIR/NAME.",
+)
+@click.option(
+    "--ip",
+    default=None,
+    help="Address to serve on (default: a free 127.0.0.N for a master on loopback, else the address "
+    "that routes to the master).",
+)
 @click.option("--port", type=int, default=5683, show_default=True, help="UDP port to serve CoAP on.")
-@click.option("--database", "databases", multiple=True, metavar="NAME=DSN",
-              help="A database the db capability may use (repeatable). Without `master=…`, the master's own "
-                   "database ($DATABASE_URL, or its embedded server) is offered as \"master\" when found.")
-@click.option("--modules", "modules_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory of the modules python.call may call (default DATA_DIR/NAME/modules).")
+@click.option(
+    "--database",
+    "databases",
+    multiple=True,
+    metavar="NAME=DSN",
+    help="A database the db capability may use (repeatable). Without `master=…`, the master's own "
+    'database ($DATABASE_URL, or its embedded server) is offered as "master" when found.',
+)
+@click.option(
+    "--modules",
+    "modules_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory of the modules python.call may call (default DATA_DIR/NAME/modules).",
+)
 @click.option("--lifetime", type=int, default=60, show_default=True, help="Registration lifetime in seconds.")
-def start(name: str, caps: str, master: str, data_dir: Path, ip: str | None, port: int,
-          databases: tuple[str, ...], modules_dir: Path | None, lifetime: int) -> None:
+def start(
+    name: str,
+    caps: str,
+    master: str,
+    data_dir: Path,
+    ip: str | None,
+    port: int,
+    databases: tuple[str, ...],
+    modules_dir: Path | None,
+    lifetime: int,
+) -> None:
     """Provision and run process target NAME in the foreground; Ctrl-C stops it."""
     cap_names = _caps(caps)
     dbs = _databases(databases)
@@ -75,13 +103,24 @@ def start(name: str, caps: str, master: str, data_dir: Path, ip: str | None, por
     if "db" in cap_names and "master" not in dbs:
         if url := master_database_url(default_data_dir()):
             dbs["master"] = url
-            notes.append("process: database \"master\" is the master's own database")
+            notes.append('process: database "master" is the master\'s own database')
         else:
-            notes.append("process: no master database found (no $DATABASE_URL, no embedded server running in "
-                         f"{default_data_dir()}); pass --database master=DSN to offer it")
+            notes.append(
+                "process: no master database found (no $DATABASE_URL, no embedded server running in "
+                f"{default_data_dir()}); pass --database master=DSN to offer it"
+            )
     try:
-        target = ProcessTarget(name, data_dir / name, master=_host_port(master), caps=cap_names, databases=dbs,
-                               modules_dir=modules_dir, ip=ip, listen_port=port, lifetime=lifetime)
+        target = ProcessTarget(
+            name,
+            data_dir / name,
+            master=_host_port(master),
+            caps=cap_names,
+            databases=dbs,
+            modules_dir=modules_dir,
+            ip=ip,
+            listen_port=port,
+            lifetime=lifetime,
+        )
     except (ValueError, OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"process: {name} ip={target.ip} port={target.listen_port}")

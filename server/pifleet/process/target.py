@@ -81,11 +81,21 @@ def default_ip(master: tuple[str, int], port: int) -> str:
 class ProcessTarget:
     """The agent under CPython on this host, registered as a process target with host capabilities."""
 
-    def __init__(self, name: str, root: Path, *, master: tuple[str, int] = ("127.0.0.1", 5683),
-                 caps: tuple[str, ...] | list[str] = PROCESS_CAPS, databases: dict[str, str] | None = None,
-                 modules_dir: Path | None = None, ip: str | None = None, listen_port: int = 5683,
-                 lifetime: int = 60, max_rows: int = 1000,
-                 db_timeout_s: float = 8.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        root: Path,
+        *,
+        master: tuple[str, int] = ("127.0.0.1", 5683),
+        caps: tuple[str, ...] | list[str] = PROCESS_CAPS,
+        databases: dict[str, str] | None = None,
+        modules_dir: Path | None = None,
+        ip: str | None = None,
+        listen_port: int = 5683,
+        lifetime: int = 60,
+        max_rows: int = 1000,
+        db_timeout_s: float = 8.0,
+    ) -> None:
         unknown = [c for c in caps if c not in PROCESS_CAPS]
         if unknown:
             raise ValueError(f"unknown process capabilities {', '.join(unknown)}; known: {', '.join(PROCESS_CAPS)}")
@@ -111,8 +121,7 @@ class ProcessTarget:
         self.root.mkdir(parents=True, exist_ok=True)
         for sub in ("agent", "caps"):
             shutil.rmtree(self.root / sub, ignore_errors=True)
-        shutil.copytree(AGENT_SRC / "agent", self.root / "agent",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(AGENT_SRC / "agent", self.root / "agent", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copy2(AGENT_SRC / "main.py", self.root / "main.py")
         (self.root / "caps").mkdir()
         (self.root / "caps" / "__init__.py").write_text("")
@@ -121,10 +130,14 @@ class ProcessTarget:
         if "python" in self.caps:
             self.modules_dir.mkdir(parents=True, exist_ok=True)
         config = {
-            **self.identity(), "role": "process", "et": "pifleet.process",
+            **self.identity(),
+            "role": "process",
+            "et": "pifleet.process",
             # the address it was given is the master: no mDNS search for another one
             "master": {"host": self.master[0], "port": self.master[1], "mdns": False},
-            "listen_port": self.listen_port, "lifetime": self.lifetime, "caps": self.caps,
+            "listen_port": self.listen_port,
+            "lifetime": self.lifetime,
+            "caps": self.caps,
         }
         tmp = self.root / "config.json.new"
         tmp.unlink(missing_ok=True)
@@ -156,10 +169,16 @@ class ProcessTarget:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOST_EDGE), env.get("PYTHONPATH")) if p)
         self._console = open(self.root / "console.log", "ab", buffering=0)
         # A session of its own: a terminal's Ctrl-C reaches the runner, which then stops the agent once.
-        self._proc = subprocess.Popen([sys.executable, "-u", "-c", "import main\n"], cwd=self.root, env=env,
-                                      stdin=subprocess.DEVNULL, stdout=self._console, stderr=subprocess.STDOUT,
-                                      start_new_session=True,
-                                      umask=0o077)  # what the agent writes (its config: secret, DSNs) is private
+        self._proc = subprocess.Popen(
+            [sys.executable, "-u", "-c", "import main\n"],
+            cwd=self.root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            umask=0o077,
+        )  # what the agent writes (its config: secret, DSNs) is private
 
     @property
     def running(self) -> bool:
@@ -218,8 +237,9 @@ class ProcessTarget:
 
     def ready(self) -> bool:
         if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(f"process target {self.name} exited with {self._proc.returncode}:\n"
-                               f"{self.console_text()}")
+            raise RuntimeError(
+                f"process target {self.name} exited with {self._proc.returncode}:\n{self.console_text()}"
+            )
         return "agent: listening on" in self.console_text()
 
     def wait_ready(self, timeout: float = 15.0) -> None:

@@ -135,11 +135,25 @@ def free_loopback_ip(port: int) -> str:
 class VirtualBoard:
     """One virtual ESP32 running the pifleet agent."""
 
-    def __init__(self, name: str, root: Path, *, role: str | None = None, master: tuple[str, int] = ("127.0.0.1", 5683),
-                 device_id: str | None = None, ip: str | None = None, heapsize: int = DEFAULT_HEAPSIZE,
-                 lifetime: int = 60, caps: dict | None = None, listen_port: int = 5683,
-                 runtime: str | None = None, flash_size: int = DEFAULT_SIZE, erased: bool = False,
-                 loader_enabled: bool = True, oscore_id: bytes | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        root: Path,
+        *,
+        role: str | None = None,
+        master: tuple[str, int] = ("127.0.0.1", 5683),
+        device_id: str | None = None,
+        ip: str | None = None,
+        heapsize: int = DEFAULT_HEAPSIZE,
+        lifetime: int = 60,
+        caps: dict | None = None,
+        listen_port: int = 5683,
+        runtime: str | None = None,
+        flash_size: int = DEFAULT_SIZE,
+        erased: bool = False,
+        loader_enabled: bool = True,
+        oscore_id: bytes | None = None,
+    ) -> None:
         if role is None and not erased:
             raise ValueError("a board that is not erased needs a role")
         if caps is None and role is not None and role not in ROLES:
@@ -180,11 +194,22 @@ class VirtualBoard:
 
         identity=False: a board flashed elsewhere (or factory reset) — agent and role, but no device id or name;
         it waits for adoption (docs/protocol.md, "Adoption")."""
-        who = bundle.Identity(self.device_id, self.name, self.role or "", self.secret, self.oscore_id) \
-            if identity else None
-        files, _ = bundle.board_files(who, role=self.role or "", caps=self.caps, version=SIM_MICROPYTHON,
-                                      master=self.master, wifi=("pifleet-sim", ""), lifetime=self.lifetime,
-                                      listen_port=self.listen_port, compiled=self._compiled())
+        who = (
+            bundle.Identity(self.device_id, self.name, self.role or "", self.secret, self.oscore_id)
+            if identity
+            else None
+        )
+        files, _ = bundle.board_files(
+            who,
+            role=self.role or "",
+            caps=self.caps,
+            version=SIM_MICROPYTHON,
+            master=self.master,
+            wifi=("pifleet-sim", ""),
+            lifetime=self.lifetime,
+            listen_port=self.listen_port,
+            compiled=self._compiled(),
+        )
         return files
 
     def _compiled(self) -> bool:
@@ -250,20 +275,31 @@ class VirtualBoard:
         binary = micropython_binary() if self.runtime in (None, "micropython") else None
         if self.runtime == "micropython" and binary is None:
             raise RuntimeError("no micropython binary on this machine")
-        self._cpython_reason = None if binary else ("as asked" if self.runtime == "cpython"
-                                                    else "no micropython binary on this machine")
+        self._cpython_reason = (
+            None if binary else ("as asked" if self.runtime == "cpython" else "no micropython binary on this machine")
+        )
         self.runtime = "micropython" if binary is not None else "cpython"
         self._exit = None
-        self._chip = Chip(self.name, Flash(self.flash_path, self.flash_size), self.mac, self.io / "console.log",
-                          self._spawn, loader_enabled=self.loader_enabled)
+        self._chip = Chip(
+            self.name,
+            Flash(self.flash_path, self.flash_size),
+            self.mac,
+            self.io / "console.log",
+            self._spawn,
+            loader_enabled=self.loader_enabled,
+        )
         self._chip.start()
         self._chip.power_on()
         self._write_port_file()
 
     def _spawn(self, slave: int, soft: bool = False) -> subprocess.Popen:
         """The firmware: MicroPython on the inner pty, its first step the _boot shim (mount vfs, boot, main)."""
-        env = dict(os.environ, PIFLEET_SIM_IO=str(self.io.resolve()), PIFLEET_SIM_IP=self.ip,
-                   PIFLEET_SIM_FLASH=str(self.flash_path.resolve()))
+        env = dict(
+            os.environ,
+            PIFLEET_SIM_IO=str(self.io.resolve()),
+            PIFLEET_SIM_IP=self.ip,
+            PIFLEET_SIM_FLASH=str(self.flash_path.resolve()),
+        )
         if soft:
             env["PIFLEET_SIM_SOFT_RESET"] = "1"  # _boot runs boot.py, not main.py (the raw REPL waits)
         cwd = self.root
@@ -273,8 +309,10 @@ class VirtualBoard:
             # -i: when main.py ends or is interrupted, the REPL is there, as on the ESP32 port.
             argv = [micropython_binary(), "-X", f"heapsize={self.heapsize}", "-i", "-c", "import _boot"]
         else:
-            message = (f"board {self.name}: {self._cpython_reason}; "
-                       f"running the agent under CPython {sys.version.split()[0]} instead")
+            message = (
+                f"board {self.name}: {self._cpython_reason}; "
+                f"running the agent under CPython {sys.version.split()[0]} instead"
+            )
             logger.warning(message)
             self._chip.console((message + "\n").encode())
             # CPython cannot mount littlefs: it runs a copy of the vfs files (its writes stay in the copy).
@@ -290,8 +328,9 @@ class VirtualBoard:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        return subprocess.Popen(argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
-                                preexec_fn=controlling_terminal)
+        return subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_terminal
+        )
 
     def _port_file(self) -> Path:
         return runtime_dir() / "sim-ports" / f"{self.name}.json"
@@ -299,9 +338,15 @@ class VirtualBoard:
     def _write_port_file(self) -> None:
         path = self._port_file()
         path.parent.mkdir(parents=True, exist_ok=True)
-        info = {"port": self.serial_port, "name": self.name, "chip": "ESP32",
-                "mac": ":".join(f"{b:02x}" for b in self.mac), "pid": os.getpid(),
-                "flash": str(self.flash_path), "flash_size": self.flash_size}
+        info = {
+            "port": self.serial_port,
+            "name": self.name,
+            "chip": "ESP32",
+            "mac": ":".join(f"{b:02x}" for b in self.mac),
+            "pid": os.getpid(),
+            "flash": str(self.flash_path),
+            "flash_size": self.flash_size,
+        }
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info))
         os.replace(tmp, path)
@@ -454,9 +499,15 @@ class VirtualBoard:
                 level = value
         return level
 
-    def set_input(self, *, adc: dict[int, int] | None = None, pins: dict[int, int] | None = None,
-                  onewire: dict[int, list[float | None]] | None = None,
-                  dht: dict[int, dict | None] | None = None, bme280: dict | None = None) -> None:
+    def set_input(
+        self,
+        *,
+        adc: dict[int, int] | None = None,
+        pins: dict[int, int] | None = None,
+        onewire: dict[int, list[float | None]] | None = None,
+        dht: dict[int, dict | None] | None = None,
+        bme280: dict | None = None,
+    ) -> None:
         """Set what the board's inputs read; the board sees it at its next read (the shims re-read the file).
 
         adc: {pin: microvolts}; pins: {pin: level} of input pins.
@@ -478,7 +529,8 @@ class VirtualBoard:
                 data.setdefault(kind, {}).update({str(k): int(v) for k, v in values.items()})
         if onewire:
             data.setdefault("onewire", {}).update(
-                {str(pin): [None if c is None else float(c) for c in temps] for pin, temps in onewire.items()})
+                {str(pin): [None if c is None else float(c) for c in temps] for pin, temps in onewire.items()}
+            )
         if dht:
             data.setdefault("dht", {}).update({str(pin): values for pin, values in dht.items()})
         if bme280 is not None:

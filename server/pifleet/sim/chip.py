@@ -52,8 +52,16 @@ def _raw(fd: int, isig: bool = False) -> None:
 class Chip(threading.Thread):
     """One virtual ESP32: power(), and the port lives until close()."""
 
-    def __init__(self, name: str, flash: Flash, mac: bytes, console_path: Path,
-                 spawn: Callable[[int], subprocess.Popen], *, loader_enabled: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        flash: Flash,
+        mac: bytes,
+        console_path: Path,
+        spawn: Callable[[int], subprocess.Popen],
+        *,
+        loader_enabled: bool = True,
+    ) -> None:
         super().__init__(name=f"chip-{name}", daemon=True)
         self.board_name = name
         self.flash = flash
@@ -228,8 +236,9 @@ class Chip(threading.Thread):
             self._port_open = False
             self._out.clear()
             if self.state == DOWNLOAD and self._loader is not None and not self._loader.stay:
-                logger.debug("chip %s: port closed after download mode: reset (esptool --after hard-reset)",
-                             self.board_name)
+                logger.debug(
+                    "chip %s: port closed after download mode: reset (esptool --after hard-reset)", self.board_name
+                )
                 self._boot()
         elif not hup and not self._port_open:
             self._port_open = True
@@ -311,7 +320,7 @@ class Chip(threading.Thread):
                 self._to_firmware(bytes(self._hold))
                 self._hold.clear()
             return
-        frame, rest = bytes(self._hold[:end + 1]), bytes(self._hold[end + 1:])
+        frame, rest = bytes(self._hold[: end + 1]), bytes(self._hold[end + 1 :])
         self._hold.clear()
         frames = SlipDecoder().feed(frame)
         if frames and is_sync(frames[0]) and self.loader_enabled:
@@ -331,8 +340,11 @@ class Chip(threading.Thread):
                 self._out += reply
 
     def _to_firmware(self, data: bytes) -> None:
-        if (data[:1] == b"\x04" and self.state == RUNNING
-                and (self._tail.endswith(b"CTRL-B to exit\r\n>") or self._tail.endswith(b"CTRL-B to exit\n>"))):
+        if (
+            data[:1] == b"\x04"
+            and self.state == RUNNING
+            and (self._tail.endswith(b"CTRL-B to exit\r\n>") or self._tail.endswith(b"CTRL-B to exit\n>"))
+        ):
             self._soft_reset()
             data = data[1:]
         elif data:

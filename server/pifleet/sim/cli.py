@@ -31,22 +31,41 @@ def sim() -> None:
 
 @sim.command()
 @click.argument("name")
-@click.option("--role", type=click.Choice(sorted(ROLES)), default=None,
-              help="A board flashed elsewhere with this role preset: it has no identity here and asks to be "
-                   "adopted (confirm the code on its console). Not needed with --erased.")
+@click.option(
+    "--role",
+    type=click.Choice(sorted(ROLES)),
+    default=None,
+    help="A board flashed elsewhere with this role preset: it has no identity here and asks to be "
+    "adopted (confirm the code on its console). Not needed with --erased.",
+)
 @click.option("--flash-size", default="4MB", show_default=True, help="Flash size of the chip (4MB, 8MB, 16MB).")
 @click.option("--erased", is_flag=True, help="Start with a blank flash: the chip waits for esptool.")
-@click.option("--master", "master", default="127.0.0.1:5683", show_default=True,
-              help="The master's CoAP address HOST:PORT.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=lambda: default_data_dir() / "boards", show_default="the master's data directory /boards",
-              help="Directory holding the board (DATA_DIR/NAME/flash and io).")
+@click.option(
+    "--master", "master", default="127.0.0.1:5683", show_default=True, help="The master's CoAP address HOST:PORT."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=lambda: default_data_dir() / "boards",
+    show_default="the master's data directory /boards",
+    help="Directory holding the board (DATA_DIR/NAME/flash and io).",
+)
 @click.option("--ip", default=None, help="Board address (default: a free 127.0.0.N).")
-@click.option("--heapsize", type=int, default=DEFAULT_HEAPSIZE, show_default=True,
-              help="MicroPython heap in bytes (ESP32-like).")
+@click.option(
+    "--heapsize", type=int, default=DEFAULT_HEAPSIZE, show_default=True, help="MicroPython heap in bytes (ESP32-like)."
+)
 @click.option("--lifetime", type=int, default=60, show_default=True, help="Registration lifetime in seconds.")
-def start(name: str, role: str | None, flash_size: str, erased: bool, master: str, data_dir: Path,
-          ip: str | None, heapsize: int, lifetime: int) -> None:
+def start(
+    name: str,
+    role: str | None,
+    flash_size: str,
+    erased: bool,
+    master: str,
+    data_dir: Path,
+    ip: str | None,
+    heapsize: int,
+    lifetime: int,
+) -> None:
     """Boot board NAME in the foreground; Ctrl-C stops it. The first line is `serial: PORT` (esptool, mpremote).
 
     Pair it with the master by flashing it (--erased, then flash it from the dashboard or `pifleet flash`) or
@@ -57,18 +76,26 @@ def start(name: str, role: str | None, flash_size: str, erased: bool, master: st
         size = parse_size(flash_size)
     except ValueError:
         raise click.BadParameter(f"not a size: {flash_size}", param_hint="--flash-size") from None
-    board = VirtualBoard(name, data_dir / name, role=role, master=_host_port(master), ip=ip,
-                         heapsize=heapsize, lifetime=lifetime, flash_size=size, erased=erased)
+    board = VirtualBoard(
+        name,
+        data_dir / name,
+        role=role,
+        master=_host_port(master),
+        ip=ip,
+        heapsize=heapsize,
+        lifetime=lifetime,
+        flash_size=size,
+        erased=erased,
+    )
     board.provision(identity=False)  # like a board flashed elsewhere: the master pairs it by adoption
     console = board.io / "console.log"
     offset = console_offset(console)
     foreground = Foreground()
     board.start()
     click.echo(f"serial: {board.serial_port}")
-    click.echo(f"board: {name} ip={board.ip} port={board.listen_port} flash={board.flash_path} "
-               f"pins={board.io / 'pins.log'}")
+    click.echo(
+        f"board: {name} ip={board.ip} port={board.listen_port} flash={board.flash_path} pins={board.io / 'pins.log'}"
+    )
     asked, code = foreground.follow(console, offset, lambda: board.powered, board.stop)
     click.echo(f"board: {name} stopped (exit code {code})")
     sys.exit(0 if asked or code in (0, None) else 1)
-
-

@@ -53,8 +53,22 @@ def _ram(chip: str) -> tuple[int, int]:
 
 
 def app_desc(version: str, project: str = "micropython") -> bytes:
-    return _APP_DESC.pack(0xABCD5432, 0, b"", version.encode(), project.encode(), b"00:00:00", b"Jan  1 2025",
-                          b"v5.2.2", b"\0" * 32, 0, 0, 0, b"", b"")
+    return _APP_DESC.pack(
+        0xABCD5432,
+        0,
+        b"",
+        version.encode(),
+        project.encode(),
+        b"00:00:00",
+        b"Jan  1 2025",
+        b"v5.2.2",
+        b"\0" * 32,
+        0,
+        0,
+        0,
+        b"",
+        b"",
+    )
 
 
 def build_bootloader(chip: str = "esp32", flash_size: int = 4 * 1024 * 1024) -> bytes:
@@ -62,8 +76,10 @@ def build_bootloader(chip: str = "esp32", flash_size: int = 4 * 1024 * 1024) -> 
     rom = _rom(chip)
     image = _image(rom, flash_size)
     iram, dram = _ram(chip)
-    image.segments = [ELFSection(b".dram0.rodata", dram, b"pifleet test bootloader\0".ljust(64, b"\0"), 0),
-                      ELFSection(b".iram_loader.text", iram, b"\x36\x41\x00\x1d\xf0\x00\x00\x00" * 16, 0)]
+    image.segments = [
+        ELFSection(b".dram0.rodata", dram, b"pifleet test bootloader\0".ljust(64, b"\0"), 0),
+        ELFSection(b".iram_loader.text", iram, b"\x36\x41\x00\x1d\xf0\x00\x00\x00" * 16, 0),
+    ]
     image.entrypoint = iram
     return image.save(None)
 
@@ -75,8 +91,10 @@ def build_app(chip: str = "esp32", version: str = "v1.24.1", flash_size: int = 4
     image = _image(rom, flash_size)
     code = b"\x36\x41\x00\x1d\xf0\x00\x00\x00" * 64
     desc = app_desc(version) + b"MicroPython " * 64
-    image.segments = [ELFSection(b".flash.appdesc", rom.DROM_MAP_START + 0x20, desc, 0),
-                      ELFSection(b".iram0.text", _ram(chip)[0] + 0x1000, code, 0)]
+    image.segments = [
+        ELFSection(b".flash.appdesc", rom.DROM_MAP_START + 0x20, desc, 0),
+        ELFSection(b".iram0.text", _ram(chip)[0] + 0x1000, code, 0),
+    ]
     image.entrypoint = _ram(chip)[0] + 0x1000
     return image.save(None)
 
@@ -89,9 +107,9 @@ def build_image(chip: str = "esp32", version: str = "v1.24.1", flash_size: int =
     bootloader = build_bootloader(chip, flash_size)
     if len(bootloader) > TABLE_OFFSET - base:
         raise ValueError("bootloader too large")
-    merged[:len(bootloader)] = bootloader
+    merged[: len(bootloader)] = bootloader
     table = build_partition_table(micropython_default_table(flash_size))
-    merged[TABLE_OFFSET - base:TABLE_OFFSET - base + len(table)] = table
+    merged[TABLE_OFFSET - base : TABLE_OFFSET - base + len(table)] = table
     merged += build_app(chip, version, flash_size)
     return bytes(merged)
 

@@ -80,7 +80,7 @@ def board_mac(name: str) -> bytes:
 
 def efuse_words(mac: bytes) -> dict[int, int]:
     """EFUSE_BLK0 read words n -> value, as esptool's ESP32ROM reads them (read_mac packs words 2, 1)."""
-    word1, = struct.unpack(">I", mac[2:6])
+    (word1,) = struct.unpack(">I", mac[2:6])
     word2 = (mac[0] << 8) | mac[1]  # top byte would be the MAC's CRC8; esptool ignores it
     return {
         1: word1,

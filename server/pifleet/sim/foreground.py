@@ -25,8 +25,9 @@ class Foreground:
         self.asked: list[int] = []
         self._previous = signal.signal(signal.SIGTERM, lambda signum, frame: self.asked.append(signum))
 
-    def follow(self, console: Path, offset: int, running: Callable[[], bool], stop: Callable[[], int | None]
-               ) -> tuple[bool, int | None]:
+    def follow(
+        self, console: Path, offset: int, running: Callable[[], bool], stop: Callable[[], int | None]
+    ) -> tuple[bool, int | None]:
         """Echo the console while `running()` and no stop was asked; then `stop()`. Returns whether the stop
         was asked for (rather than the thing ending by itself) and the exit code of `stop()`."""
         try:

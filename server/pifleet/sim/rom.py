@@ -117,7 +117,7 @@ class RomLoader:
         if len(frame) < 8 or frame[0] != 0:
             return []  # not a command (e.g. esptool's READ_FLASH acknowledgements)
         _, op, length, chk = struct.unpack("<BBHI", frame[:8])
-        data = frame[8:8 + length]
+        data = frame[8 : 8 + length]
         try:
             return self._dispatch(op, data, chk)
         except (ValueError, struct.error, zlib.error) as e:
@@ -130,11 +130,11 @@ class RomLoader:
             # The ROM answers a sync eight times with a non-zero value; the stub answers once with 0.
             return [ok(op, 0)] if self.stub else [ok(op, 0x20120707)] * 8
         if op == READ_REG:
-            addr, = struct.unpack("<I", data[:4])
+            (addr,) = struct.unpack("<I", data[:4])
             return [ok(op, self._read_reg(addr))]
         if op == WRITE_REG:
             for pos in range(0, len(data) - 15, 16):
-                addr, value, mask, _delay = struct.unpack("<IIII", data[pos:pos + 16])
+                addr, value, mask, _delay = struct.unpack("<IIII", data[pos : pos + 16])
                 self._write_reg(addr, value, mask)
             return [ok(op)]
         if op in (SPI_SET_PARAMS, SPI_ATTACH, CHANGE_BAUDRATE):
@@ -169,26 +169,26 @@ class RomLoader:
             return [ok(op)]
         if op == FLASH_DATA:
             length, seq, _, _ = struct.unpack("<IIII", data[:16])
-            block = data[16:16 + length]
+            block = data[16 : 16 + length]
             if checksum(block) != chk and not self.stub:
                 return [ok(op, status=1, error=ERR_BAD_CHECKSUM)]
             if self._write is None:
                 return [ok(op, status=1, error=ERR_BAD_DATA)]
             offset, size, block_size = self._write
             at = offset + seq * block_size
-            self.flash.write(at, block[:max(0, min(len(block), self.flash.size - at))])
+            self.flash.write(at, block[: max(0, min(len(block), self.flash.size - at))])
             return [ok(op)]
         if op == FLASH_DEFL_DATA:
             length, _seq, _, _ = struct.unpack("<IIII", data[:16])
             if self._defl is None:
                 return [ok(op, status=1, error=ERR_BAD_DATA)]
             offset, written, decomp = self._defl
-            out = decomp.decompress(data[16:16 + length])
+            out = decomp.decompress(data[16 : 16 + length])
             self.flash.write(offset + written, out)
             self._defl = (offset, written + len(out), decomp)
             return [ok(op)]
         if op in (FLASH_END, FLASH_DEFL_END):
-            run_or_stay, = struct.unpack("<I", data[:4]) if len(data) >= 4 else (1,)
+            (run_or_stay,) = struct.unpack("<I", data[:4]) if len(data) >= 4 else (1,)
             self._write = self._defl = None
             if self.stub and run_or_stay == 0:  # esptool --after no-reset: the stub returns to the ROM
                 self.stub, self.stay = False, True
@@ -221,7 +221,7 @@ class RomLoader:
             frames = [ok(op)]
             # esptool acknowledges each packet; its acknowledgements are not commands and are ignored,
             # and the chip's port buffers what esptool has not read yet.
-            frames += [slip_encode(content[pos:pos + packet]) for pos in range(0, length, packet)]
+            frames += [slip_encode(content[pos : pos + packet]) for pos in range(0, length, packet)]
             frames.append(slip_encode(hashlib.md5(content).digest()))
             return frames
         if op == RUN_USER_CODE:

@@ -6,24 +6,29 @@ import asyncpg
 
 from ..model import AdoptionRead
 
-_COLUMNS = ("id, mac, chip, address, port, firmware, mpy, agent_version, state, attempts, device_id, first_seen, "
-            "last_seen, decided_at, delivered_at")
+_COLUMNS = (
+    "id, mac, chip, address, port, firmware, mpy, agent_version, state, attempts, device_id, first_seen, "
+    "last_seen, decided_at, delivered_at"
+)
 
 
 def _read(row: asyncpg.Record) -> AdoptionRead:
     return AdoptionRead(**{k: row[k] for k in _COLUMNS.split(", ")})
 
 
-async def list_adoptions(db, states: tuple[str, ...] = ("waiting", "adopted", "rejected", "locked")) \
-        -> list[AdoptionRead]:
-    rows = await db.fetch(f"select {_COLUMNS} from adoptions where state = any($1::text[]) "
-                          "order by last_seen desc", list(states))
+async def list_adoptions(
+    db, states: tuple[str, ...] = ("waiting", "adopted", "rejected", "locked")
+) -> list[AdoptionRead]:
+    rows = await db.fetch(
+        f"select {_COLUMNS} from adoptions where state = any($1::text[]) order by last_seen desc", list(states)
+    )
     return [_read(r) for r in rows]
 
 
 async def get(db, adoption_id: int, *, for_update: bool = False) -> asyncpg.Record | None:
-    return await db.fetchrow("select * from adoptions where id = $1" + (" for update" if for_update else ""),
-                             adoption_id)
+    return await db.fetchrow(
+        "select * from adoptions where id = $1" + (" for update" if for_update else ""), adoption_id
+    )
 
 
 async def get_by_mac(db, mac: str) -> asyncpg.Record | None:
@@ -31,12 +36,25 @@ async def get_by_mac(db, mac: str) -> asyncpg.Record | None:
 
 
 async def count_waiting(db, fresh_s: int) -> int:
-    return await db.fetchval("select count(*) from adoptions where state = 'waiting' "
-                             "and last_seen > now() - make_interval(secs => $1)", fresh_s)
+    return await db.fetchval(
+        "select count(*) from adoptions where state = 'waiting' and last_seen > now() - make_interval(secs => $1)",
+        fresh_s,
+    )
 
 
-async def start(db, *, mac: str, chip: str, nonce: bytes, proof: bytes, address: str, port: int,
-                firmware: str | None, mpy: int | None, agent_version: str | None) -> asyncpg.Record:
+async def start(
+    db,
+    *,
+    mac: str,
+    chip: str,
+    nonce: bytes,
+    proof: bytes,
+    address: str,
+    port: int,
+    firmware: str | None,
+    mpy: int | None,
+    agent_version: str | None,
+) -> asyncpg.Record:
     """A board announced a new nonce: (re)start waiting for its code. A rejected MAC stays rejected."""
     return await db.fetchrow(
         """
@@ -53,14 +71,27 @@ async def start(db, *, mac: str, chip: str, nonce: bytes, proof: bytes, address:
             delivered_at = null
         returning *
         """,
-        mac, chip, nonce, proof, address, port, firmware, mpy, agent_version,
+        mac,
+        chip,
+        nonce,
+        proof,
+        address,
+        port,
+        firmware,
+        mpy,
+        agent_version,
     )
 
 
 async def seen(db, adoption_id: int, address: str, port: int, delivered: bool) -> None:
-    await db.execute("update adoptions set last_seen = now(), address = $2, port = $3, "
-                     "delivered_at = case when $4 then now() else delivered_at end where id = $1",
-                     adoption_id, address, port, delivered)
+    await db.execute(
+        "update adoptions set last_seen = now(), address = $2, port = $3, "
+        "delivered_at = case when $4 then now() else delivered_at end where id = $1",
+        adoption_id,
+        address,
+        port,
+        delivered,
+    )
 
 
 async def wrong_code(db, adoption_id: int, max_attempts: int) -> asyncpg.Record:
@@ -68,17 +99,27 @@ async def wrong_code(db, adoption_id: int, max_attempts: int) -> asyncpg.Record:
         "update adoptions set attempts = attempts + 1, "
         "state = case when attempts + 1 >= $2 then 'locked' else state end, "
         "decided_at = case when attempts + 1 >= $2 then now() else decided_at end "
-        "where id = $1 returning *", adoption_id, max_attempts)
+        "where id = $1 returning *",
+        adoption_id,
+        max_attempts,
+    )
 
 
-async def decide(db, adoption_id: int, state: str, device_id: str | None = None, key: bytes | None = None) \
-        -> asyncpg.Record:
-    return await db.fetchrow("update adoptions set state = $2, device_id = $3, key = $4, decided_at = now() "
-                             "where id = $1 returning *", adoption_id, state, device_id, key)
+async def decide(
+    db, adoption_id: int, state: str, device_id: str | None = None, key: bytes | None = None
+) -> asyncpg.Record:
+    return await db.fetchrow(
+        "update adoptions set state = $2, device_id = $3, key = $4, decided_at = now() where id = $1 returning *",
+        adoption_id,
+        state,
+        device_id,
+        key,
+    )
 
 
-async def create_device(db, *, device_id: str, name: str, role: str | None, mac: str, secret: bytes,
-                        oscore_id: bytes) -> str:
+async def create_device(
+    db, *, device_id: str, name: str, role: str | None, mac: str, secret: bytes, oscore_id: bytes
+) -> str:
     """The identity of an adopted board (before its first registration); returns the name it got.
 
     A name taken by another device gets the device id appended, as at registration."""
@@ -93,16 +134,28 @@ async def create_device(db, *, device_id: str, name: str, role: str | None, mac:
         insert into devices (id, name, role, mac) values ($1, $2, $3, $4)
         on conflict (id) do update set name = excluded.name, role = excluded.role, mac = excluded.mac,
                                        revoked_at = null, unreachable = null
-        """, device_id, name, role, mac)
+        """,
+        device_id,
+        name,
+        role,
+        mac,
+    )
     await db.execute(
         """
         insert into device_secrets (device_id, secret, oscore_id) values ($1, $2, $3)
         on conflict (device_id) do update set secret = excluded.secret, oscore_id = excluded.oscore_id,
                                               created_at = now()
-        """, device_id, secret, oscore_id)
+        """,
+        device_id,
+        secret,
+        oscore_id,
+    )
     return name
 
 
 async def device_identity(db, device_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow("select d.id, d.name, d.role, s.secret, s.oscore_id from devices d "
-                             "join device_secrets s on s.device_id = d.id where d.id = $1", device_id)
+    return await db.fetchrow(
+        "select d.id, d.name, d.role, s.secret, s.oscore_id from devices d "
+        "join device_secrets s on s.device_id = d.id where d.id = $1",
+        device_id,
+    )

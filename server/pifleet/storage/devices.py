@@ -10,8 +10,9 @@ import asyncpg
 from ..model import CapabilityRead, DeviceRead, GroupRead, ReadingRead, SyncRead
 
 # online: seen within its lifetime, and not found unreachable since
-_ONLINE = "(d.last_seen is not null and d.last_seen + make_interval(secs => d.lifetime_s) > now()" \
-          " and d.unreachable is null)"
+_ONLINE = (
+    "(d.last_seen is not null and d.last_seen + make_interval(secs => d.lifetime_s) > now() and d.unreachable is null)"
+)
 
 _SELECT = f"""
 select d.*, {_ONLINE} as online,
@@ -26,12 +27,22 @@ from devices d left join device_sync s on s.device_id = d.id
 
 def _read(row: asyncpg.Record) -> DeviceRead:
     return DeviceRead(
-        id=row["id"], name=row["name"], kind=row["kind"], role=row["role"], online=row["online"],
-        last_seen=row["last_seen"], address=row["address"], port=row["port"], firmware=row["firmware"],
-        mpy=row["mpy"], agent_version=row["agent_version"], unreachable=row["unreachable"],
+        id=row["id"],
+        name=row["name"],
+        kind=row["kind"],
+        role=row["role"],
+        online=row["online"],
+        last_seen=row["last_seen"],
+        address=row["address"],
+        port=row["port"],
+        firmware=row["firmware"],
+        mpy=row["mpy"],
+        agent_version=row["agent_version"],
+        unreachable=row["unreachable"],
         capabilities=[CapabilityRead(**c) for c in row["caps"]],
         sync=SyncRead(state=row["sync_state"], reason=row["sync_reason"], updated_at=row["sync_at"])
-        if row["sync_state"] else None,
+        if row["sync_state"]
+        else None,
         role_config=row["role_config"],
     )
 
@@ -59,8 +70,19 @@ async def ensure_role(db, name: str) -> None:
 
 
 async def upsert_registration(
-    db, *, device_id: str, name: str, kind: str, role: str | None, address: str, port: int,
-    registration_id: str, lifetime_s: int, firmware: str | None, mpy: int | None, agent_version: str | None,
+    db,
+    *,
+    device_id: str,
+    name: str,
+    kind: str,
+    role: str | None,
+    address: str,
+    port: int,
+    registration_id: str,
+    lifetime_s: int,
+    firmware: str | None,
+    mpy: int | None,
+    agent_version: str | None,
     links: str,
 ) -> None:
     """Record a (re-)registration. A name already used by another device gets the device id appended."""
@@ -80,7 +102,17 @@ async def upsert_registration(
             last_seen = now(), firmware = excluded.firmware, mpy = excluded.mpy,
             agent_version = excluded.agent_version, links = excluded.links, unreachable = null
         """,
-        device_id, name, kind, role, address, port, registration_id, lifetime_s, firmware, mpy, agent_version,
+        device_id,
+        name,
+        kind,
+        role,
+        address,
+        port,
+        registration_id,
+        lifetime_s,
+        firmware,
+        mpy,
+        agent_version,
         links,
     )
 
@@ -93,7 +125,10 @@ async def touch_registration(db, registration_id: str, lifetime_s: int | None, a
                            lifetime_s = coalesce($2, lifetime_s)
         where registration_id = $1 returning id
         """,
-        registration_id, lifetime_s, address, port,
+        registration_id,
+        lifetime_s,
+        address,
+        port,
     )
 
 
@@ -114,8 +149,7 @@ async def replace_capabilities(db: asyncpg.Pool, device_id: str, caps: list[dict
         await conn.execute("select 1 from devices where id = $1 for update", device_id)
         await conn.execute("delete from device_capabilities where device_id = $1", device_id)
         await conn.executemany(
-            "insert into device_capabilities (device_id, name, version, commands, module)"
-            " values ($1, $2, $3, $4, $5)",
+            "insert into device_capabilities (device_id, name, version, commands, module) values ($1, $2, $3, $4, $5)",
             [(device_id, c["name"], str(c["version"]), c["commands"], c.get("module")) for c in caps],
         )
 
@@ -127,9 +161,14 @@ async def last_seen(db, device_id: str) -> datetime | None:
 async def readings(db, device: str, limit: int = 100) -> list[ReadingRead]:
     rows = await db.fetch(
         "select d.name, r.capability, r.path, r.value, r.at from readings r join devices d on d.id = r.device_id"
-        " where d.name = $1 order by r.at desc limit $2", device, limit)
-    return [ReadingRead(device=r["name"], capability=r["capability"], path=r["path"], value=r["value"], at=r["at"])
-            for r in rows]
+        " where d.name = $1 order by r.at desc limit $2",
+        device,
+        limit,
+    )
+    return [
+        ReadingRead(device=r["name"], capability=r["capability"], path=r["path"], value=r["value"], at=r["at"])
+        for r in rows
+    ]
 
 
 async def group_members(db, name: str) -> list[str] | None:
@@ -139,13 +178,18 @@ async def group_members(db, name: str) -> list[str] | None:
 async def put_group(db, name: str, devices: list[str]) -> GroupRead:
     await db.execute(
         "insert into device_groups (name, devices) values ($1, $2)"
-        " on conflict (name) do update set devices = excluded.devices", name, devices)
+        " on conflict (name) do update set devices = excluded.devices",
+        name,
+        devices,
+    )
     return GroupRead(name=name, devices=devices)
 
 
 async def list_groups(db) -> list[GroupRead]:
-    return [GroupRead(name=r["name"], devices=list(r["devices"]))
-            for r in await db.fetch("select name, devices from device_groups order by name")]
+    return [
+        GroupRead(name=r["name"], devices=list(r["devices"]))
+        for r in await db.fetch("select name, devices from device_groups order by name")
+    ]
 
 
 async def delete_group(db, name: str) -> bool:
@@ -171,14 +215,18 @@ async def next_oscore_id(db) -> bytes:
 
 async def paired_boards(db) -> list[asyncpg.Record]:
     """device id, OSCORE id, secret, address, port of every board the master can talk OSCORE with."""
-    return await db.fetch("select d.id, s.oscore_id, s.secret, d.address, d.port from device_secrets s"
-                          " join devices d on d.id = s.device_id where s.oscore_id is not null")
+    return await db.fetch(
+        "select d.id, s.oscore_id, s.secret, d.address, d.port from device_secrets s"
+        " join devices d on d.id = s.device_id where s.oscore_id is not null"
+    )
 
 
 async def paired_board(db, device_id: str) -> asyncpg.Record | None:
-    return await db.fetchrow("select d.id, s.oscore_id, s.secret, d.address, d.port from device_secrets s"
-                             " join devices d on d.id = s.device_id where s.oscore_id is not null and d.id = $1",
-                             device_id)
+    return await db.fetchrow(
+        "select d.id, s.oscore_id, s.secret, d.address, d.port from device_secrets s"
+        " join devices d on d.id = s.device_id where s.oscore_id is not null and d.id = $1",
+        device_id,
+    )
 
 
 async def revoke(db, device_id: str) -> bool:
@@ -186,6 +234,8 @@ async def revoke(db, device_id: str) -> bool:
     async with db.acquire() as conn, conn.transaction():
         found = await conn.fetchval(
             "update devices set revoked_at = now(), registration_id = null, last_seen = null,"
-            " unreachable = 'revoked' where id = $1 returning true", device_id)
+            " unreachable = 'revoked' where id = $1 returning true",
+            device_id,
+        )
         await conn.execute("delete from device_secrets where device_id = $1", device_id)
     return bool(found)

@@ -15,20 +15,38 @@ from ..flashing.model import FirmwareRead, FlashJobRead
 
 
 def _firmware(row: asyncpg.Record) -> FirmwareRead:
-    return FirmwareRead(id=row["id"], chip=row["chip"], version=row["version"], sha256=row["sha256"],
-                        size=row["size"], filename=row["filename"], offset=row["offset_"], project=row["project"],
-                        source=row["source"], added_at=row["added_at"])
+    return FirmwareRead(
+        id=row["id"],
+        chip=row["chip"],
+        version=row["version"],
+        sha256=row["sha256"],
+        size=row["size"],
+        filename=row["filename"],
+        offset=row["offset_"],
+        project=row["project"],
+        source=row["source"],
+        added_at=row["added_at"],
+    )
 
 
-async def insert_firmware(db, *, chip: str, version: str, sha256: str, size: int, filename: str, offset: int,
-                          project: str, source: str) -> tuple[FirmwareRead, bool]:
+async def insert_firmware(
+    db, *, chip: str, version: str, sha256: str, size: int, filename: str, offset: int, project: str, source: str
+) -> tuple[FirmwareRead, bool]:
     """Add an image; an image with the same SHA-256 is already there: return it (created = False)."""
     row = await db.fetchrow(
         """
         insert into firmware (chip, version, sha256, size, filename, offset_, project, source)
         values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (sha256) do nothing returning *
         """,
-        chip, version, sha256, size, filename, offset, project, source)
+        chip,
+        version,
+        sha256,
+        size,
+        filename,
+        offset,
+        project,
+        source,
+    )
     if row is not None:
         return _firmware(row), True
     return _firmware(await db.fetchrow("select * from firmware where sha256 = $1", sha256)), False
@@ -53,21 +71,41 @@ async def firmware_for_chip(db, chip: str) -> list[FirmwareRead]:
 
 def _job(row: asyncpg.Record) -> FlashJobRead:
     return FlashJobRead(
-        id=str(row["id"]), port=row["port"], name=row["name"], role=row["role"], firmware=row["firmware_id"],
-        factory_reset=row["factory_reset"], device_id=row["device_id"], mac=row["mac"], chip=row["chip"],
-        state=row["state"], progress=row["progress"], bytes=row["bytes"], bytes_sent=row["bytes_sent"],
-        error=row["error"], created_at=row["created_at"], started_at=row["started_at"],
-        finished_at=row["finished_at"])
+        id=str(row["id"]),
+        port=row["port"],
+        name=row["name"],
+        role=row["role"],
+        firmware=row["firmware_id"],
+        factory_reset=row["factory_reset"],
+        device_id=row["device_id"],
+        mac=row["mac"],
+        chip=row["chip"],
+        state=row["state"],
+        progress=row["progress"],
+        bytes=row["bytes"],
+        bytes_sent=row["bytes_sent"],
+        error=row["error"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
 
 
-async def create_job(db, *, port: str, name: str, role: str, firmware_id: int | None,
-                     factory_reset: bool) -> FlashJobRead:
+async def create_job(
+    db, *, port: str, name: str, role: str, firmware_id: int | None, factory_reset: bool
+) -> FlashJobRead:
     row = await db.fetchrow(
         """
         insert into flash_jobs (id, port, name, role, firmware_id, factory_reset, state)
         values ($1, $2, $3, $4, $5, $6, 'queued') returning *
         """,
-        uuid.uuid4(), port, name, role, firmware_id, factory_reset)
+        uuid.uuid4(),
+        port,
+        name,
+        role,
+        firmware_id,
+        factory_reset,
+    )
     return _job(row)
 
 
@@ -89,8 +127,11 @@ async def update_job(db, job_id: str, **fields: Any) -> bool:
         sets.append("started_at = now()")
     if state in ("done", "failed"):
         sets.append("finished_at = now()")
-    status = await db.execute(f"update flash_jobs set {', '.join(sets)} where id = $1 "
-                              "and state not in ('done', 'failed')", uuid.UUID(job_id), *fields.values())
+    status = await db.execute(
+        f"update flash_jobs set {', '.join(sets)} where id = $1 and state not in ('done', 'failed')",
+        uuid.UUID(job_id),
+        *fields.values(),
+    )
     return status != "UPDATE 0"
 
 
@@ -111,7 +152,8 @@ async def fail_unfinished(db) -> int:
     """At start-up: flash jobs a previous master left running can never finish (its thread is gone)."""
     result = await db.execute(
         "update flash_jobs set state = 'failed', error = 'the master stopped during this flash', "
-        "finished_at = now() where state not in ('done', 'failed')")
+        "finished_at = now() where state not in ('done', 'failed')"
+    )
     return int(result.split()[-1])
 
 
@@ -139,8 +181,18 @@ async def device_exists(db, device_id: str) -> bool:
     return bool(await db.fetchval("select true from devices where id = $1", device_id))
 
 
-async def record_flashed_device(conn: asyncpg.Connection, *, device_id: str, name: str, role: str, mac: str,
-                                secret: bytes, oscore_id: bytes, firmware: str, replaces: str | None = None) -> None:
+async def record_flashed_device(
+    conn: asyncpg.Connection,
+    *,
+    device_id: str,
+    name: str,
+    role: str,
+    mac: str,
+    secret: bytes,
+    oscore_id: bytes,
+    firmware: str,
+    replaces: str | None = None,
+) -> None:
     """After a verified write: the device with this identity, its MAC and secret, in one transaction.
 
     A factory reset gives the board a new id: the old identity (`replaces`) is forgotten — its device row, its
@@ -156,11 +208,19 @@ async def record_flashed_device(conn: asyncpg.Connection, *, device_id: str, nam
             on conflict (id) do update set name = excluded.name, role = excluded.role, mac = excluded.mac,
                                            revoked_at = null, unreachable = null
             """,
-            device_id, name, role, mac, firmware)
+            device_id,
+            name,
+            role,
+            mac,
+            firmware,
+        )
         await conn.execute(
             """
             insert into device_secrets (device_id, secret, oscore_id) values ($1, $2, $3)
             on conflict (device_id) do update set secret = excluded.secret, oscore_id = excluded.oscore_id,
                                                   created_at = now()
             """,
-            device_id, secret, oscore_id)
+            device_id,
+            secret,
+            oscore_id,
+        )

@@ -11,15 +11,19 @@ import msgspec
 
 from ..model import ExecutionRead, JobRead, JobSpec
 
-_NEXT_RUN = ("(select min(e.scheduled_for) from job_executions e"
-             " where e.job_id = j.id and e.state = 'scheduled')")
+_NEXT_RUN = "(select min(e.scheduled_for) from job_executions e where e.job_id = j.id and e.state = 'scheduled')"
 
 
 def _job(row: asyncpg.Record) -> JobRead:
     return JobRead(
-        id=row["id"], name=row["name"], enabled=row["enabled"], paused=row["paused"],
+        id=row["id"],
+        name=row["name"],
+        enabled=row["enabled"],
+        paused=row["paused"],
         spec=msgspec.convert(row["spec"], JobSpec),
-        next_run=row["next_run"], created_at=row["created_at"], updated_at=row["updated_at"],
+        next_run=row["next_run"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
     )
 
 
@@ -33,7 +37,9 @@ async def upsert_job(db, spec: JobSpec) -> tuple[JobRead, bool]:
             returning *, (xmax = 0) as created
         ) select j.*, null::timestamptz as next_run from j
         """,
-        spec.name, msgspec.to_builtins(spec), spec.enabled,
+        spec.name,
+        msgspec.to_builtins(spec),
+        spec.enabled,
     )
     return _job(row), row["created"]
 
@@ -53,14 +59,18 @@ async def list_jobs(db) -> list[JobRead]:
 
 
 async def set_paused(db, name: str, paused: bool) -> bool:
-    return bool(await db.fetchval(
-        "update jobs set paused = $2, updated_at = now() where name = $1 returning true", name, paused))
+    return bool(
+        await db.fetchval(
+            "update jobs set paused = $2, updated_at = now() where name = $1 returning true", name, paused
+        )
+    )
 
 
 async def threshold_jobs(db) -> list[JobRead]:
     rows = await db.fetch(
         f"select j.*, {_NEXT_RUN} as next_run from jobs j"
-        " where j.enabled and not j.paused and j.spec->'trigger'->>'type' = 'threshold' order by j.id")
+        " where j.enabled and not j.paused and j.spec->'trigger'->>'type' = 'threshold' order by j.id"
+    )
     return [_job(r) for r in rows]
 
 
@@ -68,7 +78,9 @@ async def jobs_after(db, name: str) -> list[JobRead]:
     """Jobs whose trigger is `after` the named job."""
     rows = await db.fetch(
         f"select j.*, {_NEXT_RUN} as next_run from jobs j"
-        " where j.spec->'trigger'->>'type' = 'after' and j.spec->'trigger'->>'job' = $1 order by j.id", name)
+        " where j.spec->'trigger'->>'type' = 'after' and j.spec->'trigger'->>'job' = $1 order by j.id",
+        name,
+    )
     return [_job(r) for r in rows]
 
 
@@ -90,24 +102,48 @@ from job_executions e join jobs j on j.id = e.job_id left join devices d on d.id
 
 def _execution(row: asyncpg.Record) -> ExecutionRead:
     return ExecutionRead(
-        id=str(row["id"]), job=row["job_name"], parent_id=str(row["parent_id"]) if row["parent_id"] else None,
-        step=row["step"], device=row["device_name"], capability=row["capability"], command=row["command"],
-        params=row["params"], state=row["state"], scheduled_for=row["scheduled_for"], attempt=row["attempt"],
-        max_attempts=row["max_attempts"], started_at=row["started_at"], finished_at=row["finished_at"],
-        result=row["result"], error=row["error"],
+        id=str(row["id"]),
+        job=row["job_name"],
+        parent_id=str(row["parent_id"]) if row["parent_id"] else None,
+        step=row["step"],
+        device=row["device_name"],
+        capability=row["capability"],
+        command=row["command"],
+        params=row["params"],
+        state=row["state"],
+        scheduled_for=row["scheduled_for"],
+        attempt=row["attempt"],
+        max_attempts=row["max_attempts"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        result=row["result"],
+        error=row["error"],
     )
 
 
 async def insert_execution(
-    db, *, job_id: int, device_id: str | None, capability: str, command: str, params: dict[str, Any],
-    scheduled_for: datetime, max_attempts: int, parent_id: uuid.UUID | None = None, step: int = 0,
-    state: str = "scheduled", error: str | None = None,
+    db,
+    *,
+    job_id: int,
+    device_id: str | None,
+    capability: str,
+    command: str,
+    params: dict[str, Any],
+    scheduled_for: datetime,
+    max_attempts: int,
+    parent_id: uuid.UUID | None = None,
+    step: int = 0,
+    state: str = "scheduled",
+    error: str | None = None,
 ) -> uuid.UUID | None:
     """Plan one run (or record one that will not run: state skipped/failed with the reason). Returns its id, or
     None when that run was already planned (same job and time, or same follow-up)."""
     new_id = uuid.uuid4()
-    conflict = "(job_id, scheduled_for) where parent_id is null" if parent_id is None \
+    conflict = (
+        "(job_id, scheduled_for) where parent_id is null"
+        if parent_id is None
         else "(parent_id, step, coalesce(device_id, '')) where parent_id is not null"
+    )
     return await db.fetchval(
         f"""
         insert into job_executions (id, job_id, parent_id, step, device_id, capability, command, params,
@@ -117,8 +153,18 @@ async def insert_execution(
                 case when $11 = 'scheduled' then null else now() end)
         on conflict {conflict} do nothing returning id
         """,
-        new_id, job_id, parent_id, step, device_id, capability, command, params, scheduled_for, max_attempts,
-        state, error,
+        new_id,
+        job_id,
+        parent_id,
+        step,
+        device_id,
+        capability,
+        command,
+        params,
+        scheduled_for,
+        max_attempts,
+        state,
+        error,
     )
 
 
@@ -130,21 +176,24 @@ async def claim(db, execution_id: uuid.UUID, attempt: int) -> asyncpg.Record | N
         where id = $1 and state = 'scheduled' and attempt = $2
         returning *
         """,
-        execution_id, attempt,
+        execution_id,
+        attempt,
     )
 
 
 async def finish(db, execution_id: uuid.UUID, state: str, *, result: Any = None, error: str | None = None) -> None:
     await db.execute(
         "update job_executions set state = $2, finished_at = now(), result = $3, error = $4 where id = $1",
-        execution_id, state, result, error,
+        execution_id,
+        state,
+        result,
+        error,
     )
 
 
 async def mark_running(db, execution_id: uuid.UUID) -> None:
     """The command is on its way to the board (after waiting for the device, if it had to)."""
-    await db.execute("update job_executions set state = 'running' where id = $1 and state = 'dispatched'",
-                     execution_id)
+    await db.execute("update job_executions set state = 'running' where id = $1 and state = 'dispatched'", execution_id)
 
 
 async def set_result(db, execution_id: uuid.UUID, result: Any) -> None:
@@ -157,29 +206,39 @@ async def lock_execution(db, execution_id: uuid.UUID) -> None:
 
 async def child_states(db, parent_id: uuid.UUID) -> list[str]:
     """States of a role/group run's per-device executions (the caller holds the parent's row lock)."""
-    return [r["state"] for r in await db.fetch(
-        "select state from job_executions where parent_id = $1 and step = 0", parent_id)]
+    return [
+        r["state"]
+        for r in await db.fetch("select state from job_executions where parent_id = $1 and step = 0", parent_id)
+    ]
 
 
 async def finish_running(db, execution_id: uuid.UUID, state: str, *, error: str | None = None):
     """Finish a run that is still running (once); returns its row, or None if it had finished already."""
     return await db.fetchrow(
         "update job_executions set state = $2, finished_at = now(), error = $3"
-        " where id = $1 and state in ('dispatched', 'running') returning *", execution_id, state, error)
+        " where id = $1 and state in ('dispatched', 'running') returning *",
+        execution_id,
+        state,
+        error,
+    )
 
 
 async def reschedule(db, execution_id: uuid.UUID, when: datetime, error: str) -> None:
     """Back to scheduled for another attempt, keeping the last error visible."""
     await db.execute(
         "update job_executions set state = 'scheduled', scheduled_for = $2, error = $3 where id = $1",
-        execution_id, when, error,
+        execution_id,
+        when,
+        error,
     )
 
 
 async def scheduled(db, limit: int = 1000) -> list[asyncpg.Record]:
     return await db.fetch(
         "select id, attempt, scheduled_for from job_executions where state = 'scheduled'"
-        " order by scheduled_for limit $1", limit)
+        " order by scheduled_for limit $1",
+        limit,
+    )
 
 
 async def interrupted(db) -> list[asyncpg.Record]:
@@ -188,23 +247,31 @@ async def interrupted(db) -> list[asyncpg.Record]:
 
 
 async def has_pending_root(db, job_id: int) -> bool:
-    return bool(await db.fetchval(
-        "select 1 from job_executions where job_id = $1 and parent_id is null and state = 'scheduled' limit 1",
-        job_id))
+    return bool(
+        await db.fetchval(
+            "select 1 from job_executions where job_id = $1 and parent_id is null and state = 'scheduled' limit 1",
+            job_id,
+        )
+    )
 
 
 async def drop_pending_roots(db, job_id: int) -> int:
     """Forget the job's planned own runs (its trigger may have changed); their Huey tasks then find nothing."""
     status = await db.execute(
-        "delete from job_executions where job_id = $1 and parent_id is null and state = 'scheduled'", job_id)
+        "delete from job_executions where job_id = $1 and parent_id is null and state = 'scheduled'", job_id
+    )
     return int(status.split()[-1])
 
 
 async def cancel(db, execution_id: uuid.UUID) -> bool:
     """Call off a planned run (its Huey task then finds nothing to claim)."""
-    return bool(await db.fetchval(
-        "update job_executions set state = 'cancelled', finished_at = now(), error = 'cancelled by a person'"
-        " where id = $1 and state = 'scheduled' returning true", execution_id))
+    return bool(
+        await db.fetchval(
+            "update job_executions set state = 'cancelled', finished_at = now(), error = 'cancelled by a person'"
+            " where id = $1 and state = 'scheduled' returning true",
+            execution_id,
+        )
+    )
 
 
 async def get_execution(db, execution_id: uuid.UUID) -> ExecutionRead | None:
@@ -213,8 +280,14 @@ async def get_execution(db, execution_id: uuid.UUID) -> ExecutionRead | None:
 
 
 async def list_executions(
-    db, *, job: str | None = None, state: str | None = None, device: str | None = None, limit: int = 50,
-    offset: int = 0, upcoming: bool = False,
+    db,
+    *,
+    job: str | None = None,
+    state: str | None = None,
+    device: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    upcoming: bool = False,
 ) -> list[ExecutionRead]:
     where, args = [], []
     for column, value in (("j.name", job), ("e.state", state), ("d.name", device)):
@@ -225,5 +298,6 @@ async def list_executions(
     order = "e.scheduled_for asc" if upcoming else "coalesce(e.finished_at, e.started_at, e.created_at) desc"
     args += [limit, offset]
     rows = await db.fetch(
-        _EXEC_SELECT + clause + f" order by {order}, e.id limit ${len(args) - 1} offset ${len(args)}", *args)
+        _EXEC_SELECT + clause + f" order by {order}, e.id limit ${len(args) - 1} offset ${len(args)}", *args
+    )
     return [_execution(r) for r in rows]

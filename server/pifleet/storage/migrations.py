@@ -43,9 +43,7 @@ async def migrate(pool: asyncpg.Pool, sql_dir: Path = SQL_DIR) -> list[int]:
                     continue
                 async with conn.transaction():
                     await conn.execute(path.read_text())
-                    await conn.execute(
-                        "insert into schema_migrations (version, name) values ($1, $2)", version, name
-                    )
+                    await conn.execute("insert into schema_migrations (version, name) values ($1, $2)", version, name)
                 log.info("applied migration %04d_%s", version, name)
                 applied_now.append(version)
         finally:

@@ -13,16 +13,28 @@ from modules m
 
 
 def _read(row) -> ModuleRead:
-    return ModuleRead(id=row["id"], name=row["name"], sha256=row["sha256"], size=row["size"],
-                      declared=row["declared"], latest=row["latest"], created_at=row["created_at"],
-                      stem=stem_of(row["name"], row["sha256"]))
+    return ModuleRead(
+        id=row["id"],
+        name=row["name"],
+        sha256=row["sha256"],
+        size=row["size"],
+        declared=row["declared"],
+        latest=row["latest"],
+        created_at=row["created_at"],
+        stem=stem_of(row["name"], row["sha256"]),
+    )
 
 
 async def add(db, name: str, sha256: str, source: str, declared: dict) -> tuple[ModuleRead, bool]:
     """Store a version; returns it and whether it is new (the same content again is the same version)."""
     new_id = await db.fetchval(
         "insert into modules (name, sha256, source, declared) values ($1, $2, $3, $4)"
-        " on conflict (name, sha256) do nothing returning id", name, sha256, source, declared)
+        " on conflict (name, sha256) do nothing returning id",
+        name,
+        sha256,
+        source,
+        declared,
+    )
     row = await db.fetchrow(_SELECT + " where m.name = $1 and m.sha256 = $2", name, sha256)
     return _read(row), new_id is not None
 
@@ -40,20 +52,30 @@ async def source(db, module_id: int) -> str | None:
 
 
 async def build(db, module_id: int, mpy_abi: str, arch: str) -> bytes | None:
-    return await db.fetchval("select mpy from module_builds where module_id = $1 and mpy_abi = $2 and arch = $3",
-                             module_id, mpy_abi, arch)
+    return await db.fetchval(
+        "select mpy from module_builds where module_id = $1 and mpy_abi = $2 and arch = $3", module_id, mpy_abi, arch
+    )
 
 
 async def add_build(db, module_id: int, mpy_abi: str, arch: str, mpy_cross: str, mpy: bytes) -> None:
     await db.execute(
         "insert into module_builds (module_id, mpy_abi, arch, mpy_cross, mpy) values ($1, $2, $3, $4, $5)"
-        " on conflict do nothing", module_id, mpy_abi, arch, mpy_cross, mpy)
+        " on conflict do nothing",
+        module_id,
+        mpy_abi,
+        arch,
+        mpy_cross,
+        mpy,
+    )
 
 
 async def latest(db, names: list[str]) -> dict[str, ModuleRead]:
     """The newest version of each named module that has one."""
-    rows = await db.fetch(_SELECT + " where m.name = any($1) and not exists"
-                          " (select 1 from modules o where o.name = m.name and o.id > m.id)", names)
+    rows = await db.fetch(
+        _SELECT + " where m.name = any($1) and not exists"
+        " (select 1 from modules o where o.name = m.name and o.id > m.id)",
+        names,
+    )
     return {r["name"]: _read(r) for r in rows}
 
 

@@ -15,9 +15,15 @@ from roles r
 
 
 def _role(row) -> RoleRead:
-    return RoleRead(name=row["name"], description=row["description"], capabilities=list(row["capabilities"]),
-                    defined=row["defined"], modules=row["modules"], jobs=list(row["jobs"]),
-                    devices=list(row["devices"]))
+    return RoleRead(
+        name=row["name"],
+        description=row["description"],
+        capabilities=list(row["capabilities"]),
+        defined=row["defined"],
+        modules=row["modules"],
+        jobs=list(row["jobs"]),
+        devices=list(row["devices"]),
+    )
 
 
 async def list_roles(db) -> list[RoleRead]:
@@ -36,7 +42,12 @@ async def put_role(db, name: str, description: str, modules: dict[str, dict]) ->
         values ($1, $2, $3, $4, true, now())
         on conflict (name) do update set description = excluded.description,
             capabilities = excluded.capabilities, modules = excluded.modules, defined = true, updated_at = now()
-        """, name, description, sorted(modules), modules)
+        """,
+        name,
+        description,
+        sorted(modules),
+        modules,
+    )
 
 
 async def define_if_new(db, name: str, description: str, modules: dict[str, dict]) -> None:
@@ -47,7 +58,12 @@ async def define_if_new(db, name: str, description: str, modules: dict[str, dict
         on conflict (name) do update set description = excluded.description,
             capabilities = excluded.capabilities, modules = excluded.modules, defined = true
         where not roles.defined
-        """, name, description, sorted(modules), modules)
+        """,
+        name,
+        description,
+        sorted(modules),
+        modules,
+    )
 
 
 async def delete_role(db, name: str) -> bool:
@@ -67,7 +83,10 @@ async def mark_role_job(db, job_name: str, role: str) -> None:
 async def assign(db, device_ids: list[str], role: str, config: dict[str, dict] | None) -> None:
     await db.execute(
         "update devices set role = $2, role_config = coalesce($3, role_config) where id = any($1)",
-        device_ids, role, config)
+        device_ids,
+        role,
+        config,
+    )
 
 
 async def device_ids_with_role(db, roles: list[str]) -> list[str]:
@@ -80,13 +99,19 @@ async def roles_using(db, module: str) -> list[str]:
 
 # ---- sync state ------------------------------------------------------------------------------------------------
 
+
 async def set_sync(db, device_id: str, state: str, reason: str = "", applied: dict[str, Any] | None = None) -> None:
     await db.execute(
         """
         insert into device_sync (device_id, state, reason, applied) values ($1, $2, $3, $4)
         on conflict (device_id) do update set state = excluded.state, reason = excluded.reason,
             applied = coalesce(excluded.applied, device_sync.applied), updated_at = now()
-        """, device_id, state, reason, applied)
+        """,
+        device_id,
+        state,
+        reason,
+        applied,
+    )
 
 
 async def sync_state(db, device_id: str) -> tuple[str, dict | None] | None:
@@ -108,15 +133,27 @@ from rollouts r join modules m on m.id = r.module_id
 
 
 def _rollout(row) -> RolloutRead:
-    return RolloutRead(id=row["id"], module=row["module"], sha256=row["sha256"], state=row["state"],
-                       devices=list(row["device_names"]), done=list(row["done_names"]),
-                       skipped=list(row["skipped_names"]), failed=row["failed_name"], reason=row["reason"],
-                       created_at=row["created_at"], finished_at=row["finished_at"])
+    return RolloutRead(
+        id=row["id"],
+        module=row["module"],
+        sha256=row["sha256"],
+        state=row["state"],
+        devices=list(row["device_names"]),
+        done=list(row["done_names"]),
+        skipped=list(row["skipped_names"]),
+        failed=row["failed_name"],
+        reason=row["reason"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+    )
 
 
 async def create_rollout(db, module_id: int, device_ids: list[str]) -> int:
-    return await db.fetchval("insert into rollouts (module_id, state, devices) values ($1, 'running', $2)"
-                             " returning id", module_id, device_ids)
+    return await db.fetchval(
+        "insert into rollouts (module_id, state, devices) values ($1, 'running', $2) returning id",
+        module_id,
+        device_ids,
+    )
 
 
 async def rollout_progress(db, rollout_id: int, *, done: str | None = None, skipped: str | None = None) -> None:
@@ -125,12 +162,21 @@ async def rollout_progress(db, rollout_id: int, *, done: str | None = None, skip
         update rollouts set done = case when $2::text is null then done else array_append(done, $2) end,
                             skipped = case when $3::text is null then skipped else array_append(skipped, $3) end
         where id = $1
-        """, rollout_id, done, skipped)
+        """,
+        rollout_id,
+        done,
+        skipped,
+    )
 
 
 async def finish_rollout(db, rollout_id: int, state: str, failed: str | None = None, reason: str = "") -> None:
-    await db.execute("update rollouts set state = $2, failed = $3, reason = $4, finished_at = now() where id = $1",
-                     rollout_id, state, failed, reason)
+    await db.execute(
+        "update rollouts set state = $2, failed = $3, reason = $4, finished_at = now() where id = $1",
+        rollout_id,
+        state,
+        failed,
+        reason,
+    )
 
 
 async def list_rollouts(db, limit: int = 50) -> list[RolloutRead]:

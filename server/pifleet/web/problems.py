@@ -70,5 +70,11 @@ def unexpected(request: Request, exc: Exception) -> Response:
     return problem(500, "Server error", "the master failed to handle this request; its log says why")
 
 
-HANDLERS = {PifleetError: domain_error, ValidationException: validation_error, HTTPException: http_error,
-            asyncpg.DataError: unstorable_value, asyncpg_base.DataError: unstorable_value, Exception: unexpected}
+HANDLERS = {
+    PifleetError: domain_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    asyncpg.DataError: unstorable_value,
+    asyncpg_base.DataError: unstorable_value,
+    Exception: unexpected,
+}

@@ -21,12 +21,20 @@ class AdoptionController(Controller):
     async def list_adoptions(self, master: Master, pending: bool = False) -> list[AdoptionRead]:
         return await master.adoption.list(pending_only=pending)
 
-    @post("/{adoption_id:int}/confirm", operation_id="confirmAdoption", status_code=200,
-          summary="Adopt a board: the code its console prints, and optionally its name and role")
+    @post(
+        "/{adoption_id:int}/confirm",
+        operation_id="confirmAdoption",
+        status_code=200,
+        summary="Adopt a board: the code its console prints, and optionally its name and role",
+    )
     async def confirm(self, master: Master, adoption_id: RowId, data: AdoptionConfirm) -> AdoptionRead:
         return await master.adoption.confirm(adoption_id, data.code, data.name, data.role)
 
-    @post("/{adoption_id:int}/reject", operation_id="rejectAdoption", status_code=200,
-          summary="Refuse a board: it gets no identity (again after its reboots)")
+    @post(
+        "/{adoption_id:int}/reject",
+        operation_id="rejectAdoption",
+        status_code=200,
+        summary="Refuse a board: it gets no identity (again after its reboots)",
+    )
     async def reject(self, master: Master, adoption_id: RowId) -> AdoptionRead:
         return await master.adoption.reject(adoption_id)

@@ -42,13 +42,21 @@ def is_https(connection: ASGIConnection) -> bool:
 
 
 def session_cookie(connection: ASGIConnection, session_id: str, lifetime: timedelta) -> Cookie:
-    return Cookie(key=COOKIE, value=session_id, path="/", max_age=int(lifetime.total_seconds()), httponly=True,
-                  samesite="strict", secure=is_https(connection))
+    return Cookie(
+        key=COOKIE,
+        value=session_id,
+        path="/",
+        max_age=int(lifetime.total_seconds()),
+        httponly=True,
+        samesite="strict",
+        secure=is_https(connection),
+    )
 
 
 def cleared_cookie(connection: ASGIConnection) -> Cookie:
-    return Cookie(key=COOKIE, value="", path="/", max_age=0, httponly=True, samesite="strict",
-                  secure=is_https(connection))
+    return Cookie(
+        key=COOKIE, value="", path="/", max_age=0, httponly=True, samesite="strict", secure=is_https(connection)
+    )
 
 
 async def authenticate(connection: ASGIConnection, auth: AuthService) -> Principal:
@@ -63,8 +71,9 @@ async def authenticate(connection: ASGIConnection, auth: AuthService) -> Princip
         return principal
     if (session_id := connection.cookies.get(COOKIE)) and (principal := await auth.session(session_id)):
         return principal
-    raise UnauthenticatedError("log in first (POST /api/login, or /login in a browser), or send an API token: "
-                               "Authorization: Bearer pft_…")
+    raise UnauthenticatedError(
+        "log in first (POST /api/login, or /login in a browser), or send an API token: Authorization: Bearer pft_…"
+    )
 
 
 def current_principal(request: Request) -> Principal:
@@ -87,15 +96,22 @@ class AuthController(Controller):
     async def health(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @post("/setup", operation_id="setup", status_code=201,
-          summary="Create the first admin with the one-time setup token from the master's console; logs in")
+    @post(
+        "/setup",
+        operation_id="setup",
+        status_code=201,
+        summary="Create the first admin with the one-time setup token from the master's console; logs in",
+    )
     async def setup(self, request: Request, auth: AuthService, data: SetupRequest) -> Response[Me]:
         session_id, principal = await auth.setup(data.token, data.name, data.password, peer(request))
-        return Response(Me.of(principal), status_code=201,
-                        cookies=[session_cookie(request, session_id, auth.lifetime)])
+        return Response(Me.of(principal), status_code=201, cookies=[session_cookie(request, session_id, auth.lifetime)])
 
-    @post("/login", operation_id="login", status_code=200,
-          summary="Log in: sets the session cookie; answers the CSRF token that unsafe requests must send")
+    @post(
+        "/login",
+        operation_id="login",
+        status_code=200,
+        summary="Log in: sets the session cookie; answers the CSRF token that unsafe requests must send",
+    )
     async def login(self, request: Request, auth: AuthService, data: LoginRequest) -> Response[Me]:
         session_id, principal = await auth.login(data.name, data.password, peer(request), request.cookies.get(COOKIE))
         return Response(Me.of(principal), cookies=[session_cookie(request, session_id, auth.lifetime)])
@@ -124,8 +140,11 @@ class UserController(Controller):
     async def create_user(self, auth: AuthService, principal: Principal, data: UserCreate) -> UserRead:
         return await auth.create_user(data.name, data.password, data.role, principal)
 
-    @delete("/{name:str}", operation_id="deleteUser",
-            summary="Remove a person, their sessions and API tokens; never the last admin (admin)")
+    @delete(
+        "/{name:str}",
+        operation_id="deleteUser",
+        summary="Remove a person, their sessions and API tokens; never the last admin (admin)",
+    )
     async def delete_user(self, auth: AuthService, principal: Principal, name: str) -> None:
         await auth.delete_user(name, principal)
 
@@ -139,8 +158,11 @@ class TokenController(Controller):
     async def list_tokens(self, auth: AuthService) -> list[TokenRead]:
         return await auth.list_tokens()
 
-    @post("/", operation_id="createToken",
-          summary="Create an API token (scope read or write); its secret is in this answer only (admin)")
+    @post(
+        "/",
+        operation_id="createToken",
+        summary="Create an API token (scope read or write); its secret is in this answer only (admin)",
+    )
     async def create_token(self, auth: AuthService, principal: Principal, data: TokenCreate) -> TokenCreated:
         return await auth.create_token(data.name, data.scope, principal)
 

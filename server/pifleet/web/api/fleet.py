@@ -31,8 +31,12 @@ class DeviceController(Controller):
             raise NotFoundError(f"no device named {name!r}", field="name")
         return device
 
-    @post("/{name:str}/sync", operation_id="syncDevice", status_code=200,
-          summary="Bring a board in line with its role now (push missing modules, switch); answers the outcome")
+    @post(
+        "/{name:str}/sync",
+        operation_id="syncDevice",
+        status_code=200,
+        summary="Bring a board in line with its role now (push missing modules, switch); answers the outcome",
+    )
     async def sync_device(self, master: Master, name: str) -> DeviceRead:
         device = await q.get_by_name(master.pool, name)
         if device is None:
@@ -40,8 +44,11 @@ class DeviceController(Controller):
         await master.sync.sync(device.id)
         return await q.get_by_id(master.pool, device.id) or device
 
-    @get("/{name:str}/modules", operation_id="listDeviceModules",
-         summary="The module files a board holds now and its free space (asked from the board)")
+    @get(
+        "/{name:str}/modules",
+        operation_id="listDeviceModules",
+        summary="The module files a board holds now and its free space (asked from the board)",
+    )
     async def device_modules(self, master: Master, name: str) -> dict[str, Any]:
         device = await q.get_by_name(master.pool, name)
         if device is None:
@@ -50,8 +57,12 @@ class DeviceController(Controller):
             raise ConflictError(f"device {name!r} is offline", field="name")
         return await master.gateway.modules(device.address, device.port)
 
-    @post("/{name:str}/revoke", operation_id="revokeDevice", status_code=200,
-          summary="Revoke a board: its keys are forgotten and it is refused at once; flash or adopt it to pair again")
+    @post(
+        "/{name:str}/revoke",
+        operation_id="revokeDevice",
+        status_code=200,
+        summary="Revoke a board: its keys are forgotten and it is refused at once; flash or adopt it to pair again",
+    )
     async def revoke_device(self, master: Master, name: str) -> DeviceRead:
         device = await q.get_by_name(master.pool, name)
         if device is None:
@@ -60,8 +71,9 @@ class DeviceController(Controller):
         return await q.get_by_id(master.pool, device.id) or device
 
     @get("/{name:str}/readings", operation_id="listReadings", summary="Sensor readings the master took, newest first")
-    async def list_readings(self, master: Master, name: str,
-                            limit: Annotated[int, Parameter(ge=1, le=1000)] = 100) -> list[ReadingRead]:
+    async def list_readings(
+        self, master: Master, name: str, limit: Annotated[int, Parameter(ge=1, le=1000)] = 100
+    ) -> list[ReadingRead]:
         return await q.readings(master.pool, name, limit)
 
 

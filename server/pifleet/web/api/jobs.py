@@ -22,8 +22,7 @@ class JobController(Controller):
     async def list_jobs(self, master: Master) -> list[JobRead]:
         return await q.list_jobs(master.pool)
 
-    @post("/", operation_id="createJob", summary="Create a job, or replace the one with the same name",
-          status_code=201)
+    @post("/", operation_id="createJob", summary="Create a job, or replace the one with the same name", status_code=201)
     async def create_job(self, master: Master, data: JobSpec) -> Response[JobRead]:
         job, created = await master.jobs.save(data)
         return Response(job, status_code=201 if created else 200)
@@ -43,13 +42,21 @@ class JobController(Controller):
     async def delete_job(self, master: Master, name: str) -> None:
         await master.jobs.delete(name)
 
-    @post("/{name:str}/run", operation_id="runJob", summary="Run a job now (its follow-ups follow as usual)",
-          status_code=202)
+    @post(
+        "/{name:str}/run",
+        operation_id="runJob",
+        summary="Run a job now (its follow-ups follow as usual)",
+        status_code=202,
+    )
     async def run_job(self, master: Master, name: str) -> ExecutionRead:
         return await master.jobs.run_now(name)
 
-    @post("/{name:str}/pause", operation_id="pauseJob", summary="Pause: its runs are skipped until resumed",
-          status_code=200)
+    @post(
+        "/{name:str}/pause",
+        operation_id="pauseJob",
+        summary="Pause: its runs are skipped until resumed",
+        status_code=200,
+    )
     async def pause_job(self, master: Master, name: str) -> JobRead:
         return await master.jobs.set_paused(name, True)
 
@@ -57,8 +64,12 @@ class JobController(Controller):
     async def resume_job(self, master: Master, name: str) -> JobRead:
         return await master.jobs.set_paused(name, False)
 
-    @post("/{name:str}/dry-run", operation_id="dryRunJob",
-          summary="Validate against the board now and show what would be sent; sends nothing", status_code=200)
+    @post(
+        "/{name:str}/dry-run",
+        operation_id="dryRunJob",
+        summary="Validate against the board now and show what would be sent; sends nothing",
+        status_code=200,
+    )
     async def dry_run_job(self, master: Master, name: str) -> DryRun:
         return await master.jobs.dry_run(name)
 
@@ -68,11 +79,10 @@ class TimelineController(Controller):
     tags = ["jobs"]
 
     @get("/", operation_id="getTimeline", summary="Planned and projected runs over the next days")
-    async def timeline(self, master: Master, days: Annotated[float, Parameter(gt=0, le=31)] = 7,
-                       device: str | None = None) -> list[TimelineEntry]:
+    async def timeline(
+        self, master: Master, days: Annotated[float, Parameter(gt=0, le=31)] = 7, device: str | None = None
+    ) -> list[TimelineEntry]:
         return await master.jobs.timeline(days, device)
-
-
 
 
 class ExecutionController(Controller):
@@ -81,20 +91,27 @@ class ExecutionController(Controller):
 
     @get("/", operation_id="listExecutions", summary="Executions, newest first; filter by job and state")
     async def list_executions(
-        self, master: Master, job: str | None = None, device: str | None = None,
+        self,
+        master: Master,
+        job: str | None = None,
+        device: str | None = None,
         state_filter: Annotated[ExecutionState | None, Parameter(query="state")] = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50, offset: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
     ) -> list[ExecutionRead]:
-        return await q.list_executions(master.pool, job=job, device=device, state=state_filter, limit=limit,
-                                       offset=offset)
+        return await q.list_executions(
+            master.pool, job=job, device=device, state=state_filter, limit=limit, offset=offset
+        )
 
     @get("/upcoming", operation_id="listUpcoming", summary="Planned runs, soonest first (incl. follow-ups)")
-    async def upcoming(self, master: Master, limit: Annotated[int, Parameter(ge=1, le=500)] = 50
-                       ) -> list[ExecutionRead]:
+    async def upcoming(
+        self, master: Master, limit: Annotated[int, Parameter(ge=1, le=500)] = 50
+    ) -> list[ExecutionRead]:
         return await master.jobs.upcoming(limit)
 
-    @post("/{execution_id:uuid}/cancel", operation_id="cancelExecution", summary="Cancel a planned run",
-          status_code=200)
+    @post(
+        "/{execution_id:uuid}/cancel", operation_id="cancelExecution", summary="Cancel a planned run", status_code=200
+    )
     async def cancel_execution(self, master: Master, execution_id: UUID) -> ExecutionRead:
         return await master.jobs.cancel(execution_id)
 
@@ -104,4 +121,3 @@ class ExecutionController(Controller):
         if execution is None:
             raise NotFoundError(f"no execution {execution_id}", field="execution_id")
         return execution
-

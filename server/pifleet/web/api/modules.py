@@ -13,8 +13,12 @@ class ModuleController(Controller):
     path = "/api/modules"
     tags = ["modules"]
 
-    @post("/", operation_id="uploadModule", summary="Upload a role module; a compile error names its line",
-          status_code=201)
+    @post(
+        "/",
+        operation_id="uploadModule",
+        summary="Upload a role module; a compile error names its line",
+        status_code=201,
+    )
     async def upload(self, master: Master, data: ModuleUpload) -> Response[ModuleRead]:
         module, new = await master.modules.upload(data)
         if new:  # a new version goes to the boards whose role uses the module: one first, then the rest

@@ -28,15 +28,22 @@ class RoleController(Controller):
     async def get_role(self, master: Master, name: str) -> RoleRead:
         return await master.roles.get(name)
 
-    @put("/{name:str}", operation_id="applyRole",
-         summary="Create or replace a role; its boards are brought in line in the background")
+    @put(
+        "/{name:str}",
+        operation_id="applyRole",
+        summary="Create or replace a role; its boards are brought in line in the background",
+    )
     async def apply_role(self, master: Master, name: str, data: RoleSpec) -> RoleRead:
         if not NAME.match(name):
             raise InvalidError("a role name is letters, digits, '-', '_' and '.'", field="name")
         return await master.roles.apply(name, data)
 
-    @post("/{name:str}/assign", operation_id="assignRole", status_code=200,
-          summary="Give boards this role (and their own configuration); they are synced in the background")
+    @post(
+        "/{name:str}/assign",
+        operation_id="assignRole",
+        status_code=200,
+        summary="Give boards this role (and their own configuration); they are synced in the background",
+    )
     async def assign_role(self, master: Master, name: str, data: RoleAssign) -> list[DeviceRead]:
         return await master.roles.assign(name, data)
 
@@ -50,8 +57,9 @@ class RolloutController(Controller):
     tags = ["modules"]
 
     @get("/", operation_id="listRollouts", summary="Module rollouts, newest first")
-    async def list_rollouts(self, master: Master,
-                            limit: Annotated[int, Parameter(ge=1, le=500)] = 50) -> list[RolloutRead]:
+    async def list_rollouts(
+        self, master: Master, limit: Annotated[int, Parameter(ge=1, le=500)] = 50
+    ) -> list[RolloutRead]:
         return await q.list_rollouts(master.pool, limit)
 
     @get("/{rollout_id:int}", operation_id="getRollout", summary="One rollout: done, skipped, where it halted")

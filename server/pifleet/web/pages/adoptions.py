@@ -27,11 +27,16 @@ class AdoptionPanelController(Controller):
         return await _panel(master)
 
     @post("/{adoption_id:int}/confirm", operation_id="uiConfirmAdoption", status_code=200)
-    async def confirm(self, master: Master, adoption_id: int,
-                      data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Template:
+    async def confirm(
+        self,
+        master: Master,
+        adoption_id: int,
+        data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
+    ) -> Template:
         try:
-            adopted = await master.adoption.confirm(adoption_id, data.get("code", ""),
-                                                    data.get("name") or None, data.get("role") or None)
+            adopted = await master.adoption.confirm(
+                adoption_id, data.get("code", ""), data.get("name") or None, data.get("role") or None
+            )
         except PifleetError as exc:
             return await _panel(master, exc.detail, error=True)
         return await _panel(master, f"adopted as {adopted.device_id}; the board fetches its identity now")

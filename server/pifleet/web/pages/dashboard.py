@@ -30,8 +30,10 @@ class DashboardController(Controller):
     async def timeline(self, master: Master, days: float = 2, device: str | None = None) -> Template:
         days = min(max(days, 0.1), 31)
         entries = await master.jobs.timeline(days, device or None)
-        return Template("_timeline.html", context={"entries": entries[:200], "total": len(entries), "days": days,
-                                                   "device": device or ""})
+        return Template(
+            "_timeline.html",
+            context={"entries": entries[:200], "total": len(entries), "days": days, "device": device or ""},
+        )
 
     @get("/ui/executions", operation_id="uiExecutions")
     async def executions(self, master: Master) -> Template:

@@ -55,8 +55,9 @@ class LoginPageController(Controller):
         try:
             session_id, _ = await auth.login(name, data.get("password", ""), peer(request), request.cookies.get(COOKIE))
         except TooManyAttemptsError as exc:
-            return _form("login.html", 429, {"Retry-After": str(exc.retry_after)}, next=target, name=name,
-                         error=_message(exc))
+            return _form(
+                "login.html", 429, {"Retry-After": str(exc.retry_after)}, next=target, name=name, error=_message(exc)
+            )
         except PifleetError as exc:
             return _form("login.html", exc.status, next=target, name=name, error=_message(exc))
         return Redirect(target, status_code=303, cookies=[session_cookie(request, session_id, auth.lifetime)])
@@ -89,10 +90,19 @@ class LoginPageController(Controller):
         return Redirect("/login", status_code=303, cookies=[cleared_cookie(request)])
 
 
-async def _panel(auth: AuthService, message: str | None = None, error: bool = False, secret: str | None = None
-                 ) -> Template:
-    return Template("_auth.html", context={"users": await auth.list_users(), "tokens": await auth.list_tokens(),
-                                           "message": message, "error": error, "secret": secret})
+async def _panel(
+    auth: AuthService, message: str | None = None, error: bool = False, secret: str | None = None
+) -> Template:
+    return Template(
+        "_auth.html",
+        context={
+            "users": await auth.list_users(),
+            "tokens": await auth.list_tokens(),
+            "message": message,
+            "error": error,
+            "secret": secret,
+        },
+    )
 
 
 class AuthPanelController(Controller):
@@ -134,8 +144,11 @@ class AuthPanelController(Controller):
             token = await auth.create_token(data.get("name", ""), scope, principal)
         except PifleetError as exc:
             return await _panel(auth, _message(exc), error=True)
-        return await _panel(auth, f"API token {token.id} ({token.name}, {token.scope}) created; copy it now, it is "
-                                  "not shown again", secret=token.secret)
+        return await _panel(
+            auth,
+            f"API token {token.id} ({token.name}, {token.scope}) created; copy it now, it is not shown again",
+            secret=token.secret,
+        )
 
     @post("/tokens/{token_id:int}/revoke", operation_id="uiRevokeToken", status_code=200)
     async def revoke_token(self, auth: AuthService, principal: Principal, token_id: int) -> Template:

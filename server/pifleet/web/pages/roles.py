@@ -23,9 +23,16 @@ from ...storage import roles as roles_q
 
 async def _panel(master: Master, message: str | None = None, error: bool = False) -> Template:
     devices = {d.name: d for d in await devices_q.list_devices(master.pool)}
-    return Template("_roles.html", context={
-        "roles": await roles_q.list_roles(master.pool), "devices": devices,
-        "rollouts": await roles_q.list_rollouts(master.pool, 5), "message": message, "error": error})
+    return Template(
+        "_roles.html",
+        context={
+            "roles": await roles_q.list_roles(master.pool),
+            "devices": devices,
+            "rollouts": await roles_q.list_rollouts(master.pool, 5),
+            "message": message,
+            "error": error,
+        },
+    )
 
 
 def _problem(exc: Exception) -> str:
@@ -43,8 +50,9 @@ class RolePanelController(Controller):
         return await _panel(master)
 
     @post("/apply", operation_id="uiApplyRole", status_code=200)
-    async def apply(self, master: Master,
-                    data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Template:
+    async def apply(
+        self, master: Master, data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+    ) -> Template:
         """The text of a role file (JSON or TOML, as `pifleet role apply` reads it)."""
         text = data.get("role", "")
         try:
@@ -58,8 +66,9 @@ class RolePanelController(Controller):
         return await _panel(master, f"role {role.name} applied; its boards are being brought in line")
 
     @post("/assign", operation_id="uiAssignRole", status_code=200)
-    async def assign(self, master: Master,
-                     data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]) -> Template:
+    async def assign(
+        self, master: Master, data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+    ) -> Template:
         devices = [d.strip() for d in data.get("devices", "").replace(",", " ").split() if d.strip()]
         try:
             await master.roles.assign(data.get("role", ""), RoleAssign(devices=devices))
@@ -68,8 +77,9 @@ class RolePanelController(Controller):
         return await _panel(master, f"role {data.get('role')} assigned to {', '.join(devices)}")
 
     @post("/modules", operation_id="uiUploadModule", status_code=200)
-    async def upload(self, master: Master,
-                     data: Annotated[UploadFile, Body(media_type=RequestEncodingType.MULTI_PART)]) -> Template:
+    async def upload(
+        self, master: Master, data: Annotated[UploadFile, Body(media_type=RequestEncodingType.MULTI_PART)]
+    ) -> Template:
         try:
             source = (await data.read()).decode()
             module, new = await master.modules.upload(ModuleUpload(filename=data.filename, source=source))
