@@ -35,6 +35,11 @@ log = logging.getLogger(__name__)
 ESP_IMAGE_MAGIC = 0xE9
 APP_DESC_MAGIC = 0xABCD5432
 MAX_IMAGE_SIZE = 16 * 1024 * 1024
+# The oldest MicroPython the agent runs on (docs/agent.md): it needs `asyncio` by that name with the
+# `core._io_queue` it polls sockets through (v1.21+), and its heap budget assumes v1.22's split heap.
+AGENT_MIN_VERSION = "v1.22.0"
+# MicroPython's banner (MICROPY_FULL_VERSION_INFO): "MicroPython v1.16-… on 2021-08-30; ESP32 module with ESP32"
+_BANNER = re.compile(rb"MicroPython (v\d+\.\d+(?:\.\d+)?(?:-[0-9A-Za-z.+_-]*)?) on \d{4}-\d{2}-\d{2}; ")
 
 # micropython.org board names and release file names, per chip and version (the file names carry the build date).
 BOARDS = {
@@ -127,8 +132,19 @@ def inspect_image(data: bytes) -> ImageInfo:
     if getattr(app, "chip_id", chip_id) != chip_id:
         raise InvalidError("the app image is for another chip than its bootloader", field="file")
     version, project = _app_desc(app)
-    if not version:
-        raise InvalidError("the app image carries no esp_app_desc: its MicroPython version is unknown", field="file")
+    if not version:  # images built with older ESP-IDF releases: the version is only in the banner
+        found = _BANNER.search(data, app_part.offset - offset)
+        if found is None:
+            raise InvalidError(
+                "the app image names no MicroPython version (no version in its esp_app_desc, no banner)", field="file"
+            )
+        version, project = found.group(1).decode(), project or "micropython"
+    if version_tuple(version) < version_tuple(AGENT_MIN_VERSION):
+        raise InvalidError(
+            f"MicroPython {version} is older than {AGENT_MIN_VERSION}, the oldest the pifleet agent runs on: "
+            "use a newer image",
+            field="file",
+        )
     return ImageInfo(chip, version, project, offset)
 
 

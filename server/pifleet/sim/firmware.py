@@ -84,13 +84,22 @@ def build_bootloader(chip: str = "esp32", flash_size: int = 4 * 1024 * 1024) -> 
     return image.save(None)
 
 
-def build_app(chip: str = "esp32", version: str = "v1.24.1", flash_size: int = 4 * 1024 * 1024) -> bytes:
+def banner(version: str, date: str = "2021-08-30", board: str = "ESP32 module with ESP32") -> bytes:
+    """MicroPython's start-up banner as the firmware stores it (MICROPY_FULL_VERSION_INFO, one C string)."""
+    return f"MicroPython {version} on {date}; {board}\0".encode()
+
+
+def build_app(
+    chip: str = "esp32", version: str = "v1.24.1", flash_size: int = 4 * 1024 * 1024, *, old_idf: bool = False
+) -> bytes:
     """The application image: DROM segment starting with esp_app_desc_t, then IRAM filler (no IROM, whose
-    64 KB MMU alignment would pad the image to 64 KB for nothing)."""
+    64 KB MMU alignment would pad the image to 64 KB for nothing). The version is in the descriptor and in the
+    banner; `old_idf` leaves the descriptor's version empty, as images built with older ESP-IDF releases have it
+    (MicroPython ≤ 1.17 or so), so only the banner names it."""
     rom = _rom(chip)
     image = _image(rom, flash_size)
     code = b"\x36\x41\x00\x1d\xf0\x00\x00\x00" * 64
-    desc = app_desc(version) + b"MicroPython " * 64
+    desc = app_desc("" if old_idf else version) + b"MicroPython " * 32 + banner(version) + b"MicroPython " * 32
     image.segments = [
         ELFSection(b".flash.appdesc", rom.DROM_MAP_START + 0x20, desc, 0),
         ELFSection(b".iram0.text", _ram(chip)[0] + 0x1000, code, 0),
@@ -99,7 +108,9 @@ def build_app(chip: str = "esp32", version: str = "v1.24.1", flash_size: int = 4
     return image.save(None)
 
 
-def build_image(chip: str = "esp32", version: str = "v1.24.1", flash_size: int = 4 * 1024 * 1024) -> bytes:
+def build_image(
+    chip: str = "esp32", version: str = "v1.24.1", flash_size: int = 4 * 1024 * 1024, *, old_idf: bool = False
+) -> bytes:
     """The merged image (bootloader, partition table, app), to be written at the chip's bootloader offset."""
     rom = _rom(chip)
     base = rom.BOOTLOADER_FLASH_OFFSET
@@ -110,7 +121,7 @@ def build_image(chip: str = "esp32", version: str = "v1.24.1", flash_size: int =
     merged[: len(bootloader)] = bootloader
     table = build_partition_table(micropython_default_table(flash_size))
     merged[TABLE_OFFSET - base : TABLE_OFFSET - base + len(table)] = table
-    merged += build_app(chip, version, flash_size)
+    merged += build_app(chip, version, flash_size, old_idf=old_idf)
     return bytes(merged)
 
 

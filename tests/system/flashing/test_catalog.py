@@ -60,3 +60,23 @@ def test_mpy_cross_follows_the_base_image(version, line, abi):
     mpy = bundle.compile_mpy(binary, b"x = 1\n", "t.py")
     assert mpy[:2] == b"M\x06"
     assert bundle.mpy_cross_version(binary).endswith(f"mpy v6.{abi}")
+
+
+def test_an_old_idf_image_is_read_by_its_banner():
+    """Images built with older ESP-IDF releases carry an esp_app_desc without a version: the banner names it."""
+    info = catalog.inspect_image(build_image("esp32", "v1.23.0-preview.4.g0a1b2c3", old_idf=True))
+    assert info == catalog.ImageInfo("ESP32", "v1.23.0-preview.4.g0a1b2c3", "micropython", 0x1000)
+
+
+@pytest.mark.parametrize("version, old_idf", [("v1.16", True), ("v1.21.0", False)])
+def test_an_image_older_than_the_agent_is_refused_naming_both_versions(version, old_idf):
+    with pytest.raises(InvalidError) as e:
+        catalog.inspect_image(build_image("esp32", version, old_idf=old_idf))
+    assert e.value.field == "file"
+    assert version in e.value.detail and catalog.AGENT_MIN_VERSION in e.value.detail
+
+
+def test_an_image_without_version_or_banner_is_refused():
+    with pytest.raises(InvalidError, match="names no MicroPython version") as e:
+        catalog.inspect_image(build_image("esp32", "", old_idf=True))  # banner "MicroPython  on …": no version
+    assert e.value.field == "file"

@@ -155,6 +155,20 @@ def test_flash_clean_board_then_reflash_keeps_identity_and_factory_reset_changes
     assert module_master.device("porch-blind")["id"] == reset["device_id"]
 
 
+def test_an_image_older_than_the_agent_is_refused_naming_both_versions(module_master):
+    """`pifleet firmware add` of an old board's image (older ESP-IDF: the version only in its banner)."""
+    before = module_master.get("/api/firmware")
+    r = module_master.post(
+        "/api/firmware",
+        content=build_image("esp32", "v1.16", old_idf=True),
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert problem["field"] == "file" and "v1.16" in problem["detail"] and "v1.22.0" in problem["detail"]
+    assert module_master.get("/api/firmware") == before  # nothing was added
+
+
 def test_image_for_another_chip_is_refused_before_writing(module_master, chips):
     s3 = add_firmware(module_master, build_image("esp32s3", "v1.24.1"))
     assert s3["chip"] == "ESP32-S3" and s3["offset"] == 0
