@@ -1,13 +1,17 @@
-"""The master's parts, assembled: database, migrations, CoAP gateway, registry, Huey queue, job service.
+"""The master's parts, assembled: database, migrations, CoAP gateway, services, Huey queue, background watches.
 
-`Master.start()` brings them up in order and `Master.stop()` closes them in reverse. The HTTP app (app.py) and
-the CLI's `serve`/`demo` (cli.py) sit on top; tests start a Master the same way.
+Assembly only, no business logic: `Master.start()` builds each part, hands it its collaborators at construction
+(no part is wired to another afterwards) and enters its lifespan into one AsyncExitStack; `Master.stop()` closes
+that stack, so parts stop in the reverse order of their start. The HTTP app (app.py) provides each service to
+the controllers on its own; the CLI's `serve`/`demo` start a Master, and tests start one the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Coroutine
 
 import asyncpg
 
@@ -19,6 +23,7 @@ from .flashing.service import FlashService
 from .flashing.usb import UsbWatcher
 from .fleet.adoption import AdoptionService
 from .fleet.modules import ModuleService
+from .fleet.pairing import PairingService
 from .fleet.registry import Registry
 from .fleet.roles import RoleService
 from .fleet.sync import Syncer
@@ -28,7 +33,6 @@ from .jobs.queue import JobQueue
 from .jobs.runner import Runner
 from .jobs.service import JobService
 from .jobs.threshold import ThresholdWatcher
-from .storage import devices as devices_q
 from .storage import migrations, postgres
 
 log = logging.getLogger(__name__)
@@ -41,8 +45,10 @@ class Master:
         self.pool: asyncpg.Pool | None = None
         self.gateway = Gateway(settings.coap_host, settings.coap_port, keys_dir=settings.data_dir / "oscore")
         self._pg_server = None
+        self._stack: contextlib.AsyncExitStack | None = None
         self._tasks: list[asyncio.Task] = []
         self.advertiser: Advertiser | None = None
+        self.pairing: PairingService
         self.adoption: AdoptionService
         self.catalog: Catalog
         self.usb: UsbWatcher
@@ -50,7 +56,11 @@ class Master:
         self.queue: JobQueue
         self.registry: Registry
         self.jobs: JobService
+        self.modules: ModuleService
+        self.sync: Syncer
+        self.roles: RoleService
         self.runner: Runner
+        self.thresholds: ThresholdWatcher
 
     def database_url(self) -> str:
         if self.settings.database_url:
@@ -60,87 +70,104 @@ class Master:
         return postgres.embedded_url(self._pg_server)
 
     async def start(self) -> None:
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        url = await asyncio.to_thread(self.database_url)
-        self.pool = await postgres.create_pool(url)
-        await migrations.migrate(self.pool)
-        self.queue = JobQueue(url, workers=self.settings.workers)
-        self.registry = Registry(self.pool, self.hub, self.gateway)
-        self.jobs = JobService(self.pool, self.queue, self.hub, self.settings.location)
-        self.modules = ModuleService(self.pool, self.hub)
-        self.sync = Syncer(self.pool, self.hub, self.gateway, self.modules)
-        self.roles = RoleService(self.pool, self.hub, self.modules, self.jobs, self.sync)
-        self.registry.on_described = self.sync.registered
-        await self.roles.store_presets()
-        await self.modules.refresh_shipped()
-        self.runner = Runner(self.jobs, self.registry, self.gateway, self.settings.command_timeout_s)
-        await self.gateway.start(self.registry)
-        for row in await devices_q.paired_boards(self.pool):
-            self.gateway.pair(row["id"], row["oscore_id"], row["secret"], row["address"], row["port"])
-        # adoption of boards without identity: POST /pair on the same CoAP endpoint
-        self.adoption = AdoptionService(self.pool, self.hub)
-        self.adoption.on_paired = self.paired
-        adoption_resource.attach(self.gateway.site, self.adoption, self.gateway.counters)
-        if self.settings.mdns:
-            self.advertiser = Advertiser(self.settings.coap_host, self.settings.coap_port)
-            await self.advertiser.start()  # best effort, in the background
-        # flashing over USB: base-image catalog, USB board watch (1 s), flash jobs
-        self.catalog = Catalog(self.pool, self.settings.data_dir / "firmware")
-        self.usb = UsbWatcher(self.hub)
-        self.flashing = FlashService(self.pool, self.hub, self.catalog, self.usb, self.settings)
-        self.flashing.role_plan = self.roles.flash_plan
-        self.flashing.on_paired = self.paired
-        await self.flashing.recover()
-        self._tasks.append(asyncio.create_task(self.usb.run(), name="usb-watch"))
-        self.queue.start(asyncio.get_running_loop(), self.runner.run)
-        await self.jobs.recover()
-        self._tasks.append(asyncio.create_task(self.registry.watch(), name="device-watch"))
-        self.thresholds = ThresholdWatcher(self.pool, self.gateway, self.jobs, self.settings.command_timeout_s)
-        self._tasks.append(asyncio.create_task(self.thresholds.run(), name="threshold-watch"))
-        log.info(
-            "master ready: http %s, coap udp://%s:%d, data %s",
-            self.settings.http_url,
-            self.settings.coap_host,
-            self.settings.coap_port,
-            self.settings.data_dir,
-        )
-
-    async def paired(self, device_id: str) -> None:
-        """A board got an identity (flashing, adoption): the gateway learns its OSCORE keys."""
-        row = await devices_q.paired_board(self.pool, device_id)
-        if row is not None:
-            self.gateway.pair(row["id"], row["oscore_id"], row["secret"], row["address"], row["port"])
-
-    async def revoke(self, device_id: str) -> bool:
-        """A board can no longer speak for itself, at once: its keys and registration are forgotten. Flashing or
-        adopting it again gives it a fresh secret."""
-        found = await devices_q.revoke(self.pool, device_id)
-        self.gateway.unpair(device_id)
-        if found:
-            log.warning("board %s revoked", device_id)
-            self.hub.publish("devices")
-        return found
+        stack = contextlib.AsyncExitStack()
+        try:
+            await self._assemble(stack)
+        except BaseException:
+            await stack.aclose()  # what did start stops again, in reverse
+            raise
+        self._stack = stack
 
     async def stop(self) -> None:
-        if hasattr(self, "flashing"):
-            await self.flashing.stop()  # a flash cut short is recorded as failed while the pool is open
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def _assemble(self, stack: contextlib.AsyncExitStack) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        stack.push_async_callback(self._stop_embedded_postgres)
+        url = await asyncio.to_thread(self.database_url)
+        self.pool = pool = await postgres.create_pool(url)
+        stack.push_async_callback(self._close_pool)
+        await migrations.migrate(pool)
+
+        hub, gateway = self.hub, self.gateway
+        self.queue = JobQueue(url, workers=settings.workers)
+        self.jobs = JobService(pool, self.queue, hub, settings.location)
+        self.modules = ModuleService(pool, hub)
+        self.sync = Syncer(pool, hub, gateway, self.modules)
+        self.roles = RoleService(pool, hub, self.modules, self.jobs, self.sync)
+        self.registry = Registry(pool, hub, gateway, described=self.sync.registered)
+        self.pairing = PairingService(pool, hub, keys=gateway)
+        await self.roles.store_presets()
+        await self.modules.refresh_shipped()
+        self.runner = Runner(self.jobs, self.registry, gateway, settings.command_timeout_s)
+
+        await gateway.start(self.registry)
+        stack.push_async_callback(gateway.stop)
+        await self.pairing.restore()
+        # adoption of boards without identity: POST /pair on the same CoAP endpoint
+        self.adoption = AdoptionService(pool, hub, paired=self.pairing.paired)
+        adoption_resource.attach(gateway.site, self.adoption, gateway.counters)
+        if settings.mdns:
+            self.advertiser = Advertiser(settings.coap_host, settings.coap_port)
+            await self.advertiser.start()  # best effort, in the background
+            stack.push_async_callback(self._stop_advertiser)
+
+        # flashing over USB: base-image catalog, USB board watch (1 s), flash jobs
+        self.catalog = Catalog(pool, settings.data_dir / "firmware")
+        self.usb = UsbWatcher(hub)
+        self.flashing = FlashService(
+            pool, hub, self.catalog, self.usb, settings, role_plan=self.roles.flash_plan, paired=self.pairing.paired
+        )
+        await self.flashing.recover()
+        self._background(self.usb.run(), "usb-watch")
+        self.queue.start(asyncio.get_running_loop(), self.runner.run)
+        stack.push_async_callback(self._stop_queue)
+        stack.push_async_callback(self.sync.stop)
+        stack.push_async_callback(self._cancel_background)
+        # a flash cut short is recorded as failed while the pool is open: the first part to stop
+        stack.push_async_callback(self.flashing.stop)
+        await self.jobs.recover()
+        self._background(self.registry.watch(), "device-watch")
+        self.thresholds = ThresholdWatcher(pool, gateway, self.jobs, settings.command_timeout_s)
+        self._background(self.thresholds.run(), "threshold-watch")
+        log.info(
+            "master ready: http %s, coap udp://%s:%d, data %s",
+            settings.http_url,
+            settings.coap_host,
+            settings.coap_port,
+            settings.data_dir,
+        )
+
+    # -- lifespans ------------------------------------------------------------------------------------------------
+
+    def _background(self, coro: Coroutine, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def _cancel_background(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if hasattr(self, "sync"):
-            await self.sync.stop()
-        if hasattr(self, "queue"):
-            # no new runs; then let the runs in progress finish (a blind move takes seconds)
-            await asyncio.to_thread(self.queue.stop)
-            await self.runner.drain(timeout=self.settings.command_timeout_s)
+
+    async def _stop_queue(self) -> None:
+        # no new runs; then let the runs in progress finish (a blind move takes seconds)
+        await asyncio.to_thread(self.queue.stop)
+        await self.runner.drain(timeout=self.settings.command_timeout_s)
+
+    async def _stop_advertiser(self) -> None:
         if self.advertiser is not None:
             await self.advertiser.stop()
             self.advertiser = None
-        await self.gateway.stop()
+
+    async def _close_pool(self) -> None:
         if self.pool is not None:
             await self.pool.close()
             self.pool = None
+
+    async def _stop_embedded_postgres(self) -> None:
         if self._pg_server is not None:
             await asyncio.to_thread(self._pg_server.cleanup)
             self._pg_server = None

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 SECRET_BYTES = 32
 
+RolePlan = Callable[[str], Awaitable[tuple[dict, dict[str, str] | None]]]
+
 
 def master_host(settings: Settings) -> str:
     """The address a board should use for the master: the advertised one, the CoAP bind address, or (for a
@@ -70,7 +72,15 @@ class _Pending:
 
 class FlashService:
     def __init__(
-        self, pool: asyncpg.Pool, hub: EventHub, catalog: Catalog, usb: UsbWatcher, settings: Settings
+        self,
+        pool: asyncpg.Pool,
+        hub: EventHub,
+        catalog: Catalog,
+        usb: UsbWatcher,
+        settings: Settings,
+        *,
+        role_plan: RolePlan | None = None,
+        paired: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.pool = pool
         self.hub = hub
@@ -80,11 +90,11 @@ class FlashService:
         self._tasks: set[asyncio.Task] = set()
         self._notes: dict[str, set[asyncio.Task]] = {}  # job id -> its progress writes still running
         self.last_timing: dict[str, float] = {}  # of the last flash, for the benchmark
-        # role name -> ({capability: configuration}, {capability: module source}); set by the master to the
-        # role service's (roles are data); the presets and shipped modules when unset
+        # role name -> ({capability: configuration}, {capability: module source}): the role service's (roles
+        # are data); the presets and shipped modules when none is given
+        self.role_plan: RolePlan = role_plan or self._preset_plan
         # called with the device id after a board got its identity: the gateway learns its OSCORE keys
-        self.on_paired: Callable[[str], Awaitable[None]] | None = None
-        self.role_plan: Callable[[str], Awaitable[tuple[dict, dict[str, str] | None]]] = self._preset_plan
+        self.on_paired = paired
 
     @staticmethod
     async def _preset_plan(role: str) -> tuple[dict, dict[str, str] | None]:

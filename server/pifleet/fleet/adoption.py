@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -29,6 +28,7 @@ from ..events import EventHub
 from ..model import AdoptionRead
 from ..storage import adoptions as q
 from ..storage import devices as devices_q
+from .link import Paired
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +115,11 @@ class Announcement:
 
 
 class AdoptionService:
-    def __init__(self, pool: asyncpg.Pool, hub: EventHub) -> None:
+    def __init__(self, pool: asyncpg.Pool, hub: EventHub, paired: Paired | None = None) -> None:
         self.pool = pool
         self.hub = hub
         # called with the device id once a board got an identity: the gateway learns its OSCORE keys
-        self.on_paired: Callable[[str], Awaitable[None]] | None = None
+        self.on_paired = paired
 
     async def announce(self, a: Announcement, address: str, port: int) -> tuple[str, dict | None]:
         """A board without identity asks; answer (state, sealed identity or None). Only 'adopted' carries one."""

@@ -43,3 +43,27 @@ class BoardLink(Protocol):
     async def put_role(self, address: str, port: int, body: dict[str, Any]) -> dict[str, Any]:
         """PUT /role; the board's /cap description once it runs the role, BoardError when it went back."""
         ...
+
+
+class BoardKeys(Protocol):
+    """The OSCORE contexts of paired boards: the gateway keeps them."""
+
+    def pair(self, device_id: str, oscore_id: bytes, secret: bytes, address: str | None, port: int | None) -> None:
+        """Know a board's keys (flashed, adopted, or at start); replaces what was known before."""
+        ...
+
+    def unpair(self, device_id: str) -> None:
+        """Forget a board's keys: what it sends is refused from now on."""
+        ...
+
+
+class Paired(Protocol):
+    """Called with a device id once a board got an identity (flashing, adoption): its keys become known."""
+
+    async def __call__(self, device_id: str) -> None: ...
+
+
+class Described(Protocol):
+    """Called with a device id and its /cap description after each registration (the role sync hooks in)."""
+
+    async def __call__(self, device_id: str, described: dict[str, Any]) -> None: ...

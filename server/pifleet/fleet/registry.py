@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -17,7 +16,7 @@ import asyncpg
 from ..errors import BoardError, InvalidError
 from ..events import EventHub
 from ..storage import devices as q
-from .link import BoardLink
+from .link import BoardLink, Described
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +24,14 @@ MIN_LIFETIME_S, MAX_LIFETIME_S = 5, 86400
 
 
 class Registry:
-    def __init__(self, pool: asyncpg.Pool, hub: EventHub, link: BoardLink) -> None:
+    def __init__(self, pool: asyncpg.Pool, hub: EventHub, link: BoardLink, described: Described | None = None) -> None:
         self.pool = pool
         self.hub = hub
         self.link = link
         self._tasks: set[asyncio.Task] = set()  # fire-and-forget capability reads, kept alive here
         self._online: dict[str, bool] = {}
         # called with (device id, its /cap description) after each registration: the role sync hooks in here
-        self.on_described: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+        self.on_described = described
 
     async def register(
         self,

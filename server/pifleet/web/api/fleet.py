@@ -67,7 +67,7 @@ class DeviceController(Controller):
         device = await q.get_by_name(master.pool, name)
         if device is None:
             raise NotFoundError(f"no device named {name!r}", field="name")
-        await master.revoke(device.id)
+        await master.pairing.revoke(device.id)
         return await q.get_by_id(master.pool, device.id) or device
 
     @get("/{name:str}/readings", operation_id="listReadings", summary="Sensor readings the master took, newest first")
