@@ -7,7 +7,6 @@ guard, so no controller can forget it; a route is public only if its path templa
 
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import quote
 
 from litestar import Litestar, Request, Response
@@ -22,7 +21,7 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
-from . import __version__
+from . import __version__, resources
 from .auth import keys
 from .auth.errors import ForbiddenError, TooManyAttemptsError, UnauthenticatedError
 from .auth.service import AuthService
@@ -43,7 +42,7 @@ from .web.pages.login import CONTROLLERS as LOGIN_CONTROLLERS
 from .web.pages.roles import RolePanelController
 from .web.problems import HANDLERS, problem
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
+DASHBOARD = resources.dashboard()
 
 # The only routes anyone may use without logging in (path templates, as routed).
 PUBLIC = frozenset({"/api/health", "/api/login", "/api/setup", "/login", "/setup", "/static/{file_path}"})

@@ -21,14 +21,14 @@ import threading
 from pathlib import Path
 from typing import NamedTuple
 
+from .. import resources
 from ..errors import InvalidError
 from ..fleet.presets import ROLES
 from . import layout
 from .catalog import version_tuple
 
-REPO = Path(__file__).resolve().parents[3]
-AGENT_SRC = REPO / "micropython"
-CAPABILITIES_SRC = REPO / "capabilities"
+AGENT_SRC = resources.agent()
+CAPABILITIES_SRC = resources.capabilities()
 LISTEN_PORT = 5683
 LIFETIME_S = 60
 

@@ -1,8 +1,8 @@
 """ProcessTarget: provision a working directory and run the board agent in it under CPython.
 
-Layer: a target runner (CPython). It shares the virtual board's sources and address claims
-(pifleet.sim.board: AGENT_SRC, CAPABILITIES_SRC, free_loopback_ip) but none of its chip: no flash image, no
-ROM loader, no pty, no boot.py (a process drives no outputs) and none of the ESP32 shims.
+Layer: a target runner (CPython). It shares the virtual board's sources (pifleet.resources) and address claims
+(pifleet.sim.board.free_loopback_ip) but none of its chip: no flash image, no ROM loader, no pty, no boot.py (a
+process drives no outputs) and none of the ESP32 shims.
 
 - The working directory DATA_DIR/NAME holds main.py, agent/ (the same files a board gets), caps/ (the host
   capabilities) and config.json (role "process", et "pifleet.process", the master's address, the
@@ -38,11 +38,12 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from pifleet.sim.board import AGENT_SRC, CAPABILITIES_SRC, free_loopback_ip
+from pifleet import resources
+from pifleet.sim.board import free_loopback_ip
 
 logger = logging.getLogger(__name__)
 
-HOST_EDGE = AGENT_SRC / "host"  # `network` for the agent on a Linux host
+HOST_EDGE = resources.agent() / "host"  # `network` for the agent on a Linux host
 PROCESS_CAPS = ("db", "python")
 _CAP_HELPERS = ("_jsonsafe.py",)  # modules the host capabilities import from caps/
 MASTER_DATABASE = "pifleet"  # the master's database name on its embedded server (pifleet.storage.postgres)
@@ -121,12 +122,13 @@ class ProcessTarget:
         self.root.mkdir(parents=True, exist_ok=True)
         for sub in ("agent", "caps"):
             shutil.rmtree(self.root / sub, ignore_errors=True)
-        shutil.copytree(AGENT_SRC / "agent", self.root / "agent", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        shutil.copy2(AGENT_SRC / "main.py", self.root / "main.py")
+        agent, capabilities = resources.agent(), resources.capabilities()
+        shutil.copytree(agent / "agent", self.root / "agent", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copy2(agent / "main.py", self.root / "main.py")
         (self.root / "caps").mkdir()
         (self.root / "caps" / "__init__.py").write_text("")
         for filename in (*_CAP_HELPERS, *(f"{cap}.py" for cap in self.caps)):
-            shutil.copy2(CAPABILITIES_SRC / filename, self.root / "caps" / filename)
+            shutil.copy2(capabilities / filename, self.root / "caps" / filename)
         if "python" in self.caps:
             self.modules_dir.mkdir(parents=True, exist_ok=True)
         config = {

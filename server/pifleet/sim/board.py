@@ -29,6 +29,7 @@ import termios
 import time
 from pathlib import Path
 
+from pifleet import resources
 from pifleet.flashing import bundle
 from pifleet.flashing.layout import (
     TABLE_OFFSET,
@@ -48,10 +49,7 @@ from pifleet.sim.flash import DEFAULT_SIZE, Flash, board_mac
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[3]
-AGENT_SRC = REPO / "micropython"
-SHIMS = AGENT_SRC / "shims"
-CAPABILITIES_SRC = REPO / "capabilities"
+SHIMS = resources.agent() / "shims"  # machine, network, esp32 … for the unix port; never written to flash
 
 # Heap for the interpreter, like a generic ESP32 without PSRAM (MicroPython gets roughly 100-160 KB there), on
 # the 64-bit unix port, which needs about 1.5-2 times the heap of a 32-bit ESP32 for the same objects.

@@ -1,4 +1,5 @@
 """Numbered SQL migrations from sql/, applied at start-up, each once, in order, recorded in schema_migrations.
+sql/ is found by pifleet.resources (the installed package, else the source checkout).
 
 Idempotent and safe against two masters starting at once: an advisory lock serialises the runner.
 """
@@ -11,22 +12,24 @@ from pathlib import Path
 
 import asyncpg
 
+from .. import resources
+
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parents[3] / "sql"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x70696665  # "pife"
 
 
-def available(sql_dir: Path = SQL_DIR) -> list[tuple[int, str, Path]]:
+def available(sql_dir: Path | None = None) -> list[tuple[int, str, Path]]:
+    """The migrations in sql_dir (default: the shipped sql/), in order: (version, name, path)."""
     found = []
-    for path in sorted(sql_dir.glob("*.sql")):
+    for path in sorted((sql_dir or resources.sql()).glob("*.sql")):
         if m := _NAME.match(path.name):
             found.append((int(m.group(1)), m.group(2), path))
     return found
 
 
-async def migrate(pool: asyncpg.Pool, sql_dir: Path = SQL_DIR) -> list[int]:
+async def migrate(pool: asyncpg.Pool, sql_dir: Path | None = None) -> list[int]:
     """Apply what is missing; return the versions applied now."""
     applied_now = []
     async with pool.acquire() as conn:
