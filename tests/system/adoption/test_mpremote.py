@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from pifleet.cli import main
-from pifleet.cli_board import resolve_port
+from pifleet.cli.board import resolve_port
 
 
 def test_a_port_path_is_used_as_is():

@@ -1,8 +1,9 @@
 """`pifleet process …`: run a process target (the agent under CPython on this host) in the foreground.
 
-Layer: CLI adapter for process targets. It provisions DATA_DIR/NAME, starts the agent, streams its console,
-and stops it cleanly (the agent deregisters) on Ctrl-C or SIGTERM. Like `sim`, a process of its own, not an
-API client: the target reaches the master over CoAP only.
+Layer: CLI adapter for process targets (pifleet.process); of the other cli modules it imports only cli.client.
+It provisions DATA_DIR/NAME, starts the agent, streams its console, and stops it cleanly (the agent deregisters)
+on Ctrl-C or SIGTERM. Like `sim`, a process of its own, not an API client: the target reaches the master over
+CoAP only.
 """
 
 from __future__ import annotations
@@ -12,16 +13,10 @@ from pathlib import Path
 
 import click
 
-from pifleet.config import default_data_dir
-from pifleet.process.target import PROCESS_CAPS, ProcessTarget, master_database_url
-from pifleet.sim.foreground import Foreground, console_offset
-
-
-def _host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter("expected HOST:PORT, e.g. 127.0.0.1:5683")
-    return host, int(port)
+from ..config import default_data_dir
+from ..process.target import PROCESS_CAPS, ProcessTarget, master_database_url
+from ..sim.foreground import Foreground, console_offset
+from .client import host_port
 
 
 def _caps(value: str) -> tuple[str, ...]:
@@ -113,7 +108,7 @@ def start(
         target = ProcessTarget(
             name,
             data_dir / name,
-            master=_host_port(master),
+            master=host_port(master),
             caps=cap_names,
             databases=dbs,
             modules_dir=modules_dir,
@@ -138,3 +133,6 @@ def start(
     asked, code = foreground.follow(console, offset, lambda: target.running, target.stop)
     click.echo(f"process: {name} stopped (exit code {code})")
     sys.exit(0 if asked or code in (0, None) else 1)
+
+
+COMMANDS = [process]

@@ -7,6 +7,8 @@ so this is a REST client like the rest of the CLI; a port path needs no master a
 Entering the raw REPL interrupts the program the board runs (the agent): `exec` and `ls` use mpremote's
 `resume`, so the board is not soft-reset afterwards; press the board's reset (or `pifleet repl` then Ctrl-D)
 to start the agent again.
+
+Layer: CLI adapter; it imports only cli.client.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import click
 import httpx
 
-from .cli_client import api_options, auth_headers, problem_message
+from .client import api_options, auth_headers, problem_message
 
 _PORT_PREFIXES = ("/", "socket://", "rfc2217://", "loop://", "COM")
 
@@ -69,12 +71,8 @@ def _run(port: str, *command: str) -> None:
         sys.exit(code)
 
 
-def _url_option(fn):
-    return api_options(fn)  # --url (to look DEVICE up) and --token
-
-
 @click.command()
-@_url_option
+@api_options
 @click.argument("device")
 def repl(url, device) -> None:
     """Open the MicroPython REPL of DEVICE (Ctrl-] leaves)."""
@@ -84,7 +82,7 @@ def repl(url, device) -> None:
 
 
 @click.command("exec")
-@_url_option
+@api_options
 @click.argument("device")
 @click.argument("code")
 def exec_(url, device, code) -> None:
@@ -93,7 +91,7 @@ def exec_(url, device, code) -> None:
 
 
 @click.command("ls")
-@_url_option
+@api_options
 @click.argument("device")
 @click.argument("path", default="")
 def ls(url, device, path) -> None:
@@ -101,4 +99,4 @@ def ls(url, device, path) -> None:
     _run(resolve_port(url, device), "resume", "fs", "ls", *([":" + path.lstrip(":")] if path else []))
 
 
-board_commands = (repl, exec_, ls)
+COMMANDS = [repl, exec_, ls]

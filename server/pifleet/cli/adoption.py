@@ -1,16 +1,13 @@
-"""`pifleet adopt …`: boards waiting for adoption. A REST client like the rest of the CLI (/api/adoptions)."""
+"""`pifleet adopt …`: boards waiting for adoption. A REST client like the rest of the CLI (/api/adoptions).
+
+Layer: CLI adapter; it imports only cli.client.
+"""
 
 from __future__ import annotations
 
-import json
-
 import click
 
-
-def _api():
-    from . import cli  # lazily: cli attaches this module at its end
-
-    return cli
+from .client import api_options, call, echo_json, json_option, table
 
 
 @click.group()
@@ -18,27 +15,20 @@ def adopt() -> None:
     """Boards without identity: list them, confirm the code their console prints, or reject them."""
 
 
-def _url_option(fn):
-    from .cli_client import api_options  # --url and --token
-
-    return api_options(fn)
-
-
 @adopt.command("list")
-@_url_option
+@api_options
 @click.option("--all", "show_all", is_flag=True, help="Also adopted, rejected and locked boards.")
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@json_option
 def adopt_list(url, show_all, as_json) -> None:
     """Boards waiting for adoption (ID, MAC, address)."""
-    cli = _api()
-    items = cli._call(url, "GET", "/api/adoptions", params={} if show_all else {"pending": "true"})
+    items = call(url, "GET", "/api/adoptions", params={} if show_all else {"pending": "true"})
     if as_json:
-        click.echo(json.dumps(items, indent=2))
+        echo_json(items)
         return
     if not items:
         click.echo("no board is waiting for adoption")
         return
-    cli._table(
+    table(
         [
             [
                 a["id"],
@@ -57,7 +47,7 @@ def adopt_list(url, show_all, as_json) -> None:
 
 
 @adopt.command("confirm")
-@_url_option
+@api_options
 @click.argument("adoption_id", type=int)
 @click.argument("code")
 @click.option("--name", help="Name of the new device (default: its device id).")
@@ -65,14 +55,17 @@ def adopt_list(url, show_all, as_json) -> None:
 def adopt_confirm(url, adoption_id, code, name, role) -> None:
     """Adopt board ADOPTION_ID: CODE is what its console printed (adopt: code ABCD-EFGH)."""
     body = {"code": code} | ({"name": name} if name else {}) | ({"role": role} if role else {})
-    item = _api()._call(url, "POST", f"/api/adoptions/{adoption_id}/confirm", json=body)
+    item = call(url, "POST", f"/api/adoptions/{adoption_id}/confirm", json=body)
     click.echo(f"adopted board {item['mac']} as {item['device_id']}; it registers once it has fetched its identity")
 
 
 @adopt.command("reject")
-@_url_option
+@api_options
 @click.argument("adoption_id", type=int)
 def adopt_reject(url, adoption_id) -> None:
     """Refuse board ADOPTION_ID: it gets no identity."""
-    item = _api()._call(url, "POST", f"/api/adoptions/{adoption_id}/reject")
+    item = call(url, "POST", f"/api/adoptions/{adoption_id}/reject")
     click.echo(f"rejected board {item['mac']}")
+
+
+COMMANDS = [adopt]

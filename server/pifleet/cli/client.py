@@ -1,8 +1,10 @@
-"""The CLI as a REST client: where the master is (`--url`), who we are (`--token`, PIFLEET_TOKEN, or the token
-`pifleet login` stored), and the one HTTP helper that turns problem documents into messages.
+"""What every `pifleet` command file shares: where the master is (`--url`), who we are (`--token`, PIFLEET_TOKEN,
+or the token `pifleet login` stored), the one HTTP helper that turns problem documents into messages, and the
+table / JSON output.
 
-Layer: CLI adapter. The stored tokens live in ~/.config/pifleet/token ($XDG_CONFIG_HOME if set), mode 0600, one
-per master URL — a token is only ever sent to the master that issued it.
+Layer: CLI adapter. It imports nothing from the other cli modules (they all import it). The stored tokens live in
+~/.config/pifleet/token ($XDG_CONFIG_HOME if set), mode 0600, one per master URL — a token is only ever sent to
+the master that issued it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ def _remember_token(ctx: click.Context, _param, value: str | None) -> None:
         ctx.meta[_TOKEN_KEY] = value
 
 
+def url_option(fn):
+    """--url alone: for the commands that log in with a password instead of a token (login, token, user …)."""
+    return click.option(
+        "--url", envvar="PIFLEET_URL", default=DEFAULT_URL, show_default=True, help="The master's HTTP address."
+    )(fn)
+
+
 def api_options(fn):
     """--url and --token, for every command that talks to the master's API."""
     fn = click.option(
@@ -33,9 +42,12 @@ def api_options(fn):
         callback=_remember_token,
         help="API token (pft_…); default: PIFLEET_TOKEN, else the one `pifleet login` stored.",
     )(fn)
-    return click.option(
-        "--url", envvar="PIFLEET_URL", default=DEFAULT_URL, show_default=True, help="The master's HTTP address."
-    )(fn)
+    return url_option(fn)
+
+
+def json_option(fn):
+    """--json: print the API's answer as it came instead of a table."""
+    return click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")(fn)
 
 
 def token_file() -> Path:
@@ -97,13 +109,44 @@ def problem_message(response: httpx.Response) -> str:
     return f"{response.status_code} {message}"
 
 
-def call(url: str, method: str, path: str, **kwargs):
-    """One API call with the current token; a problem answer becomes a ClickException with its detail and field."""
-    kwargs["headers"] = auth_headers(url) | dict(kwargs.get("headers") or {})
-    try:
-        response = httpx.request(method, url.rstrip("/") + path, timeout=30, **kwargs)
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach the master at {url}: {exc}") from None
+def check(response: httpx.Response):
+    """The answer's JSON (None when empty); a problem answer becomes a ClickException with its detail and field."""
     if response.status_code >= 400:
         raise click.ClickException(problem_message(response))
     return response.json() if response.content else None
+
+
+def request(url: str, method: str, path: str, *, timeout: float = 30, **kwargs) -> httpx.Response:
+    """One HTTP request to the master with the current token, answered as it came (for the few commands that read
+    more than the JSON); an unreachable master becomes a ClickException."""
+    kwargs["headers"] = auth_headers(url) | dict(kwargs.get("headers") or {})
+    try:
+        return httpx.request(method, url.rstrip("/") + path, timeout=timeout, **kwargs)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the master at {url}: {exc}") from None
+
+
+def call(url: str, method: str, path: str, **kwargs):
+    """One API call with the current token; a problem answer becomes a ClickException with its detail and field."""
+    return check(request(url, method, path, **kwargs))
+
+
+# ---- output and arguments ------------------------------------------------------------------------------------
+
+
+def table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+def echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def host_port(value: str) -> tuple[str, int]:
+    """HOST:PORT of a master's CoAP endpoint (`sim start --master`, `process start --master`)."""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter("expected HOST:PORT, e.g. 127.0.0.1:5683")
+    return host, int(port)

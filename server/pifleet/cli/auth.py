@@ -1,9 +1,12 @@
 """`pifleet setup`, `pifleet login`, `pifleet token …`, `pifleet user …`: logging in from the command line.
 
 REST clients like the rest of the CLI. `login` (and `setup`) log a person in with name and password, create a
-`write` API token named after this host and keep it for later commands (cli_client.store_token); the session
-they used ends at once. Administering tokens and users needs a person's password each time (an API token never
-administers credentials): these commands ask for it, or read PIFLEET_PASSWORD (for scripts).
+`write` API token named after this host and keep it for later commands (client.store_token); the session they
+used ends at once. Administering tokens and users needs a person's password each time (an API token never
+administers credentials): these commands ask for it, or read PIFLEET_PASSWORD (for scripts). So they take --url
+but no --token.
+
+Layer: CLI adapter; it imports only cli.client.
 """
 
 from __future__ import annotations
@@ -16,13 +19,7 @@ from collections.abc import Iterator
 import click
 import httpx
 
-from .cli_client import DEFAULT_URL, problem_message, store_token, stored_tokens
-
-
-def _url_option(fn):
-    return click.option(
-        "--url", envvar="PIFLEET_URL", default=DEFAULT_URL, show_default=True, help="The master's HTTP address."
-    )(fn)
+from .client import check, store_token, stored_tokens, table, url_option
 
 
 def _user_option(fn):
@@ -39,21 +36,15 @@ def _password(prompt: str = "password") -> str:
     return os.environ.get("PIFLEET_PASSWORD") or click.prompt(prompt, hide_input=True)
 
 
-def _check(response: httpx.Response) -> dict | list | None:
-    if response.status_code >= 400:
-        raise click.ClickException(problem_message(response))
-    return response.json() if response.content else None
-
-
 @contextlib.contextmanager
 def _session(url: str, name: str, password: str, setup_token: str | None = None) -> Iterator[httpx.Client]:
     """A logged-in client (session cookie, CSRF header) for the commands' few calls; logged out afterwards."""
     with httpx.Client(base_url=url.rstrip("/"), timeout=30) as client:
         try:
             if setup_token is None:
-                me = _check(client.post("/api/login", json={"name": name, "password": password}))
+                me = check(client.post("/api/login", json={"name": name, "password": password}))
             else:
-                me = _check(client.post("/api/setup", json={"token": setup_token, "name": name, "password": password}))
+                me = check(client.post("/api/setup", json={"token": setup_token, "name": name, "password": password}))
         except httpx.HTTPError as exc:
             raise click.ClickException(f"cannot reach the master at {url}: {exc}") from None
         client.headers["X-CSRF-Token"] = me["csrf"]
@@ -72,13 +63,13 @@ def _keep_token(url: str, client: httpx.Client, name: str) -> None:
             me = client.get("/api/me", headers={"Authorization": f"Bearer {old}"})
             if me.status_code == 200 and me.json().get("token_id"):
                 client.delete(f"/api/tokens/{me.json()['token_id']}")
-    token = _check(client.post("/api/tokens", json={"name": socket.gethostname(), "scope": "write"}))
+    token = check(client.post("/api/tokens", json={"name": socket.gethostname(), "scope": "write"}))
     path = store_token(url, token["secret"])
     click.echo(f"logged in as {name}; API token {token['id']} ({token['name']}, write) stored in {path}")
 
 
 @click.command()
-@_url_option
+@url_option
 @_user_option
 def login(url, user) -> None:
     """Log in with your name and password; later commands use the API token this stores (~/.config/pifleet)."""
@@ -87,7 +78,7 @@ def login(url, user) -> None:
 
 
 @click.command()
-@_url_option
+@url_option
 @click.option("--setup-token", prompt="setup token", help="The token from the master's `setup token: …` line.")
 @_user_option
 def setup(url, setup_token, user) -> None:
@@ -107,7 +98,7 @@ def token() -> None:
 
 
 @token.command("create")
-@_url_option
+@url_option
 @_user_option
 @click.argument("name")
 @click.option(
@@ -120,7 +111,7 @@ def token() -> None:
 def token_create(url, user, name, scope) -> None:
     """Create an API token NAME; its secret is printed now and never again."""
     with _session(url, user, _password()) as client:
-        created = _check(client.post("/api/tokens", json={"name": name, "scope": scope}))
+        created = check(client.post("/api/tokens", json={"name": name, "scope": scope}))
     click.echo(
         f"API token {created['id']} ({created['name']}, {created['scope']}); keep it, it is not shown again:", err=True
     )
@@ -128,15 +119,13 @@ def token_create(url, user, name, scope) -> None:
 
 
 @token.command("list")
-@_url_option
+@url_option
 @_user_option
 def token_list(url, user) -> None:
     """API tokens: id, name, scope, who created them, last use (never the secrets)."""
-    from .cli import _table
-
     with _session(url, user, _password()) as client:
-        items = _check(client.get("/api/tokens"))
-    _table(
+        items = check(client.get("/api/tokens"))
+    table(
         [
             [
                 str(t["id"]),
@@ -153,13 +142,13 @@ def token_list(url, user) -> None:
 
 
 @token.command("revoke")
-@_url_option
+@url_option
 @_user_option
 @click.argument("token_id", metavar="ID", type=int)
 def token_revoke(url, user, token_id) -> None:
     """Revoke API token ID: refused from now on."""
     with _session(url, user, _password()) as client:
-        _check(client.delete(f"/api/tokens/{token_id}"))
+        check(client.delete(f"/api/tokens/{token_id}"))
     click.echo(f"API token {token_id} revoked")
 
 
@@ -172,7 +161,7 @@ def user() -> None:
 
 
 @user.command("add")
-@_url_option
+@url_option
 @_user_option
 @click.argument("name")
 @click.option(
@@ -189,30 +178,28 @@ def user_add(url, user, name, role) -> None:
         f"new password for {name}", hide_input=True, confirmation_prompt=True
     )
     with _session(url, user, admin_password) as client:
-        created = _check(client.post("/api/users", json={"name": name, "password": password, "role": role}))
+        created = check(client.post("/api/users", json={"name": name, "password": password, "role": role}))
     click.echo(f"user {created['name']} ({created['role']}) added")
 
 
 @user.command("list")
-@_url_option
+@url_option
 @_user_option
 def user_list(url, user) -> None:
     """People and their roles."""
-    from .cli import _table
-
     with _session(url, user, _password()) as client:
-        items = _check(client.get("/api/users"))
-    _table([[u["name"], u["role"], u["created_at"][:19]] for u in items], ["NAME", "ROLE", "SINCE"])
+        items = check(client.get("/api/users"))
+    table([[u["name"], u["role"], u["created_at"][:19]] for u in items], ["NAME", "ROLE", "SINCE"])
 
 
 @user.command("remove")
-@_url_option
+@url_option
 @_user_option
 @click.argument("name")
 def user_remove(url, user, name) -> None:
     """Remove person NAME with their sessions and API tokens (never the last admin)."""
     with _session(url, user, _password()) as client:
-        _check(client.delete(f"/api/users/{name}"))
+        check(client.delete(f"/api/users/{name}"))
     click.echo(f"user {name} removed")
 
 

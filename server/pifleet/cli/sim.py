@@ -1,7 +1,8 @@
 """`pifleet sim …`: run virtual ESP32 boards from the command line.
 
-Layer: CLI adapter for the sim. It provisions and boots one board in the foreground, streams its console,
-and stops it cleanly (the agent deregisters) on Ctrl-C or SIGTERM.
+Layer: CLI adapter for the sim (pifleet.sim); of the other cli modules it imports only cli.client. It provisions
+and boots one board in the foreground, streams its console, and stops it cleanly (the agent deregisters) on
+Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -11,17 +12,11 @@ from pathlib import Path
 
 import click
 
-from pifleet.config import default_data_dir
-from pifleet.sim.board import DEFAULT_HEAPSIZE, ROLES, VirtualBoard
-from pifleet.sim.flash import parse_size
-from pifleet.sim.foreground import Foreground, console_offset
-
-
-def _host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter("expected HOST:PORT, e.g. 127.0.0.1:5683")
-    return host, int(port)
+from ..config import default_data_dir
+from ..sim.board import DEFAULT_HEAPSIZE, ROLES, VirtualBoard
+from ..sim.flash import parse_size
+from ..sim.foreground import Foreground, console_offset
+from .client import host_port
 
 
 @click.group()
@@ -80,7 +75,7 @@ def start(
         name,
         data_dir / name,
         role=role,
-        master=_host_port(master),
+        master=host_port(master),
         ip=ip,
         heapsize=heapsize,
         lifetime=lifetime,
@@ -99,3 +94,6 @@ def start(
     asked, code = foreground.follow(console, offset, lambda: board.powered, board.stop)
     click.echo(f"board: {name} stopped (exit code {code})")
     sys.exit(0 if asked or code in (0, None) else 1)
+
+
+COMMANDS = [sim]

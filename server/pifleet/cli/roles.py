@@ -2,6 +2,8 @@
 
 REST clients like the rest of the CLI (/api/modules, /api/roles, /api/rollouts). A role file is JSON or TOML
 (docs/roles.md); its name is the file's "name" key, else the file name without suffix.
+
+Layer: CLI adapter; it imports only cli.client.
 """
 
 from __future__ import annotations
@@ -13,21 +15,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import click
-import httpx
 
-from .cli_client import auth_headers
-
-
-def _api():
-    from . import cli  # lazily: cli attaches this module at its end
-
-    return cli
-
-
-def _url_option(fn):
-    from .cli_client import api_options  # --url and --token
-
-    return api_options(fn)
+from .client import api_options, call, check, echo_json, json_option, request, table
 
 
 def _wait_option(fn):
@@ -48,7 +37,7 @@ def module() -> None:
 
 
 @module.command("upload")
-@_url_option
+@api_options
 @_wait_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def module_upload(url, wait, file: Path) -> None:
@@ -57,10 +46,7 @@ def module_upload(url, wait, file: Path) -> None:
     A new version is rolled out to the boards whose role uses the module: one board first, the rest when it
     is healthy; a failure halts the rollout."""
     body = {"filename": file.name, "source": file.read_text()}
-    try:
-        response = httpx.post(url.rstrip("/") + "/api/modules", json=body, timeout=60, headers=auth_headers(url))
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach the master at {url}: {exc}") from None
+    response = request(url, "POST", "/api/modules", json=body, timeout=60)
     if response.status_code >= 400:
         problem = response.json() if response.headers.get("content-type", "").endswith("json") else {}
         where = f" (line {problem['line']})" if problem.get("line") else ""
@@ -80,11 +66,10 @@ def module_upload(url, wait, file: Path) -> None:
 
 
 def _follow_rollout(url: str, rollout_id: int, timeout: float = 600) -> dict:
-    cli = _api()
     deadline = time.monotonic() + timeout
     shown: set[str] = set()
     while True:
-        rollout = cli._call(url, "GET", f"/api/rollouts/{rollout_id}")
+        rollout = call(url, "GET", f"/api/rollouts/{rollout_id}")
         for name in rollout["done"]:
             if name not in shown:
                 shown.add(name)
@@ -102,12 +87,11 @@ def _follow_rollout(url: str, rollout_id: int, timeout: float = 600) -> dict:
 
 
 @module.command("list")
-@_url_option
+@api_options
 def module_list(url) -> None:
     """List uploaded modules, every version."""
-    cli = _api()
-    items = cli._call(url, "GET", "/api/modules")
-    cli._table(
+    items = call(url, "GET", "/api/modules")
+    table(
         [
             [
                 m["name"],
@@ -125,12 +109,11 @@ def module_list(url) -> None:
 
 
 @module.command("rollouts")
-@_url_option
+@api_options
 def module_rollouts(url) -> None:
     """Recent rollouts: where each stands, where one halted and why."""
-    cli = _api()
-    items = cli._call(url, "GET", "/api/rollouts")
-    cli._table(
+    items = call(url, "GET", "/api/rollouts")
+    table(
         [
             [
                 str(r["id"]),
@@ -174,13 +157,12 @@ def _wait_in_sync(url: str, names: list[str], since: float, timeout: float = 300
     """Print each board's sync outcome; True when none failed."""
     from datetime import datetime
 
-    cli = _api()
     deadline = time.monotonic() + timeout
     waiting = set(names)
     ok = True
     while waiting:
         for name in sorted(waiting):
-            device = cli._call(url, "GET", f"/api/devices/{name}")
+            device = call(url, "GET", f"/api/devices/{name}")
             sync = device.get("sync")
             if sync is None or sync["state"] == "updating":
                 continue
@@ -198,21 +180,15 @@ def _wait_in_sync(url: str, names: list[str], since: float, timeout: float = 300
 
 
 @role.command("apply")
-@_url_option
+@api_options
 @_wait_option
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def role_apply(url, wait, file: Path) -> None:
     """Create or replace a role from a JSON or TOML file; its boards are brought in line."""
-    cli = _api()
     name, body = _read_role(file)
     started = time.time()
-    try:
-        response = httpx.put(url.rstrip("/") + f"/api/roles/{name}", json=body, timeout=60, headers=auth_headers(url))
-    except httpx.HTTPError as exc:
-        raise click.ClickException(f"cannot reach the master at {url}: {exc}") from None
-    if response.status_code >= 400:
-        cli._call(url, "PUT", f"/api/roles/{name}", json=body)  # raises with the problem's detail and field
-    r = response.json()
+    response = request(url, "PUT", f"/api/roles/{name}", json=body, timeout=60)
+    r = check(response)  # a problem answer raises with its detail and field
     click.echo(
         f"role {r['name']}: modules {', '.join(r['modules']) or 'none'}; jobs {', '.join(r['jobs']) or 'none'}; "
         f"boards {', '.join(r['devices']) or 'none'}"
@@ -230,7 +206,7 @@ def role_apply(url, wait, file: Path) -> None:
 
 
 @role.command("assign")
-@_url_option
+@api_options
 @_wait_option
 @click.option(
     "--set",
@@ -243,7 +219,6 @@ def role_apply(url, wait, file: Path) -> None:
 @click.argument("devices", nargs=-1, required=True)
 def role_assign(url, wait, settings, role_name, devices) -> None:
     """Give boards a role; what they lack is pushed and switched on without a reflash."""
-    cli = _api()
     body: dict = {"devices": list(devices)}
     for item in settings:
         key, sep, raw = item.partition("=")
@@ -256,23 +231,22 @@ def role_assign(url, wait, settings, role_name, devices) -> None:
             value = raw
         body.setdefault("config", {}).setdefault(module_name, {})[option] = value
     started = time.time()
-    cli._call(url, "POST", f"/api/roles/{role_name}/assign", json=body)
+    call(url, "POST", f"/api/roles/{role_name}/assign", json=body)
     click.echo(f"role {role_name} assigned to {', '.join(devices)}")
     if wait and not _wait_in_sync(url, list(devices), started - 1):
         raise click.ClickException("some boards did not take the role (see above)")
 
 
 @role.command("list")
-@_url_option
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@api_options
+@json_option
 def role_list(url, as_json) -> None:
     """Roles, their modules, jobs and boards."""
-    cli = _api()
-    items = cli._call(url, "GET", "/api/roles")
+    items = call(url, "GET", "/api/roles")
     if as_json:
-        click.echo(json.dumps(items, indent=2))
+        echo_json(items)
         return
-    cli._table(
+    table(
         [
             [
                 r["name"],

@@ -1,30 +1,18 @@
 """`pifleet boards`, `pifleet flash`, `pifleet firmware …`: clients of the flashing REST API (`--url`).
 
-Layer: CLI adapter. Nothing here touches a serial port: the master owns the USB boards, the CLI asks it.
+Layer: CLI adapter; it imports only cli.client. Nothing here touches a serial port: the master owns the USB
+boards, the CLI asks it.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from ..cli_client import api_options as url_option  # --url and --token (PIFLEET_TOKEN, `pifleet login`'s token)
-
-
-def _call(url: str, method: str, path: str, **kwargs):
-    from ..cli import _call as call  # the one HTTP helper of the CLI (problem documents → ClickException)
-
-    return call(url, method, path, **kwargs)
-
-
-def _table(rows, header) -> None:
-    from ..cli import _table as table
-
-    table(rows, header)
+from .client import api_options, call, echo_json, json_option, table
 
 
 def _mib(size: int | None) -> str:
@@ -32,22 +20,22 @@ def _mib(size: int | None) -> str:
 
 
 @click.command()
-@url_option
+@api_options
 @click.option("--probe", "probe_all", is_flag=True, help="Ask esptool about every board not probed yet.")
-@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@json_option
 def boards(url, probe_all, as_json) -> None:
     """List boards on the Pi's USB (and virtual ones): port, USB bridge, chip, flash size, MAC, known device."""
-    items = _call(url, "GET", "/api/boards")
+    items = call(url, "GET", "/api/boards")
     if probe_all:
         for board in items:
             if board["probe"] is None:
                 try:
-                    _call(url, "POST", "/api/boards/probe", json={"port": board["port"]})
+                    call(url, "POST", "/api/boards/probe", json={"port": board["port"]})
                 except click.ClickException as e:
                     click.echo(f"{board['port']}: {e.message}", err=True)
-        items = _call(url, "GET", "/api/boards")
+        items = call(url, "GET", "/api/boards")
     if as_json:
-        click.echo(json.dumps(items, indent=2))
+        echo_json(items)
         return
     rows = []
     for b in items:
@@ -65,11 +53,11 @@ def boards(url, probe_all, as_json) -> None:
     if not rows:
         click.echo("no boards on USB")
         return
-    _table(rows, ["PORT", "BRIDGE", "CHIP", "FLASH", "MAC", "DEVICE"])
+    table(rows, ["PORT", "BRIDGE", "CHIP", "FLASH", "MAC", "DEVICE"])
 
 
 @click.command()
-@url_option
+@api_options
 @click.argument("port")
 @click.option("--name", required=True, help="The board's name (what people and jobs call it).")
 @click.option("--role", required=True, help="The board's role (capability preset), e.g. blind, sensor.")
@@ -92,12 +80,12 @@ def flash(url, port, name, role, firmware, factory_reset, baud) -> None:
         "factory_reset": factory_reset,
         "baud": baud,
     }
-    job = _call(url, "POST", "/api/flash", json=body)
+    job = call(url, "POST", "/api/flash", json=body)
     click.echo(f"flash job {job['id']} on {port}")
     with click.progressbar(length=100, label="flashing", show_percent=True, file=sys.stderr) as bar:
         shown = 0
         while True:
-            job = _call(url, "GET", f"/api/flash/{job['id']}")
+            job = call(url, "GET", f"/api/flash/{job['id']}")
             if job["progress"] > shown:
                 bar.update(job["progress"] - shown)
                 shown = job["progress"]
@@ -119,11 +107,11 @@ def firmware() -> None:
 
 
 @firmware.command("add")
-@url_option
+@api_options
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def firmware_add(url, file: Path) -> None:
     """Register a MicroPython .bin (checked with esptool's image tools)."""
-    entry = _call(
+    entry = call(
         url, "POST", "/api/firmware", content=file.read_bytes(), headers={"content-type": "application/octet-stream"}
     )
     click.echo(
@@ -133,14 +121,14 @@ def firmware_add(url, file: Path) -> None:
 
 
 @firmware.command("list")
-@url_option
+@api_options
 def firmware_list(url) -> None:
     """List the catalog."""
-    items = _call(url, "GET", "/api/firmware")
+    items = call(url, "GET", "/api/firmware")
     if not items:
         click.echo("the catalog is empty: pifleet firmware add FILE")
         return
-    _table(
+    table(
         [
             [f["id"], f["chip"], f["version"], f["source"], f["size"], f["sha256"][:16] + "…", f["added_at"][:19]]
             for f in items
@@ -150,7 +138,7 @@ def firmware_list(url) -> None:
 
 
 @firmware.command("fetch")
-@url_option
+@api_options
 @click.argument("chip")
 @click.argument("version")
 @click.option("--sha256", default=None, help="The SHA-256 you trust for this file (checked before it is added).")
@@ -161,7 +149,7 @@ def firmware_list(url) -> None:
 )
 def firmware_fetch(url, chip, version, sha256, trust_https) -> None:
     """Download an official MicroPython release for CHIP (esp32, esp32s3 …) VERSION (v1.24.1) — needs internet."""
-    entry = _call(
+    entry = call(
         url,
         "POST",
         "/api/firmware/fetch",

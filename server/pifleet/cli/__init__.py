@@ -1,0 +1,28 @@
+"""`pifleet …`: the command line. `serve`, `demo`, `sim` and `process` are processes of their own; every other
+command is a client of the REST API (`--url`, default the local master; `--token` or the token `pifleet login`
+stored), so anything it does, a script can do over HTTP.
+
+Layer: CLI adapter. This module is the `pifleet` group and nothing else: it adds each command file's COMMANDS.
+Those files import cli.client (the shared REST call, tables, --url/--token) and never this module, so the CLI has
+no import circle. `[project.scripts] pifleet = "pifleet.cli:main"` and `python -m pifleet` start `main`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from . import adoption, auth, board, devices, flashing, jobs, process, roles, serve, sim
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pifleet")
+def main() -> None:
+    """pifleet — run a home fleet of MicroPython boards from a Raspberry Pi."""
+
+
+for _module in (serve, devices, jobs, flashing, adoption, board, roles, auth, sim, process):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)
+del _module, _command
+
+__all__ = ["main"]

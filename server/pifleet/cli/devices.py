@@ -1,0 +1,38 @@
+"""`pifleet devices`: boards and processes with their online state (GET /api/devices).
+
+Layer: CLI adapter, a client of the REST API like the rest of the CLI; it imports only cli.client.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .client import api_options, call, echo_json, json_option, table
+
+
+@click.command()
+@api_options
+@json_option
+def devices(url, as_json) -> None:
+    """List boards and processes with their online state."""
+    items = call(url, "GET", "/api/devices")
+    if as_json:
+        echo_json(items)
+        return
+    table(
+        [
+            [
+                d["name"],
+                "online" if d["online"] else "offline",
+                d["role"] or "-",
+                ",".join(c["name"] for c in d["capabilities"]) or "-",
+                f"{d['address']}:{d['port']}",
+                d["last_seen"] or "never",
+            ]
+            for d in items
+        ],
+        ["NAME", "STATE", "ROLE", "CAPABILITIES", "ADDRESS", "LAST SEEN"],
+    )
+
+
+COMMANDS = [devices]
