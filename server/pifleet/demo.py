@@ -13,8 +13,8 @@ import json
 import logging
 from pathlib import Path
 
+from .boardfs.layout import LayoutError
 from .config import Settings
-from .flashing.layout import LayoutError
 from .flashing.model import FlashRequest
 from .flashing.service import master_host
 from .master import Master

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pifleet.flashing.layout import build_littlefs, read_littlefs
+from pifleet.boardfs.layout import build_littlefs, read_littlefs
 from pifleet.runtime import free_udp_port, runtime_dir
 from pifleet.sim import VirtualBoard
 from pifleet.sim.board import micropython_binary

@@ -24,13 +24,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from pifleet.flashing import bundle, flasher  # noqa: E402
+from pifleet.boardfs import bundle, mpy  # noqa: E402
+from pifleet.flashing import flasher  # noqa: E402
+from pifleet.fleet.presets import ROLES  # noqa: E402
 from pifleet.sim import VirtualBoard  # noqa: E402
 from pifleet.sim.firmware import build_image  # noqa: E402
 
 
 def bundle_times(image: bytes, runs: int) -> tuple[float, float, bundle.Bundle]:
-    bundle._compile_cache.clear()
+    mpy._compile_cache.clear()
     identity = bundle.Identity("esp32-bench0", "bench", "blind", b"\0" * 32)
     kw = dict(
         image=image,
@@ -39,6 +41,7 @@ def bundle_times(image: bytes, runs: int) -> tuple[float, float, bundle.Bundle]:
         flash_size=None,
         master=("127.0.0.1", 5683),
         wifi=("ssid", "psk"),
+        caps=ROLES["blind"],
     )
     t = time.perf_counter()
     built = bundle.build(identity, **kw)

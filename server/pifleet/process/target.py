@@ -39,6 +39,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from pifleet import resources
+from pifleet.boardfs import config as boardfs_config
 from pifleet.sim.board import free_loopback_ip
 
 logger = logging.getLogger(__name__)
@@ -131,22 +132,19 @@ class ProcessTarget:
             shutil.copy2(capabilities / filename, self.root / "caps" / filename)
         if "python" in self.caps:
             self.modules_dir.mkdir(parents=True, exist_ok=True)
-        config = {
-            **self.identity(),
-            "role": "process",
-            "et": "pifleet.process",
-            # the address it was given is the master: no mDNS search for another one
-            "master": {"host": self.master[0], "port": self.master[1], "mdns": False},
-            "listen_port": self.listen_port,
-            "lifetime": self.lifetime,
-            "caps": self.caps,
-        }
-        tmp = self.root / "config.json.new"
-        tmp.unlink(missing_ok=True)
+        config = boardfs_config.config_json(
+            boardfs_config.identity_of(self.identity()),
+            "process",
+            self.caps,
+            master=self.master,
+            wifi=None,  # the host is on its network already
+            mdns=False,  # the address it was given is the master: no mDNS search for another one
+            et=boardfs_config.PROCESS,
+            listen_port=self.listen_port,
+            lifetime=self.lifetime,
+        )
         # the caps config holds database DSNs, passwords included: readable by this user only
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-            json.dump(config, f, indent=1)
-        os.replace(tmp, self.root / "config.json")
+        boardfs_config.save(self.root, config)
 
     def identity(self) -> dict:
         """What adoption gave this process (device_id, name, secret, oscore_id); empty before its adoption."""

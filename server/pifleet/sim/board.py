@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 from pifleet import resources
-from pifleet.flashing import bundle
-from pifleet.flashing.layout import (
+from pifleet.boardfs import bundle
+from pifleet.boardfs.layout import (
     TABLE_OFFSET,
     LayoutError,
     build_littlefs,

@@ -31,7 +31,7 @@ import tty
 from pathlib import Path
 from typing import Callable
 
-from pifleet.flashing.layout import TABLE_OFFSET, LayoutError, find_app, find_vfs, parse_partition_table
+from pifleet.boardfs.layout import TABLE_OFFSET, LayoutError, find_app, find_vfs, parse_partition_table
 from pifleet.sim.flash import Flash
 from pifleet.sim.rom import RomLoader, SlipDecoder, is_sync
 

@@ -20,7 +20,7 @@ import struct
 from esptool.bin_image import ELFSection
 from esptool.targets import CHIP_DEFS
 
-from pifleet.flashing.layout import TABLE_OFFSET, build_partition_table, micropython_default_table
+from pifleet.boardfs.layout import TABLE_OFFSET, build_partition_table, micropython_default_table
 
 APP_OFFSET = 0x10000
 _APP_DESC = struct.Struct("<II8s32s32s16s16s32s32sHHB3s72s")  # esp_app_desc_t, 256 bytes

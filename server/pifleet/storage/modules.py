@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..flashing.bundle import stem_of
+from ..boardfs.stems import stem_of
 from ..model import ModuleRead
 
 _SELECT = """

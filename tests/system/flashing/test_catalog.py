@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from pifleet.boardfs import mpy
 from pifleet.errors import InvalidError
-from pifleet.flashing import bundle, catalog
+from pifleet.flashing import catalog
 from pifleet.sim.firmware import build_app, build_image
 
 
@@ -46,7 +47,7 @@ def test_garbage_and_damaged_images_are_refused():
 
 def test_chip_names_and_versions():
     assert catalog.normalize_chip("esp32s3") == catalog.normalize_chip("ESP32-S3") == "ESP32-S3"
-    assert catalog.version_tuple("v1.25.0-preview.12.g1234") == (1, 25, 0)
+    assert mpy.version_tuple("v1.25.0-preview.12.g1234") == (1, 25, 0)
     with pytest.raises(InvalidError):
         catalog.normalize_chip("avr")
 
@@ -55,11 +56,11 @@ def test_chip_names_and_versions():
     "version, line, abi", [("v1.24.1", "v1.23.0", 3), ("v1.22.2", "v1.22.0", 2), ("v1.20.0", "v1.20.0", 1)]
 )
 def test_mpy_cross_follows_the_base_image(version, line, abi):
-    binary = bundle.mpy_cross_for(version)
+    binary = mpy.mpy_cross_for(version)
     assert binary.parent.name == line
-    mpy = bundle.compile_mpy(binary, b"x = 1\n", "t.py")
-    assert mpy[:2] == b"M\x06"
-    assert bundle.mpy_cross_version(binary).endswith(f"mpy v6.{abi}")
+    compiled = mpy.compile_mpy(binary, b"x = 1\n", "t.py")
+    assert compiled[:2] == b"M\x06"
+    assert mpy.mpy_cross_version(binary).endswith(f"mpy v6.{abi}")
 
 
 def test_an_old_idf_image_is_read_by_its_banner():

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pifleet.flashing.layout import find_vfs, parse_partition_table
+from pifleet.boardfs.layout import find_vfs, parse_partition_table
 from pifleet.sim.firmware import bootloader_offset, build_app, build_bootloader, build_image
 
 

@@ -15,7 +15,7 @@ import time
 import asyncpg
 import pytest
 
-from pifleet.flashing import layout
+from pifleet.boardfs import layout
 from pifleet.sim.firmware import build_image
 from tests.support.masters import REPO
 from tests.support.waits import wait_until

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from pifleet.flashing.layout import (
+from pifleet.boardfs.layout import (
     APP,
     DATA,
     LayoutError,

@@ -15,7 +15,7 @@ import pytest
 from aiocoap.numbers.codes import Code
 from aiocoap.optiontypes import BlockOption
 
-from pifleet.flashing.bundle import module_stem
+from pifleet.boardfs.stems import module_stem
 from tests.support.masters import REPO
 from tests.support.pins import high_periods
 from tests.support.waits import wait_until

@@ -1,7 +1,7 @@
 """The flash layout of an ESP32 running MicroPython: partition tables and littlefs images, bytes in and out.
 
-Layer: pure (no I/O, no esptool, no sim). Used by the master's bundle builder and flasher and by the virtual
-chip's boot. The partition table format is ESP-IDF's (gen_esp32part.py): 32-byte entries `<2sBBLL16sL`
+Layer: pure (no I/O, no esptool, no sim). Used by the bundle builder (boardfs.bundle), the firmware catalog,
+and the virtual chip's boot. The partition table format is ESP-IDF's (gen_esp32part.py): 32-byte entries `<2sBBLL16sL`
 with magic 0xAA50, then an MD5 entry (0xEBEB, 14 bytes 0xFF, MD5 of the entries before it), the rest of the
 0xC00-byte sector 0xFF. littlefs images are made by littlefs-python with the parameters MicroPython's
 `vfs.VfsLfs2(bdev)` uses by default (4096-byte blocks from the block device, 32-byte read/prog/lookahead),

