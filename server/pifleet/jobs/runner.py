@@ -1,5 +1,6 @@
-"""Running one execution: claim it, check it, send the command to the board, record the outcome, and plan what
-follows (the job's next run, follow-ups, or a retry). Called by the Huey task on the master's event loop.
+"""Running one execution: claim it, check it, send the command to the board, and hand the outcome to the planner
+(jobs/planner.py), which alone decides what follows it (follow-ups, dependents, a retry, the settlement of a
+role/group run). Called by the Huey task on the master's event loop.
 
 Exactly once: `claim` moves a run from scheduled to running in one UPDATE, so a second delivery of the same Huey
 task does nothing; the command carries the execution id, so a board that already ran it does not run it again.
@@ -14,29 +15,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
-
-import msgspec
 
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, PifleetError
 from ..fleet.link import BoardLink
 from ..fleet.params import check_command
 from ..fleet.registry import Registry
-from ..model import FollowUp, JobSpec
+from ..model import JobSpec
 from ..storage import devices as devices_q
 from ..storage import jobs as q
-from . import results, targets, triggers
-from .service import OUTCOME, JobService, now
+from .service import JobService
 
 log = logging.getLogger(__name__)
 
 
 ON_TIME_S = 5.0  # the scheduler wakes every second; "on time" leaves room for that and a busy queue
-
-
-def interrupted_error() -> str:
-    return "interrupted: the master stopped while this run was in progress"
 
 
 def misfire_reason(row, spec: JobSpec, started: datetime) -> str | None:
@@ -55,6 +49,7 @@ class Runner:
     def __init__(self, jobs: JobService, registry: Registry, link: BoardLink, command_timeout_s: float) -> None:
         self.jobs = jobs
         self.pool = jobs.pool
+        self.planner = jobs.planner
         self.registry = registry
         self.link = link
         self.command_timeout_s = command_timeout_s
@@ -94,18 +89,20 @@ class Runner:
         if row["parent_id"] is None and row["attempt"] == 1:
             # plan the job's next own run now, so a long or failing run never stops the schedule
             await self.jobs.plan_next(job.id, after=row["scheduled_for"])
-        if reason := misfire_reason(row, spec, now()):
+        if reason := misfire_reason(row, spec, self.planner.clock()):
             log.warning("execution %s of %s %s", row["id"], job.name, reason)
-            return await self._complete(row, spec, "missed", error=reason)
+            return await self.planner.complete(row, spec, "missed", error=reason)
         if job.paused:
-            return await self._complete(row, spec, "skipped", error="skipped: the job is paused")
+            return await self.planner.complete(row, spec, "skipped", error="skipped: the job is paused")
         if row["parent_id"] is None and spec.target.fans_out:
-            return await self._fan_out(row, spec)
+            return await self.planner.fan_out(row, spec)
         lock = self._device_locks.setdefault(row["device_id"], asyncio.Lock()) if row["device_id"] else None
         if lock is None or spec.concurrency == "replace":
             return await self._attempt(row, job)
         if spec.concurrency == "refuse" and lock.locked():
-            return await self._complete(row, spec, "skipped", error="skipped: another run on the device was running")
+            return await self.planner.complete(
+                row, spec, "skipped", error="skipped: another run on the device was running"
+            )
         async with lock:  # queue (and refuse, when free): one run per device at a time, in arrival order
             await self._attempt(row, job)
 
@@ -116,14 +113,14 @@ class Runner:
         try:
             result = await self._send(row, spec)
         except BoardTimeoutError as exc:
-            await self._failed(row, spec, exc.detail, final_state="timed_out")
+            await self.planner.failed(row, spec, exc.detail, final_state="timed_out")
         except PifleetError as exc:
-            await self._failed(row, spec, exc.detail)
+            await self.planner.failed(row, spec, exc.detail)
         except Exception as exc:  # a bug must not leave the run "running" forever
             log.exception("execution %s crashed", row["id"])
-            await self._failed(row, spec, f"internal error: {exc}")
+            await self.planner.failed(row, spec, f"internal error: {exc}")
         else:
-            await self._complete(row, spec, "succeeded", result=result)
+            await self.planner.complete(row, spec, "succeeded", result=result)
             log.info(
                 "execution %s (%s %s.%s) succeeded: %s", row["id"], job.name, row["capability"], row["command"], result
             )
@@ -152,114 +149,3 @@ class Runner:
         except BoardUnreachableError as exc:
             await self.registry.mark_unreachable(device.id, exc.detail)  # the next run fails fast
             raise
-
-    async def _failed(self, row, spec: JobSpec, error: str, final_state: str = "failed") -> None:
-        attempts_made = row["attempt"]
-        if attempts_made < row["max_attempts"]:
-            delay = spec.retry.backoff_s * (2 ** (attempts_made - 1))
-            when = now() + timedelta(seconds=delay)
-            await q.reschedule(self.pool, row["id"], when, error)
-            await self.jobs.queue.schedule(row["id"], attempts_made, when)
-            log.info(
-                "execution %s attempt %d/%d failed (%s); retrying at %s",
-                row["id"],
-                attempts_made,
-                row["max_attempts"],
-                error,
-                when.isoformat(),
-            )
-            return
-        await self._complete(row, spec, final_state, error=error)
-        log.warning("execution %s failed after %d attempt(s): %s", row["id"], attempts_made, error)
-
-    async def _fan_out(self, row, spec: JobSpec) -> None:
-        """A role or group run: one step-0 execution per device it means now; this row stays running until they
-        have all finished (`_settle_parent`)."""
-        try:
-            members = await targets.resolve(self.pool, spec.target)
-        except PifleetError as exc:
-            return await self._complete(row, spec, "failed", error=exc.detail)
-        if not members:
-            return await self._complete(row, spec, "skipped", error=f"skipped: no device in {spec.target}")
-        when, planned = now(), []
-        async with self.pool.acquire() as conn, conn.transaction():
-            for device in members:
-                execution_id = await q.insert_execution(
-                    conn,
-                    job_id=row["job_id"],
-                    device_id=device.id,
-                    capability=row["capability"],
-                    command=row["command"],
-                    params=row["params"],
-                    scheduled_for=when,
-                    max_attempts=row["max_attempts"],
-                    parent_id=row["id"],
-                    step=0,
-                )
-                if execution_id is not None:
-                    planned.append(execution_id)
-            await q.set_result(conn, row["id"], {"devices": [d.name for d in members]})
-            await q.mark_running(conn, row["id"])
-        for execution_id in planned:
-            await self.jobs.queue.schedule(execution_id, 0, when)
-        log.info("execution %s fans out to %s", row["id"], ", ".join(d.name for d in members))
-
-    async def _complete(self, row, spec: JobSpec, state: str, *, result: Any = None, error: str | None = None):
-        """Record the outcome and plan what it calls for — follow-ups (their parameters filled from the result,
-        their conditions checked) and jobs triggered `after` this one — in one transaction: a crash in between
-        cannot leave a finished run whose successors were never planned. Huey hears of them after the commit
-        (and again from JobService.recover after a crash)."""
-        # skipped, missed and cancelled runs did not run: nothing follows them
-        outcome = OUTCOME.get(state)
-        own_run = row["step"] == 0 and row["device_id"] is not None  # the job's action on one device
-        planned = []
-        async with self.pool.acquire() as conn, conn.transaction():
-            if row["parent_id"] is not None and row["step"] == 0:
-                # devices of one role/group run finishing together settle it one after the other: the parent's
-                # row lock first, before this run's own row (else two finishing runs deadlock on each other)
-                await q.lock_execution(conn, row["parent_id"])
-            await q.finish(conn, row["id"], state, result=result, error=error)
-            if outcome is not None and own_run:  # follow-ups hang off the job's own runs (no chains yet)
-                for step, follow in enumerate(spec.follow_ups, start=1):
-                    if follow.on in (outcome, "always"):
-                        planned += await self._plan_follow_up(conn, row, spec, step, follow, result)
-            if row["parent_id"] is None:
-                planned += await self.jobs.after_run(conn, row, outcome)
-            elif row["step"] == 0:
-                planned += await self.jobs.settle_fan_out(conn, row["parent_id"])
-        for execution_id, when in planned:
-            await self.jobs.queue.schedule(execution_id, 0, when)
-            log.info("planned %s after %s, for %s", execution_id, row["id"], when.isoformat())
-
-    async def _plan_follow_up(self, conn, row, spec: JobSpec, step: int, follow: FollowUp, result: Any):
-        # by default a follow-up runs on the device its run ran on (for a role or group: each device's own)
-        device_id = row["device_id"]
-        if follow.target is not None:
-            device = await devices_q.get_by_name(conn, follow.target.name)
-            device_id = device.id if device else None
-        when = triggers.follow_up_time(follow.trigger, now())
-        state, error, params = "scheduled", None, follow.action.params
-        if follow.when is not None:
-            ok, why = results.holds(follow.when, result)
-            if not ok:
-                state, error = "skipped", f"skipped: condition not met: {why}"
-        if state == "scheduled":
-            try:
-                params = results.substitute(params, result)
-            except PifleetError as exc:
-                state, error = "failed", f"cannot fill parameter {exc.field}: {exc.detail}"
-        execution_id = await q.insert_execution(
-            conn,
-            job_id=row["job_id"],
-            device_id=device_id,
-            capability=follow.action.capability,
-            command=follow.action.command,
-            params=msgspec.to_builtins(params),
-            scheduled_for=when,
-            max_attempts=spec.retry.attempts,
-            parent_id=row["id"],
-            step=step,
-            state=state,
-            error=error,
-        )
-        return [(execution_id, when)] if execution_id is not None and state == "scheduled" else []

@@ -1,15 +1,16 @@
 """Jobs as a service: save (validated against the target's capabilities), plan runs, list what will happen.
 
 Planning: every enabled job with a time trigger has exactly one future run of its own ("root" execution) in
-job_executions; when that run starts, the next one is planned. Follow-ups are planned when the run before
-them finishes. Each planned run is handed to the Huey schedule (jobs/queue.py).
+job_executions; when that run starts, the next one is planned. What follows a finished run (follow-ups, jobs
+triggered `after` it, retries, recovery) is the planner's to decide (jobs/planner.py). Each planned run is handed
+to the Huey schedule (jobs/queue.py).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import msgspec
@@ -18,7 +19,6 @@ from ..errors import ConflictError, InvalidError, NotFoundError
 from ..events import EventHub
 from ..fleet.params import check_command
 from ..model import (
-    FINAL_STATES,
     AfterTrigger,
     DryRun,
     DrySend,
@@ -31,27 +31,27 @@ from ..model import (
 from ..storage import devices as devices_q
 from ..storage import jobs as q
 from . import results, targets, threshold, triggers
-from .queue import JobQueue
+from .planner import Clock, Planner, Scheduler, now
 
 log = logging.getLogger(__name__)
 
 
-# what a finished run's state means for follow-ups and `after` triggers (skipped/missed/cancelled: nothing)
-OUTCOME = {"succeeded": "success", "failed": "failure", "timed_out": "failure"}
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 class JobService:
     def __init__(
-        self, pool: asyncpg.Pool, queue: JobQueue, hub: EventHub, location: triggers.Location | None = None
+        self,
+        pool: asyncpg.Pool,
+        queue: Scheduler,
+        hub: EventHub,
+        location: triggers.Location | None = None,
+        *,
+        clock: Clock = now,
     ) -> None:
         self.pool = pool
         self.queue = queue
         self.hub = hub
         self.location = location
+        self.clock = clock
+        self.planner = Planner(pool, queue, clock)
 
     def next_fire(self, job: JobRead, after: datetime) -> datetime | None:
         return triggers.next_fire(job.spec.trigger, after, created=job.created_at, location=self.location)
@@ -125,7 +125,7 @@ class JobService:
         if not created:
             await q.drop_pending_roots(self.pool, job.id)  # the trigger may have changed: plan afresh
         if spec.enabled:
-            await self.plan_next(job.id, after=now())
+            await self.plan_next(job.id, after=self.clock())
         self.hub.publish("jobs")
         return await q.get_job(self.pool, spec.name) or job, created
 
@@ -151,63 +151,20 @@ class JobService:
         return await self._plan(job, when)
 
     async def plan_now(self, job: JobRead) -> uuid.UUID | None:
-        return await self._plan(job, now())
+        return await self._plan(job, self.clock())
 
     async def run_now(self, name: str) -> ExecutionRead:
         job = await self.get(name)
         await self.check(job.spec)
-        execution_id = await self._plan(job, now())
+        execution_id = await self._plan(job, self.clock())
         assert execution_id is not None
         execution = await q.get_execution(self.pool, execution_id)
         assert execution is not None
         return execution
 
-    async def after_run(self, conn, root, outcome: str | None) -> list[tuple[uuid.UUID, datetime]]:
-        """Plan the jobs triggered `after` this job's run finished with `outcome`."""
-        if outcome is None:
-            return []
-        job = await q.get_job_by_id(conn, root["job_id"])
-        return await self.plan_dependents(conn, job.name, outcome) if job else []
-
-    async def settle_fan_out(self, conn, parent_id: uuid.UUID) -> list[tuple[uuid.UUID, datetime]]:
-        """When the last device of a role/group run has finished, finish the run itself — succeeded if every
-        device succeeded, failed otherwise — and plan what comes `after` it."""
-        await q.lock_execution(conn, parent_id)  # one settlement at a time (the runner took it already)
-        states = await q.child_states(conn, parent_id)
-        if not states or any(s not in FINAL_STATES for s in states):
-            return []
-        failed = sum(s != "succeeded" for s in states)
-        state = "failed" if failed else "succeeded"
-        error = f"{failed} of {len(states)} devices did not succeed" if failed else None
-        parent = await q.finish_running(conn, parent_id, state, error=error)
-        return await self.after_run(conn, parent, OUTCOME[state]) if parent else []
-
-    async def plan_dependents(self, conn, job_name: str, outcome: str) -> list[tuple[uuid.UUID, datetime]]:
-        """Plan, now, the runs of jobs triggered by `after` this job's outcome (inside the caller's transaction)."""
-        planned, when = [], now()
-        for job in await q.jobs_after(conn, job_name):
-            if job.spec.enabled and job.spec.trigger.on in (outcome, "always"):
-                execution_id = await self._plan(job, when, conn=conn, hand_over=False)
-                if execution_id is not None:
-                    planned.append((execution_id, when))
-        return planned
-
-    async def _plan(self, job: JobRead, when: datetime, conn=None, hand_over: bool = True) -> uuid.UUID | None:
-        spec = job.spec
-        db = conn or self.pool
-        # a role or group run is planned as one execution; it fans out into one per device when it runs
-        device = None if spec.target.fans_out else await devices_q.get_by_name(db, spec.target.name)
-        execution_id = await q.insert_execution(
-            db,
-            job_id=job.id,
-            device_id=device.id if device else None,
-            capability=spec.action.capability,
-            command=spec.action.command,
-            params=spec.action.params,
-            scheduled_for=when,
-            max_attempts=spec.retry.attempts,
-        )
-        if execution_id is not None and hand_over:
+    async def _plan(self, job: JobRead, when: datetime) -> uuid.UUID | None:
+        execution_id = await self.planner.insert_root(self.pool, job, when)
+        if execution_id is not None:
             await self.queue.schedule(execution_id, 0, when)
             log.info("planned %s of job %s for %s", execution_id, job.name, when.isoformat())
             self.hub.publish("executions")
@@ -215,25 +172,12 @@ class JobService:
 
     async def recover(self) -> None:
         """After a start: hand every planned run to Huey again (a second delivery finds nothing to claim),
-        fail runs a crash interrupted (retrying them if their policy allows), plan jobs that lack a next run."""
-        from .runner import interrupted_error  # local: runner imports this module
-
-        for row in await q.interrupted(self.pool):
-            if row["device_id"] is None and row["parent_id"] is None:  # a role/group run: its devices settle it
-                async with self.pool.acquire() as conn, conn.transaction():
-                    planned = await self.settle_fan_out(conn, row["id"])
-                for execution_id, when in planned:
-                    await self.queue.schedule(execution_id, 0, when)
-                continue
-            error = interrupted_error()
-            if row["attempt"] < row["max_attempts"]:
-                await q.reschedule(self.pool, row["id"], now(), error)
-            else:
-                await q.finish(self.pool, row["id"], "failed", error=error)
+        let the planner decide about runs a crash interrupted, plan jobs that lack a next run."""
+        await self.planner.recover()
         for row in await q.scheduled(self.pool):
             await self.queue.schedule(row["id"], row["attempt"], row["scheduled_for"])
         for job_id in await q.enabled_job_ids(self.pool):
-            await self.plan_next(job_id, after=now())
+            await self.plan_next(job_id, after=self.clock())
 
     async def set_paused(self, name: str, paused: bool) -> JobRead:
         if not await q.set_paused(self.pool, name, paused):
@@ -269,7 +213,7 @@ class JobService:
                     payload={"eid": "<execution id>", "ep": device.id, "params": action.params},
                 )
             )
-        runs, after = [], now()
+        runs, after = [], self.clock()
         for _ in range(5):
             when = self.next_fire(job, after)
             if when is None:
@@ -281,7 +225,8 @@ class JobService:
     async def timeline(self, days: float, device: str | None = None, limit_per_job: int = 500) -> list[TimelineEntry]:
         """Everything expected to run within `days`: planned runs, and projected occurrences of each job's
         trigger with the follow-ups they would bring (assuming the run succeeds)."""
-        start, end = now(), now() + timedelta(days=days)
+        start = self.clock()
+        end = start + timedelta(days=days)
         entries: list[TimelineEntry] = []
         for e in await q.list_executions(self.pool, state="scheduled", device=device, limit=10000, upcoming=True):
             if e.scheduled_for <= end and e.device is not None:  # a role/group run is projected per device below
@@ -341,3 +286,27 @@ class JobService:
 
     async def upcoming(self, limit: int = 50) -> list[ExecutionRead]:
         return await q.list_executions(self.pool, state="scheduled", limit=limit, upcoming=True)
+
+    # -- reads (API and dashboard) -------------------------------------------------------------------------------
+
+    async def list(self) -> list[JobRead]:
+        """All jobs with their next run."""
+        return await q.list_jobs(self.pool)
+
+    async def executions(
+        self,
+        *,
+        job: str | None = None,
+        device: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[ExecutionRead]:
+        """Executions, newest first."""
+        return await q.list_executions(self.pool, job=job, device=device, state=state, limit=limit, offset=offset)
+
+    async def execution(self, execution_id: uuid.UUID) -> ExecutionRead:
+        execution = await q.get_execution(self.pool, execution_id)
+        if execution is None:
+            raise NotFoundError(f"no execution {execution_id}", field="execution_id")
+        return execution

@@ -181,13 +181,20 @@ async def claim(db, execution_id: uuid.UUID, attempt: int) -> asyncpg.Record | N
     )
 
 
-async def finish(db, execution_id: uuid.UUID, state: str, *, result: Any = None, error: str | None = None) -> None:
-    await db.execute(
-        "update job_executions set state = $2, finished_at = now(), result = $3, error = $4 where id = $1",
-        execution_id,
-        state,
-        result,
-        error,
+_LIVE = "state in ('dispatched', 'running')"  # a run under way; a finished row is final: nothing updates it
+
+
+async def finish(db, execution_id: uuid.UUID, state: str, *, result: Any = None, error: str | None = None) -> bool:
+    """Record a run's outcome, once; False if it had finished already (then nothing changes)."""
+    return bool(
+        await db.fetchval(
+            "update job_executions set state = $2, finished_at = now(), result = $3, error = $4"
+            f" where id = $1 and {_LIVE} returning true",
+            execution_id,
+            state,
+            result,
+            error,
+        )
     )
 
 
@@ -197,7 +204,7 @@ async def mark_running(db, execution_id: uuid.UUID) -> None:
 
 
 async def set_result(db, execution_id: uuid.UUID, result: Any) -> None:
-    await db.execute("update job_executions set result = $2 where id = $1", execution_id, result)
+    await db.execute(f"update job_executions set result = $2 where id = $1 and {_LIVE}", execution_id, result)
 
 
 async def lock_execution(db, execution_id: uuid.UUID) -> None:
@@ -215,21 +222,23 @@ async def child_states(db, parent_id: uuid.UUID) -> list[str]:
 async def finish_running(db, execution_id: uuid.UUID, state: str, *, error: str | None = None):
     """Finish a run that is still running (once); returns its row, or None if it had finished already."""
     return await db.fetchrow(
-        "update job_executions set state = $2, finished_at = now(), error = $3"
-        " where id = $1 and state in ('dispatched', 'running') returning *",
+        f"update job_executions set state = $2, finished_at = now(), error = $3 where id = $1 and {_LIVE} returning *",
         execution_id,
         state,
         error,
     )
 
 
-async def reschedule(db, execution_id: uuid.UUID, when: datetime, error: str) -> None:
-    """Back to scheduled for another attempt, keeping the last error visible."""
-    await db.execute(
-        "update job_executions set state = 'scheduled', scheduled_for = $2, error = $3 where id = $1",
-        execution_id,
-        when,
-        error,
+async def reschedule(db, execution_id: uuid.UUID, when: datetime, error: str) -> bool:
+    """Back to scheduled for another attempt, keeping the last error visible; False if it had finished already."""
+    return bool(
+        await db.fetchval(
+            f"update job_executions set state = 'scheduled', scheduled_for = $2, error = $3 where id = $1 and {_LIVE}"
+            " returning true",
+            execution_id,
+            when,
+            error,
+        )
     )
 
 
