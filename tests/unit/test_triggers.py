@@ -133,3 +133,103 @@ def test_threshold_for_duration_and_below():
     state, _ = step(t, state, 4, t0 + timedelta(seconds=100))
     state, fire = step(t, state, 4, t0 + timedelta(seconds=220))
     assert fire and not state.armed
+
+
+# ---- next fire with a fake clock: at, every, delay, DST edges, misfire ----------------------------------------
+
+
+def test_at_with_an_offset_is_returned_in_utc_and_fires_once():
+    at = datetime.fromisoformat("2026-11-27T20:00:00+01:00")
+    assert next_fire(AtTrigger(at=at), utc(2026, 11, 27, 18, 59, 59)) == utc(2026, 11, 27, 19, 0)
+    assert next_fire(AtTrigger(at=at), utc(2026, 11, 27, 19, 0)) is None
+
+
+@pytest.mark.parametrize(
+    "after, expected",
+    [
+        (utc(2026, 11, 26, 12, 0), utc(2026, 11, 26, 12, 10)),  # at creation: one period later
+        (utc(2026, 11, 26, 12, 10), utc(2026, 11, 26, 12, 20)),  # on a tick: strictly after
+        (utc(2026, 11, 26, 11, 0), utc(2026, 11, 26, 12, 10)),  # before creation: the first tick
+        (utc(2026, 11, 29, 3, 55), utc(2026, 11, 29, 4, 0)),  # days later, still on the creation's grid
+    ],
+)
+def test_every_keeps_to_the_grid_of_its_creation(after, expected):
+    assert next_fire(EveryTrigger(seconds=600), after, created=utc(2026, 11, 26, 12, 0)) == expected
+
+
+def test_every_hour_runs_through_the_dst_change_in_real_hours():
+    created = utc(2026, 3, 29, 0, 0)  # 01:00 CET; the clocks jump at 01:00 UTC
+    ticks, after = [], created
+    for _ in range(3):
+        after = next_fire(EveryTrigger(seconds=3600), after, created=created)
+        ticks.append(after)
+    assert ticks == [utc(2026, 3, 29, 1, 0), utc(2026, 3, 29, 2, 0), utc(2026, 3, 29, 3, 0)]
+
+
+def test_a_delay_is_real_seconds_across_the_fall_back():
+    finished = utc(2026, 10, 25, 0, 30)  # 02:30 CEST, half an hour before the clocks go back
+    assert follow_up_time(DelayTrigger(seconds=3600), finished) == utc(2026, 10, 25, 1, 30)
+
+
+def test_a_follow_up_at_07_00_on_the_morning_of_spring_forward():
+    finished = utc(2026, 3, 28, 19, 0)  # 20:00 CET on Saturday
+    # Sunday 07:00 is CEST already: 05:00 UTC, not 06:00
+    assert follow_up_time(NextTimeTrigger(time="07:00", tz=BERLIN), finished) == utc(2026, 3, 29, 5, 0)
+
+
+def test_a_follow_up_at_a_time_the_spring_gap_skips_runs_after_the_gap():
+    finished = utc(2026, 3, 28, 23, 0)  # 00:00 CET on the night of the change
+    assert follow_up_time(NextTimeTrigger(time="02:30", tz=BERLIN), finished) == utc(2026, 3, 29, 1, 30)
+
+
+def test_a_follow_up_at_a_time_that_happens_twice_runs_at_the_first():
+    finished = utc(2026, 10, 24, 22, 0)  # 00:00 CEST on the night the clocks go back
+    assert follow_up_time(NextTimeTrigger(time="02:30", tz=BERLIN), finished) == utc(2026, 10, 25, 0, 30)
+
+
+def test_a_weekly_cron_on_the_sunday_of_the_change():
+    t = CronTrigger(expr="0 9 * * 0", tz=BERLIN)
+    assert next_fire(t, utc(2026, 3, 25)) == utc(2026, 3, 29, 7, 0)  # 09:00 CEST
+    assert next_fire(t, utc(2026, 10, 20)) == utc(2026, 10, 25, 8, 0)  # 09:00 CET
+
+
+def _row(scheduled_for: datetime) -> dict:
+    return {"scheduled_for": scheduled_for}
+
+
+def _spec(**misfire):
+    import msgspec
+
+    from pifleet.model import JobSpec
+
+    return msgspec.convert(
+        {
+            "name": "j",
+            "target": {"device": "d"},
+            "action": {"capability": "blind", "command": "stop"},
+            "trigger": {"type": "manual"},
+            "misfire": misfire,
+        },
+        JobSpec,
+    )
+
+
+@pytest.mark.parametrize(
+    "misfire, late_s, missed",
+    [
+        ({}, 5, False),  # on time: the scheduler wakes every second
+        ({"policy": "run_late", "grace_s": 600}, 600, False),
+        ({"policy": "run_late", "grace_s": 600}, 601, True),
+        ({"policy": "run_late", "grace_s": 0}, 4, False),  # never stricter than "on time"
+        ({"policy": "skip"}, 5, False),
+        ({"policy": "skip", "grace_s": 3600}, 6, True),  # skip ignores the grace window
+    ],
+)
+def test_misfire_policy(misfire, late_s, missed):
+    from pifleet.jobs.runner import misfire_reason
+
+    due = utc(2026, 11, 26, 19, 0)
+    reason = misfire_reason(_row(due), _spec(**misfire), due + timedelta(seconds=late_s))
+    assert (reason is not None) is missed
+    if missed:
+        assert reason.startswith("missed: due 2026-11-26T19:00:00+00:00")
