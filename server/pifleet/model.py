@@ -64,7 +64,7 @@ class GroupRead(Struct):
 
 
 class RoleSpec(Struct, forbid_unknown_fields=True):
-    """A role as a person writes it (docs/roles.md): the modules a board runs, each with its configuration,
+    """A role as a person writes it (docs/modules.md, "A role"): the modules a board runs, each with its configuration,
     and the role's own jobs (JobSpecs without a target: they target the role)."""
 
     description: Annotated[str, Meta(max_length=500)] = ""

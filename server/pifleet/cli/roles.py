@@ -1,7 +1,7 @@
 """`pifleet module …` and `pifleet role …`: role modules, roles as data, assignment, rollouts.
 
 REST clients like the rest of the CLI (/api/modules, /api/roles, /api/rollouts). A role file is JSON or TOML
-(docs/roles.md); its name is the file's "name" key, else the file name without suffix.
+(docs/modules.md, "A role"); its name is the file's "name" key, else the file name without suffix.
 
 Layer: CLI adapter; it imports only cli.client.
 """
