@@ -1,1 +1,1 @@
-"""Flashing: flash layout, base-image catalog, provisioning bundles, USB detection, the esptool driver."""
+"""Flashing: base-image catalog, USB detection, the esptool driver, flash & pair (the bundle: pifleet.boardfs)."""
