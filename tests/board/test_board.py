@@ -11,6 +11,7 @@ from pifleet.fleet.modules import declarations
 from tests.board.conftest import request
 from tests.support.masters import REPO
 from tests.support.pins import high_periods
+from tests.support.waits import wait_until_async
 
 UP, DOWN = 25, 26
 # what capabilities/blind.py declares, read from its source as the master reads it
@@ -79,8 +80,9 @@ async def test_reversal_replaces_the_move_and_waits_the_dead_time(blind_board, c
     long_move = asyncio.create_task(
         command(coap_client, blind_board, "blind", "move", "rv-1", direction="down", seconds=10)
     )
-    while not blind_board.pin_level(DOWN):
-        await asyncio.sleep(0.01)
+    await wait_until_async(
+        lambda: blind_board.pin_level(DOWN), what="the long move down running", explain=blind_board.console_text
+    )
     code, body = await command(coap_client, blind_board, "blind", "move", "rv-2", direction="up", seconds=0.3)
     assert code == Code.CHANGED and body["result"]["stopped"] == "elapsed"
     first_code, first = await long_move
@@ -96,8 +98,9 @@ async def test_stop_ends_a_running_move(blind_board, coap_client):
     import asyncio
 
     moving = asyncio.create_task(command(coap_client, blind_board, "blind", "move", "st-1", direction="up", seconds=10))
-    while not blind_board.pin_level(UP):
-        await asyncio.sleep(0.01)
+    await wait_until_async(
+        lambda: blind_board.pin_level(UP), what="the move up running", explain=blind_board.console_text
+    )
     code, body = await command(coap_client, blind_board, "blind", "stop", "st-2")
     assert code == Code.CHANGED and body["result"] == {"was_moving": True}
     assert blind_board.pin_level(UP) == 0

@@ -4,10 +4,10 @@ and an OSCORE id, and the master holds the same keys."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
-import time
 import traceback
 from functools import cache
 
@@ -54,8 +54,14 @@ def flash(master, board: VirtualBoard, name: str, role: str = "blind", lifetime_
         except Exception as e:  # noqa: BLE001 - the master may be the thing that hangs
             job = repr(e)
         if master.proc is not None and master.proc.poll() is None:
+            before = len(master.log_text())
             master.proc.send_signal(signal.SIGUSR1)  # the master writes its threads' stacks to its log
-            time.sleep(1)
+            with contextlib.suppress(AssertionError):  # explain anyway with what there is
+                wait_until(
+                    lambda: "most recent call first" in master.log_text()[before:],  # faulthandler's header
+                    timeout=5,
+                    what="the master's thread stacks in its log",
+                )
         tail = "\n".join(master.log_text().splitlines()[-150:])
         chips = "".join(
             f"thread {t.name}:\n" + "".join(traceback.format_stack(sys._current_frames()[t.ident]))
