@@ -36,7 +36,8 @@ def _check(spec, value):
         if not isinstance(value, dict):
             return "must be an object"
     elif kind == "enum":
-        if value not in spec.get("values", ()):
+        # a value is a string or an integer; `True in [1]` holds in Python, so booleans are refused first
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or value not in spec.get("values", ()):
             return "must be one of " + ", ".join(str(v) for v in spec.get("values", ()))
         return None
     else:

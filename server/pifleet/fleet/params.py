@@ -83,10 +83,11 @@ def _check_value(value: Any, spec: dict[str, Any], field: str) -> None:
     # the schema comes from a board (/cap) or a module's CONFIG: a malformed one refuses, it does not crash
     if not isinstance(spec, dict):
         raise InvalidError("the board declares this parameter malformed", field=field)
-    kind = spec.get("type", "string")
+    kind = spec.get("type")  # required, as on the board (agent/schema.py): no silent default
     allowed = _TYPES.get(kind) if isinstance(kind, str) else None
     if allowed is None:
-        raise InvalidError(f"the board declares an unknown parameter type {kind!r}", field=field)
+        what = f"an unknown parameter type {kind!r}" if kind is not None else "this parameter without a type"
+        raise InvalidError(f"the board declares {what}", field=field)
     if isinstance(value, bool) and kind != "boolean" or not isinstance(value, allowed):
         raise InvalidError(f"expected {kind}, got {type(value).__name__}", field=field)
     if kind == "enum" and (not isinstance(spec.get("values", []), list) or value not in spec.get("values", [])):
