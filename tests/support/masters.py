@@ -157,6 +157,10 @@ class MasterProcess:
     def log_text(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
+    def log_tail(self, lines: int = 150) -> str:
+        """The end of the master's log, for a wait's explain=."""
+        return f"master log (last {lines} lines):\n" + "\n".join(self.log_text().splitlines()[-lines:])
+
     # REST API helpers, with the write token
     def get(self, path: str, **kw) -> Any:
         r = self.request("GET", path, **kw)

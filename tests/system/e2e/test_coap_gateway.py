@@ -10,6 +10,8 @@ import subprocess
 import aiocoap
 import pytest
 
+from tests.support.waits import wait_until_async
+
 MALFORMED = [
     b"",  # empty datagram
     b"\x40",  # truncated header
@@ -62,7 +64,11 @@ async def test_malformed_datagrams_are_dropped_counted_and_the_master_keeps_serv
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for datagram in MALFORMED:
             s.sendto(datagram, (host, port))
-    await asyncio.sleep(0.5)
+    await wait_until_async(
+        lambda: module_master.get("/api/metrics").get("malformed_dropped", 0) - before >= 5,
+        what="the master to count the malformed datagrams it dropped",
+        explain=module_master.log_tail,
+    )
     response = await get(f"coap://{host}:{port}/.well-known/core")
     assert response.code == aiocoap.CONTENT
     after = module_master.get("/api/metrics").get("malformed_dropped", 0)
