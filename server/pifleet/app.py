@@ -25,18 +25,19 @@ from . import __version__, resources
 from .auth import keys
 from .auth.errors import ForbiddenError, TooManyAttemptsError, UnauthenticatedError
 from .auth.service import AuthService
-from .flashing.api import CONTROLLERS as FLASHING_CONTROLLERS
-from .flashing.pages import BoardPanelController
 from .master import Master
 from .web.api.adoptions import AdoptionController
 from .web.api.auth import CONTROLLERS as AUTH_CONTROLLERS
 from .web.api.auth import authenticate, current_principal
+from .web.api.flashing import CONTROLLERS as FLASHING_CONTROLLERS
 from .web.api.fleet import DeviceController, GroupController
+from .web.api.health import HealthController
 from .web.api.jobs import ExecutionController, JobController, TimelineController
 from .web.api.live import LiveController
 from .web.api.modules import ModuleController
 from .web.api.roles import RoleController, RolloutController
 from .web.pages.adoptions import AdoptionPanelController
+from .web.pages.boards import BoardPanelController
 from .web.pages.dashboard import DashboardController
 from .web.pages.login import CONTROLLERS as LOGIN_CONTROLLERS
 from .web.pages.roles import RolePanelController
@@ -99,10 +100,38 @@ def _too_many(request: Request, exc: TooManyAttemptsError) -> Response:
     return response
 
 
+# Each service the controllers call, provided on its own under this name (as Master's attribute of that name).
+SERVICES = (
+    "devices",
+    "jobs",
+    "modules",
+    "roles",
+    "rollouts",
+    "flashing",
+    "catalog",
+    "usb",
+    "adoption",
+    "hub",
+)
+
+
+def _provide(master: Master, name: str) -> Provide:
+    """The service `name` of a started master, looked up per request (a master that has not started yet has
+    none to give)."""
+
+    def service() -> object:
+        return getattr(master, name)
+
+    return Provide(service, sync_to_thread=False)
+
+
 def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
+    """The app over a master's services. Controllers never see the master itself: each takes the services it
+    calls (`devices: DeviceService`, `jobs: JobService` …), each provided on its own."""
     auth = auth or AuthService(master.pool)
     return Litestar(
         route_handlers=[
+            HealthController,
             AdoptionController,
             AdoptionPanelController,
             *FLASHING_CONTROLLERS,
@@ -125,7 +154,8 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
         guards=[require_login],
         state=State({"auth": auth}),
         dependencies={
-            "master": Provide(lambda: master, sync_to_thread=False),
+            **{name: _provide(master, name) for name in SERVICES},
+            "counters": Provide(lambda: master.gateway.counters, sync_to_thread=False),
             "auth": Provide(lambda: auth, sync_to_thread=False),
             "principal": Provide(current_principal, sync_to_thread=False),
         },

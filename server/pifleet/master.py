@@ -22,10 +22,12 @@ from .flashing.catalog import Catalog
 from .flashing.service import FlashService
 from .flashing.usb import UsbWatcher
 from .fleet.adoption import AdoptionService
+from .fleet.devices import DeviceService
 from .fleet.modules import ModuleService
 from .fleet.pairing import PairingService
 from .fleet.registry import Registry
 from .fleet.roles import RoleService
+from .fleet.rollouts import RolloutService
 from .fleet.sync import Syncer
 from .gateway import adoption as adoption_resource
 from .gateway.coap import Gateway
@@ -58,6 +60,8 @@ class Master:
         self.jobs: JobService
         self.modules: ModuleService
         self.sync: Syncer
+        self.rollouts: RolloutService
+        self.devices: DeviceService
         self.roles: RoleService
         self.runner: Runner
         self.thresholds: ThresholdWatcher
@@ -97,9 +101,11 @@ class Master:
         self.jobs = JobService(pool, self.queue, hub, settings.location)
         self.modules = ModuleService(pool, hub)
         self.sync = Syncer(pool, hub, gateway, self.modules)
+        self.rollouts = RolloutService(pool, hub, gateway, self.modules, self.sync)
         self.roles = RoleService(pool, hub, self.modules, self.jobs, self.sync)
         self.registry = Registry(pool, hub, gateway, described=self.sync.registered)
         self.pairing = PairingService(pool, hub, keys=gateway)
+        self.devices = DeviceService(pool, gateway, self.pairing, self.sync.sync)
         await self.roles.store_presets()
         await self.modules.refresh_shipped()
         self.runner = Runner(self.jobs, self.registry, gateway, settings.command_timeout_s)
@@ -126,6 +132,7 @@ class Master:
         self.queue.start(asyncio.get_running_loop(), self.runner.run)
         stack.push_async_callback(self._stop_queue)
         stack.push_async_callback(self.sync.stop)
+        stack.push_async_callback(self.rollouts.stop)
         stack.push_async_callback(self._cancel_background)
         # a flash cut short is recorded as failed while the pool is open: the first part to stop
         stack.push_async_callback(self.flashing.stop)

@@ -2,7 +2,8 @@
 
 Layer: service (no litestar). A flash is a job (flash_jobs row) run in the background: probe the chip →
 refuse an image for another chip before anything is written → identity (the device known by this MAC keeps
-its id and secret unless a factory reset is asked; otherwise a new id and a fresh 32-byte secret) → build the
+its id unless a factory reset is asked; otherwise a new id from the one scheme, fleet/pairing.py; always a fresh
+secret) → build the
 bundle → one esptool write of base image + littlefs image, compressed and MD5-verified → reset → record.
 The device, its MAC and its secret are committed only after a verified write, so a failed flash leaves the
 previous state of the device as it was; the job row says what went wrong. Progress goes to the job row and to
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -25,17 +25,16 @@ from ..boardfs import bundle
 from ..config import Settings
 from ..errors import ConflictError, InvalidError, NotFoundError, PifleetError
 from ..events import EventHub
+from ..fleet.pairing import device_id_for, new_secret
 from ..fleet.presets import role_caps
 from ..storage import devices as devices_q
 from ..storage import flashing as q
 from . import flasher
 from .catalog import Catalog
-from .model import ChipInfo, FlashJobRead, FlashRequest
+from .model import ChipInfo, FlashJobRead, FlashRequest, UsbBoard
 from .usb import UsbWatcher
 
 log = logging.getLogger(__name__)
-
-SECRET_BYTES = 32
 
 RolePlan = Callable[[str], Awaitable[tuple[dict, dict[str, str] | None]]]
 
@@ -53,12 +52,6 @@ def master_host(settings: Settings) -> str:
             return s.getsockname()[0]
         except OSError:
             return "127.0.0.1"
-
-
-def new_device_id(mac: str, suffix: bool = False) -> str:
-    """esp32-<last 3 MAC bytes>; with a random suffix after a factory reset (the MAC stays the same)."""
-    base = "esp32-" + mac.replace(":", "")[-6:]
-    return f"{base}-{secrets.token_hex(2)}" if suffix else base
 
 
 class _Pending:
@@ -145,6 +138,19 @@ class FlashService:
         self.hub.publish("flash")
         return job
 
+    async def boards(self) -> list[UsbBoard]:
+        """The USB boards now, each with its probe result and the known device of that MAC."""
+        boards = self.usb.snapshot()
+        known = await devices_q.device_names(self.pool, [b.probe.mac for b in boards if b.probe])
+        for board in boards:
+            if board.probe and board.probe.mac in known:
+                board.device_id, board.device_name = known[board.probe.mac]
+        return boards
+
+    async def jobs(self, limit: int = 20) -> list[FlashJobRead]:
+        """Recent flash jobs, newest first."""
+        return await q.list_jobs(self.pool, limit)
+
     async def get(self, job_id: str) -> FlashJobRead:
         job = await q.get_job(self.pool, job_id)
         if job is None:
@@ -205,7 +211,7 @@ class FlashService:
                 await self._notes_written(job_id)
             assert pending.device_id is not None and pending.secret is not None and pending.oscore_id is not None
             async with self.pool.acquire() as conn:
-                await q.record_flashed_device(
+                await devices_q.record_identity(
                     conn,
                     device_id=pending.device_id,
                     name=req.name,
@@ -299,19 +305,18 @@ class FlashService:
         image = await self.catalog.read_verified(entry)
         await q.update_job(self.pool, job_id, firmware_id=entry.id)
 
-        known = await q.device_by_mac(self.pool, info.mac)
+        known = await devices_q.device_by_mac(self.pool, info.mac)
         # Every flash gets a fresh secret, a re-flash too: the board's OSCORE sequence numbers restart with its
         # erased filesystem, and under the old keys that would reuse nonces (RFC 8613 §7.5).
         if known is not None and not req.factory_reset:
-            device_id = known["id"]
-            secret = secrets.token_bytes(SECRET_BYTES)
+            device_id = known["id"]  # a board paired before keeps its id, whatever scheme named it then
         else:
-            device_id = new_device_id(info.mac, suffix=known is not None)
-            while await q.device_exists(self.pool, device_id):
-                device_id = new_device_id(info.mac, suffix=True)
-            secret = secrets.token_bytes(SECRET_BYTES)
+            device_id = device_id_for(info.mac, fresh=known is not None)
+            while await devices_q.device_exists(self.pool, device_id):
+                device_id = device_id_for(info.mac, fresh=True)
             pending.replaces = known["id"] if known is not None else None
-        owner = await q.name_taken_by(self.pool, req.name)
+        secret = new_secret()
+        owner = await devices_q.name_taken_by(self.pool, req.name)
         if owner is not None and owner not in (device_id, pending.replaces):
             raise ConflictError(f"the name {req.name!r} belongs to device {owner}; choose another name", field="name")
         pending.device_id, pending.secret, pending.firmware_version = device_id, secret, entry.version

@@ -5,9 +5,9 @@ with its MAC, a fresh nonce and proof = SHA-256("proof" ‖ K), where K is stret
 (the code itself never travels). The dashboard lists it as waiting; a person types the code read off the
 console; the master recomputes the proof. A wrong code is refused and counted (MAX_ATTEMPTS, then the adoption
 is locked until the board reboots with a new code). The right code creates the identity — device id from the
-MAC, the name and role given, a fresh 32-byte secret — and the board's next announcement gets it sealed under
-keys derived from K: AES-128-CBC, then HMAC-SHA-256 over IV ‖ ciphertext. The board's agent (agent/adopt.py)
-does the same derivation in MicroPython. Threat model and sizes: docs/security.md.
+MAC and a fresh secret (pairing.py's one scheme and secret maker), the name and role given — and the board's
+next announcement gets it sealed under keys derived from K: AES-128-CBC, then HMAC-SHA-256 over IV ‖ ciphertext.
+The board's agent (agent/adopt.py) does the same derivation in MicroPython. Threat model and sizes: docs/security.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import re
-import secrets
 
 import asyncpg
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -29,6 +28,7 @@ from ..model import AdoptionRead
 from ..storage import adoptions as q
 from ..storage import devices as devices_q
 from .link import Paired
+from .pairing import device_id_for, new_secret
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,6 @@ def seal(k: bytes, identity: dict) -> dict[str, str]:
     box = encryptor.update(plain) + encryptor.finalize()
     tag = hmac.new(mac_key, iv + box, hashlib.sha256).digest()
     return {"iv": iv.hex(), "box": box.hex(), "tag": tag.hex()}
-
-
-def device_id_for(mac: str) -> str:
-    return "esp-" + mac.replace(":", "")
 
 
 class Announcement:
@@ -203,13 +199,13 @@ class AdoptionService:
             else:
                 wrong = None
                 device_id = device_id_for(row["mac"])
-                given = await q.create_device(
+                given = await devices_q.record_identity(
                     conn,
                     device_id=device_id,
                     name=name or device_id,
                     role=role,
                     mac=row["mac"],
-                    secret=secrets.token_bytes(32),
+                    secret=new_secret(),
                     oscore_id=await devices_q.next_oscore_id(conn),
                 )
                 row = await q.decide(conn, adoption_id, "adopted", device_id, k)

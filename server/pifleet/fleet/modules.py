@@ -131,6 +131,10 @@ class ModuleService:
         self.hub.publish("modules")
         return module, new
 
+    async def list(self, name: str | None = None) -> list[ModuleRead]:
+        """Every stored version (of one module, or of all), newest first."""
+        return await q.list_modules(self.pool, name)
+
     async def ensure(self, names: list[str]) -> dict[str, ModuleRead]:
         """The newest version of each module; a shipped capability module is stored on first use."""
         found = await q.latest(self.pool, names)

@@ -56,6 +56,9 @@ class RoleService:
         for name, caps in ROLES.items():
             await rq.define_if_new(self.pool, name, "preset", caps)
 
+    async def list(self) -> list[RoleRead]:
+        return await rq.list_roles(self.pool)
+
     async def get(self, name: str) -> RoleRead:
         role = await rq.get_role(self.pool, name)
         if role is None:

@@ -1,4 +1,4 @@
-"""Bringing boards to what their role says, and rolling a new module version out across the fleet.
+"""Bringing boards to what their role says.
 
 Layer: service. What a board should run is its role's modules, in their newest versions, with the role's
 configuration plus the board's own (`devices.role_config`). A sync:
@@ -9,10 +9,8 @@ The board swaps atomically and goes back to what it ran if the new role cannot r
 The sync state (pending, updating, in_sync, failed with the reason) is kept per board and shown everywhere.
 A board that is offline stays `pending` and is synced when it registers.
 
-A rollout of a new module version syncs one board first. The rest follow only when that one is in sync and
-answers /stats (healthy). The first failure halts the rollout: boards not started keep their version.
-
-It never imports aiocoap: the board link (gateway) does the talking.
+Rolling a new module version out across the fleet is modules/rollouts.py. It never imports aiocoap: the board
+link (gateway) does the talking.
 """
 
 from __future__ import annotations
@@ -33,8 +31,6 @@ from .link import BoardLink
 from .modules import ModuleService, mpy_abi, mpy_arch
 
 log = logging.getLogger(__name__)
-
-_PARALLEL = 8  # boards synced at once in a rollout's second phase
 
 
 class Desired:
@@ -184,69 +180,6 @@ class Syncer:
                 await self._state(device, "in_sync", "", applied=want.body() if known is None else None)
             return
         await self.sync(device_id)
-
-    # -- a rollout -----------------------------------------------------------------------------------
-
-    async def start_rollout(self, module: ModuleRead) -> int | None:
-        """Roll a new version out to the boards whose role uses the module; None when there are none."""
-        roles = await rq.roles_using(self.pool, module.name)
-        devices = [await dq.get_by_id(self.pool, d) for d in await rq.device_ids_with_role(self.pool, roles)]
-        devices = [d for d in devices if d is not None and self.syncable(d)]
-        if not devices:
-            return None
-        devices.sort(key=lambda d: (not d.online, d.name))  # an online board goes first
-        rollout_id = await rq.create_rollout(self.pool, module.id, [d.id for d in devices])
-        log.info("rollout %d of %s to %d boards", rollout_id, module.stem, len(devices))
-        self._spawn(self._roll(rollout_id, [d.id for d in devices]))
-        self.hub.publish("rollouts")
-        return rollout_id
-
-    async def _roll(self, rollout_id: int, device_ids: list[str]) -> None:
-        pending = list(device_ids)
-        # phase 1: boards one at a time until one is in sync and healthy (offline ones are skipped)
-        while pending:
-            device_id = pending.pop(0)
-            outcome = await self._roll_one(rollout_id, device_id)
-            if outcome == "failed":
-                return
-            if outcome == "done":
-                break
-        # phase 2: the rest, a few at a time; a failure stops boards not yet started
-        halted = asyncio.Event()
-        gate = asyncio.Semaphore(_PARALLEL)
-
-        async def one(device_id: str) -> None:
-            async with gate:
-                if not halted.is_set() and await self._roll_one(rollout_id, device_id) == "failed":
-                    halted.set()
-
-        await asyncio.gather(*(one(d) for d in pending))
-        if not halted.is_set():
-            await rq.finish_rollout(self.pool, rollout_id, "succeeded")
-            log.info("rollout %d finished", rollout_id)
-        self.hub.publish("rollouts")
-
-    async def _roll_one(self, rollout_id: int, device_id: str) -> str:
-        """done, skipped (offline) or failed (and the rollout halted)."""
-        try:
-            state = await self.sync(device_id)
-            if state == "in_sync":
-                device = await dq.get_by_id(self.pool, device_id)
-                assert device is not None and device.address is not None and device.port is not None
-                await self.link.stats(device.address, device.port)  # healthy: it answers after the swap
-                await rq.rollout_progress(self.pool, rollout_id, done=device_id)
-                return "done"
-            if state in ("pending", None):
-                await rq.rollout_progress(self.pool, rollout_id, skipped=device_id)
-                return "skipped"
-            device = await dq.get_by_id(self.pool, device_id)
-            reason = device.sync.reason if device is not None and device.sync is not None else "sync failed"
-        except (BoardError, asyncpg.PostgresError, OSError) as exc:
-            reason = f"not healthy after the update: {exc}"
-        await rq.finish_rollout(self.pool, rollout_id, "halted", device_id, reason)
-        log.warning("rollout %d halted at %s: %s", rollout_id, device_id, reason)
-        self.hub.publish("rollouts")
-        return "failed"
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -117,42 +117,6 @@ async def decide(
     )
 
 
-async def create_device(
-    db, *, device_id: str, name: str, role: str | None, mac: str, secret: bytes, oscore_id: bytes
-) -> str:
-    """The identity of an adopted board (before its first registration); returns the name it got.
-
-    A name taken by another device gets the device id appended, as at registration."""
-    if role:
-        await db.execute("insert into roles (name) values ($1) on conflict do nothing", role)
-    if await db.fetchval("select id from devices where name = $1 and id <> $2", name, device_id):
-        name = f"{name}-{device_id}"
-    # the MAC belongs to this board now: a row that held it (a former identity of the same board) lets go
-    await db.execute("update devices set mac = null where mac = $1 and id <> $2", mac, device_id)
-    await db.execute(
-        """
-        insert into devices (id, name, role, mac) values ($1, $2, $3, $4)
-        on conflict (id) do update set name = excluded.name, role = excluded.role, mac = excluded.mac,
-                                       revoked_at = null, unreachable = null
-        """,
-        device_id,
-        name,
-        role,
-        mac,
-    )
-    await db.execute(
-        """
-        insert into device_secrets (device_id, secret, oscore_id) values ($1, $2, $3)
-        on conflict (device_id) do update set secret = excluded.secret, oscore_id = excluded.oscore_id,
-                                              created_at = now()
-        """,
-        device_id,
-        secret,
-        oscore_id,
-    )
-    return name
-
-
 async def device_identity(db, device_id: str) -> asyncpg.Record | None:
     return await db.fetchrow(
         "select d.id, d.name, d.role, s.secret, s.oscore_id from devices d "

@@ -239,3 +239,74 @@ async def revoke(db, device_id: str) -> bool:
         )
         await conn.execute("delete from device_secrets where device_id = $1", device_id)
     return bool(found)
+
+
+async def record_identity(
+    conn: asyncpg.Connection,
+    *,
+    device_id: str,
+    name: str,
+    role: str | None,
+    mac: str,
+    secret: bytes,
+    oscore_id: bytes,
+    firmware: str | None = None,
+    replaces: str | None = None,
+) -> str:
+    """A board's identity, given by flashing (after a verified write) or adoption: the device with its MAC and
+    secret, in one transaction. Returns the name it got: a name another device holds gets the device id appended
+    (flashing refuses such a name before it writes anything).
+
+    A factory reset gives the board a new id: the old identity (`replaces`) is forgotten — its device row, its
+    secret and capabilities go; executions keep their history with the device unset."""
+    async with conn.transaction():
+        if replaces is not None and replaces != device_id:
+            await conn.execute("delete from devices where id = $1", replaces)
+        if role:
+            await conn.execute("insert into roles (name) values ($1) on conflict do nothing", role)
+        if await conn.fetchval("select id from devices where name = $1 and id <> $2", name, device_id):
+            name = f"{name}-{device_id}"
+        # the MAC belongs to this board now: a row that held it (a former identity of the same board) lets go
+        await conn.execute("update devices set mac = null where mac = $1 and id <> $2", mac, device_id)
+        await conn.execute(
+            """
+            insert into devices (id, name, role, mac, firmware) values ($1, $2, $3, $4, $5)
+            on conflict (id) do update set name = excluded.name, role = excluded.role, mac = excluded.mac,
+                                           revoked_at = null, unreachable = null
+            """,
+            device_id,
+            name,
+            role,
+            mac,
+            firmware,
+        )
+        await conn.execute(
+            """
+            insert into device_secrets (device_id, secret, oscore_id) values ($1, $2, $3)
+            on conflict (device_id) do update set secret = excluded.secret, oscore_id = excluded.oscore_id,
+                                                  created_at = now()
+            """,
+            device_id,
+            secret,
+            oscore_id,
+        )
+    return name
+
+
+async def device_by_mac(db, mac: str) -> asyncpg.Record | None:
+    """The device known by this MAC (id, name, role), if any."""
+    return await db.fetchrow("select id, name, role from devices where mac = $1", mac)
+
+
+async def device_names(db, macs: list[str]) -> dict[str, tuple[str, str]]:
+    """MAC -> (device id, name) of the known devices among these MACs."""
+    rows = await db.fetch("select mac, id, name from devices where mac = any($1::text[])", macs)
+    return {r["mac"]: (r["id"], r["name"]) for r in rows}
+
+
+async def device_exists(db, device_id: str) -> bool:
+    return bool(await db.fetchval("select true from devices where id = $1", device_id))
+
+
+async def name_taken_by(db, name: str) -> str | None:
+    return await db.fetchval("select id from devices where name = $1", name)

@@ -1,8 +1,5 @@
-"""Queries of the flashing aggregate: the firmware catalog, flash jobs, device identity (MAC) and secrets.
-
-Secrets are read only by the flashing service to write them into a board's bundle; nothing here returns them
-in a shape the API serves.
-"""
+"""Queries of the flashing aggregate: the firmware catalog and flash jobs. The identity a flash gives a board
+(device, MAC, secret) is recorded with the device's queries (storage/devices.py), as adoption's is."""
 
 from __future__ import annotations
 
@@ -155,72 +152,3 @@ async def fail_unfinished(db) -> int:
         "finished_at = now() where state not in ('done', 'failed')"
     )
     return int(result.split()[-1])
-
-
-# ---- identity --------------------------------------------------------------------------------------------------
-
-
-async def device_by_mac(db, mac: str) -> asyncpg.Record | None:
-    return await db.fetchrow("select id, name, role from devices where mac = $1", mac)
-
-
-async def device_names(db, macs: list[str]) -> dict[str, tuple[str, str]]:
-    rows = await db.fetch("select mac, id, name from devices where mac = any($1::text[])", macs)
-    return {r["mac"]: (r["id"], r["name"]) for r in rows}
-
-
-async def name_taken_by(db, name: str) -> str | None:
-    return await db.fetchval("select id from devices where name = $1", name)
-
-
-async def secret_of(db, device_id: str) -> bytes | None:
-    return await db.fetchval("select secret from device_secrets where device_id = $1", device_id)
-
-
-async def device_exists(db, device_id: str) -> bool:
-    return bool(await db.fetchval("select true from devices where id = $1", device_id))
-
-
-async def record_flashed_device(
-    conn: asyncpg.Connection,
-    *,
-    device_id: str,
-    name: str,
-    role: str,
-    mac: str,
-    secret: bytes,
-    oscore_id: bytes,
-    firmware: str,
-    replaces: str | None = None,
-) -> None:
-    """After a verified write: the device with this identity, its MAC and secret, in one transaction.
-
-    A factory reset gives the board a new id: the old identity (`replaces`) is forgotten — its device row, its
-    secret and capabilities go; executions keep their history with the device unset."""
-    async with conn.transaction():
-        if replaces is not None and replaces != device_id:
-            await conn.execute("delete from devices where id = $1", replaces)
-        await conn.execute("update devices set mac = null where mac = $1 and id <> $2", mac, device_id)
-        await conn.execute("insert into roles (name) values ($1) on conflict do nothing", role)
-        await conn.execute(
-            """
-            insert into devices (id, name, kind, role, mac, firmware) values ($1, $2, 'pifleet.esp32', $3, $4, $5)
-            on conflict (id) do update set name = excluded.name, role = excluded.role, mac = excluded.mac,
-                                           revoked_at = null, unreachable = null
-            """,
-            device_id,
-            name,
-            role,
-            mac,
-            firmware,
-        )
-        await conn.execute(
-            """
-            insert into device_secrets (device_id, secret, oscore_id) values ($1, $2, $3)
-            on conflict (device_id) do update set secret = excluded.secret, oscore_id = excluded.oscore_id,
-                                                  created_at = now()
-            """,
-            device_id,
-            secret,
-            oscore_id,
-        )

@@ -106,7 +106,7 @@ def test_flash_clean_board_then_reflash_keeps_identity_and_factory_reset_changes
     assert job["state"] == "done", job["error"]
     assert job["progress"] == 100 and job["chip"] == "ESP32" and job["mac"] == chip.mac_text
     assert job["bytes"] == len(image) + VFS[1] and 0 < job["bytes_sent"] < job["bytes"]
-    expected_id = "esp32-" + chip.mac.hex()[-6:]
+    expected_id = "esp-" + chip.mac.hex()  # the one identity scheme (devices/pairing.py)
     assert job["device_id"] == expected_id
 
     # what the board holds: the base image at 0x1000, the bundle in vfs
@@ -299,7 +299,7 @@ def test_cli_boards_firmware_and_flash(module_master, esp32_fw, chips, tmp_path)
     assert boards.returncode == 0 and chip.port in boards.stdout and chip.mac_text in boards.stdout
     done = cli("flash", chip.port, "--name", "cli-blind", "--role", "sensor", "--url", url)
     assert done.returncode == 0, done.stderr
-    assert "esp32-" + chip.mac.hex()[-6:] in done.stdout
+    assert "esp-" + chip.mac.hex() in done.stdout
     assert json.loads(board_files(chip)["config.json"])["caps"] == {"temperature": {"pin": 34}}
 
     deaf = DeafPort("cli-deaf")

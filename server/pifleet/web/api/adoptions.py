@@ -7,7 +7,7 @@ from typing import Annotated
 from litestar import Controller, get, post
 from litestar.params import Parameter
 
-from ...master import Master
+from ...fleet.adoption import AdoptionService
 from ...model import AdoptionConfirm, AdoptionRead
 
 RowId = Annotated[int, Parameter(ge=1, le=2**31 - 1)]  # an id that fits its column (else 400)
@@ -18,8 +18,8 @@ class AdoptionController(Controller):
     tags = ["adoption"]
 
     @get("/", operation_id="listAdoptions", summary="Boards waiting for adoption, and decided ones")
-    async def list_adoptions(self, master: Master, pending: bool = False) -> list[AdoptionRead]:
-        return await master.adoption.list(pending_only=pending)
+    async def list_adoptions(self, adoption: AdoptionService, pending: bool = False) -> list[AdoptionRead]:
+        return await adoption.list(pending_only=pending)
 
     @post(
         "/{adoption_id:int}/confirm",
@@ -27,8 +27,8 @@ class AdoptionController(Controller):
         status_code=200,
         summary="Adopt a board: the code its console prints, and optionally its name and role",
     )
-    async def confirm(self, master: Master, adoption_id: RowId, data: AdoptionConfirm) -> AdoptionRead:
-        return await master.adoption.confirm(adoption_id, data.code, data.name, data.role)
+    async def confirm(self, adoption: AdoptionService, adoption_id: RowId, data: AdoptionConfirm) -> AdoptionRead:
+        return await adoption.confirm(adoption_id, data.code, data.name, data.role)
 
     @post(
         "/{adoption_id:int}/reject",
@@ -36,5 +36,5 @@ class AdoptionController(Controller):
         status_code=200,
         summary="Refuse a board: it gets no identity (again after its reboots)",
     )
-    async def reject(self, master: Master, adoption_id: RowId) -> AdoptionRead:
-        return await master.adoption.reject(adoption_id)
+    async def reject(self, adoption: AdoptionService, adoption_id: RowId) -> AdoptionRead:
+        return await adoption.reject(adoption_id)

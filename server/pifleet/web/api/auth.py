@@ -92,10 +92,6 @@ class AuthController(Controller):
     path = "/api"
     tags = ["auth"]
 
-    @get("/health", operation_id="health", summary="Liveness (no login needed)")
-    async def health(self) -> dict[str, str]:
-        return {"status": "ok"}
-
     @post(
         "/setup",
         operation_id="setup",

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from litestar import Controller, delete, get, post, put
 from litestar.params import Parameter
 
-from ...errors import ConflictError, InvalidError, NotFoundError
-from ...master import Master
+from ...fleet.devices import DeviceService
 from ...model import DeviceRead, GroupRead, GroupWrite, ReadingRead
-from ...storage import devices as q
-
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class DeviceController(Controller):
@@ -21,15 +16,12 @@ class DeviceController(Controller):
     tags = ["devices"]
 
     @get("/", operation_id="listDevices", summary="All boards and processes, with online state")
-    async def list_devices(self, master: Master) -> list[DeviceRead]:
-        return await q.list_devices(master.pool)
+    async def list_devices(self, devices: DeviceService) -> list[DeviceRead]:
+        return await devices.list()
 
     @get("/{name:str}", operation_id="getDevice", summary="One device by name")
-    async def get_device(self, master: Master, name: str) -> DeviceRead:
-        device = await q.get_by_name(master.pool, name)
-        if device is None:
-            raise NotFoundError(f"no device named {name!r}", field="name")
-        return device
+    async def get_device(self, devices: DeviceService, name: str) -> DeviceRead:
+        return await devices.get(name)
 
     @post(
         "/{name:str}/sync",
@@ -37,25 +29,16 @@ class DeviceController(Controller):
         status_code=200,
         summary="Bring a board in line with its role now (push missing modules, switch); answers the outcome",
     )
-    async def sync_device(self, master: Master, name: str) -> DeviceRead:
-        device = await q.get_by_name(master.pool, name)
-        if device is None:
-            raise NotFoundError(f"no device named {name!r}", field="name")
-        await master.sync.sync(device.id)
-        return await q.get_by_id(master.pool, device.id) or device
+    async def sync_device(self, devices: DeviceService, name: str) -> DeviceRead:
+        return await devices.sync(name)
 
     @get(
         "/{name:str}/modules",
         operation_id="listDeviceModules",
         summary="The module files a board holds now and its free space (asked from the board)",
     )
-    async def device_modules(self, master: Master, name: str) -> dict[str, Any]:
-        device = await q.get_by_name(master.pool, name)
-        if device is None:
-            raise NotFoundError(f"no device named {name!r}", field="name")
-        if not device.online or device.address is None or device.port is None:
-            raise ConflictError(f"device {name!r} is offline", field="name")
-        return await master.gateway.modules(device.address, device.port)
+    async def device_modules(self, devices: DeviceService, name: str) -> dict[str, Any]:
+        return await devices.modules(name)
 
     @post(
         "/{name:str}/revoke",
@@ -63,18 +46,14 @@ class DeviceController(Controller):
         status_code=200,
         summary="Revoke a board: its keys are forgotten and it is refused at once; flash or adopt it to pair again",
     )
-    async def revoke_device(self, master: Master, name: str) -> DeviceRead:
-        device = await q.get_by_name(master.pool, name)
-        if device is None:
-            raise NotFoundError(f"no device named {name!r}", field="name")
-        await master.pairing.revoke(device.id)
-        return await q.get_by_id(master.pool, device.id) or device
+    async def revoke_device(self, devices: DeviceService, name: str) -> DeviceRead:
+        return await devices.revoke(name)
 
     @get("/{name:str}/readings", operation_id="listReadings", summary="Sensor readings the master took, newest first")
     async def list_readings(
-        self, master: Master, name: str, limit: Annotated[int, Parameter(ge=1, le=1000)] = 100
+        self, devices: DeviceService, name: str, limit: Annotated[int, Parameter(ge=1, le=1000)] = 100
     ) -> list[ReadingRead]:
-        return await q.readings(master.pool, name, limit)
+        return await devices.readings(name, limit)
 
 
 class GroupController(Controller):
@@ -82,20 +61,13 @@ class GroupController(Controller):
     tags = ["groups"]
 
     @get("/", operation_id="listGroups", summary="Named groups of devices (job targets)")
-    async def list_groups(self, master: Master) -> list[GroupRead]:
-        return await q.list_groups(master.pool)
+    async def list_groups(self, devices: DeviceService) -> list[GroupRead]:
+        return await devices.groups()
 
     @put("/{name:str}", operation_id="putGroup", summary="Create or replace a group")
-    async def put_group(self, master: Master, name: str, data: GroupWrite) -> GroupRead:
-        if not NAME.match(name):
-            raise InvalidError("a group name is letters, digits, '-', '_' and '.'", field="name")
-        known = {d.name for d in await q.list_devices(master.pool)}
-        for i, device in enumerate(data.devices):
-            if device not in known:
-                raise InvalidError(f"no device named {device!r}", field=f"devices[{i}]")
-        return await q.put_group(master.pool, name, list(dict.fromkeys(data.devices)))
+    async def put_group(self, devices: DeviceService, name: str, data: GroupWrite) -> GroupRead:
+        return await devices.put_group(name, data.devices)
 
     @delete("/{name:str}", operation_id="deleteGroup", summary="Delete a group")
-    async def delete_group(self, master: Master, name: str) -> None:
-        if not await q.delete_group(master.pool, name):
-            raise NotFoundError(f"no group named {name!r}", field="name")
+    async def delete_group(self, devices: DeviceService, name: str) -> None:
+        await devices.delete_group(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 
 from litestar import Controller, Request, get
@@ -11,7 +12,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from ...auth.errors import UnauthenticatedError
 from ...auth.service import AuthService
-from ...master import Master
+from ...events import EventHub
 from .auth import authenticate, peer
 
 KEEPALIVE_S = 15
@@ -25,13 +26,13 @@ class LiveController(Controller):
     tags = ["live"]
 
     @get("/events", operation_id="streamEvents", summary="Server-sent events: devices | jobs | executions changed")
-    async def events(self, request: Request, master: Master, auth: AuthService) -> ServerSentEvent:
+    async def events(self, request: Request, hub: EventHub, auth: AuthService) -> ServerSentEvent:
         """One event per topic that changed. The stream outlives the request that opened it, so it checks the
         credential again every few seconds: a logout, an expired session or a revoked token ends it with a
         last `session-ended` event (the dashboard then goes to the login page)."""
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
-            with master.hub.subscribe() as subscription:
+            with hub.subscribe() as subscription:
                 yield ServerSentEventMessage(event="hello", data="{}")
                 loop = asyncio.get_running_loop()
                 checked = quiet_since = loop.time()
@@ -55,5 +56,5 @@ class LiveController(Controller):
         return ServerSentEvent(stream())
 
     @get("/metrics", operation_id="getMetrics", summary="Counters of the CoAP endpoint")
-    async def metrics(self, master: Master) -> dict[str, int]:
-        return dict(master.gateway.counters)
+    async def metrics(self, counters: Counter) -> dict[str, int]:
+        return dict(counters)

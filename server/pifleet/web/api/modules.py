@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from litestar import Controller, Response, get, post
 
-from ...master import Master
+from ...fleet.modules import ModuleService
+from ...fleet.rollouts import RolloutService
 from ...model import ModuleRead, ModuleUpload
-from ...storage import modules as q
 
 
 class ModuleController(Controller):
@@ -19,12 +19,10 @@ class ModuleController(Controller):
         summary="Upload a role module; a compile error names its line",
         status_code=201,
     )
-    async def upload(self, master: Master, data: ModuleUpload) -> Response[ModuleRead]:
-        module, new = await master.modules.upload(data)
-        if new:  # a new version goes to the boards whose role uses the module: one first, then the rest
-            module.rollout = await master.sync.start_rollout(module)
+    async def upload(self, rollouts: RolloutService, data: ModuleUpload) -> Response[ModuleRead]:
+        module, new = await rollouts.upload(data)  # a new version goes to the boards whose role uses the module
         return Response(module, status_code=201 if new else 200)
 
     @get("/", operation_id="listModules", summary="Uploaded role modules, every version, newest first")
-    async def list_modules(self, master: Master, name: str | None = None) -> list[ModuleRead]:
-        return await q.list_modules(master.pool, name)
+    async def list_modules(self, modules: ModuleService, name: str | None = None) -> list[ModuleRead]:
+        return await modules.list(name)

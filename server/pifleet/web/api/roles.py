@@ -7,11 +7,11 @@ from typing import Annotated
 from litestar import Controller, delete, get, post, put
 from litestar.params import Parameter
 
-from ...errors import InvalidError, NotFoundError
-from ...master import Master
+from ...errors import InvalidError
+from ...fleet.devices import NAME
+from ...fleet.roles import RoleService
+from ...fleet.rollouts import RolloutService
 from ...model import DeviceRead, RoleAssign, RoleRead, RoleSpec, RolloutRead
-from ...storage import roles as q
-from .fleet import NAME
 
 RowId = Annotated[int, Parameter(ge=1, le=2**31 - 1)]  # an id that fits its column (else 400)
 
@@ -21,22 +21,22 @@ class RoleController(Controller):
     tags = ["roles"]
 
     @get("/", operation_id="listRoles", summary="Roles: their modules and configuration, jobs and boards")
-    async def list_roles(self, master: Master) -> list[RoleRead]:
-        return await q.list_roles(master.pool)
+    async def list_roles(self, roles: RoleService) -> list[RoleRead]:
+        return await roles.list()
 
     @get("/{name:str}", operation_id="getRole", summary="One role")
-    async def get_role(self, master: Master, name: str) -> RoleRead:
-        return await master.roles.get(name)
+    async def get_role(self, roles: RoleService, name: str) -> RoleRead:
+        return await roles.get(name)
 
     @put(
         "/{name:str}",
         operation_id="applyRole",
         summary="Create or replace a role; its boards are brought in line in the background",
     )
-    async def apply_role(self, master: Master, name: str, data: RoleSpec) -> RoleRead:
+    async def apply_role(self, roles: RoleService, name: str, data: RoleSpec) -> RoleRead:
         if not NAME.match(name):
             raise InvalidError("a role name is letters, digits, '-', '_' and '.'", field="name")
-        return await master.roles.apply(name, data)
+        return await roles.apply(name, data)
 
     @post(
         "/{name:str}/assign",
@@ -44,12 +44,12 @@ class RoleController(Controller):
         status_code=200,
         summary="Give boards this role (and their own configuration); they are synced in the background",
     )
-    async def assign_role(self, master: Master, name: str, data: RoleAssign) -> list[DeviceRead]:
-        return await master.roles.assign(name, data)
+    async def assign_role(self, roles: RoleService, name: str, data: RoleAssign) -> list[DeviceRead]:
+        return await roles.assign(name, data)
 
     @delete("/{name:str}", operation_id="deleteRole", summary="Delete a role and its jobs; its boards keep running")
-    async def delete_role(self, master: Master, name: str) -> None:
-        await master.roles.delete(name)
+    async def delete_role(self, roles: RoleService, name: str) -> None:
+        await roles.delete(name)
 
 
 class RolloutController(Controller):
@@ -58,13 +58,10 @@ class RolloutController(Controller):
 
     @get("/", operation_id="listRollouts", summary="Module rollouts, newest first")
     async def list_rollouts(
-        self, master: Master, limit: Annotated[int, Parameter(ge=1, le=500)] = 50
+        self, rollouts: RolloutService, limit: Annotated[int, Parameter(ge=1, le=500)] = 50
     ) -> list[RolloutRead]:
-        return await q.list_rollouts(master.pool, limit)
+        return await rollouts.list(limit)
 
     @get("/{rollout_id:int}", operation_id="getRollout", summary="One rollout: done, skipped, where it halted")
-    async def get_rollout(self, master: Master, rollout_id: RowId) -> RolloutRead:
-        rollout = await q.get_rollout(master.pool, rollout_id)
-        if rollout is None:
-            raise NotFoundError(f"no rollout {rollout_id}", field="rollout_id")
-        return rollout
+    async def get_rollout(self, rollouts: RolloutService, rollout_id: RowId) -> RolloutRead:
+        return await rollouts.get(rollout_id)

@@ -10,11 +10,11 @@ from litestar.params import Body
 from litestar.response import Template
 
 from ...errors import PifleetError
-from ...master import Master
+from ...fleet.adoption import AdoptionService
 
 
-async def _panel(master: Master, message: str | None = None, error: bool = False) -> Template:
-    items = [a for a in await master.adoption.list() if a.state in ("waiting", "locked") or a.delivered_at is None]
+async def _panel(adoption: AdoptionService, message: str | None = None, error: bool = False) -> Template:
+    items = [a for a in await adoption.list() if a.state in ("waiting", "locked") or a.delivered_at is None]
     return Template("_adoptions.html", context={"adoptions": items, "message": message, "error": error})
 
 
@@ -23,28 +23,28 @@ class AdoptionPanelController(Controller):
     include_in_schema = False
 
     @get("/", operation_id="uiAdoptions")
-    async def panel(self, master: Master) -> Template:
-        return await _panel(master)
+    async def panel(self, adoption: AdoptionService) -> Template:
+        return await _panel(adoption)
 
     @post("/{adoption_id:int}/confirm", operation_id="uiConfirmAdoption", status_code=200)
     async def confirm(
         self,
-        master: Master,
+        adoption: AdoptionService,
         adoption_id: int,
         data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Template:
         try:
-            adopted = await master.adoption.confirm(
+            adopted = await adoption.confirm(
                 adoption_id, data.get("code", ""), data.get("name") or None, data.get("role") or None
             )
         except PifleetError as exc:
-            return await _panel(master, exc.detail, error=True)
-        return await _panel(master, f"adopted as {adopted.device_id}; the board fetches its identity now")
+            return await _panel(adoption, exc.detail, error=True)
+        return await _panel(adoption, f"adopted as {adopted.device_id}; the board fetches its identity now")
 
     @post("/{adoption_id:int}/reject", operation_id="uiRejectAdoption", status_code=200)
-    async def reject(self, master: Master, adoption_id: int) -> Template:
+    async def reject(self, adoption: AdoptionService, adoption_id: int) -> Template:
         try:
-            await master.adoption.reject(adoption_id)
+            await adoption.reject(adoption_id)
         except PifleetError as exc:
-            return await _panel(master, exc.detail, error=True)
-        return await _panel(master, "rejected")
+            return await _panel(adoption, exc.detail, error=True)
+        return await _panel(adoption, "rejected")

@@ -9,9 +9,8 @@ from __future__ import annotations
 from litestar import Controller, get
 from litestar.response import Template
 
-from ...master import Master
-from ...storage import devices as devices_q
-from ...storage import jobs as jobs_q
+from ...fleet.devices import DeviceService
+from ...jobs.service import JobService
 
 
 class DashboardController(Controller):
@@ -23,19 +22,19 @@ class DashboardController(Controller):
         return Template("index.html")
 
     @get("/ui/devices", operation_id="uiDevices")
-    async def devices(self, master: Master) -> Template:
-        return Template("_devices.html", context={"devices": await devices_q.list_devices(master.pool)})
+    async def devices(self, devices: DeviceService) -> Template:
+        return Template("_devices.html", context={"devices": await devices.list()})
 
     @get("/ui/timeline", operation_id="uiTimeline")
-    async def timeline(self, master: Master, days: float = 2, device: str | None = None) -> Template:
+    async def timeline(self, jobs: JobService, days: float = 2, device: str | None = None) -> Template:
         days = min(max(days, 0.1), 31)
-        entries = await master.jobs.timeline(days, device or None)
+        entries = await jobs.timeline(days, device or None)
         return Template(
             "_timeline.html",
             context={"entries": entries[:200], "total": len(entries), "days": days, "device": device or ""},
         )
 
     @get("/ui/executions", operation_id="uiExecutions")
-    async def executions(self, master: Master) -> Template:
-        runs = await jobs_q.list_executions(master.pool, limit=20)
+    async def executions(self, jobs: JobService) -> Template:
+        runs = await jobs.executions(limit=20)
         return Template("_executions.html", context={"runs": [r for r in runs if r.state != "scheduled"]})

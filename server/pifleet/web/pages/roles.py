@@ -10,25 +10,33 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import Provide
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Template
 
 from ...errors import PifleetError
-from ...master import Master
+from ...fleet.devices import DeviceService
+from ...fleet.roles import RoleService
+from ...fleet.rollouts import RolloutService
 from ...model import ModuleUpload, RoleAssign, RoleSpec
-from ...storage import devices as devices_q
-from ...storage import roles as roles_q
 
 
-async def _panel(master: Master, message: str | None = None, error: bool = False) -> Template:
-    devices = {d.name: d for d in await devices_q.list_devices(master.pool)}
+class Services:
+    """What the panel shows and changes: one dependency for its handlers, built from the services'."""
+
+    def __init__(self, devices: DeviceService, roles: RoleService, rollouts: RolloutService) -> None:
+        self.devices, self.roles, self.rollouts = devices, roles, rollouts
+
+
+async def _panel(s: Services, message: str | None = None, error: bool = False) -> Template:
+    devices = {d.name: d for d in await s.devices.list()}
     return Template(
         "_roles.html",
         context={
-            "roles": await roles_q.list_roles(master.pool),
+            "roles": await s.roles.list(),
             "devices": devices,
-            "rollouts": await roles_q.list_rollouts(master.pool, 5),
+            "rollouts": await s.rollouts.list(5),
             "message": message,
             "error": error,
         },
@@ -44,14 +52,15 @@ def _problem(exc: Exception) -> str:
 class RolePanelController(Controller):
     path = "/ui/roles"
     include_in_schema = False
+    dependencies = {"s": Provide(Services, sync_to_thread=False)}
 
     @get("/", operation_id="uiRoles")
-    async def panel(self, master: Master) -> Template:
-        return await _panel(master)
+    async def panel(self, s: Services) -> Template:
+        return await _panel(s)
 
     @post("/apply", operation_id="uiApplyRole", status_code=200)
     async def apply(
-        self, master: Master, data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+        self, s: Services, data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
     ) -> Template:
         """The text of a role file (JSON or TOML, as `pifleet role apply` reads it)."""
         text = data.get("role", "")
@@ -60,31 +69,31 @@ class RolePanelController(Controller):
             name = parsed.pop("name", "") if isinstance(parsed, dict) else ""
             if not name:
                 raise ValueError("the role needs a name")
-            role = await master.roles.apply(name, msgspec.convert(parsed, RoleSpec))
+            role = await s.roles.apply(name, msgspec.convert(parsed, RoleSpec))
         except (ValueError, tomllib.TOMLDecodeError, msgspec.ValidationError, PifleetError) as exc:
-            return await _panel(master, _problem(exc), error=True)
-        return await _panel(master, f"role {role.name} applied; its boards are being brought in line")
+            return await _panel(s, _problem(exc), error=True)
+        return await _panel(s, f"role {role.name} applied; its boards are being brought in line")
 
     @post("/assign", operation_id="uiAssignRole", status_code=200)
     async def assign(
-        self, master: Master, data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+        self, s: Services, data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
     ) -> Template:
         devices = [d.strip() for d in data.get("devices", "").replace(",", " ").split() if d.strip()]
         try:
-            await master.roles.assign(data.get("role", ""), RoleAssign(devices=devices))
+            await s.roles.assign(data.get("role", ""), RoleAssign(devices=devices))
         except (PifleetError, msgspec.ValidationError) as exc:
-            return await _panel(master, _problem(exc), error=True)
-        return await _panel(master, f"role {data.get('role')} assigned to {', '.join(devices)}")
+            return await _panel(s, _problem(exc), error=True)
+        return await _panel(s, f"role {data.get('role')} assigned to {', '.join(devices)}")
 
     @post("/modules", operation_id="uiUploadModule", status_code=200)
     async def upload(
-        self, master: Master, data: Annotated[UploadFile, Body(media_type=RequestEncodingType.MULTI_PART)]
+        self, s: Services, data: Annotated[UploadFile, Body(media_type=RequestEncodingType.MULTI_PART)]
     ) -> Template:
         try:
             source = (await data.read()).decode()
-            module, new = await master.modules.upload(ModuleUpload(filename=data.filename, source=source))
-            rollout = await master.sync.start_rollout(module) if new else None
+            module, new = await s.rollouts.upload(ModuleUpload(filename=data.filename, source=source))
+            rollout = module.rollout
         except (PifleetError, UnicodeDecodeError, msgspec.ValidationError) as exc:
-            return await _panel(master, f"{data.filename}: {_problem(exc)}", error=True)
+            return await _panel(s, f"{data.filename}: {_problem(exc)}", error=True)
         said = f"rollout {rollout} started" if rollout else "no board's role uses it yet" if new else "unchanged"
-        return await _panel(master, f"module {module.name} {module.declared.get('version')} ({module.stem}): {said}")
+        return await _panel(s, f"module {module.name} {module.declared.get('version')} ({module.stem}): {said}")

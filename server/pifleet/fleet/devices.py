@@ -1,0 +1,79 @@
+"""Devices as people see them: the list, one device, its readings, syncing and revoking it, and groups.
+
+Layer: service (no litestar, no aiocoap). What the API and the dashboard ask about devices goes through here;
+the board link answers what only the board knows (its module files), the sync and pairing services do the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from ..errors import ConflictError, InvalidError, NotFoundError
+from ..model import DeviceRead, GroupRead, ReadingRead
+from ..storage import devices as q
+from .link import BoardLink
+from .pairing import PairingService
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # names of groups and roles
+
+SyncOne = Callable[[str], Awaitable[str | None]]  # bring one board in line with its role; its sync state
+
+
+class DeviceService:
+    def __init__(self, pool: asyncpg.Pool, link: BoardLink, pairing: PairingService, sync: SyncOne) -> None:
+        self.pool = pool
+        self.link = link
+        self.pairing = pairing
+        self._sync = sync
+
+    async def list(self) -> list[DeviceRead]:
+        return await q.list_devices(self.pool)
+
+    async def get(self, name: str) -> DeviceRead:
+        device = await q.get_by_name(self.pool, name)
+        if device is None:
+            raise NotFoundError(f"no device named {name!r}", field="name")
+        return device
+
+    async def sync(self, name: str) -> DeviceRead:
+        """Bring a board in line with its role now; the device as it is afterwards."""
+        device = await self.get(name)
+        await self._sync(device.id)
+        return await q.get_by_id(self.pool, device.id) or device
+
+    async def modules(self, name: str) -> dict[str, Any]:
+        """The module files a board holds now and its free space, asked from the board."""
+        device = await self.get(name)
+        if not device.online or device.address is None or device.port is None:
+            raise ConflictError(f"device {name!r} is offline", field="name")
+        return await self.link.modules(device.address, device.port)
+
+    async def revoke(self, name: str) -> DeviceRead:
+        device = await self.get(name)
+        await self.pairing.revoke(device.id)
+        return await q.get_by_id(self.pool, device.id) or device
+
+    async def readings(self, name: str, limit: int = 100) -> list[ReadingRead]:
+        return await q.readings(self.pool, name, limit)
+
+    # -- groups ------------------------------------------------------------------------------------------------
+
+    async def groups(self) -> list[GroupRead]:
+        return await q.list_groups(self.pool)
+
+    async def put_group(self, name: str, devices: list[str]) -> GroupRead:
+        if not NAME.match(name):
+            raise InvalidError("a group name is letters, digits, '-', '_' and '.'", field="name")
+        known = {d.name for d in await q.list_devices(self.pool)}
+        for i, device in enumerate(devices):
+            if device not in known:
+                raise InvalidError(f"no device named {device!r}", field=f"devices[{i}]")
+        return await q.put_group(self.pool, name, list(dict.fromkeys(devices)))
+
+    async def delete_group(self, name: str) -> None:
+        if not await q.delete_group(self.pool, name):
+            raise NotFoundError(f"no group named {name!r}", field="name")

@@ -1,0 +1,131 @@
+"""Rolling a new module version out across the fleet, and the one way an upload leads to a rollout.
+
+Layer: service. A rollout syncs one board first (modules/sync.py). The rest follow only when that one is in
+sync and answers /stats (healthy). The first failure halts the rollout: boards not started keep their version.
+An upload of a new version (API or dashboard: `upload()`) starts a rollout to the boards whose role uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from ..errors import BoardError, NotFoundError
+from ..events import EventHub
+from ..model import ModuleRead, ModuleUpload, RolloutRead
+from ..storage import devices as dq
+from ..storage import roles as rq
+from .link import BoardLink
+from .modules import ModuleService
+from .sync import Syncer
+
+log = logging.getLogger(__name__)
+
+_PARALLEL = 8  # boards synced at once in a rollout's second phase
+
+
+class RolloutService:
+    def __init__(
+        self, pool: asyncpg.Pool, hub: EventHub, link: BoardLink, modules: ModuleService, syncer: Syncer
+    ) -> None:
+        self.pool = pool
+        self.hub = hub
+        self.link = link
+        self.modules = modules
+        self.syncer = syncer
+        self._tasks: set[asyncio.Task] = set()
+
+    async def upload(self, upload: ModuleUpload) -> tuple[ModuleRead, bool]:
+        """Store an uploaded module (checked by mpy-cross); a new version goes to the boards whose role uses the
+        module, one first, then the rest (`module.rollout` names the rollout, None when no board uses it)."""
+        module, new = await self.modules.upload(upload)
+        if new:
+            module.rollout = await self.start(module)
+        return module, new
+
+    async def list(self, limit: int = 50) -> list[RolloutRead]:
+        return await rq.list_rollouts(self.pool, limit)
+
+    async def get(self, rollout_id: int) -> RolloutRead:
+        rollout = await rq.get_rollout(self.pool, rollout_id)
+        if rollout is None:
+            raise NotFoundError(f"no rollout {rollout_id}", field="rollout_id")
+        return rollout
+
+    async def start(self, module: ModuleRead) -> int | None:
+        """Roll a new version out to the boards whose role uses the module; None when there are none."""
+        roles = await rq.roles_using(self.pool, module.name)
+        devices = [await dq.get_by_id(self.pool, d) for d in await rq.device_ids_with_role(self.pool, roles)]
+        devices = [d for d in devices if d is not None and self.syncer.syncable(d)]
+        if not devices:
+            return None
+        devices.sort(key=lambda d: (not d.online, d.name))  # an online board goes first
+        rollout_id = await rq.create_rollout(self.pool, module.id, [d.id for d in devices])
+        log.info("rollout %d of %s to %d boards", rollout_id, module.stem, len(devices))
+        self._spawn(self._roll(rollout_id, [d.id for d in devices]))
+        self.hub.publish("rollouts")
+        return rollout_id
+
+    async def _roll(self, rollout_id: int, device_ids: list[str]) -> None:
+        pending = list(device_ids)
+        # phase 1: boards one at a time until one is in sync and healthy (offline ones are skipped)
+        while pending:
+            device_id = pending.pop(0)
+            outcome = await self._roll_one(rollout_id, device_id)
+            if outcome == "failed":
+                return
+            if outcome == "done":
+                break
+        # phase 2: the rest, a few at a time; a failure stops boards not yet started
+        halted = asyncio.Event()
+        gate = asyncio.Semaphore(_PARALLEL)
+
+        async def one(device_id: str) -> None:
+            async with gate:
+                if not halted.is_set() and await self._roll_one(rollout_id, device_id) == "failed":
+                    halted.set()
+
+        await asyncio.gather(*(one(d) for d in pending))
+        if not halted.is_set():
+            await rq.finish_rollout(self.pool, rollout_id, "succeeded")
+            log.info("rollout %d finished", rollout_id)
+        self.hub.publish("rollouts")
+
+    async def _roll_one(self, rollout_id: int, device_id: str) -> str:
+        """done, skipped (offline) or failed (and the rollout halted)."""
+        try:
+            state = await self.syncer.sync(device_id)
+            if state == "in_sync":
+                device = await dq.get_by_id(self.pool, device_id)
+                assert device is not None and device.address is not None and device.port is not None
+                await self.link.stats(device.address, device.port)  # healthy: it answers after the swap
+                await rq.rollout_progress(self.pool, rollout_id, done=device_id)
+                return "done"
+            if state in ("pending", None):
+                await rq.rollout_progress(self.pool, rollout_id, skipped=device_id)
+                return "skipped"
+            device = await dq.get_by_id(self.pool, device_id)
+            reason = device.sync.reason if device is not None and device.sync is not None else "sync failed"
+        except (BoardError, asyncpg.PostgresError, OSError) as exc:
+            reason = f"not healthy after the update: {exc}"
+        await rq.finish_rollout(self.pool, rollout_id, "halted", device_id, reason)
+        log.warning("rollout %d halted at %s: %s", rollout_id, device_id, reason)
+        self.hub.publish("rollouts")
+        return "failed"
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("rollout task failed", exc_info=task.exception())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
