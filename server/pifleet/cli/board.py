@@ -5,8 +5,10 @@ socket://HOST:PORT). Names, ids and MACs are looked up in the master's list of U
 so this is a REST client like the rest of the CLI; a port path needs no master at all.
 
 Entering the raw REPL interrupts the program the board runs (the agent): `exec` and `ls` use mpremote's
-`resume`, so the board is not soft-reset afterwards; press the board's reset (or `pifleet repl` then Ctrl-D)
-to start the agent again.
+`resume`, so the board is not soft-reset before the command. When mpremote is done — `exec`, `ls`, or leaving
+`repl` — the board is handed back to its agent: at the REPL's `>>> ` prompt, Ctrl-D soft-reboots it, which runs
+boot.py and main.py, and the board registers again within seconds. A board whose program still runs (you
+started it from the REPL) is left as it is.
 
 Layer: CLI adapter; it imports only cli.client.
 """
@@ -17,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import click
 import httpx
@@ -61,12 +64,33 @@ def resolve_port(url: str, device: str) -> str:
     )
 
 
+def back_to_agent(port: str, wait_s: float = 3.0) -> bool:
+    """Soft-reboot the board on `port` into its agent if it sits at the REPL prompt; whether it did."""
+    import serial  # pyserial, as mpremote and esptool use it
+
+    try:
+        with serial.serial_for_url(port, baudrate=115200, timeout=0.1) as link:
+            link.write(b"\r\x02")  # Ctrl-B: out of the raw REPL (if still there) to a fresh friendly prompt
+            seen, deadline = b"", time.monotonic() + wait_s
+            while not seen.endswith(b">>> ") and time.monotonic() < deadline:
+                seen = (seen + link.read(256))[-64:]
+            if not seen.endswith(b">>> "):
+                return False  # its program runs (or it does not answer): nothing to restart
+            link.write(b"\x04")  # Ctrl-D at the prompt: soft reboot, boot.py then main.py — the agent
+            link.flush()
+            return True
+    except (OSError, serial.SerialException):
+        return False
+
+
 def _run(port: str, *command: str) -> None:
     argv = [*mpremote_argv(), "connect", port, *command]
     try:
         code = subprocess.run(argv).returncode
     except KeyboardInterrupt:
         code = 130
+    if not back_to_agent(port):
+        click.echo(f"{port}: the board is not at its REPL prompt; if its agent does not run, reset it", err=True)
     if code:
         sys.exit(code)
 
@@ -77,8 +101,7 @@ def _run(port: str, *command: str) -> None:
 def repl(url, device) -> None:
     """Open the MicroPython REPL of DEVICE (Ctrl-] leaves)."""
     port = resolve_port(url, device)
-    argv = [*mpremote_argv(), "connect", port, "repl"]
-    os.execvp(argv[0], argv)
+    _run(port, "repl")
 
 
 @click.command("exec")

@@ -41,6 +41,10 @@ BOOTLOADER_OFFSET = 0x1000  # ESP32: the second-stage bootloader the ROM loads
 OFF, DOWNLOAD, RUNNING, HALTED = "off", "download", "running", "halted"
 
 
+# The REPL prompts at which Ctrl-D is a soft reset: the raw REPL's, and the friendly one's (an empty line).
+_PROMPTS = (b"CTRL-B to exit\r\n>", b"CTRL-B to exit\n>", b">>> ")
+
+
 def _raw(fd: int, isig: bool = False) -> None:
     tty.setraw(fd)
     attrs = termios.tcgetattr(fd)
@@ -128,19 +132,20 @@ class Chip(threading.Thread):
 
     # -- boot ---------------------------------------------------------------------------------------
 
-    def _soft_reset(self) -> None:
-        """Ctrl-D at the raw REPL's prompt (mpremote does it before exec): the ESP32 port soft-reboots,
-        runs boot.py and comes back in the raw REPL. The unix port has no soft reset, so the chip does it."""
+    def _soft_reset(self, raw: bool = True) -> None:
+        """Ctrl-D at a REPL prompt: the ESP32 port soft-reboots. At the raw REPL's prompt (mpremote does it before
+        exec) it runs boot.py and comes back in the raw REPL; at the friendly `>>> ` prompt it runs boot.py and
+        main.py — the agent starts again. The unix port has no soft reset (Ctrl-D ends it), so the chip does it."""
         self._end_firmware()
         self.console(b"MPY: soft reboot\r\n")
-        self._soft = True
-        self._boot(soft=True)
+        self._soft = raw
+        self._boot(soft=raw, reset_line=False)
 
-    def _boot(self, soft: bool = False) -> None:
+    def _boot(self, soft: bool = False, reset_line: bool = True) -> None:
         self._end_firmware()
         self._loader = None
         self.boots += 1
-        if not soft:
+        if reset_line:
             self.console(b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n")
         for offset, what in ((BOOTLOADER_OFFSET, "bootloader"), (None, "app")):
             if offset is None:
@@ -340,12 +345,8 @@ class Chip(threading.Thread):
                 self._out += reply
 
     def _to_firmware(self, data: bytes) -> None:
-        if (
-            data[:1] == b"\x04"
-            and self.state == RUNNING
-            and (self._tail.endswith(b"CTRL-B to exit\r\n>") or self._tail.endswith(b"CTRL-B to exit\n>"))
-        ):
-            self._soft_reset()
+        if data[:1] == b"\x04" and self.state == RUNNING and self._tail.endswith(_PROMPTS):
+            self._soft_reset(raw=not self._tail.endswith(b">>> "))
             data = data[1:]
         elif data:
             self._tail = b""  # typed into the REPL: no longer at a fresh raw prompt
