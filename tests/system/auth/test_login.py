@@ -178,7 +178,15 @@ def test_an_open_event_stream_lasts_through_quiet_and_ends_with_its_session(modu
     client = session(module_master)
     stream = _Stream(client)
     assert stream.until("event: hello")[0] == "status 200"
-    time.sleep(RECHECK_S + 2)  # quiet for longer than a credential check: the stream is still the same one
+    # Quiet for longer than a credential check: the stream is still the same one. The marker that the master has
+    # checked it: a witness stream, opened after it on a session that then ends, ends at its own first check,
+    # which falls due after this one's.
+    witness_client = session(module_master)
+    witness = _Stream(witness_client)
+    assert witness.until("event: hello")[0] == "status 200"
+    witness_client.post("/api/logout").raise_for_status()
+    assert "event: session-ended" in witness.until(None, timeout=RECHECK_S + 10)
+    time.sleep(0.5)  # this stream's own check (a database read) may still be finishing: nothing marks its end
     relay = (REPO / "capabilities" / "relay.py").read_text()
     r = client.post("/api/modules", json={"filename": "relay.py", "source": relay})
     assert r.status_code == 201, r.text
