@@ -6,7 +6,7 @@ page by server-sent events, without a reload and without waiting for the panel's
 
 from __future__ import annotations
 
-import time
+from datetime import datetime, timedelta
 
 from tests.browser.conftest import log_in
 from tests.support.waits import wait_until
@@ -65,8 +65,19 @@ def test_board_goes_online_then_offline_without_reload(master, board_factory, pa
     page.wait_for_selector('#timeline [data-timeline="evening"]', timeout=10_000)
     assert "(follow-up)" in page.locator("#timeline").inner_text()
 
-    # The heartbeat keeps it online past one lifetime.
-    time.sleep(LIFETIME_S + 1)
+    # The heartbeat keeps it online past one lifetime. The marker that its registration would have expired by now:
+    # the master received a heartbeat more than a lifetime (and the registry's 1 s watch) after the last one it
+    # had when we looked.
+    def last_seen() -> datetime:
+        return datetime.fromisoformat(master.device("blind-1")["last_seen"])
+
+    expiry = last_seen() + timedelta(seconds=LIFETIME_S + 1)
+    wait_until(
+        lambda: last_seen() >= expiry,
+        timeout=LIFETIME_S * 4,
+        what="a heartbeat more than one lifetime later",
+        explain=lambda: f"{master.log_tail()}\nblind-1 console:\n{board.console_text()[-2000:]}",
+    )
     assert state_of(page, "blind-1") == "true"
 
     t_kill = page.evaluate("Date.now()")
