@@ -28,7 +28,7 @@ async def main():
     await a.start()
     await a._task
     print("advertising", flush=True)
-    await asyncio.sleep(30)
+    await asyncio.sleep(30)  # the test terminates it; this bounds its life should the test die first
 asyncio.run(main())
 """
 

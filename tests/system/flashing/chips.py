@@ -98,7 +98,7 @@ class DeafPort:
             if r:
                 try:
                     os.read(self.master, 4096)
-                except OSError:
+                except OSError:  # EIO while nobody has the port open: no event marks an open, so back off
                     time.sleep(0.05)
 
     def close(self) -> None:
@@ -140,7 +140,7 @@ class CutPort:
                     data = b""
                 if not data:
                     if fd == self.master:
-                        time.sleep(0.02)  # nobody has the port open yet
+                        time.sleep(0.02)  # nobody has the port open yet, and no event marks an open: back off
                     continue
                 if fd == self.master:
                     self.seen += len(data)
