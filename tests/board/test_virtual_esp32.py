@@ -13,6 +13,7 @@ from pifleet.runtime import free_udp_port, runtime_dir
 from pifleet.sim import VirtualBoard
 from pifleet.sim.board import micropython_binary
 from pifleet.sim.firmware import build_image
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.skipif(micropython_binary() is None, reason="no MicroPython unix port")
 VFS = 0x200000
@@ -22,15 +23,6 @@ def esptool(port, *args, timeout=60):
     return subprocess.run(
         [sys.executable, "-m", "esptool", "--port", port, *args], capture_output=True, text=True, timeout=timeout
     )
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.fixture
@@ -43,7 +35,12 @@ def erased_board(tmp_path):
 
 def test_esptool_flashes_an_erased_board_which_then_boots_the_agent(erased_board, tmp_path):
     board = erased_board
-    assert wait_for(lambda: "invalid header: 0xffffffff" in board.console_text())
+    wait_until(
+        lambda: "invalid header: 0xffffffff" in board.console_text(),
+        timeout=10,
+        what="the erased board's boot to stop at the empty flash",
+        explain=board.console_text,
+    )
     assert board.state == "halted"
     info = json.loads((runtime_dir() / "sim-ports" / "t-flash.json").read_text())
     assert info["port"] == board.serial_port and info["chip"] == "ESP32"
@@ -73,7 +70,7 @@ def test_esptool_flashes_an_erased_board_which_then_boots_the_agent(erased_board
 
     done = esptool(board.serial_port, "erase-flash")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert wait_for(lambda: board.state == "halted")
+    wait_until(lambda: board.state == "halted", timeout=10, what="the erased board halted", explain=board.console_text)
     assert board.flash_path.read_bytes() == b"\xff" * board.flash_size
 
 
@@ -81,9 +78,18 @@ def test_esptool_no_stub_and_staying_in_the_bootloader(erased_board, tmp_path):
     board = erased_board
     image = tmp_path / "micropython.bin"
     image.write_bytes(build_image())
+    wait_until(
+        lambda: board.state == "halted", timeout=10, what="the erased board's power-on boot", explain=board.console_text
+    )
+    boots = board._chip.boots
     done = esptool(board.serial_port, "--after", "no-reset", "write-flash", "0x1000", str(image))
     assert done.returncode == 0, done.stdout + done.stderr
-    time.sleep(0.3)
+    # The chip decides when it sees esptool close the port: reset and boot (--after hard-reset), or stay. The sim
+    # has no public word for "it saw the close"; its chip's flag is that moment. A boot decided then would take a
+    # few more steps to count itself: the short grace is for those, as nothing marks that no boot came.
+    wait_until(lambda: not board._chip._port_open, timeout=10, what="the chip to see esptool close its port")
+    time.sleep(0.1)
+    assert board._chip.boots == boots
     assert board.state == "download"  # the stub went back to the ROM loader, as asked: no boot
     assert board.flash_path.read_bytes()[0x1000 : 0x1000 + len(image.read_bytes())] == image.read_bytes()
     # The ROM loader alone (no stub): write and MD5-verify work too.
