@@ -16,25 +16,25 @@ from collections.abc import Coroutine
 import asyncpg
 
 from .config import Settings
+from .devices.adoption import AdoptionService
+from .devices.pairing import PairingService
+from .devices.registry import Registry
+from .devices.service import DeviceService
 from .discovery.advertise import Advertiser
 from .events import EventHub
 from .flashing.catalog import Catalog
 from .flashing.service import FlashService
 from .flashing.usb import UsbWatcher
-from .fleet.adoption import AdoptionService
-from .fleet.devices import DeviceService
-from .fleet.modules import ModuleService
-from .fleet.pairing import PairingService
-from .fleet.registry import Registry
-from .fleet.roles import RoleService
-from .fleet.rollouts import RolloutService
-from .fleet.sync import Syncer
 from .gateway import adoption as adoption_resource
 from .gateway.coap import Gateway
 from .jobs.queue import JobQueue
 from .jobs.runner import Runner
 from .jobs.service import JobService
 from .jobs.threshold import ThresholdWatcher
+from .modules.builds import ModuleService
+from .modules.rollouts import RolloutService
+from .modules.sync import Syncer
+from .roles.service import RoleService
 from .storage import migrations, postgres
 
 log = logging.getLogger(__name__)

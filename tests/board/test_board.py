@@ -7,7 +7,7 @@ import socket
 import aiocoap
 from aiocoap.numbers.codes import Code
 
-from pifleet.fleet.modules import declarations
+from pifleet.modules.builds import declarations
 from tests.board.conftest import request
 from tests.support.masters import REPO
 from tests.support.pins import high_periods

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pifleet.fleet.adoption import proof_of, stretch
+from pifleet.devices.adoption import proof_of, stretch
 from tests.support.oscore import Peer
 
 from . import wire

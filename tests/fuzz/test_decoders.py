@@ -16,9 +16,9 @@ from aiocoap import error, oscore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pifleet.devices import params
+from pifleet.devices.adoption import Announcement, normalize_code
 from pifleet.errors import InvalidError
-from pifleet.fleet import params
-from pifleet.fleet.adoption import Announcement, normalize_code
 from pifleet.gateway.strict import refuse_undecodable_string_options
 from pifleet.jobs import results, triggers
 from pifleet.model import Condition, JobSpec

@@ -2,8 +2,8 @@
 
 import pytest
 
+from pifleet.devices.params import check_command
 from pifleet.errors import InvalidError
-from pifleet.fleet.params import check_command
 from pifleet.model import CapabilityRead, DeviceRead
 
 BLIND = CapabilityRead(

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import msgspec
 import pytest
 
+from pifleet.devices.registry import Registry
 from pifleet.errors import BoardError, BoardTimeoutError, ConflictError
 from pifleet.events import EventHub
-from pifleet.fleet.registry import Registry
 from pifleet.jobs.runner import Runner
 from pifleet.jobs.service import JobService
 from pifleet.model import JobSpec

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from pifleet.boardfs import bundle, mpy  # noqa: E402
 from pifleet.flashing import flasher  # noqa: E402
-from pifleet.fleet.presets import ROLES  # noqa: E402
+from pifleet.roles.presets import ROLES  # noqa: E402
 from pifleet.sim import VirtualBoard  # noqa: E402
 from pifleet.sim.firmware import build_image  # noqa: E402
 

@@ -28,7 +28,7 @@ import asyncpg
 from ..boardfs import layout
 from ..boardfs.mpy import version_tuple
 from ..errors import ConflictError, InvalidError, NotFoundError
-from ..storage import flashing as q
+from . import storage as q
 from .model import FirmwareRead
 
 log = logging.getLogger(__name__)

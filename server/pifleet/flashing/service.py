@@ -23,13 +23,13 @@ import asyncpg
 
 from ..boardfs import bundle
 from ..config import Settings
+from ..devices.pairing import device_id_for, new_secret
 from ..errors import ConflictError, InvalidError, NotFoundError, PifleetError
 from ..events import EventHub
-from ..fleet.pairing import device_id_for, new_secret
-from ..fleet.presets import role_caps
+from ..roles.presets import role_caps
 from ..storage import devices as devices_q
-from ..storage import flashing as q
 from . import flasher
+from . import storage as q
 from .catalog import Catalog
 from .model import ChipInfo, FlashJobRead, FlashRequest, UsbBoard
 from .usb import UsbWatcher

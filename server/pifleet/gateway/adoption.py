@@ -1,6 +1,6 @@
 """CoAP resource for boards without an identity: POST /pair (docs/protocol.md, "Adoption").
 
-Thin adapter over fleet.adoption: decodes the announcement, maps the service's answer and errors to CoAP.
+Thin adapter over devices.adoption: decodes the announcement, maps the service's answer and errors to CoAP.
 An unconfirmed board gets nothing but "waiting"; malformed requests get 4.00 and are never raised into the loop.
 """
 
@@ -16,8 +16,8 @@ import msgspec
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
 
+from ..devices.adoption import POLL_S, AdoptionBusyError, AdoptionService, Announcement
 from ..errors import PifleetError
-from ..fleet.adoption import POLL_S, AdoptionBusyError, AdoptionService, Announcement
 from .resources import peer
 
 log = logging.getLogger(__name__)

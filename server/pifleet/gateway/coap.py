@@ -73,7 +73,7 @@ def _quiet_late_oscore_failures(loop: asyncio.AbstractEventLoop) -> None:
 
 
 class Gateway:
-    """Owns the aiocoap context; implements fleet.link.BoardLink."""
+    """Owns the aiocoap context; implements devices.link.BoardLink and BoardKeys."""
 
     def __init__(self, host: str, port: int, keys_dir: Path | None = None) -> None:
         self.host, self.port = host, port

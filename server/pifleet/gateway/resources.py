@@ -13,8 +13,8 @@ import msgspec
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
 
+from ..devices.registry import MAX_LIFETIME_S, MIN_LIFETIME_S, Registry
 from ..errors import InvalidError
-from ..fleet.registry import MAX_LIFETIME_S, MIN_LIFETIME_S, Registry
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from ..devices.link import BoardLink
+from ..devices.params import check_command
+from ..devices.registry import Registry
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, PifleetError
-from ..fleet.link import BoardLink
-from ..fleet.params import check_command
-from ..fleet.registry import Registry
 from ..model import JobSpec
 from ..storage import devices as devices_q
 from ..storage import jobs as q

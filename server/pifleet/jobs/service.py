@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 import asyncpg
 import msgspec
 
+from ..devices.params import check_command
 from ..errors import ConflictError, InvalidError, NotFoundError
 from ..events import EventHub
-from ..fleet.params import check_command
 from ..model import (
     AfterTrigger,
     DryRun,

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from ..devices.link import BoardLink
 from ..errors import InvalidError, PifleetError
-from ..fleet.link import BoardLink
 from ..model import ThresholdTrigger
 from ..storage import devices as devices_q
 from ..storage import jobs as jobs_q

@@ -42,7 +42,7 @@ from pifleet.boardfs.layout import (
     parse_partition_table,
     read_littlefs,
 )
-from pifleet.fleet.presets import ROLES
+from pifleet.roles.presets import ROLES
 from pifleet.runtime import pid_alive, runtime_dir
 from pifleet.sim.chip import BOOTLOADER_OFFSET, Chip
 from pifleet.sim.flash import DEFAULT_SIZE, Flash, board_mac

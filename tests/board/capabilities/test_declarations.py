@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pifleet.fleet.modules import declarations
-from pifleet.fleet.presets import ROLES
+from pifleet.modules.builds import declarations
+from pifleet.roles.presets import ROLES
 
 CAPABILITIES = Path(__file__).resolve().parents[3] / "capabilities"
 MODULES = sorted(p for p in CAPABILITIES.glob("[a-z]*.py"))

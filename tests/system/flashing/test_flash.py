@@ -240,7 +240,7 @@ def test_verify_mismatch_is_an_error_and_records_nothing(module_master, esp32_fw
 def test_a_late_progress_note_never_reopens_a_finished_flash(module_master):
     """The flashing thread's progress notes reach the database on their own; under load the last one ("verifying")
     once landed after "done", and the dashboard showed the flash verifying forever (CI, 2026-11-27)."""
-    from pifleet.storage import flashing as q
+    from pifleet.flashing import storage as q
 
     async def run() -> tuple[str, int, bool]:
         conn = await asyncpg.connect(module_master.database_url)

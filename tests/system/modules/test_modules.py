@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from pifleet.fleet.modules import mpy_abi
+from pifleet.modules.builds import mpy_abi
 from tests.support.masters import REPO
 
 RELAY = '''"""A relay."""

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from pifleet.devices.params import check_command
 from pifleet.errors import InvalidError
-from pifleet.fleet.params import check_command
 from pifleet.model import CapabilityRead, DeviceRead
 
 REPO = Path(__file__).resolve().parents[3]

@@ -7,7 +7,7 @@ from typing import Annotated
 from litestar import Controller, get, post
 from litestar.params import Parameter
 
-from ...fleet.adoption import AdoptionService
+from ...devices.adoption import AdoptionService
 from ...model import AdoptionConfirm, AdoptionRead
 
 RowId = Annotated[int, Parameter(ge=1, le=2**31 - 1)]  # an id that fits its column (else 400)

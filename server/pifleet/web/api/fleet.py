@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from litestar import Controller, delete, get, post, put
 from litestar.params import Parameter
 
-from ...fleet.devices import DeviceService
+from ...devices.service import DeviceService
 from ...model import DeviceRead, GroupRead, GroupWrite, ReadingRead
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from litestar import Controller, Response, get, post
 
-from ...fleet.modules import ModuleService
-from ...fleet.rollouts import RolloutService
 from ...model import ModuleRead, ModuleUpload
+from ...modules.builds import ModuleService
+from ...modules.rollouts import RolloutService
 
 
 class ModuleController(Controller):

@@ -7,11 +7,11 @@ from typing import Annotated
 from litestar import Controller, delete, get, post, put
 from litestar.params import Parameter
 
+from ...devices.service import NAME
 from ...errors import InvalidError
-from ...fleet.devices import NAME
-from ...fleet.roles import RoleService
-from ...fleet.rollouts import RolloutService
 from ...model import DeviceRead, RoleAssign, RoleRead, RoleSpec, RolloutRead
+from ...modules.rollouts import RolloutService
+from ...roles.service import RoleService
 
 RowId = Annotated[int, Parameter(ge=1, le=2**31 - 1)]  # an id that fits its column (else 400)
 

@@ -9,8 +9,8 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Template
 
+from ...devices.adoption import AdoptionService
 from ...errors import PifleetError
-from ...fleet.adoption import AdoptionService
 
 
 async def _panel(adoption: AdoptionService, message: str | None = None, error: bool = False) -> Template:

@@ -19,7 +19,7 @@ from ...flashing.catalog import Catalog
 from ...flashing.model import FlashRequest
 from ...flashing.service import FlashService
 from ...flashing.usb import UsbWatcher
-from ...fleet.roles import RoleService
+from ...roles.service import RoleService
 
 
 class Services:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from litestar import Controller, get
 from litestar.response import Template
 
-from ...fleet.devices import DeviceService
+from ...devices.service import DeviceService
 from ...jobs.service import JobService
 
 

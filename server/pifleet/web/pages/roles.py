@@ -15,11 +15,11 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Template
 
+from ...devices.service import DeviceService
 from ...errors import PifleetError
-from ...fleet.devices import DeviceService
-from ...fleet.roles import RoleService
-from ...fleet.rollouts import RolloutService
 from ...model import ModuleUpload, RoleAssign, RoleSpec
+from ...modules.rollouts import RolloutService
+from ...roles.service import RoleService
 
 
 class Services:

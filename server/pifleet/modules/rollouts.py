@@ -12,13 +12,13 @@ import logging
 
 import asyncpg
 
+from ..devices.link import BoardLink
 from ..errors import BoardError, NotFoundError
 from ..events import EventHub
 from ..model import ModuleRead, ModuleUpload, RolloutRead
 from ..storage import devices as dq
 from ..storage import roles as rq
-from .link import BoardLink
-from .modules import ModuleService
+from .builds import ModuleService
 from .sync import Syncer
 
 log = logging.getLogger(__name__)

@@ -22,13 +22,13 @@ from typing import Any
 
 import asyncpg
 
+from ..devices.link import BoardLink
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, InvalidError
 from ..events import EventHub
 from ..model import DeviceRead, ModuleRead, RoleRead
 from ..storage import devices as dq
 from ..storage import roles as rq
-from .link import BoardLink
-from .modules import ModuleService, mpy_abi, mpy_arch
+from .builds import ModuleService, mpy_abi, mpy_arch
 
 log = logging.getLogger(__name__)
 

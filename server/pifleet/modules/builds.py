@@ -4,7 +4,7 @@ content's SHA-256, and compiled per .mpy ABI on demand (cached in PostgreSQL).
 
 The capability modules shipped in capabilities/ are versions like any other: stored the first time a role
 needs one, and a master upgrade that ships a changed one stores that as the newest version.
-Pushing versions to boards and rolling them out is fleet/sync.py.
+Pushing versions to boards is modules/sync.py; rolling them out, modules/rollouts.py.
 """
 
 from __future__ import annotations

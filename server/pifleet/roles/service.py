@@ -2,8 +2,8 @@
 
 Layer: service. Applying a role checks every module's configuration against the CONFIG it declares. Each of
 the role's jobs becomes a job targeting the role, named ROLE.JOB. Jobs the role no longer lists are deleted.
-Every board with the role is then synced (fleet/sync.py). Assigning a role to boards records it, with their
-own configuration on top, and syncs them. The presets of fleet/presets.py are stored as roles the first
+Every board with the role is then synced (modules/sync.py). Assigning a role to boards records it, with their
+own configuration on top, and syncs them. The presets of roles/presets.py are stored as roles the first
 time the master starts; people may redefine them.
 """
 
@@ -12,18 +12,18 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
+from ..devices.params import check_config, check_params
 from ..errors import ConflictError, InvalidError, NotFoundError
 from ..events import EventHub
 from ..jobs import results
 from ..jobs.service import JobService
 from ..model import DeviceRead, JobSpec, RoleAssign, RoleRead, RoleSpec
+from ..modules.builds import ModuleService
+from ..modules.sync import Syncer
 from ..storage import devices as dq
 from ..storage import modules as mq
 from ..storage import roles as rq
-from .modules import ModuleService
-from .params import check_config, check_params
 from .presets import ROLES
-from .sync import Syncer
 
 
 def _job_spec(role: str, index: int, template: dict) -> JobSpec:

@@ -1,5 +1,7 @@
-"""Queries of the flashing aggregate: the firmware catalog and flash jobs. The identity a flash gives a board
-(device, MAC, secret) is recorded with the device's queries (storage/devices.py), as adoption's is."""
+"""Queries of the flashing aggregate: the firmware catalog and flash jobs (plain async functions over a pool or
+connection, as in pifleet.storage). They live beside the flashing service because they return its Structs
+(flashing/model.py): storage/ imports no service package. The identity a flash gives a board (device, MAC,
+secret) is recorded with the device's queries (storage/devices.py), as adoption's is."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from ..flashing.model import FirmwareRead, FlashJobRead
+from .model import FirmwareRead, FlashJobRead
 
 
 def _firmware(row: asyncpg.Record) -> FirmwareRead:

@@ -1,7 +1,9 @@
 """Role presets: which capability modules a role uses and their per-board configuration (pins, sensors).
 
-Pure data, shared by flashing (a role's preset plan) and the virtual boards (pifleet.sim).
-Roles defined by people, with their own module configuration, come with the roles issue.
+Pure data. The master stores each preset as a role the first time it starts (RoleService.store_presets); from
+then on a preset is a role like any other, which people may redefine (PUT /api/roles/NAME), and flashing writes
+what the stored role says. The presets themselves serve where no role service runs: a FlashService built
+without one (benchmarks), and virtual boards started on their own (pifleet.sim), as their default modules.
 """
 
 from __future__ import annotations
