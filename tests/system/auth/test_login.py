@@ -167,7 +167,10 @@ class _Stream:
         """The lines up to and including `wanted` (None: the end of the stream)."""
         seen, deadline = [], time.monotonic() + timeout
         while True:
-            line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            try:
+                line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {wanted!r} on the stream within {timeout} s; it said: {seen}") from None
             seen.append(line)
             if line == wanted:
                 return seen
