@@ -87,7 +87,12 @@ def test_esptool_no_stub_and_staying_in_the_bootloader(erased_board, tmp_path):
     # The chip decides when it sees esptool close the port: reset and boot (--after hard-reset), or stay. The sim
     # has no public word for "it saw the close"; its chip's flag is that moment. A boot decided then would take a
     # few more steps to count itself: the short grace is for those, as nothing marks that no boot came.
-    wait_until(lambda: not board._chip._port_open, timeout=10, what="the chip to see esptool close its port")
+    wait_until(
+        lambda: not board._chip._port_open,
+        timeout=10,
+        what="the chip to see esptool close its port",
+        explain=lambda: f"esptool said:\n{done.stdout}{done.stderr}\nconsole:\n{board.console_text()}",
+    )
     time.sleep(0.1)
     assert board._chip.boots == boots
     assert board.state == "download"  # the stub went back to the ROM loader, as asked: no boot
