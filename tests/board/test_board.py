@@ -17,7 +17,7 @@ UP, DOWN = 25, 26
 # what capabilities/blind.py declares, read from its source as the master reads it
 _BLIND = declarations("blind", (REPO / "capabilities" / "blind.py").read_text())
 EXPECTED_CAP = {
-    "device": "vb-t-blind",
+    "device": "esp-02e532835cdd",  # the one identity scheme: esp- and the MAC (sim.flash.board_mac of t-blind)
     "caps": [{"name": "blind", "version": _BLIND["version"], "commands": _BLIND["schema"]}],
 }
 
@@ -193,7 +193,7 @@ async def test_a_command_for_another_board_does_nothing(blind_board, coap_client
     response = await request(coap_client, Code.POST, uri(blind_board, "/a/blind/move"), payload)
     body = json.loads(response.payload)
     assert response.code == Code.BAD_REQUEST and body["field"] == "ep"
-    payload = json.dumps({"eid": "ep-2", "ep": "vb-t-blind", "params": {"direction": "down", "seconds": 0.3}})
+    payload = json.dumps({"eid": "ep-2", "ep": "esp-02e532835cdd", "params": {"direction": "down", "seconds": 0.3}})
     response = await request(coap_client, Code.POST, uri(blind_board, "/a/blind/move"), payload.encode())
     assert response.code == Code.CHANGED
     ((on, off),) = high_periods(blind_board.pin_history(), DOWN, since)

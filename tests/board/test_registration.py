@@ -82,7 +82,7 @@ async def test_registers_updates_reregisters_and_deregisters(directory, tmp_path
     try:
         await directory.until(lambda: directory.registrations)
         query, links, content_format = directory.registrations[0]
-        assert query["ep"] == "vb-t-rd" and query["lt"] == "3" and query["et"] == "pifleet.esp32"
+        assert query["ep"] == "esp-02e532b5e9ac" and query["lt"] == "3" and query["et"] == "pifleet.esp32"
         assert query["name"] == "t-rd" and query["role"] == "blind"
         assert int(query["mpy"]) & 0xFF == 6 and query["fw"].count(".") == 2 and query["agent"]
         assert content_format == 40

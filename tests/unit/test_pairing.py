@@ -11,7 +11,8 @@ import os
 import pytest
 
 from pifleet.devices.adoption import AdoptionService, Announcement, proof_of, stretch
-from pifleet.devices.pairing import SECRET_BYTES, PairingService, device_id_for, new_secret
+from pifleet.devices.identity import SECRET_BYTES, device_id_for, new_secret
+from pifleet.devices.pairing import PairingService
 from pifleet.events import EventHub
 from pifleet.storage import devices as devices_q
 from tests.unit.test_registry import FakeBoards

@@ -5,7 +5,7 @@ with its MAC, a fresh nonce and proof = SHA-256("proof" ‖ K), where K is stret
 (the code itself never travels). The dashboard lists it as waiting; a person types the code read off the
 console; the master recomputes the proof. A wrong code is refused and counted (MAX_ATTEMPTS, then the adoption
 is locked until the board reboots with a new code). The right code creates the identity — device id from the
-MAC and a fresh secret (pairing.py's one scheme and secret maker), the name and role given — and the board's
+MAC and a fresh secret (identity.py's one scheme and secret maker), the name and role given — and the board's
 next announcement gets it sealed under keys derived from K: AES-128-CBC, then HMAC-SHA-256 over IV ‖ ciphertext.
 The board's agent (agent/adopt.py) does the same derivation in MicroPython. Threat model and sizes: docs/security.md.
 """
@@ -27,8 +27,8 @@ from ..events import EventHub
 from ..model import AdoptionRead
 from ..storage import adoptions as q
 from ..storage import devices as devices_q
+from .identity import device_id_for, new_secret
 from .link import Paired
-from .pairing import device_id_for, new_secret
 
 log = logging.getLogger(__name__)
 

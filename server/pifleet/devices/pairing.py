@@ -1,17 +1,13 @@
-"""Pairing: a board's identity (one naming scheme, one secret maker), which boards the master can talk OSCORE
-with, and taking that away (revoke).
+"""Pairing: which boards the master can talk OSCORE with, and taking that away (revoke).
 
-Layer: service (no litestar, no aiocoap). A board gets its identity by flashing or adoption, both through
-`device_id_for` and `new_secret` here: the device id is `esp-` and the 12 hex digits of its MAC (a virtual
-board's MAC too); boards paired before this scheme keep the ids they have (`esp32-<last 3 MAC bytes>` from
-flashing), because flashing keeps the id of the device known by a MAC. This service then hands a board's keys
-to the gateway (a BoardKeys), at start for every paired board, and forgets them on revoke.
+Layer: service (no litestar, no aiocoap). A board gets its identity by flashing or adoption (named and given
+its secret by devices/identity.py, the one scheme); this service then hands its keys to the gateway (a
+BoardKeys), at start for every paired board, and forgets them on revoke.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 
 import asyncpg
 
@@ -20,21 +16,6 @@ from ..storage import devices as q
 from .link import BoardKeys
 
 log = logging.getLogger(__name__)
-
-SECRET_BYTES = 32  # the per-device secret OSCORE keys are derived from (docs/security.md)
-
-
-def device_id_for(mac: str, *, fresh: bool = False) -> str:
-    """The device id of the board with this MAC (aa:bb:cc:dd:ee:ff or its hex digits): esp-aabbccddeeff.
-
-    fresh: a new identity for the same board (a factory reset), with a random suffix: esp-aabbccddeeff-1f2e."""
-    base = "esp-" + mac.replace(":", "").replace("-", "").lower()
-    return f"{base}-{secrets.token_hex(2)}" if fresh else base
-
-
-def new_secret() -> bytes:
-    """A fresh per-device secret: every pairing gets one (a re-flash too: its OSCORE sequence numbers restart)."""
-    return secrets.token_bytes(SECRET_BYTES)
 
 
 class PairingService:

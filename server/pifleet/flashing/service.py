@@ -2,7 +2,7 @@
 
 Layer: service (no litestar). A flash is a job (flash_jobs row) run in the background: probe the chip →
 refuse an image for another chip before anything is written → identity (the device known by this MAC keeps
-its id unless a factory reset is asked; otherwise a new id from the one scheme, fleet/pairing.py; always a fresh
+its id unless a factory reset is asked; otherwise a new id from the one scheme, devices/identity.py; always a fresh
 secret) → build the
 bundle → one esptool write of base image + littlefs image, compressed and MD5-verified → reset → record.
 The device, its MAC and its secret are committed only after a verified write, so a failed flash leaves the
@@ -23,7 +23,7 @@ import asyncpg
 
 from ..boardfs import bundle
 from ..config import Settings
-from ..devices.pairing import device_id_for, new_secret
+from ..devices.identity import device_id_for, new_secret
 from ..errors import ConflictError, InvalidError, NotFoundError, PifleetError
 from ..events import EventHub
 from ..roles.presets import role_caps

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ from pifleet.boardfs.layout import (
     parse_partition_table,
     read_littlefs,
 )
+from pifleet.devices.identity import device_id_for, new_secret
 from pifleet.roles.presets import ROLES
 from pifleet.runtime import pid_alive, runtime_dir
 from pifleet.sim.chip import BOOTLOADER_OFFSET, Chip
@@ -160,7 +160,7 @@ class VirtualBoard:
         self.root = Path(root)
         self.role = role
         self.master = (master[0], int(master[1]))
-        self.device_id = device_id or f"vb-{name}"
+        self.device_id = device_id or device_id_for(board_mac(name))  # as flashing or adoption would name it
         self.listen_port = listen_port
         self.ip = ip or free_loopback_ip(listen_port)
         _claimed_ips.add(self.ip)  # an address given explicitly is the caller's to keep unique
@@ -172,9 +172,9 @@ class VirtualBoard:
         self.loader_enabled = loader_enabled
         self.flash_path = self.root / "flash.bin"
         self.mac = board_mac(name)
-        # the per-device secret flashing would give it (known only to this board until the security issue
-        # teaches the master to provision virtual boards like real ones)
-        self.secret = hashlib.sha256(b"pifleet-sim-secret:" + os.urandom(16)).digest()
+        # the secret flashing would give it, from the same maker; a board started on its own keeps it to itself
+        # (the master learns a board's keys only by flashing or adopting it)
+        self.secret = new_secret()
         # an OSCORE sender id: the board protects everything with keys from its secret, as a flashed board does
         # (for benchmarks and tests that pair it with a Gateway themselves; the master never learns these keys)
         self.oscore_id = oscore_id
