@@ -36,7 +36,12 @@ def test_board_goes_online_then_offline_without_reload(master, board_factory, pa
     page.add_init_script(RECORD_SSE)
     log_in(page, master)
     page.wait_for_selector("#devices table")
-    wait_until(lambda: page.evaluate("window.__sse.open") >= 1, timeout=10, what="the page's SSE connection")
+    wait_until(
+        lambda: page.evaluate("window.__sse.open") >= 1,
+        timeout=10,
+        what="the page's SSE connection",
+        explain=master.log_tail,
+    )
     page.evaluate("window.__marker = 1")
     assert state_of(page, "blind-1") is None
 
@@ -47,7 +52,7 @@ def test_board_goes_online_then_offline_without_reload(master, board_factory, pa
     assert devices_messages_since(page, t0), "the board's arrival came without a 'devices' server-sent event"
 
     # A job saved through the API shows up in the timeline, with its follow-up, without a reload.
-    wait_until(lambda: master.device("blind-1")["capabilities"], what="blind-1's capabilities")
+    wait_until(lambda: master.device("blind-1")["capabilities"], what="blind-1's capabilities", explain=master.log_tail)
     move = {"capability": "blind", "command": "move", "params": {"direction": "down", "seconds": 5}}
     job = {
         "name": "evening",

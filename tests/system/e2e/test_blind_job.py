@@ -14,7 +14,7 @@ def online_with_caps(master, name):
 
 def test_job_and_follow_up_drive_the_blind_pins(master, board_factory):
     board = board_factory("blind-1", master, role="blind")
-    device = wait_until(lambda: online_with_caps(master, "blind-1"), what="blind-1 online")
+    device = wait_until(lambda: online_with_caps(master, "blind-1"), what="blind-1 online", explain=master.log_tail)
     assert device["role"] == "blind" and device["capabilities"][0]["name"] == "blind"
 
     job = blind_job("evening", "blind-1", at_in=3, down_s=1.0, up_after_s=1.5, up_s=0.8)
@@ -26,7 +26,7 @@ def test_job_and_follow_up_drive_the_blind_pins(master, board_factory):
         runs = master.executions("evening")
         return runs if len(runs) == 2 and all(e["state"] in ("succeeded", "failed") for e in runs) else None
 
-    runs = wait_until(both_done, timeout=30, what="the job and its follow-up to finish")
+    runs = wait_until(both_done, timeout=30, what="the job and its follow-up to finish", explain=master.log_tail)
     by_step = {e["step"]: e for e in runs}
     assert by_step[0]["state"] == "succeeded" and by_step[1]["state"] == "succeeded", runs
     assert by_step[1]["parent_id"] == by_step[0]["id"]
@@ -44,7 +44,7 @@ def test_job_and_follow_up_drive_the_blind_pins(master, board_factory):
 
 def test_a_job_the_board_cannot_do_is_refused_and_nothing_is_saved(master, board_factory):
     board_factory("blind-2", master, role="blind")
-    wait_until(lambda: online_with_caps(master, "blind-2"), what="blind-2 online")
+    wait_until(lambda: online_with_caps(master, "blind-2"), what="blind-2 online", explain=master.log_tail)
 
     job = blind_job("bad", "blind-2", at_in=60, down_s=1, up_after_s=1, up_s=1)
     job["action"]["params"]["speed"] = 3

@@ -16,7 +16,9 @@ LOWER = {"capability": "blind", "command": "move", "params": {"direction": "down
 def test_blinds_go_down_only_when_it_is_hot(master, board_factory):
     sensor = board_factory("temp-1", master, role="sensor")
     blind = board_factory("blind-1", master, role="blind")
-    wait_until(lambda: online_with_caps(master, "temp-1") and online_with_caps(master, "blind-1"))
+    wait_until(
+        lambda: online_with_caps(master, "temp-1") and online_with_caps(master, "blind-1"), explain=master.log_tail
+    )
     job = {
         "name": "shade",
         "target": {"device": "temp-1"},
@@ -35,7 +37,9 @@ def test_blinds_go_down_only_when_it_is_hot(master, board_factory):
 
     sensor.set_input(adc={34: 750_000})  # 25 °C
     master.post("/api/jobs/shade/run")
-    runs = wait_until(lambda: len(master.executions("shade")) == 2 and master.executions("shade"), timeout=15)
+    runs = wait_until(
+        lambda: len(master.executions("shade")) == 2 and master.executions("shade"), timeout=15, explain=master.log_tail
+    )
     follow = next(e for e in runs if e["step"] == 1)
     assert follow["state"] == "skipped" and "celsius=25.0 is not above 28" in follow["error"]
 
@@ -45,6 +49,7 @@ def test_blinds_go_down_only_when_it_is_hot(master, board_factory):
         lambda: sum(e["state"] == "succeeded" and e["step"] == 1 for e in master.executions("shade")) == 1,
         timeout=15,
         what="the blind lowered",
+        explain=master.log_tail,
     )
     ((on, off),) = high_periods(blind.pin_history(), DOWN_PIN)
     assert abs((off - on) - 0.4) < 0.1
@@ -52,7 +57,7 @@ def test_blinds_go_down_only_when_it_is_hot(master, board_factory):
 
 def test_after_trigger_runs_a_job_when_another_succeeds_and_cycles_are_refused(master, board_factory):
     board_factory("blind-1", master, role="blind")
-    wait_until(lambda: online_with_caps(master, "blind-1"))
+    wait_until(lambda: online_with_caps(master, "blind-1"), explain=master.log_tail)
     first = {"name": "first", "target": {"device": "blind-1"}, "action": LOWER, "trigger": {"type": "manual"}}
     second = {
         "name": "second",
@@ -65,7 +70,11 @@ def test_after_trigger_runs_a_job_when_another_succeeds_and_cycles_are_refused(m
     assert master.get("/api/jobs/second")["next_run"] is None
 
     master.post("/api/jobs/first/run")
-    done = wait_until(lambda: [e for e in master.executions("second") if e["state"] == "succeeded"], timeout=15)
+    done = wait_until(
+        lambda: [e for e in master.executions("second") if e["state"] == "succeeded"],
+        timeout=15,
+        explain=master.log_tail,
+    )
     assert len(done) == 1
     # once: a run planned after it went through the queue and the device's lock and finished, so the engine is
     # past the point where "second" could be planned or delivered again; the short grace covers such a
@@ -84,7 +93,9 @@ def test_after_trigger_runs_a_job_when_another_succeeds_and_cycles_are_refused(m
 def test_threshold_trigger_fires_once_per_crossing(master, board_factory):
     sensor = board_factory("temp-1", master, role="sensor")
     blind = board_factory("blind-1", master, role="blind")
-    wait_until(lambda: online_with_caps(master, "temp-1") and online_with_caps(master, "blind-1"))
+    wait_until(
+        lambda: online_with_caps(master, "temp-1") and online_with_caps(master, "blind-1"), explain=master.log_tail
+    )
     sensor.set_input(adc={34: 750_000})  # 25 °C
     job = {
         "name": "hot",
@@ -110,6 +121,7 @@ def test_threshold_trigger_fires_once_per_crossing(master, board_factory):
             ),
             timeout=15,
             what=f"{n} readings of {celsius}",
+            explain=master.log_tail,
         )
 
     readings_at(25.0)
@@ -123,14 +135,20 @@ def test_threshold_trigger_fires_once_per_crossing(master, board_factory):
     sensor.set_input(adc={34: 760_000})  # 26: re-armed
     readings_at(26.0)
     sensor.set_input(adc={34: 800_000})  # 30: fires again
-    wait_until(lambda: len([e for e in master.executions("hot") if e["state"] == "succeeded"]) == 2, timeout=15)
+    wait_until(
+        lambda: len([e for e in master.executions("hot") if e["state"] == "succeeded"]) == 2,
+        timeout=15,
+        explain=master.log_tail,
+    )
     assert len(high_periods(blind.pin_history(), DOWN_PIN)) == 2
 
 
 def test_a_role_job_moves_every_blind_and_each_gets_its_follow_up(master, board_factory):
     b1 = board_factory("blind-1", master, role="blind")
     b2 = board_factory("blind-2", master, role="blind")
-    wait_until(lambda: online_with_caps(master, "blind-1") and online_with_caps(master, "blind-2"))
+    wait_until(
+        lambda: online_with_caps(master, "blind-1") and online_with_caps(master, "blind-2"), explain=master.log_tail
+    )
     raise_ = {"capability": "blind", "command": "move", "params": {"direction": "up", "seconds": 0.3}}
     job = {
         "name": "all-down",
@@ -160,13 +178,17 @@ def test_a_role_job_moves_every_blind_and_each_gets_its_follow_up(master, board_
         done = [e for e in runs if e["state"] == "succeeded"]
         return runs if len(done) == 5 else None  # the run, 2 devices, 2 follow-ups
 
-    runs = wait_until(settled, timeout=20, what="the role run, both devices and both follow-ups")
+    runs = wait_until(
+        settled, timeout=20, what="the role run, both devices and both follow-ups", explain=master.log_tail
+    )
     parent = next(e for e in runs if e["device"] is None)
     assert sorted(parent["result"]["devices"]) == ["blind-1", "blind-2"]
     assert sorted(e["device"] for e in runs if e["step"] == 1) == ["blind-1", "blind-2"]
-    then = wait_until(lambda: [e for e in master.executions("then") if e["state"] == "succeeded"], timeout=15)
+    then = wait_until(
+        lambda: [e for e in master.executions("then") if e["state"] == "succeeded"], timeout=15, explain=master.log_tail
+    )
     assert sorted(str(e["device"]) for e in then) == ["None", "blind-2"]  # the group run, its one device
-    wait_until(lambda: len(high_periods(b2.pin_history(), DOWN_PIN)) == 2, timeout=10)
+    wait_until(lambda: len(high_periods(b2.pin_history(), DOWN_PIN)) == 2, timeout=10, explain=master.log_tail)
     assert len(high_periods(b1.pin_history(), DOWN_PIN)) == 1 and len(high_periods(b1.pin_history(), UP_PIN)) == 1
 
 

@@ -31,12 +31,12 @@ def final(master, job, n=1):
         runs = [e for e in master.executions(job) if e["state"] in FINAL_STATES]
         return runs if len(runs) >= n else None
 
-    return wait_until(done, timeout=30, what=f"{n} finished run(s) of {job}")
+    return wait_until(done, timeout=30, what=f"{n} finished run(s) of {job}", explain=master.log_tail)
 
 
 def blind(master, board_factory, name="blind-1", **kw):
     board = board_factory(name, master, role="blind", **kw)
-    wait_until(lambda: online_with_caps(master, name), what=f"{name} online")
+    wait_until(lambda: online_with_caps(master, name), what=f"{name} online", explain=master.log_tail)
     return board
 
 

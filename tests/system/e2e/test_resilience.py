@@ -13,7 +13,7 @@ from tests.system.e2e.test_blind_job import online_with_caps
 def test_board_offline_when_the_job_fires_fails_clearly_after_its_retries(master_factory, board_factory):
     master = master_factory(command_timeout=2).start()
     board = board_factory("blind-off", master, role="blind")
-    wait_until(lambda: online_with_caps(master, "blind-off"), what="board online")
+    wait_until(lambda: online_with_caps(master, "blind-off"), what="board online", explain=master.log_tail)
     job = blind_job("offline", "blind-off", at_in=2.5, down_s=1, up_after_s=1, up_s=1, attempts=2, backoff_s=1)
     assert master.post("/api/jobs", job).status_code == 201
     board.kill()  # power gone before the trigger fires; the master still believes it online (lifetime 60 s)
@@ -22,7 +22,7 @@ def test_board_offline_when_the_job_fires_fails_clearly_after_its_retries(master
         runs = master.executions("offline")
         return runs if runs and runs[0]["state"] == "failed" else None
 
-    runs = wait_until(finished, timeout=40, what="the execution to fail")
+    runs = wait_until(finished, timeout=40, what="the execution to fail", explain=master.log_tail)
     assert len(runs) == 1, "a failed run has no success follow-up"
     run = runs[0]
     assert run["attempt"] == 2 and run["max_attempts"] == 2
@@ -36,7 +36,7 @@ def test_board_offline_when_the_job_fires_fails_clearly_after_its_retries(master
 def test_follow_up_pending_across_a_master_restart_runs_once(master_factory, board_factory):
     master = master_factory().start()
     board = board_factory("blind-r", master, role="blind")
-    wait_until(lambda: online_with_caps(master, "blind-r"), what="board online")
+    wait_until(lambda: online_with_caps(master, "blind-r"), what="board online", explain=master.log_tail)
     job = blind_job("restart", "blind-r", at_in=2, down_s=0.5, up_after_s=8, up_s=0.5)
     assert master.post("/api/jobs", job).status_code == 201
 
@@ -46,7 +46,7 @@ def test_follow_up_pending_across_a_master_restart_runs_once(master_factory, boa
         pending = [e for e in runs if e["step"] == 1 and e["state"] == "scheduled"]
         return (done, pending) if done and pending else None
 
-    wait_until(first_done, timeout=20, what="the first run done and its follow-up pending")
+    wait_until(first_done, timeout=20, what="the first run done and its follow-up pending", explain=master.log_tail)
     master.kill()  # not a polite stop: SIGKILL while the follow-up waits in Huey's schedule (returns once gone)
     master.start()
 

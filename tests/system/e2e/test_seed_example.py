@@ -26,6 +26,7 @@ def test_read_store_and_shade(master, board_factory, tmp_path):
             lambda: all(online_with_caps(master, n) for n in ("temp-1", "blind-1", "recorder")),
             timeout=30,
             what="sensor, blind and the recorder process online",
+            explain=master.log_tail,
         )
         asyncio.run(execute(master.database_url, "create table readings_log (celsius real, place text)"))
         job = {
@@ -69,6 +70,7 @@ def test_read_store_and_shade(master, board_factory, tmp_path):
                 lambda: len([e for e in master.executions("balcony") if e["state"] in FINAL_STATES]) == before + 3,
                 timeout=20,
                 what="the reading and both follow-ups",
+                explain=master.log_tail,
             )
 
         rows = asyncio.run(fetch(master.database_url, "select celsius, place from readings_log order by celsius"))

@@ -14,7 +14,7 @@ from tests.system.e2e.test_blind_job import online_with_caps
 def test_a_manual_job_reads_the_temperature_into_the_execution(master, board_factory):
     board = board_factory("temp-1", master, role="sensor")
     board.set_input(adc={34: 750_000})  # 750 mV on a TMP36 → 25.0 °C
-    wait_until(lambda: online_with_caps(master, "temp-1"), what="temp-1 online")
+    wait_until(lambda: online_with_caps(master, "temp-1"), what="temp-1 online", explain=master.log_tail)
     job = {
         "name": "read-temp",
         "target": {"device": "temp-1"},
@@ -26,7 +26,10 @@ def test_a_manual_job_reads_the_temperature_into_the_execution(master, board_fac
 
     assert master.post("/api/jobs/read-temp/run").status_code == 202
     done = wait_until(
-        lambda: [e for e in master.executions("read-temp") if e["state"] == "succeeded"], timeout=15, what="the reading"
+        lambda: [e for e in master.executions("read-temp") if e["state"] == "succeeded"],
+        timeout=15,
+        what="the reading",
+        explain=master.log_tail,
     )
     assert done[0]["result"] == {"celsius": 25.0}
 
@@ -36,6 +39,7 @@ def test_a_manual_job_reads_the_temperature_into_the_execution(master, board_fac
         lambda: len([e for e in master.executions("read-temp") if e["state"] == "succeeded"]) == 2,
         timeout=15,
         what="the second reading",
+        explain=master.log_tail,
     )
     assert master.executions("read-temp")[0]["result"] == {"celsius": -17.0}
 
@@ -52,7 +56,7 @@ def pifleet(master, *args: str) -> subprocess.CompletedProcess:
 
 def test_cli_applies_lists_and_reports_errors_through_the_api(master, board_factory, tmp_path):
     board_factory("blind-1", master, role="blind")
-    wait_until(lambda: online_with_caps(master, "blind-1"), what="blind-1 online")
+    wait_until(lambda: online_with_caps(master, "blind-1"), what="blind-1 online", explain=master.log_tail)
 
     out = pifleet(master, "devices")
     assert out.returncode == 0 and "blind-1" in out.stdout and "online" in out.stdout

@@ -56,6 +56,7 @@ def rollout_over(master, rollout_id: int) -> dict:
         lambda: (r := master.get(f"/api/rollouts/{rollout_id}"))["state"] != "running" and r,
         timeout=60,
         what=f"rollout {rollout_id} to finish",
+        explain=master.log_tail,
     )
 
 
@@ -97,6 +98,7 @@ def command(master, device_name: str, cap: str, name: str, **params) -> dict:
         lambda: (e := master.executions(job)) and e[0]["state"] in ("succeeded", "failed") and e[0],
         timeout=20,
         what=f"{cap}.{name} on {device_name}",
+        explain=master.log_tail,
     )
 
 

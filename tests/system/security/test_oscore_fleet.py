@@ -79,6 +79,7 @@ def flash(master, board: VirtualBoard, name: str) -> dict:
         lambda: any(b["port"] == board.serial_port for b in master.get("/api/boards")),
         timeout=10,
         what="the board on the USB list",
+        explain=master.log_tail,
     )
     r = master.post("/api/flash", json={"port": board.serial_port, "name": name, "role": "blind"})
     assert r.status_code == 202, r.text
@@ -86,6 +87,7 @@ def flash(master, board: VirtualBoard, name: str) -> dict:
         lambda: (j := master.get(f"/api/flash/{r.json()['id']}"))["state"] in ("done", "failed") and j,
         timeout=60,
         what="the flash job",
+        explain=master.log_tail,
     )
     assert job["state"] == "done", job["error"]
     return job
@@ -104,6 +106,7 @@ def run_move(master, device: str, name: str) -> dict:
         lambda: (e := master.executions(name)) and e[0]["state"] in ("succeeded", "failed") and e[0],
         timeout=20,
         what=f"{name} to finish",
+        explain=master.log_tail,
     )
 
 
@@ -129,7 +132,7 @@ def test_a_paired_board_obeys_only_protected_fresh_untampered_commands(master, f
     answer = exchange(board.address, first)
     inner, _ = master_copy.unprotect(answer, rid)
     assert inner.code == Code.CHANGED and json.loads(inner.payload)["ok"]
-    wait_until(lambda: downs(board) == 2, what="the second move")
+    wait_until(lambda: downs(board) == 2, what="the second move", explain=master.log_tail)
 
     # the same protected request again (new message id, so the message layer does not take it for a
     # retransmission): a replay
@@ -223,6 +226,7 @@ def test_a_module_push_to_a_paired_board_goes_block_wise_inside_oscore(master, f
         lambda: (x := master.get(f"/api/rollouts/{r.json()['rollout']}"))["state"] != "running" and x,
         timeout=60,
         what="the rollout",
+        explain=master.log_tail,
     )
     assert rollout["state"] == "succeeded", rollout
     stems = [c["module"] for c in master.device("attic")["capabilities"]]
