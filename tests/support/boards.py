@@ -40,6 +40,7 @@ def flash(master, board: VirtualBoard, name: str, role: str = "blind", lifetime_
         lambda: any(b["port"] == board.serial_port for b in master.get("/api/boards")),
         timeout=10,
         what=f"{board.name} on the master's USB list",
+        explain=master.log_tail,
     )
     body = {"port": board.serial_port, "name": name, "role": role, "firmware": fw}
     if lifetime_s is not None:

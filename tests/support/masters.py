@@ -96,7 +96,7 @@ class MasterProcess:
             cwd=REPO,
         )
         log.close()
-        wait_until(self._ready, timeout=60, what=f"master on {self.url} (log: {self.log_path})")
+        wait_until(self._ready, timeout=60, what=f"master on {self.url} (log: {self.log_path})", explain=self.log_tail)
         if setup and self.token is None:
             self.token = _TOKENS.get(self.database_url) or self._set_up()
             _TOKENS[self.database_url] = self.token

@@ -13,6 +13,7 @@ def _code(board) -> str:
         lambda: re.search(r"adopt: code ([0-9A-Z]{4}-[0-9A-Z]{4})", board.console_text()),
         timeout=20,
         what=f"{board.name} printing its adoption code",
+        explain=board.console_text,
     )
     return m.group(1)
 
@@ -22,6 +23,7 @@ def _adoption(master, board) -> dict:
     return wait_until(
         lambda: next((a for a in master.get("/api/adoptions") if a["mac"] == mac), None),
         what=f"{board.name} waiting for adoption",
+        explain=master.log_tail,
     )
 
 
@@ -85,6 +87,7 @@ def test_unpaired_board_is_adopted_only_with_the_right_code(master, tmp_path):
             lambda: "the master refused this board" in other.console_text(),
             timeout=15,
             what="the rejected board told so",
+            explain=master.log_tail,
         )
         assert json.loads(other.read_files()["config.json"]).get("device_id") is None
     finally:

@@ -54,7 +54,7 @@ def listed(master, port: str) -> dict | None:
 
 
 def flash(master, port: str, name: str, role: str = "blind", **extra) -> dict:
-    wait_until(lambda: listed(master, port), timeout=5, what=f"{port} on the USB board list")
+    wait_until(lambda: listed(master, port), timeout=5, what=f"{port} on the USB board list", explain=master.log_tail)
     r = master.post("/api/flash", json={"port": port, "name": name, "role": role, **extra})
     assert r.status_code == 202, r.text
     job = r.json()
@@ -62,6 +62,7 @@ def flash(master, port: str, name: str, role: str = "blind", **extra) -> dict:
         lambda: (j := master.get(f"/api/flash/{job['id']}"))["state"] in ("done", "failed") and j,
         timeout=60,
         what="the flash job to finish",
+        explain=master.log_tail,
     )
 
 
@@ -90,7 +91,12 @@ def board_files(chip: UsbChip) -> dict[str, bytes]:
 def test_usb_board_listed_within_two_seconds_and_probed(module_master, chips):
     chip = chips("listed")
     started = time.monotonic()
-    board = wait_until(lambda: listed(module_master, chip.port), timeout=5, what="the board on the list")
+    board = wait_until(
+        lambda: listed(module_master, chip.port),
+        timeout=5,
+        what="the board on the list",
+        explain=module_master.log_tail,
+    )
     assert time.monotonic() - started < 2.5
     assert board["bridge"] == "virtual" and board["probe"] is None
     r = module_master.post("/api/boards/probe", json={"port": chip.port})
@@ -122,7 +128,12 @@ def test_flash_clean_board_then_reflash_keeps_identity_and_factory_reset_changes
     assert {"boot.py", "main.py", "agent/app.mpy", "agent/coap.mpy", blind} <= set(files)
     assert all(files[f][:2] == b"M\x06" for f in files if f.endswith(".mpy"))  # .mpy v6 (MicroPython ≥ 1.19)
     assert not any(f.startswith("agent/") and f.endswith(".py") for f in files)
-    wait_until(lambda: chip.chip.state == "running", timeout=5, what="the chip to boot what was written")
+    wait_until(
+        lambda: chip.chip.state == "running",
+        timeout=5,
+        what="the chip to boot what was written",
+        explain=module_master.log_tail,
+    )
 
     # the master knows the device: identity, role, MAC, secret (never in the API)
     [row] = devices_with_mac(module_master, chip.mac_text)
@@ -188,7 +199,7 @@ def test_catalog_entry_whose_file_changed_is_refused(module_master, chips):
     original = path.read_bytes()
     path.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
     chip = chips("tampered")
-    wait_until(lambda: listed(module_master, chip.port), timeout=5)
+    wait_until(lambda: listed(module_master, chip.port), timeout=5, explain=module_master.log_tail)
     try:
         r = module_master.post(
             "/api/flash", json={"port": chip.port, "name": "tampered", "role": "blind", "firmware": entry["id"]}
@@ -261,7 +272,7 @@ def test_a_late_progress_note_never_reopens_a_finished_flash(module_master):
 
 def test_bad_requests_name_the_field(module_master, chips):
     chip = chips("badreq")
-    wait_until(lambda: listed(module_master, chip.port), timeout=5)
+    wait_until(lambda: listed(module_master, chip.port), timeout=5, explain=module_master.log_tail)
     cases = [
         ({"port": "/dev/nothing", "name": "x", "role": "blind"}, 404, "port"),
         ({"port": chip.port, "name": "x", "role": "toaster"}, 422, "role"),
@@ -294,7 +305,7 @@ def test_cli_boards_firmware_and_flash(module_master, esp32_fw, chips, tmp_path)
     assert added.returncode != 0 and "not an ESP firmware image" in added.stderr
 
     chip = chips("cli")
-    wait_until(lambda: listed(module_master, chip.port), timeout=5)
+    wait_until(lambda: listed(module_master, chip.port), timeout=5, explain=module_master.log_tail)
     boards = cli("boards", "--probe", "--url", url)
     assert boards.returncode == 0 and chip.port in boards.stdout and chip.mac_text in boards.stdout
     done = cli("flash", chip.port, "--name", "cli-blind", "--role", "sensor", "--url", url)
@@ -304,7 +315,7 @@ def test_cli_boards_firmware_and_flash(module_master, esp32_fw, chips, tmp_path)
 
     deaf = DeafPort("cli-deaf")
     try:
-        wait_until(lambda: listed(module_master, deaf.port), timeout=5)
+        wait_until(lambda: listed(module_master, deaf.port), timeout=5, explain=module_master.log_tail)
         failed = cli("flash", deaf.port, "--name", "cli-deaf", "--role", "blind", "--url", url)
     finally:
         deaf.close()
@@ -326,6 +337,7 @@ def test_virtual_board_boots_what_was_flashed_and_comes_online(module_master, es
             lambda: (d := module_master.device("living-blind")) and d["online"] and d["capabilities"] and d,
             timeout=60,
             what="the flashed board online",
+            explain=module_master.log_tail,
         )
         flash_to_online = time.monotonic() - started
         assert device["id"] == job["device_id"] and device["role"] == "blind"

@@ -22,7 +22,11 @@ def test_module_upload_and_role_apply_through_the_panel(master, board_factory):
     assert 'data-board="panel-1"' in r.text  # the panel lists the role's boards with their sync state
     rollout = master.get("/api/rollouts")[0]
     assert rollout["module"] == "blind"
-    wait_until(lambda: master.get(f"/api/rollouts/{rollout['id']}")["state"] == "succeeded", what="the rollout")
+    wait_until(
+        lambda: master.get(f"/api/rollouts/{rollout['id']}")["state"] == "succeeded",
+        what="the rollout",
+        explain=master.log_tail,
+    )
 
     broken = master.post("/ui/roles/modules", files={"data": ("blind.py", b"def x(:\n", "text/x-python")})
     assert broken.status_code == 200 and "line 1" in broken.text and 'class="error"' in broken.text

@@ -94,11 +94,13 @@ class ProcessCli:
             lambda: re.search(r"adopt: code ([0-9A-Z]{4}-[0-9A-Z]{4})", self.text()),
             timeout=20,
             what=f"the adoption code of {name} (output: {self.out})",
+            explain=self.text,
         ).group(1)
         waiting = wait_until(
             lambda: master.get("/api/adoptions", params={"pending": "true"}),
             timeout=10,
             what="the process waiting for adoption",
+            explain=master.log_tail,
         )
         r = master.post(
             f"/api/adoptions/{waiting[0]['id']}/confirm", json={"code": code, "name": name, "role": "process"}
@@ -124,7 +126,12 @@ def process(module_master, modules_dir) -> Iterator[ProcessCli]:
     cli = ProcessCli(modules_dir.parent, module_master, modules_dir)
     try:
         cli.adopt(module_master)
-        wait_until(lambda: online(module_master), timeout=20, what=f"{NAME} online (output: {cli.out})")
+        wait_until(
+            lambda: online(module_master),
+            timeout=20,
+            what=f"{NAME} online (output: {cli.out})",
+            explain=module_master.log_tail,
+        )
         yield cli
     finally:
         code = cli.stop()
@@ -171,6 +178,7 @@ def run_job(
         ),
         timeout=15,
         what=f"execution of {name}",
+        explain=master.log_tail,
     )
 
 
@@ -285,6 +293,7 @@ def test_a_follow_up_uses_the_rows_of_a_query(module_master, process):
         ),
         timeout=15,
         what="the follow-up",
+        explain=module_master.log_tail,
     )
     assert alert["result"] == {"value": "balcony: 29.5 °C, lower the blinds"}
 
