@@ -7,6 +7,7 @@ guard, so no controller can forget it; a route is public only if its path templa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import quote
 
 from litestar import Litestar, Request, Response
@@ -100,34 +101,31 @@ def _too_many(request: Request, exc: TooManyAttemptsError) -> Response:
     return response
 
 
-# Each service the controllers call, provided on its own under this name (as Master's attribute of that name).
-SERVICES = (
-    "devices",
-    "jobs",
-    "modules",
-    "roles",
-    "rollouts",
-    "flashing",
-    "catalog",
-    "usb",
-    "adoption",
-    "hub",
-)
+def services(master: Master) -> dict[str, Provide]:
+    """One provider per service the controllers call (litestar-fullstack's domain dependencies): a controller
+    names the service it needs (`devices: DeviceService`) and gets that one, never the Master. Each is looked up
+    when a request asks for it: building the app touches no service."""
 
+    def provide(service: Callable[[], object]) -> Provide:
+        return Provide(service, sync_to_thread=False)
 
-def _provide(master: Master, name: str) -> Provide:
-    """The service `name` of a started master, looked up per request (a master that has not started yet has
-    none to give)."""
-
-    def service() -> object:
-        return getattr(master, name)
-
-    return Provide(service, sync_to_thread=False)
+    return {
+        "devices": provide(lambda: master.devices),
+        "jobs": provide(lambda: master.jobs),
+        "modules": provide(lambda: master.modules),
+        "roles": provide(lambda: master.roles),
+        "rollouts": provide(lambda: master.rollouts),
+        "flashing": provide(lambda: master.flashing),
+        "catalog": provide(lambda: master.catalog),
+        "usb": provide(lambda: master.usb),
+        "adoption": provide(lambda: master.adoption),
+        "hub": provide(lambda: master.hub),
+        "counters": provide(lambda: master.gateway.counters),
+    }
 
 
 def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
-    """The app over a master's services. Controllers never see the master itself: each takes the services it
-    calls (`devices: DeviceService`, `jobs: JobService` …), each provided on its own."""
+    """The app over a master's services (see `services`), the login guard, templates and error mapping."""
     auth = auth or AuthService(master.pool)
     return Litestar(
         route_handlers=[
@@ -154,8 +152,7 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
         guards=[require_login],
         state=State({"auth": auth}),
         dependencies={
-            **{name: _provide(master, name) for name in SERVICES},
-            "counters": Provide(lambda: master.gateway.counters, sync_to_thread=False),
+            **services(master),
             "auth": Provide(lambda: auth, sync_to_thread=False),
             "principal": Provide(current_principal, sync_to_thread=False),
         },
