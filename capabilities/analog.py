@@ -5,8 +5,10 @@ network or drive outputs.
 
 value = volts × scale + offset, where volts comes from read_uv() (the ESP32's factory-calibrated reading,
 better than scaling the raw count) averaged over `samples` readings, since single ESP32 ADC readings are noisy.
-Only ADC1 pins (GPIO 32-39) are accepted: ADC2 cannot be read while Wi-Fi is on. `atten` sets the range:
-0 dB up to about 1.1 V, 2.5 dB 1.5 V, 6 dB 2.2 V, 11 dB 3.1 V.
+Only ADC1 pins are accepted (ESP32: GPIO 32-39; the chip's list in agent/pins.py): ADC2 cannot be read while
+Wi-Fi is on. `atten` sets the range read_uv() is calibrated for (ESP-IDF's figures for the ESP32): 0 dB about
+0.10-0.95 V, 2.5 dB 0.10-1.25 V, 6 dB 0.15-1.75 V, 11 dB 0.15-2.45 V. Beyond them a reading is not linear any
+more (11 dB saturates near 3.1 V); scale a higher voltage down with a divider.
 """
 
 from machine import ADC, Pin
@@ -15,7 +17,7 @@ NAME = "analog"
 VERSION = "1"
 COMMANDS = {"read": {}}
 CONFIG = {
-    "pin": {"type": "integer", "min": 32, "max": 39},
+    "pin": {"type": "integer", "pin": "adc"},
     "atten": {"type": "enum", "values": [0, 2.5, 6, 11], "unit": "dB", "required": False, "default": 11},
     "scale": {"type": "number", "required": False, "default": 1.0},
     "offset": {"type": "number", "required": False, "default": 0.0},
@@ -39,8 +41,6 @@ def _get(cfg, key):
 class Analog:
     def __init__(self, cfg):
         number = cfg["pin"]
-        if not 32 <= number <= 39:
-            raise ValueError("GPIO %s is not an ADC1 pin (32-39); ADC2 does not work with Wi-Fi on" % number)
         atten = _get(cfg, "atten")
         if atten not in _ATTEN:
             raise ValueError("atten must be 0, 2.5, 6 or 11")
@@ -61,4 +61,7 @@ class Analog:
 
 
 def setup(cfg):
+    from agent.pins import check_config  # setup only: check_config forgets the module again
+
+    check_config(cfg, CONFIG)
     return Analog(cfg)

@@ -19,8 +19,8 @@ NAME = "bme280"
 VERSION = "1"
 COMMANDS = {"read": {}}
 CONFIG = {
-    "sda": {"type": "integer", "min": 0, "max": 33, "required": False, "default": 21},
-    "scl": {"type": "integer", "min": 0, "max": 33, "required": False, "default": 22},
+    "sda": {"type": "integer", "pin": "out", "required": False, "default": 21},
+    "scl": {"type": "integer", "pin": "out", "required": False, "default": 22},
     "address": {"type": "enum", "values": [118, 119], "required": False, "default": 118},
     "bus": {"type": "integer", "min": 0, "max": 1, "required": False, "default": 0},
     "soft": {"type": "boolean", "required": False, "default": False},
@@ -169,6 +169,9 @@ class BME280:
 
 
 def setup(cfg):
+    from agent.pins import check_config  # setup only: check_config forgets the module again
+
+    check_config(cfg, CONFIG)
     return BME280(cfg)
 
 

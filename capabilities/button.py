@@ -17,7 +17,7 @@ NAME = "button"
 VERSION = "1"
 COMMANDS = {"state": {}}
 CONFIG = {
-    "pin": {"type": "integer", "min": 0, "max": 39},
+    "pin": {"type": "integer", "pin": "in"},
     "pull": {"type": "enum", "values": ["up", "down", "none"], "required": False, "default": "up"},
     "active_low": {"type": "boolean", "required": False, "default": True},
     "debounce_ms": {"type": "integer", "min": 5, "max": 2000, "unit": "ms", "required": False, "default": 50},
@@ -38,13 +38,9 @@ def _get(cfg, key):
 class Button:
     def __init__(self, cfg):
         number = cfg["pin"]
-        if not 0 <= number <= 39 or 6 <= number <= 11:
-            raise ValueError("GPIO %s cannot read a button" % number)
         pull = _get(cfg, "pull")
         if pull not in _PULLS:
             raise ValueError("pull must be up, down or none")
-        if pull != "none" and number >= 34:
-            raise ValueError("GPIO 34-39 have no internal pull resistors: use pull none and an external one")
         self._pin = Pin(number, Pin.IN, _PULLS[pull])
         self._active = 0 if _get(cfg, "active_low") else 1
         self._debounce_ms = int(_get(cfg, "debounce_ms"))
@@ -73,7 +69,8 @@ class Button:
             if level != candidate:
                 candidate = level  # a change starts the clock; a bounce back resets it
                 since = now
-            elif level != self._pressed and ticks_diff(now, since) >= self._debounce_ms:
+            # a negative span (ticks_diff wraps after ~6.2 days on an ESP32) is long held, not a bounce
+            elif level != self._pressed and not 0 <= ticks_diff(now, since) < self._debounce_ms:
                 self._pressed = level
                 if level:
                     self.count += 1
@@ -85,4 +82,9 @@ class Button:
 
 
 def setup(cfg):
+    from agent.pins import check_config, problem  # setup only: check_config forgets the module again
+
+    check_config(cfg, CONFIG)
+    if _get(cfg, "pull") != "none" and problem(cfg["pin"], "out"):  # input-only (ESP32 GPIO 34-39): no pulls
+        raise ValueError("GPIO %s has no internal pull resistors: use pull none and an external one" % cfg["pin"])
     return Button(cfg)

@@ -17,7 +17,7 @@ NAME = "dht22"
 VERSION = "1"
 COMMANDS = {"read": {}}
 CONFIG = {
-    "pin": {"type": "integer", "min": 0, "max": 33},
+    "pin": {"type": "integer", "pin": "out"},
     "telemetry_s": {"type": "integer", "min": 0, "max": 86400, "unit": "s", "required": False, "default": 0},
 }
 TELEMETRY = {
@@ -30,10 +30,7 @@ _MIN_INTERVAL_MS = const(2000)
 
 class DHT22:
     def __init__(self, cfg):
-        number = cfg["pin"]
-        # the data line is driven by both ends: not the flash pins, not the input-only 34-39
-        if not 0 <= number <= 33 or 6 <= number <= 11:
-            raise ValueError("GPIO %s cannot carry a DHT22" % number)
+        number = cfg["pin"]  # driven by both ends: never an input-only pin ("out" in CONFIG)
         self._number = number
         self._sensor = dht.DHT22(Pin(number))
         self._last = None  # the last good reading
@@ -52,7 +49,10 @@ class DHT22:
     def _wait_ms(self):
         if not self._asked:
             return 0
-        return max(0, _MIN_INTERVAL_MS - ticks_diff(ticks_ms(), self._at))
+        elapsed = ticks_diff(ticks_ms(), self._at)
+        if elapsed < 0:  # ticks_diff wraps after ~6.2 days on an ESP32: that measurement is long ago
+            return 0
+        return max(0, _MIN_INTERVAL_MS - elapsed)
 
     async def read(self):
         if self._last is not None and self._wait_ms() > 0:
@@ -69,6 +69,9 @@ class DHT22:
 
 
 def setup(cfg):
+    from agent.pins import check_config  # setup only: check_config forgets the module again
+
+    check_config(cfg, CONFIG)
     return DHT22(cfg)
 
 

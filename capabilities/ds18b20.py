@@ -22,7 +22,7 @@ NAME = "ds18b20"
 VERSION = "1"
 COMMANDS = {"read": {}}
 CONFIG = {
-    "pin": {"type": "integer", "min": 0, "max": 33},
+    "pin": {"type": "integer", "pin": "out"},
     "telemetry_s": {"type": "integer", "min": 0, "max": 86400, "unit": "s", "required": False, "default": 0},
 }
 TELEMETRY = {
@@ -35,10 +35,7 @@ _CONVERSION_MS = const(750)  # 12-bit conversion, the DS18B20's power-on resolut
 
 class DS18B20:
     def __init__(self, cfg):
-        number = cfg["pin"]
-        # the bus needs an open-drain output: not the flash pins, not the input-only 34-39
-        if not 0 <= number <= 33 or 6 <= number <= 11:
-            raise ValueError("GPIO %s cannot carry a 1-Wire bus" % number)
+        number = cfg["pin"]  # an open-drain output: never an input-only pin ("out" in CONFIG)
         self._sensors = ds18x20.DS18X20(onewire.OneWire(Pin(number)))
         self._lock = asyncio.Lock()  # a telemetry read and a command read share one conversion at a time
         self._roms = []
@@ -77,6 +74,9 @@ class DS18B20:
 
 
 def setup(cfg):
+    from agent.pins import check_config  # setup only: check_config forgets the module again
+
+    check_config(cfg, CONFIG)
     return DS18B20(cfg)
 
 

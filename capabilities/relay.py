@@ -32,7 +32,7 @@ COMMANDS = {
     "state": {},
 }
 CONFIG = {
-    "out_pin": {"type": "integer", "min": 0, "max": 33},
+    "out_pin": {"type": "integer", "pin": "out"},
     "inverted": {"type": "boolean", "required": False, "default": False},
     "restore": {"type": "enum", "values": ["off", "on", "last"], "required": False, "default": "off"},
 }
@@ -47,9 +47,6 @@ def _get(cfg, key):
 class Relay:
     def __init__(self, cfg):
         number = cfg["out_pin"]
-        # GPIO 6-11 drive the SPI flash, 34-39 are input-only
-        if not 0 <= number <= 33 or 6 <= number <= 11:
-            raise ValueError("GPIO %s cannot drive a relay" % number)
         self._inverted = bool(_get(cfg, "inverted"))
         self._restore = _get(cfg, "restore")
         if self._restore not in ("off", "on", "last"):
@@ -122,6 +119,9 @@ class Relay:
 
 
 def setup(cfg):
+    from agent.pins import check_config  # setup only: check_config forgets the module again
+
+    check_config(cfg, CONFIG)
     relay = Relay(cfg)
     relay.drive(relay.boot_state())
     relay._steady = relay._on

@@ -62,6 +62,10 @@ def _run(name):
 
 
 if _mount():
+    if os.getenv("PIFLEET_SIM_TICKS"):  # the ESP32's 30-bit tick counter, started near its wrap (_simticks)
+        import _simticks
+
+        _simticks.install()
     _run("boot")
     if not os.getenv("PIFLEET_SIM_SOFT_RESET"):  # a soft reset into the raw REPL skips main.py, as the port
         _run("main")

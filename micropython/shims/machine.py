@@ -13,6 +13,12 @@ import _simio
 
 _levels = {}  # pin id -> last level written, to log changes only
 
+# The plain ESP32's pin table in MicroPython's port (ports/esp32/machine_pin.h), one letter per GPIO 0-39:
+# "-" no such pin (Pin(n) is ValueError("invalid pin")), "p" a pin, "a" a pin with an ADC (ADC1: 32-39, ADC2:
+# the others, which fail while Wi-Fi is on). 6-11 exist there (the flash's pins, see Pin.init), 20 too (some
+# packages have it). Strings, not sets: the shim's heap counts against the virtual board's.
+_GPIOS = "apapapppppppaaaapppppppp-aaa----aaaaaaaa"
+
 
 def _die_by_watchdog():
     """End the process by SIGUSR1, whatever the main thread is doing: the runner sees the reset.
@@ -40,6 +46,8 @@ class Pin:
     IRQ_FALLING = 2
 
     def __init__(self, id, mode=-1, pull=-1, *, value=None):
+        if not isinstance(id, int) or not 0 <= id < 40 or _GPIOS[id] == "-":
+            raise ValueError("invalid pin")  # ports/esp32/machine_pin.c: not in the ESP32's pin table
         self.id = id
         self._mode = self.IN
         self._pull = None
@@ -47,6 +55,12 @@ class Pin:
 
     def init(self, mode=-1, pull=-1, *, value=None):
         if mode != -1:
+            if self.id >= 34 and mode in (self.OUT, self.OPEN_DRAIN):
+                raise ValueError("pin can only be input")  # GPIO_FIRST_NON_OUTPUT on the ESP32
+            if 6 <= self.id <= 11:
+                # The port lets you, and the board dies: the pin leaves the SPI flash, the next instruction
+                # fetch fails, the board resets and boot.py does it again (a crash loop). A test must see it.
+                raise RuntimeError("GPIO %d drives the SPI flash: a real ESP32 crash-loops here" % self.id)
             self._mode = mode
         if pull != -1:
             self._pull = pull
@@ -82,35 +96,60 @@ class Pin:
 
 
 class PWM:
-    """Duty cycle changes are appended to pwm.log as `TIME_NS PIN FREQ DUTY_U16`."""
+    """Duty cycle changes are appended to pwm.log as `TIME_NS PIN FREQ DUTY_U16`.
+
+    As on the ESP32 port (ports/esp32/machine_pwm.c): 16 LEDC channels (8 per speed mode), one per pin; a
+    PWM on a pin that has one reuses it, deinit() gives it back, and a 17th pin gets "out of PWM channels"
+    (RuntimeError since MicroPython 1.26, ValueError before); a deinitialised PWM is inactive."""
+
+    CHANNELS = 16
 
     def __init__(self, pin, freq=5000, duty_u16=0):
+        if not isinstance(pin, Pin):
+            pin = Pin(pin)
+        if pin.id not in _pwm_channels and len(_pwm_channels) >= self.CHANNELS:
+            raise RuntimeError("out of PWM channels:%d" % self.CHANNELS)
+        _pwm_channels[pin.id] = True
         self.pin = pin
         self._freq = freq
         self._duty = duty_u16
+        self._active = True
         self._log()
 
     def _log(self):
         _simio.log_line("pwm.log", "%d %s %d %d" % (time.time_ns(), self.pin.id, self._freq, self._duty))
 
+    def _check(self):
+        if not self._active:
+            raise RuntimeError("PWM is inactive")
+
     def freq(self, value=None):
+        self._check()
         if value is None:
             return self._freq
         self._freq = value
         self._log()
 
     def duty_u16(self, value=None):
+        self._check()
         if value is None:
             return self._duty
         self._duty = value
         self._log()
 
     def deinit(self):
-        self.duty_u16(0)
+        if self._active:
+            self.duty_u16(0)
+            self._active = False
+            _pwm_channels.pop(self.pin.id, None)
+
+
+_pwm_channels = {}  # pin id -> claimed, for the whole board (the port's chans[][] table)
 
 
 class ADC:
-    """Reads microvolts from inputs.json {"adc": {"34": 750000}}."""
+    """Reads microvolts from inputs.json {"adc": {"34": 750000}}; a list there ([740000, 760000]) gives its
+    values in turn, one per reading: the noise of a real ESP32's ADC."""
 
     ATTN_0DB = 0
     ATTN_2_5DB = 1
@@ -119,6 +158,8 @@ class ADC:
     _FULL_SCALE_UV = 3300000
 
     def __init__(self, pin, *, atten=None):
+        if _GPIOS[pin.id] != "a":
+            raise ValueError("invalid pin for ADC")  # ADC1: 32-39; ADC2 (fails while Wi-Fi is on): the rest
         self.pin = pin
         self._atten = atten
 
@@ -126,7 +167,11 @@ class ADC:
         self._atten = value
 
     def read_uv(self):
-        return int(_simio.read_input("adc", self.pin.id, 0))
+        value = _simio.read_input("adc", self.pin.id, 0)
+        if isinstance(value, list):
+            self._n = getattr(self, "_n", -1) + 1
+            value = value[self._n % len(value)] if value else 0
+        return int(value)
 
     def read_u16(self):
         return min(65535, self.read_uv() * 65535 // self._FULL_SCALE_UV)

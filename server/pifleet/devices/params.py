@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import InvalidError
 from ..model import CapabilityRead, DeviceRead
+from . import pins
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "number": (int, float),
@@ -101,8 +102,11 @@ def _check_value(value: Any, spec: dict[str, Any], field: str) -> None:
             raise InvalidError(f"must be between {lo} and {hi}{unit}, got {value}{unit}", field=field)
 
 
-def check_config(capability: str, schema: dict[str, dict[str, Any]] | None, cfg: dict[str, Any], where: str) -> None:
+def check_config(
+    capability: str, schema: dict[str, dict[str, Any]] | None, cfg: dict[str, Any], where: str, chip: str | None = None
+) -> None:
     """A capability's configuration against the CONFIG its module declares; InvalidError naming `where.KEY`.
+    A field declared {"pin": USE} must be a GPIO the chip (default: the plain ESP32) allows for USE (pins.py).
 
     A module that declares no CONFIG takes any configuration (its setup() is the only check)."""
     if schema is None:
@@ -119,3 +123,15 @@ def check_config(capability: str, schema: dict[str, dict[str, Any]] | None, cfg:
                 raise InvalidError(f"{capability} needs configuration {key!r}", field=f"{where}.{key}")
             continue
         _check_value(cfg[key], spec, f"{where}.{key}")
+        if "pin" in spec:
+            _check_pin(cfg[key], spec["pin"], f"{where}.{key}", chip)
+
+
+def _check_pin(value: Any, use: Any, field: str, chip: str | None) -> None:
+    if use not in pins.USES:
+        raise InvalidError(f"the module declares an unknown pin use {use!r}", field=field)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidError(f"expected a GPIO number, got {type(value).__name__}", field=field)
+    why = pins.problem(value, use, chip)
+    if why:
+        raise InvalidError(why, field=field)

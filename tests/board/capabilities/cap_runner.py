@@ -8,6 +8,7 @@ exact event timing, selftest(), setup refusals. argv: module name, its cfg as JS
     ["sleep", MS]                 let the event loop run
     ["selftest"]                  print {"selftest": "ok"} or {"error": …}
     ["stop"]                      module.stop(obj)
+    ["skip", MS]                  move the board's 30-bit tick counter on by MS ms (PIFLEET_SIM_TICKS set)
 Everything printed is one JSON object per line; a setup that raises prints {"setup_error": …} and ends.
 """
 
@@ -15,6 +16,10 @@ import asyncio
 import json
 import sys
 import time
+
+import _simticks
+
+_simticks.install()  # with PIFLEET_SIM_TICKS: the ESP32's ticks, before the module imports agent.port's
 
 
 def say(obj):
@@ -63,6 +68,8 @@ async def main(name, cfg, steps):
                 say({"error": describe(exc)})
         elif kind == "stop":
             module.stop(obj)
+        elif kind == "skip":
+            _simticks.skip(step[1])
     for task in tasks:
         await task
 

@@ -2,8 +2,9 @@
 
 The master reads NAME, VERSION, COMMANDS, CONFIG and TELEMETRY without running the module (ast literals), so
 they must be literals; their schemas use the language of docs/protocol.md; a default fits its own schema;
-every command has its coroutine; output pins end in _pin (boot.py drives those low) and are pins that can
-drive; sensors declare what read() returns and take telemetry_s; the role presets fit the CONFIG.
+every command has its coroutine; pins are declared {"type": "integer", "pin": USE} (agent/pins.py checks them
+per chip, on the board and on the master); output pins end in _pin (boot.py drives those low) and are
+declared "out"; sensors declare what read() returns and take telemetry_s; the role presets fit the CONFIG.
 """
 
 import ast
@@ -20,7 +21,8 @@ CAPABILITIES = Path(__file__).resolve().parents[3] / "capabilities"
 MODULES = sorted(p for p in CAPABILITIES.glob("[a-z]*.py"))
 HOST_ONLY = {"db", "python"}  # process-target capabilities (CPython): no pins, no telemetry
 TYPES = {"number", "integer", "string", "boolean", "enum", "list", "object"}
-KEYS = {"type", "min", "max", "values", "unit", "required", "default"}
+KEYS = {"type", "min", "max", "values", "unit", "required", "default", "pin"}
+PIN_USES = {"out", "in", "adc"}  # agent/pins.py
 TELEMETRY_S = {"type": "integer", "min": 0, "max": 86400, "unit": "s", "required": False, "default": 0}
 
 
@@ -62,6 +64,9 @@ def check_schema(where: str, schema: dict) -> None:
         assert spec.get("type") in TYPES, f"{where}.{key}: type {spec.get('type')!r}"
         if spec["type"] == "enum":
             assert spec.get("values"), f"{where}.{key}: an enum needs values"
+        if "pin" in spec:
+            assert spec["type"] == "integer" and spec["pin"] in PIN_USES, f"{where}.{key}: pin {spec['pin']!r}"
+            assert "min" not in spec and "max" not in spec, f"{where}.{key}: the chip's list, not a range"
         if "min" in spec and "max" in spec:
             assert spec["min"] <= spec["max"], f"{where}.{key}: min > max"
         if "default" in spec:
@@ -89,8 +94,8 @@ def test_module_declares_itself_consistently(path):
         check_schema(f"{name}.COMMANDS.{command}", schema)
         assert command in coroutines, f"{name} has no coroutine for command {command!r}"
     for key, spec in config.items():
-        if key.endswith("_pin"):  # outputs: boot.py drives them low; GPIO 34-39 cannot drive
-            assert spec["type"] == "integer" and spec["max"] <= 33, f"{name}.{key}"
+        if key.endswith("_pin"):  # outputs: boot.py drives them low; an input-only pin cannot drive
+            assert spec["type"] == "integer" and spec.get("pin") == "out", f"{name}.{key}"
     if "read" in commands:  # a sensor: what read() returns, and how often the agent sends it
         assert values.get("TELEMETRY"), f"{name} reads but declares no TELEMETRY"
         check_schema(f"{name}.TELEMETRY", values["TELEMETRY"])

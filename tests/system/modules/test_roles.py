@@ -80,6 +80,10 @@ def test_a_role_that_cannot_be_right_is_refused_naming_the_field(master, tmp_pat
     result = pifleet(master, "role", "apply", str(bad))
     assert result.returncode == 1 and "modules.blind.up_pin" in result.stderr
 
+    # GPIO 7 drives the ESP32's SPI flash: a board given it would crash-loop (agent/pins.py, checked here too)
+    r = master.put("/api/roles/flashy", json={"modules": {"blind": {"up_pin": 7, "down_pin": 26}}})
+    assert r.status_code == 422 and r.json()["field"] == "modules.blind.up_pin" and "SPI flash" in r.text
+
     unknown = tmp_path / "ghost.json"
     unknown.write_text('{"modules": {"teleporter": {}}}')
     result = pifleet(master, "role", "apply", str(unknown))
