@@ -128,12 +128,13 @@ class Master:
             pool, hub, self.catalog, self.usb, settings, role_plan=self.roles.flash_plan, paired=self.pairing.paired
         )
         await self.flashing.recover()
+        stack.push_async_callback(self._cancel_background)  # only matters if the start fails before the one below
         self._background(self.usb.run(), "usb-watch")
         self.queue.start(asyncio.get_running_loop(), self.runner.run)
         stack.push_async_callback(self._stop_queue)
         stack.push_async_callback(self.sync.stop)
         stack.push_async_callback(self.rollouts.stop)
-        stack.push_async_callback(self._cancel_background)
+        stack.push_async_callback(self._cancel_background)  # the watches stop before sync, rollouts and the queue
         # a flash cut short is recorded as failed while the pool is open: the first part to stop
         stack.push_async_callback(self.flashing.stop)
         await self.jobs.recover()
