@@ -73,7 +73,7 @@ class Fleet:
         )
         await roles_q.assign(self.pool, [device_id], role, None)
         if not online:
-            await self.pool.execute("update devices set last_seen = null where id = $1", device_id)
+            await self.pool.execute("update devices set registration_id = null where id = $1", device_id)
         return fake
 
     async def device(self, device_id: str):

@@ -45,12 +45,21 @@ class DeviceService:
         await self._sync(device.id)
         return await q.get_by_id(self.pool, device.id) or device
 
-    async def modules(self, name: str) -> dict[str, Any]:
-        """The module files a board holds now and its free space, asked from the board."""
+    async def _online(self, name: str) -> DeviceRead:
         device = await self.get(name)
         if not device.online or device.address is None or device.port is None:
             raise ConflictError(f"device {name!r} is offline", field="name")
+        return device
+
+    async def modules(self, name: str) -> dict[str, Any]:
+        """The module files a board holds now and its free space, asked from the board."""
+        device = await self._online(name)
         return await self.link.modules(device.address, device.port)
+
+    async def stats(self, name: str) -> dict[str, Any]:
+        """What the board reports of itself now (GET /stats): heap used and free, uptime, datagram counters."""
+        device = await self._online(name)
+        return await self.link.stats(device.address, device.port)
 
     async def revoke(self, name: str) -> DeviceRead:
         device = await self.get(name)

@@ -9,9 +9,11 @@ import asyncpg
 
 from ..model import CapabilityRead, DeviceRead, GroupRead, ReadingRead, SyncRead
 
-# online: seen within its lifetime, and not found unreachable since
+# online: registered, seen within its lifetime, and not found unreachable since. last_seen is kept when a board
+# leaves (deregisters, is revoked): it says when the board was last seen, not whether it is there now.
 _ONLINE = (
-    "(d.last_seen is not null and d.last_seen + make_interval(secs => d.lifetime_s) > now() and d.unreachable is null)"
+    "coalesce(d.registration_id is not null and d.last_seen + make_interval(secs => d.lifetime_s) > now()"
+    " and d.unreachable is null, false)"
 )
 
 _SELECT = f"""
@@ -134,7 +136,7 @@ async def touch_registration(db, registration_id: str, lifetime_s: int | None, a
 
 async def remove_registration(db, registration_id: str) -> str | None:
     return await db.fetchval(
-        "update devices set last_seen = null, registration_id = null where registration_id = $1 returning id",
+        "update devices set registration_id = null where registration_id = $1 returning id",
         registration_id,
     )
 
@@ -233,7 +235,7 @@ async def revoke(db, device_id: str) -> bool:
     """Forget a board's secret and registration: it can no longer speak for itself."""
     async with db.acquire() as conn, conn.transaction():
         found = await conn.fetchval(
-            "update devices set revoked_at = now(), registration_id = null, last_seen = null,"
+            "update devices set revoked_at = now(), registration_id = null,"
             " unreachable = 'revoked' where id = $1 returning true",
             device_id,
         )

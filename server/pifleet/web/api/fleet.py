@@ -40,6 +40,14 @@ class DeviceController(Controller):
     async def device_modules(self, devices: DeviceService, name: str) -> dict[str, Any]:
         return await devices.modules(name)
 
+    @get(
+        "/{name:str}/stats",
+        operation_id="getDeviceStats",
+        summary="What the board reports of itself now: heap used and free, uptime, datagram counters",
+    )
+    async def device_stats(self, devices: DeviceService, name: str) -> dict[str, Any]:
+        return await devices.stats(name)
+
     @post(
         "/{name:str}/revoke",
         operation_id="revokeDevice",
