@@ -1,7 +1,7 @@
 """What every reversing actuator does the same way: two outputs never on together, dead time, timed runs, stop.
 
-Layer: device-side library for role modules (capabilities/blind.py, motor.py); imported by them, never on the
-agent's boot path otherwise. No network, no configuration parsing: a module builds its pins and hands them in.
+Layer: device-side library for role modules (capabilities/board/blind.py, motor.py); imported by them, never on
+the agent's boot path otherwise. No network, no configuration parsing: a module builds its pins and hands them in.
 
 Actuator(pins, dead_ms, max_ms): `pins` maps the two directions to output Pins, off. The safety rules live
 here, whatever the master does:

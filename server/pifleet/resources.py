@@ -26,7 +26,7 @@ PACKAGE_DATA = "_data"  # pifleet/_data/NAME in an installed wheel
 SQL = "sql"  # numbered migrations
 DASHBOARD = "dashboard"  # templates/ and static/
 AGENT = "micropython"  # the board agent: boot.py, main.py, agent/, host/ (CPython edge), shims/ (unix port)
-CAPABILITIES = "capabilities"  # role modules, as shipped
+CAPABILITIES = "capabilities"  # board/: role modules, as shipped; host/: CPython-only ones of process targets
 
 
 class ResourceMissingError(FileNotFoundError):
@@ -50,8 +50,13 @@ def agent() -> Path:
 
 
 def capabilities() -> Path:
-    """capabilities/: the shipped role modules (one NAME.py per capability)."""
-    return find(CAPABILITIES)
+    """capabilities/board/: the shipped role modules, MicroPython (one NAME.py per capability)."""
+    return find(CAPABILITIES) / "board"
+
+
+def host_capabilities() -> Path:
+    """capabilities/host/: the CPython-only capabilities of process targets (db, python) and their helpers."""
+    return find(CAPABILITIES) / "host"
 
 
 @cache

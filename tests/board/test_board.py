@@ -15,7 +15,7 @@ from tests.support.waits import wait_until_async
 
 UP, DOWN = 25, 26
 # what capabilities/blind.py declares, read from its source as the master reads it
-_BLIND = declarations("blind", (REPO / "capabilities" / "blind.py").read_text())
+_BLIND = declarations("blind", (REPO / "capabilities" / "board" / "blind.py").read_text())
 EXPECTED_CAP = {
     "device": "esp-02e532835cdd",  # the one identity scheme: esp- and the MAC (sim.flash.board_mac of t-blind)
     "caps": [{"name": "blind", "version": _BLIND["version"], "commands": _BLIND["schema"]}],

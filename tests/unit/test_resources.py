@@ -27,13 +27,14 @@ def test_the_source_checkout_is_found_from_this_package():
     assert (resources.dashboard() / "templates").is_dir()
     assert (resources.agent() / "agent").is_dir() and (resources.agent() / "shims").is_dir()
     assert (resources.capabilities() / "blind.py").is_file()
+    assert (resources.host_capabilities() / "db.py").is_file()
 
 
 def test_packaged_data_comes_before_the_checkout(fake_install):
     (fake_install.parent.parent / "capabilities").mkdir()
     packaged = fake_install / "_data" / "capabilities"
     packaged.mkdir(parents=True)
-    assert resources.capabilities() == packaged
+    assert resources.capabilities() == packaged / "board"
 
 
 def test_without_packaged_data_the_checkout_is_used(fake_install):

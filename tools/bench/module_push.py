@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def padded_blind(kb: float) -> str:
     """The shipped blind module, grown to about `kb` KB of .mpy by small functions (as real code grows)."""
-    source = (ROOT / "capabilities" / "blind.py").read_text()
+    source = (ROOT / "capabilities" / "board" / "blind.py").read_text()
     source = re.sub(r'^VERSION = "[^"]*"', 'VERSION = "bench"', source, count=1, flags=re.M)
     binary = mpy.mpy_cross_for(SIM_MICROPYTHON)
     i = 0
@@ -98,7 +98,7 @@ async def heap_with_more_modules(gateway: Gateway, client: aiocoap.Context, boar
     binary = mpy.mpy_cross_for(SIM_MICROPYTHON)
     stems = {}
     for name in ("blind", "relay", "bme280"):
-        source = (ROOT / "capabilities" / f"{name}.py").read_text()
+        source = (ROOT / "capabilities" / "board" / f"{name}.py").read_text()
         stem = stems.module_stem(name, source)
         data = mpy.compile_mpy(binary, source.encode(), f"caps/{name}.py")
         await gateway.put_module(board.ip, board.listen_port, stem, hashlib.sha256(data).hexdigest(), data)

@@ -123,7 +123,7 @@ class ProcessTarget:
         self.root.mkdir(parents=True, exist_ok=True)
         for sub in ("agent", "caps"):
             shutil.rmtree(self.root / sub, ignore_errors=True)
-        agent, capabilities = resources.agent(), resources.capabilities()
+        agent, capabilities = resources.agent(), resources.host_capabilities()
         shutil.copytree(agent / "agent", self.root / "agent", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         shutil.copy2(agent / "main.py", self.root / "main.py")
         (self.root / "caps").mkdir()

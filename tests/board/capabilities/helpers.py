@@ -17,7 +17,7 @@ from pifleet.sim.board import SHIMS, micropython_binary
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[2]
-CAPABILITIES = REPO / "capabilities"
+CAPABILITIES = REPO / "capabilities" / "board"
 
 
 def start_board(root: Path, name: str, caps: dict, **kw):

@@ -1,4 +1,5 @@
-"""Every module in capabilities/ declares what the agent and the master read, consistently, and compiles.
+"""Every module in capabilities/ (board/, host/) declares what the agent and the master read, consistently,
+and compiles.
 
 The master reads NAME, VERSION, COMMANDS, CONFIG and TELEMETRY without running the module (ast literals), so
 they must be literals; their schemas use the language of docs/protocol.md; a default fits its own schema;
@@ -17,9 +18,10 @@ import pytest
 from pifleet.modules.builds import declarations
 from pifleet.roles.presets import ROLES
 
-CAPABILITIES = Path(__file__).resolve().parents[3] / "capabilities"
-MODULES = sorted(p for p in CAPABILITIES.glob("[a-z]*.py"))
-HOST_ONLY = {"db", "python"}  # process-target capabilities (CPython): no pins, no telemetry
+CAPABILITIES = Path(__file__).resolve().parents[3] / "capabilities" / "board"
+HOST = CAPABILITIES.parent / "host"  # process-target capabilities (CPython): no pins, no telemetry
+MODULES = sorted(CAPABILITIES.glob("[a-z]*.py")) + sorted(HOST.glob("[a-z]*.py"))
+HOST_ONLY = {p.stem for p in HOST.glob("[a-z]*.py")}
 TYPES = {"number", "integer", "string", "boolean", "enum", "list", "object"}
 KEYS = {"type", "min", "max", "values", "unit", "required", "default", "pin"}
 PIN_USES = {"out", "in", "adc"}  # agent/pins.py

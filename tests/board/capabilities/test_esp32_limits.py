@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pifleet.sim.board import SHIMS, micropython_binary
-from tests.board.capabilities.helpers import REPO, finish, result, runner, start_board, write_inputs
+from tests.board.capabilities.helpers import CAPABILITIES, REPO, finish, result, runner, start_board, write_inputs
 from tests.support.pins import high_periods, never_both_high
 
 WRAP = 1 << 30  # the ESP32 port's ticks period
@@ -140,7 +140,7 @@ def run_micropython(code: str, io: Path) -> subprocess.CompletedProcess:
     env = dict(
         os.environ,
         PIFLEET_SIM_IO=str(io),
-        MICROPYPATH=os.pathsep.join([str(REPO / "capabilities"), str(REPO / "micropython"), str(SHIMS), ".frozen"]),
+        MICROPYPATH=os.pathsep.join([str(CAPABILITIES), str(REPO / "micropython"), str(SHIMS), ".frozen"]),
     )
     return subprocess.run([binary, "-c", code], env=env, cwd=io, capture_output=True, text=True, timeout=60)
 

@@ -190,7 +190,7 @@ def test_an_open_event_stream_lasts_through_quiet_and_ends_with_its_session(modu
     witness_client.post("/api/logout").raise_for_status()
     assert "event: session-ended" in witness.until(None, timeout=RECHECK_S + 10)
     time.sleep(0.5)  # this stream's own check (a database read) may still be finishing: nothing marks its end
-    relay = (REPO / "capabilities" / "relay.py").read_text()
+    relay = (REPO / "capabilities" / "board" / "relay.py").read_text()
     r = client.post("/api/modules", json={"filename": "relay.py", "source": relay})
     assert r.status_code == 201, r.text
     stream.until("event: modules")

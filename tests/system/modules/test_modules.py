@@ -91,7 +91,7 @@ def test_cli_upload_prints_the_compiler_message_and_line(module_master, tmp_path
     assert out.returncode != 0
     assert "relay.py (line 6)" in out.stderr and "mpy-cross" in out.stderr, out.stderr
     good = tmp_path / "blind.py"
-    good.write_text((REPO / "capabilities" / "blind.py").read_text())
+    good.write_text((REPO / "capabilities" / "board" / "blind.py").read_text())
     out = subprocess.run(
         [sys.executable, "-m", "pifleet", "module", "upload", str(good), "--url", module_master.url],
         capture_output=True,

@@ -21,7 +21,7 @@ from tests.support.pins import high_periods
 from tests.support.waits import wait_until
 from tests.system.e2e.helpers import DOWN_PIN
 
-BLIND = (REPO / "capabilities" / "blind.py").read_text()
+BLIND = (REPO / "capabilities" / "board" / "blind.py").read_text()
 
 
 def variant(marker: str, extra: str = "") -> str:
