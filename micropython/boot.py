@@ -12,6 +12,9 @@ try:
             off = 1 if cfg.get("inverted") else 0
             for key in cfg:
                 if key.endswith("_pin"):
-                    Pin(cfg[key], Pin.OUT, value=off)
+                    try:  # each on its own: a pin the port refuses must not leave the others undriven
+                        Pin(cfg[key], Pin.OUT, value=off)
+                    except Exception as e:  # noqa: BLE001
+                        print("boot:", key, repr(e))
 except Exception as e:  # noqa: BLE001 — boot must go on; the agent reports problems later
     print("boot:", repr(e))

@@ -132,6 +132,26 @@ async def test_a_board_booted_near_the_wrap_serves_across_it(tmp_path, near_wrap
         board.stop()
 
 
+def test_each_output_is_set_safe_at_boot_on_its_own(tmp_path):
+    """A configuration naming pins the port refuses (GPIO 24, 31, 40) must not leave the other outputs
+    undriven: boot.py sets each one low by itself. The relay and the blind here refuse their setup before they
+    touch a pin, so a low level on 25 and 27 is boot.py's."""
+    caps = {
+        "motor": {"fwd_pin": 24, "rev_pin": 31, "pwm_pin": 40},
+        "relay": {"out_pin": 27, "spare_pin": 40, "restore": "sometimes"},
+        "blind": {"up_pin": 25, "down_pin": 25},
+    }
+    board = start_board(tmp_path, "boot", caps)
+    board.start()
+    try:
+        board.wait_ready()
+        console = board.console_text()
+        assert {pin for _, pin, level in board.pin_history() if level == 0} == {25, 27}, console
+        assert "GPIO 24 of the ESP32 does not exist" in console and "restore must be" in console
+    finally:
+        board.stop()
+
+
 def run_micropython(code: str, io: Path) -> subprocess.CompletedProcess:
     binary = micropython_binary()
     if binary is None:
