@@ -59,7 +59,6 @@ SHIMS = resources.agent() / "shims"  # machine, network, esp32 … for the unix 
 # beside the one it replaces. 192 KB keeps that margin and is about 100-130 KB on a 32-bit board.
 DEFAULT_HEAPSIZE = 192 * 1024
 
-# Role presets: capability configs for each role.
 # The MicroPython version of the unix port the virtual board runs: its modules are compiled for it.
 SIM_MICROPYTHON = "1.29.0"
 
