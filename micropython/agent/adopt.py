@@ -17,8 +17,8 @@ from binascii import hexlify, unhexlify
 from hashlib import sha256
 
 from agent import coap
-from agent.endpoint import RequestError
-from agent.port import aes_cbc_decrypt, collect, const, random_bytes, sleep_ms
+from agent.endpoint import Endpoint, RequestError
+from agent.port import aes_cbc_decrypt, collect, const, random_bytes, reset_loop, sleep_ms, udp_socket
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32: no I, L, O, U to misread
 _CODE_LENGTH = const(8)  # 40 bits; docs/security.md says why
@@ -161,3 +161,38 @@ def board_info(agent_version):
     _, mpy, fw = implementation()
     chip = getattr(sys.implementation, "_machine", sys.platform)
     return {"mac": mac_address(), "chip": chip[:40], "fw": fw, "mpy": mpy, "agent": agent_version}
+
+
+async def _unpaired(msg, addr):
+    """An unpaired board offers nothing but its adoption: every request is 4.04 until it has an identity."""
+    return coap.NOT_FOUND, [], b""
+
+
+def adopt_identity(config, ip, locate, version, path):
+    """Get an identity by adoption (a person confirms our code); write it into config.json; return the config.
+
+    None when stopped by Ctrl-C before that."""
+    import asyncio
+
+    sock = udp_socket(ip, int(config.get("listen_port", 5683)))
+    endpoint = Endpoint(sock, _unpaired)
+
+    async def adopt_main():
+        serving = asyncio.create_task(endpoint.serve())
+        try:
+            return await Adoption(endpoint, locate, board_info(version)).run()
+        finally:
+            serving.cancel()
+
+    try:
+        identity = asyncio.run(adopt_main())
+    except KeyboardInterrupt:
+        print("agent: stopped before adoption")
+        return None
+    finally:
+        sock.close()
+        reset_loop()
+    config = adopted_config(config, identity)
+    save_config(config, path)
+    print("adopt: adopted as %s (%s); starting as a paired board" % (config["device_id"], config.get("name")))
+    return config

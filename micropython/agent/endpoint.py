@@ -11,7 +11,18 @@ import asyncio
 import random
 
 from agent import coap
-from agent.port import collect, const, peer_of, print_exception, random_bytes, recvfrom, wait_for_ms
+from agent.port import (
+    collect,
+    const,
+    peer_of,
+    print_exception,
+    random_bytes,
+    recvfrom,
+    sleep_ms,
+    ticks_diff,
+    ticks_ms,
+    wait_for_ms,
+)
 
 # RFC 7252 §4.8 transmission parameters.
 _ACK_TIMEOUT_MS = const(2000)
@@ -21,6 +32,7 @@ _MAX_TRANSMIT_WAIT_MS = const(93000)
 # Answer within this time piggy-backed on the ACK; slower handlers get an empty ACK first, well before the
 # client's first retransmission (ACK_TIMEOUT is at least 2 s).
 _PIGGYBACK_MS = const(1000)
+_ACKER_MS = const(250)  # how often the one acker task looks for handlers slower than _PIGGYBACK_MS
 # How many incoming exchanges we remember for deduplication. RFC 7252 asks for EXCHANGE_LIFETIME (247 s);
 # a board bounds it by count instead, enough for its peer (one master) at the rates it sees.
 _DEDUPE_SLOTS = const(24)
@@ -71,6 +83,9 @@ class Endpoint:
         self._seen_order = []
         self.stats = {"rx": 0, "tx": 0, "dropped": 0, "duplicates": 0, "retransmits": 0, "errors": 0, "refused": 0}
         self._tasks = set()  # strong references to the request handlers in flight
+        # exchanges whose handler runs: dedupe key -> [start ms, request, addr, separate]; the acker (one task for
+        # all) sends the empty ACK of a CON whose handler takes longer than _PIGGYBACK_MS and marks it separate
+        self._running = {}
 
     def next_mid(self):
         self._mid = (self._mid + 1) & 0xFFFF
@@ -88,19 +103,39 @@ class Endpoint:
 
     async def serve(self):
         """Receive datagrams forever. Each one is handled on its own; no datagram can stop the loop."""
+        acker = asyncio.create_task(self._acker())
+        try:
+            while True:
+                data, addr = await recvfrom(self.sock, _MAX_DATAGRAM)
+                self.stats["rx"] += 1
+                try:
+                    msg = coap.decode(data)
+                except coap.DecodeError:
+                    self.stats["dropped"] += 1
+                    continue
+                data = None  # the datagram's buffer can go while the request is handled
+                try:
+                    self._receive(msg, addr)
+                except Exception as exc:  # noqa: BLE001 — the top loop of the message layer keeps serving
+                    self.stats["errors"] += 1
+                    print_exception(exc)
+        finally:
+            acker.cancel()
+
+    async def _acker(self):
+        """Send the empty ACK of every CON whose handler is slower than _PIGGYBACK_MS (RFC 7252 §5.2.2)."""
         while True:
-            data, addr = await recvfrom(self.sock, _MAX_DATAGRAM)
-            self.stats["rx"] += 1
-            try:
-                msg = coap.decode(data)
-            except coap.DecodeError:
-                self.stats["dropped"] += 1
+            await sleep_ms(_ACKER_MS)
+            if not self._running:
                 continue
-            try:
-                self._receive(msg, addr)
-            except Exception as exc:  # noqa: BLE001 — the top loop of the message layer keeps serving
-                self.stats["errors"] += 1
-                print_exception(exc)
+            now = ticks_ms()
+            for key in self._running:
+                entry = self._running[key]
+                if not entry[3] and ticks_diff(now, entry[0]) >= _PIGGYBACK_MS and entry[1].type == coap.CON:
+                    entry[3] = True
+                    empty_ack = coap.encode(coap.Message(coap.ACK, coap.EMPTY, entry[1].mid))
+                    self._remember(key, empty_ack)
+                    self._send(empty_ack, entry[2])
 
     def _receive(self, msg, addr):
         if msg.type in (coap.ACK, coap.RST):
@@ -178,47 +213,33 @@ class Endpoint:
             raise _Refused(oscore.error_response(msg, exc) if msg.type == coap.CON else None, reason=exc)
 
     async def _answer(self, msg, addr, key):
-        """Run the handler; piggy-back its answer on the ACK, or send it separately if it is slow."""
+        """Run the handler; piggy-back its answer on the ACK, or send it separately if it is slow (the acker
+        then sent the empty ACK)."""
         rid = None
-        if self.oscore is not None:
+        try:
+            if self.oscore is not None:
+                try:
+                    msg, rid = self._unprotect(msg)
+                except _Refused as refused:
+                    if not refused.challenge:
+                        self.stats["refused"] += 1
+                        print("coap: refused a request from %s:%d: %r" % (peer_of(addr) + (refused.reason,)))
+                    if refused.answer is not None:
+                        data = coap.encode(refused.answer)
+                        self._remember(key, data)
+                        self._send(data, addr)
+                    return
+            entry = [ticks_ms(), msg, addr, False]
+            self._running[key] = entry
             try:
-                msg, rid = self._unprotect(msg)
-            except _Refused as refused:
-                if not refused.challenge:
-                    self.stats["refused"] += 1
-                    print("coap: refused a request from %s:%d: %r" % (peer_of(addr) + (refused.reason,)))
-                if refused.answer is not None:
-                    data = coap.encode(refused.answer)
-                    self._remember(key, data)
-                    self._send(data, addr)
-                self._tasks.discard(asyncio.current_task())
-                return
-        done = asyncio.Event()
-        box = [None]
-
-        async def run():
-            try:
-                box[0] = await self.handler(msg, addr)
+                code, options, payload = await self.handler(msg, addr)
             except Exception as exc:  # noqa: BLE001 — a broken handler answers 5.00, the board lives on
                 self.stats["errors"] += 1
                 print_exception(exc)
-                box[0] = (coap.INTERNAL_ERROR, [], b"")
-            done.set()
-
-        worker = asyncio.create_task(run())
-        try:
-            try:
-                await wait_for_ms(done.wait(), _PIGGYBACK_MS)
-                separate = False
-            except asyncio.TimeoutError:
-                separate = msg.type == coap.CON
-                if separate:
-                    empty_ack = coap.encode(coap.Message(coap.ACK, coap.EMPTY, msg.mid))
-                    self._remember(key, empty_ack)
-                    self._send(empty_ack, addr)
-                await done.wait()
-            code, options, payload = box[0]
-            if not separate:
+                code, options, payload = coap.INTERNAL_ERROR, [], b""
+            finally:
+                self._running.pop(key, None)
+            if not entry[3]:
                 rtype = coap.ACK if msg.type == coap.CON else coap.NON
                 mid = msg.mid if msg.type == coap.CON else self.next_mid()
                 reply = coap.Message(rtype, code, mid, msg.token, options, payload)
@@ -241,9 +262,7 @@ class Endpoint:
                 finally:
                     self._pending.pop(reply.mid, None)
         finally:
-            # `worker` is referenced until here so that CPython cannot collect it while it runs.
             self._tasks.discard(asyncio.current_task())
-            worker = None  # noqa: F841 - drops the reference (see above)
             # Collect between exchanges, while little is alive: on a small heap this keeps free memory in
             # large blocks (the next recvfrom needs 1280 contiguous bytes).
             collect()

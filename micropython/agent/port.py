@@ -100,6 +100,15 @@ else:
         return await asyncio.get_running_loop().sock_recvfrom(sock, size)
 
 
+def forget(name):
+    """Drop agent module `name` (imported for one job: boot, adoption, a role switch, an mDNS query) so that its
+    code can be collected; the next `from agent import NAME` loads it again."""
+    sys.modules.pop("agent." + name, None)
+    package = sys.modules.get("agent")
+    if package is not None and name in package.__dict__:
+        delattr(package, name)
+
+
 def sockaddr(host, port):
     """An address in the form this runtime's sendto()/bind() accept."""
     return socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][-1]

@@ -10,10 +10,48 @@ import asyncio
 
 from agent import coap
 from agent.endpoint import RequestError
-from agent.port import const, implementation, print_exception, sleep_ms, wait_for_ms
+from agent.port import const, forget, implementation, print_exception, sleep_ms, sockaddr, wait_for_ms
 
 _BACKOFF_MIN_MS = const(1000)
 _BACKOFF_MAX_MS = const(60000)
+_MDNS_TIMEOUT_MS = const(1000)
+
+
+class Locator:
+    """Where the master is: what an mDNS query finds first, else the address in the config.
+
+    config["master"] absent or "mdns": mDNS only (asked again at every attempt). {"host", "port"}: mDNS first,
+    falling back to that address — unless "mdns" is false, or the host is a loopback address (a board simulated
+    on the master's own machine, where the configured address is the truth and other masters may advertise).
+    """
+
+    def __init__(self, config, ip):
+        master = config.get("master")
+        self.ip = ip
+        self.configured = None
+        self.mdns = True
+        if isinstance(master, dict) and master.get("host"):
+            host = master["host"]
+            self.configured = sockaddr(host, int(master.get("port", 5683)))
+            self.mdns = master.get("mdns", not (host.startswith("127.") or host == "localhost"))
+        self.found = None
+
+    async def __call__(self):
+        if self.mdns:
+            from agent import mdns  # only while looking: a registered board does not keep the module
+
+            try:
+                found = await mdns.find(self.ip, _MDNS_TIMEOUT_MS)
+            finally:
+                forget("mdns")
+            if found is not None:
+                if found != self.found:
+                    print("mdns: master at %s:%d" % found)
+                    self.found = found
+                return sockaddr(found[0], found[1])
+            if self.configured is None:
+                print("mdns: no master answered")
+        return self.configured
 
 
 def _quote(text):

@@ -2,17 +2,18 @@
 
 Layer: device side, application. It turns a request Message into (code, options, payload) for the
 endpoint. It does not touch the socket, and it never lets a handler's exception escape: a broken command
-answers 5.00. Execution ids (eid) of the last 16 commands are remembered, so a retried command runs once.
+answers 5.00. Execution ids (eid) of the last 16 commands are remembered with their answer (code and JSON bytes,
+None while running), so a retried command runs once.
 """
 
-import asyncio
 import json
 
 from agent import coap
-from agent.port import const, mem_info, print_exception, ticks_diff, ticks_ms
+from agent.port import const, mem_info, print_exception, sleep_ms, ticks_diff, ticks_ms
 from agent.schema import validate
 
 _EID_SLOTS = const(16)
+_DUPLICATE_POLL_MS = const(50)  # how often a retried command looks whether its first run has finished
 # Options we understand or may safely ignore; any other critical (odd) option gets 4.02 (RFC 7252 §5.4.1).
 _KNOWN = (
     coap.URI_HOST,
@@ -33,17 +34,6 @@ _LINK_OPT = [(coap.CONTENT_FORMAT, coap.uint(coap.LINK_FORMAT))]
 
 def _json(code, obj):
     return code, _JSON_OPT, json.dumps(obj).encode()
-
-
-class _Execution:
-    """A command run we remember by eid: running (answer None) or finished (answer set)."""
-
-    __slots__ = ("done", "code", "body")
-
-    def __init__(self):
-        self.done = asyncio.Event()
-        self.code = None
-        self.body = None
 
 
 class Resources:
@@ -180,34 +170,34 @@ class Resources:
             field, message = problem
             return _json(coap.BAD_REQUEST, {"eid": eid, "ok": False, "error": field + " " + message, "field": field})
 
-        seen = self._executions.get(eid)
-        if seen is not None:
-            # A retried command: never run it twice; answer with what the first run answered.
-            await seen.done.wait()
-            answer = dict(seen.body)
+        if eid in self._executions:
+            # A retried command: never run it twice; answer with what the first run answered (rare: no Event)
+            while self._executions.get(eid, ()) is None:
+                await sleep_ms(_DUPLICATE_POLL_MS)
+            done = self._executions.get(eid)
+            if not done:
+                return _json(coap.INTERNAL_ERROR, {"eid": eid, "ok": False, "error": "first run forgotten"})
+            answer = json.loads(done[1])
             answer["duplicate"] = True
-            return _json(seen.code, answer)
+            return _json(done[0], answer)
 
-        execution = self._remember(eid)
+        self._remember(eid)
         try:
             result = await handler(**params)
-            execution.code = coap.CHANGED
-            execution.body = {"eid": eid, "ok": True, "result": result}
+            code, body = coap.CHANGED, {"eid": eid, "ok": True, "result": result}
         except ValueError as exc:
             # The capability refused a value as unsafe (beyond what the schema says).
-            execution.code = coap.BAD_REQUEST
-            execution.body = {"eid": eid, "ok": False, "error": str(exc), "field": "params"}
+            code, body = coap.BAD_REQUEST, {"eid": eid, "ok": False, "error": str(exc), "field": "params"}
         except Exception as exc:  # noqa: BLE001 — a failing handler is an answer, not a crash
             print_exception(exc)
-            execution.code = coap.INTERNAL_ERROR
-            execution.body = {"eid": eid, "ok": False, "error": repr(exc)}
-        execution.done.set()
-        return _json(execution.code, execution.body)
+            code, body = coap.INTERNAL_ERROR, {"eid": eid, "ok": False, "error": repr(exc)}
+        data = json.dumps(body).encode()
+        if eid in self._executions:
+            self._executions[eid] = (code, data)
+        return code, _JSON_OPT, data
 
     def _remember(self, eid):
-        execution = _Execution()
-        self._executions[eid] = execution
+        self._executions[eid] = None
         self._eid_order.append(eid)
         if len(self._eid_order) > _EID_SLOTS:
             self._executions.pop(self._eid_order.pop(0), None)
-        return execution
