@@ -18,11 +18,11 @@ import json
 import os
 
 from agent.actuator import Actuator, since
-from agent.port import ticks_diff
+from agent.port import ticks_diff, ticks_ms
 from machine import Pin
 
 NAME = "blind"
-VERSION = "2"
+VERSION = "3"
 COMMANDS = {
     "move": {
         "direction": {"type": "enum", "values": ["up", "down"]},
@@ -146,10 +146,11 @@ class Blind(Actuator):
     async def move(self, direction, seconds):
         if direction not in self._pins:
             raise ValueError("direction must be up or down")
-        ms = self.check_ms(seconds)
+        if not 0 < seconds * 1000 <= self._max_ms:
+            raise ValueError("seconds must be in (0, %s]" % (self._max_ms / 1000))
         run = self.replace()
         async with self._lock:  # the previous move has switched its pin off when we get here
-            return await self._move(run, direction, ms)
+            return await self._move(run, direction, int(seconds * 1000))
 
     async def goto(self, position):
         if not 0 <= position <= 100:
@@ -224,4 +225,8 @@ def setup(cfg):
 
 def stop(blind):
     """Agent shutdown: motor off now (the running move's task may never run again), position kept."""
-    blind.halt()
+    blind.off()
+    motion = blind._motion
+    if motion is not None:
+        blind._off_at = ticks_ms()
+        blind._settle(motion, None)

@@ -14,7 +14,7 @@ from agent.port import const, sleep_ms, ticks_diff, ticks_ms
 from machine import Pin
 
 NAME = "dht22"
-VERSION = "1"
+VERSION = "2"
 COMMANDS = {"read": {}}
 CONFIG = {
     "pin": {"type": "integer", "pin": "out"},

@@ -17,7 +17,7 @@ from agent.port import const
 from machine import PWM, Pin
 
 NAME = "motor"
-VERSION = "1"
+VERSION = "2"
 COMMANDS = {
     "run": {
         "direction": {"type": "enum", "values": ["fwd", "rev"]},
@@ -73,7 +73,7 @@ class Motor(Actuator):
 
     def release(self):
         """Off, and the PWM channel given back: the ESP32 has 16, and a role switch must not keep this one."""
-        self.halt()
+        self.off()
         pwm, self._pwm = self._pwm, None
         if pwm is not None:
             pwm.deinit()
@@ -81,7 +81,8 @@ class Motor(Actuator):
     async def run(self, direction, seconds, speed=100):
         if direction not in self._pins:
             raise ValueError("direction must be fwd or rev")
-        ms = self.check_ms(seconds)
+        if not 0 < seconds * 1000 <= self._max_ms:
+            raise ValueError("seconds must be in (0, %s]" % (self._max_ms / 1000))
         if not 0 <= speed <= 100:
             raise ValueError("speed must be 0..100")
         if self._pwm is None and speed != 100:
@@ -90,7 +91,7 @@ class Motor(Actuator):
         async with self._lock:
             self._duty = int(_FULL * speed / 100)
             result = {"direction": direction, "speed": speed, "ran_ms": 0, "stopped": "replaced"}
-            return await self._drive(run, direction, ms, result)
+            return await self._drive(run, direction, int(seconds * 1000), result)
 
     async def stop(self):
         return {"was_running": await Actuator.stop(self)}

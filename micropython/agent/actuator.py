@@ -25,9 +25,10 @@ _MIN_DEAD_MS = const(100)  # a motor reversed sooner can weld its relay contacts
 _LONG_AGO = const(0x3FFFFFFF)
 
 
-def since(then):
-    """ms from `then` (ticks_ms) to now; _LONG_AGO (~12 days) when ticks_diff wrapped (more than ~6.2 days ago)."""
-    elapsed = ticks_diff(ticks_ms(), then)
+def since(start):
+    """ms from `start` (ticks_ms) to now; _LONG_AGO (~12 days) when ticks_diff wrapped (more than ~6.2 days
+    ago)."""
+    elapsed = ticks_diff(ticks_ms(), start)
     return elapsed if elapsed >= 0 else _LONG_AGO
 
 
@@ -70,12 +71,6 @@ class Actuator:
         """The motor stopped; `end` is what _drive was given when the run went its full length, else None."""
         self._motion = None
 
-    def check_ms(self, seconds):
-        """A run's length in ms, or ValueError when it is not in (0, max]."""
-        if not 0 < seconds * 1000 <= self._max_ms:
-            raise ValueError("seconds must be in (0, %s]" % (self._max_ms / 1000))
-        return int(seconds * 1000)
-
     def replace(self):
         """A new run; the running one (if any) ends as "replaced"."""
         run = Run()
@@ -92,9 +87,9 @@ class Actuator:
         except asyncio.TimeoutError:
             return False
 
-    async def _drive(self, run, direction, ms, result, end=None):
-        """Under the lock: dead time, then `direction` on for ms unless the run ends first. Sets result's
-        "ran_ms" and "stopped"; `end` goes to _settle when the run went its full length."""
+    async def _drive(self, run, direction, ms, out, end=None):
+        """Under the lock: dead time, then `direction` on for ms unless the run ends first. Sets "ran_ms" and
+        "stopped" in `out` (the command's answer); `end` goes to _settle when the run went its full length."""
         pin = self._pins[direction]
         for other in self._pins.values():
             if other is not pin and other.value():  # cannot happen through this class; never trust it
@@ -103,11 +98,11 @@ class Actuator:
         if self._last_dir != direction:  # None after boot: the motor may have run either way
             wait = self._dead_ms - since(self._off_at)
             if wait > 0 and await self._sleep_unless_ended(run, wait):
-                result["stopped"] = run.reason
-                return result
+                out["stopped"] = run.reason
+                return out
         if run.reason is not None:
-            result["stopped"] = run.reason
-            return result
+            out["stopped"] = run.reason
+            return out
         self._on(direction)
         started = ticks_ms()
         self._last_dir = direction
@@ -120,11 +115,11 @@ class Actuator:
             self._off_at = ticks_ms()
             if self._motion is motion:
                 self._settle(motion, end if ended_early is False else None)
-        result["ran_ms"] = ticks_diff(self._off_at, started)
-        result["stopped"] = run.reason if ended_early else "elapsed"
+        out["ran_ms"] = ticks_diff(self._off_at, started)
+        out["stopped"] = run.reason if ended_early else "elapsed"
         if self._run is run:
             self._run = None
-        return result
+        return out
 
     async def stop(self):
         """End the running run; returns once the motor is really off. True if one was running."""
@@ -135,11 +130,3 @@ class Actuator:
         async with self._lock:
             self.off()
         return moving
-
-    def halt(self):
-        """Agent shutdown: off now (the running run's task may never run again), its time accounted for."""
-        self.off()
-        motion = self._motion
-        if motion is not None:
-            self._off_at = ticks_ms()
-            self._settle(motion, None)
