@@ -17,6 +17,7 @@ has none: that is refused with a clear error rather than worked around.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -57,6 +58,13 @@ def capabilities() -> Path:
 def host_capabilities() -> Path:
     """capabilities/host/: the CPython-only capabilities of process targets (db, python) and their helpers."""
     return find(CAPABILITIES) / "host"
+
+
+def agent_version() -> str:
+    """The board agent's version (VERSION in micropython/agent/__init__.py, what a board reports when it
+    registers), read from the file: importing the agent package here would mix the board's code into the master."""
+    found = re.search(r"^VERSION\s*=\s*[\"']([^\"']+)[\"']", (agent() / "agent" / "__init__.py").read_text(), re.M)
+    return found.group(1) if found else "unknown"
 
 
 @cache

@@ -9,13 +9,29 @@ no import circle. `[project.scripts] pifleet = "pifleet.cli:main"` and `python -
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import click
 
+from .. import resources
 from . import adoption, auth, board, devices, flashing, jobs, process, roles, serve, sim
 
 
+def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"pifleet {metadata.version('pifleet')}, agent {resources.agent_version()}")
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="pifleet")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_version,
+    help="Show the package's and the board agent's versions.",
+)
 def main() -> None:
     """pifleet — run a home fleet of MicroPython boards from a Raspberry Pi."""
 

@@ -104,11 +104,15 @@ async def _run_master(settings: Settings, demo: bool) -> None:
     from ..auth.service import AuthService
     from ..master import Master
     from ..storage import devices as devices_q
+    from ..storage.migrations import SchemaTooNewError
 
     log = logging.getLogger("pifleet")
     started, started_at = time.monotonic(), datetime.now(UTC)
     master = Master(settings)
-    await master.start()
+    try:
+        await master.start()
+    except SchemaTooNewError as exc:  # a newer pifleet migrated the database: say so and stop, no traceback
+        raise click.ClickException(str(exc)) from None
     auth = AuthService(master.pool)
     setup_token = await auth.prepare_setup()  # only while nobody can log in; a new one at every such start
     if setup_token:
