@@ -72,15 +72,17 @@ def _database(settings: Settings) -> Iterator[tuple[psycopg.Connection | None, C
             ),
         )
         return
-    try:
-        with backup.database(settings.data_dir, settings.database_url) as url, psycopg.connect(url) as conn:
-            conn.autocommit = True
-            yield conn, None
-    except psycopg.Error as e:
-        where = "DATABASE_URL's server" if settings.database_url else "the embedded server"
-        yield None, Check("database", FAIL, f"cannot connect to {where}: {e}".strip(), _db_fix(settings))
-    except Exception as e:  # noqa: BLE001 — the embedded server may fail to start in many ways; say which
-        yield None, Check("database", FAIL, f"cannot start the embedded server: {e}", _db_fix(settings))
+    with contextlib.ExitStack() as stack:
+        conn, problem = None, None
+        try:  # only the connection's errors are a check's answer; the checks' own errors are not caught here
+            url = stack.enter_context(backup.database(settings.data_dir, settings.database_url))
+            conn = stack.enter_context(psycopg.connect(url, autocommit=True))
+        except psycopg.Error as e:
+            where = "DATABASE_URL's server" if settings.database_url else "the embedded server"
+            problem = Check("database", FAIL, f"cannot connect to {where}: {e}".strip(), _db_fix(settings))
+        except Exception as e:  # noqa: BLE001 — the embedded server may fail to start in many ways; say which
+            problem = Check("database", FAIL, f"cannot start the embedded server: {e}", _db_fix(settings))
+        yield conn, problem
 
 
 def _db_fix(settings: Settings) -> str:
@@ -244,14 +246,15 @@ def clock() -> Check:
 def catalog(conn: psycopg.Connection, directory: Path) -> Check:
     """Every catalog row's file is there and unchanged; every chip the master has flashed or adopted (and the
     plain ESP32) has an image."""
-    rows = conn.execute("select chip, version, filename, sha256 from firmware order by chip, added_at").fetchall()
-    chips = {"ESP32"} | {
-        chip
-        for (chip,) in conn.execute(
+    try:
+        rows = conn.execute("select chip, version, filename, sha256 from firmware order by chip, added_at").fetchall()
+        used = conn.execute(
             "select chip from flash_jobs where coalesce(chip, '') <> ''"
             " union select chip from adoptions where chip <> ''"
         ).fetchall()
-    }
+    except psycopg.errors.UndefinedTable:
+        return Check("base images", WARN, "not checked: the database has no tables yet", "start the master once")
+    chips = {"ESP32"} | {chip for (chip,) in used}
     broken = []
     for chip, version, filename, sha256 in rows:
         path = directory / filename
