@@ -105,6 +105,7 @@ def check_config(cfg, config):
                 if why:
                     print(why)
     finally:
-        from agent.port import forget  # here, not at the top: the master loads this file without the agent
-
-        forget("pins")
+        sys.modules.pop(__name__, None)
+        package = sys.modules.get("agent")
+        if package is not None and hasattr(package, "pins"):
+            delattr(package, "pins")

@@ -34,6 +34,7 @@ from .jobs.threshold import ThresholdWatcher
 from .modules.builds import ModuleService
 from .modules.rollouts import RolloutService
 from .modules.sync import Syncer
+from .ops import backup as backups
 from .roles.service import RoleService
 from .storage import migrations, postgres
 
@@ -141,6 +142,8 @@ class Master:
         self._background(self.registry.watch(), "device-watch")
         self.thresholds = ThresholdWatcher(pool, gateway, self.jobs, settings.command_timeout_s)
         self._background(self.thresholds.run(), "threshold-watch")
+        if schedule := backups.schedule_from_env():  # PIFLEET_BACKUP_DIR: a daily backup, the oldest pruned
+            self._background(backups.run_daily(schedule, settings.data_dir, url), "daily-backup")
         log.info(
             "master ready: http %s, coap udp://%s:%d, data %s",
             settings.http_url,

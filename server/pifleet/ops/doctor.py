@@ -79,7 +79,8 @@ def _database(settings: Settings) -> Iterator[tuple[psycopg.Connection | None, C
             conn = stack.enter_context(psycopg.connect(url, autocommit=True))
         except psycopg.Error as e:
             where = "DATABASE_URL's server" if settings.database_url else "the embedded server"
-            problem = Check("database", FAIL, f"cannot connect to {where}: {e}".strip(), _db_fix(settings))
+            said = " ".join(str(e).split())  # libpq's message spans lines
+            problem = Check("database", FAIL, f"cannot connect to {where}: {said}", _db_fix(settings))
         except Exception as e:  # noqa: BLE001 — the embedded server may fail to start in many ways; say which
             problem = Check("database", FAIL, f"cannot start the embedded server: {e}", _db_fix(settings))
         yield conn, problem
