@@ -20,6 +20,16 @@ from agent import coap
 from agent.endpoint import Endpoint, RequestError
 from agent.port import aes_cbc_decrypt, collect, const, random_bytes, reset_loop, sleep_ms, udp_socket
 
+# CoAP numbers (RFC 7252, 7959), inlined: agent/coap.py keeps only what the tests use by name
+_CHANGED = const(68)
+_CONTENT_FORMAT = const(12)
+_FORBIDDEN = const(131)
+_JSON = const(50)
+_NOT_FOUND = const(132)
+_POST = const(2)
+_SERVICE_UNAVAILABLE = const(163)
+_URI_PATH = const(11)
+
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32: no I, L, O, U to misread
 _CODE_LENGTH = const(8)  # 40 bits; docs/security.md says why
 _ROUNDS = const(10000)  # key stretching; the master uses the same count
@@ -118,7 +128,7 @@ class Adoption:
         body["nonce"] = hexlify(self.nonce).decode()
         body["proof"] = hexlify(_h(b"proof" + k)).decode()
         payload = json.dumps(body).encode()
-        options = coap.path_options(coap.URI_PATH, "pair") + [(coap.CONTENT_FORMAT, coap.uint(coap.JSON))]
+        options = coap.path_options(_URI_PATH, "pair") + [(_CONTENT_FORMAT, coap.uint(_JSON))]
         retry = _RETRY_MIN_MS
         master = None
         while True:
@@ -127,25 +137,25 @@ class Adoption:
                 if master is None:
                     master = await self.locate()
                 if master is not None:
-                    response = await self.endpoint.request(master, coap.POST, options, payload)
+                    response = await self.endpoint.request(master, _POST, options, payload)
                     answer = json.loads(response.payload or b"{}")
                     state = answer.get("state") if isinstance(answer, dict) else None
                     retry = _RETRY_MIN_MS
-                    if response.code == coap.CHANGED and state == "adopted":
+                    if response.code == _CHANGED and state == "adopted":
                         try:
                             return open_box(
                                 k, unhexlify(answer["iv"]), unhexlify(answer["box"]), unhexlify(answer["tag"])
                             )
                         except (ValueError, KeyError, TypeError) as exc:
                             print("adopt: ignoring an identity that does not verify:", exc)
-                    elif response.code == coap.CHANGED and state == "waiting":
+                    elif response.code == _CHANGED and state == "waiting":
                         wait = int(answer.get("poll", 3)) * 1000
-                    elif response.code == coap.FORBIDDEN:
+                    elif response.code == _FORBIDDEN:
                         print("adopt: the master refused this board (%s); restart it for a new code" % state)
                         wait = _REFUSED_POLL_MS
                     else:
                         print("adopt: master answered", coap.code_str(response.code), response.payload[:80])
-                        wait = _RETRY_MAX_MS if response.code == coap.SERVICE_UNAVAILABLE else retry
+                        wait = _RETRY_MAX_MS if response.code == _SERVICE_UNAVAILABLE else retry
             except RequestError as exc:
                 print("adopt: master did not answer:", exc)
                 master = None  # look for it again
@@ -165,7 +175,7 @@ def board_info(agent_version):
 
 async def _unpaired(msg, addr):
     """An unpaired board offers nothing but its adoption: every request is 4.04 until it has an identity."""
-    return coap.NOT_FOUND, [], b""
+    return _NOT_FOUND, [], b""
 
 
 def adopt_identity(config, ip, locate, version, path):

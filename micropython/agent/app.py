@@ -15,6 +15,15 @@ from agent import coap
 from agent.endpoint import RequestError
 from agent.port import const, forget, print_exception, reset_loop, sleep_ms
 
+# CoAP numbers (RFC 7252, 7959), inlined: agent/coap.py keeps only what the tests use by name
+_BAD_REQUEST = const(128)
+_CHANGED = const(68)
+_CONTENT_FORMAT = const(12)
+_JSON = const(50)
+_POST = const(2)
+_URI_PATH = const(11)
+_URI_QUERY = const(15)
+
 _EVENT_SLOTS = const(8)  # events of run(emit) waiting to be sent; beyond that the oldest is dropped (and counted)
 
 
@@ -22,7 +31,8 @@ class Agent:
     """The running agent: built by agent/setup.py at boot (start()), it serves until the board stops."""
 
     def __init__(self, config, path, ip, port, sock, endpoint, resources, registration, capabilities):
-        self.config = config
+        # config.json is read again for a role switch: its secret, Wi-Fi and the rest need no RAM meanwhile
+        self.device_id = config["device_id"]
         self.path = path
         self.ip = ip
         self.port = port
@@ -41,7 +51,7 @@ class Agent:
         self._wake = asyncio.Event()  # set by emit(): the sender has work
 
     async def serve(self):
-        print("agent: listening on %s:%d as %s" % (self.ip, self.port, self.config["device_id"]))
+        print("agent: listening on %s:%d as %s" % (self.ip, self.port, self.device_id))
         rd = asyncio.create_task(self.registration.run())
         sender = asyncio.create_task(self._sender())
         for cap in self.capabilities:
@@ -112,12 +122,12 @@ class Agent:
         try:
             if master is None or self.registration.location is None:
                 raise RequestError("not registered")
-            options = coap.path_options(coap.URI_PATH, "t")
-            options.append((coap.CONTENT_FORMAT, coap.uint(coap.JSON)))
-            options.append((coap.URI_QUERY, ("ep=" + self.config["device_id"]).encode()))
+            options = coap.path_options(_URI_PATH, "t")
+            options.append((_CONTENT_FORMAT, coap.uint(_JSON)))
+            options.append((_URI_QUERY, ("ep=" + self.device_id).encode()))
             body = json.dumps({"cap": name, "values": values}).encode()
-            response = await self.endpoint.request(master, coap.POST, options, body)
-            if response.code != coap.CHANGED:
+            response = await self.endpoint.request(master, _POST, options, body)
+            if response.code != _CHANGED:
                 raise RequestError(coap.code_str(response.code))
             stats["telemetry"] += 1
         except RequestError as exc:
@@ -130,19 +140,21 @@ class Agent:
         from agent import role  # loaded when needed, forgotten after: most boards keep their role for months
 
         try:
-            now, replaced, started, config = role.apply(self.capabilities, self.config, body, self.path)
+            with open(self.path) as f:
+                config = json.load(f)
+            now, replaced, started, config = role.apply(self.capabilities, config, body, self.path)
         except role.RoleError as exc:
             # what ran before runs again, set up anew: so is its background work
             for cap in self.capabilities:
                 self._cancel(cap)
                 self._start(cap)
-            return coap.BAD_REQUEST, {"ok": False, "error": str(exc), "field": exc.field}
+            return _BAD_REQUEST, {"ok": False, "error": str(exc), "field": exc.field}
         finally:
             forget("role")
+            forget("caps")
         for cap in replaced:
             self._cancel(cap)
         self.capabilities = now
-        self.config = config
         self.resources.set_capabilities(now)
         self.resources.role = config.get("role", "")
         for cap in started:
@@ -151,7 +163,7 @@ class Agent:
         print("role: now %s: %s" % (config.get("role"), ", ".join(c.stem for c in now)))
         answer = self.resources.describe()
         answer["ok"] = True
-        return coap.CHANGED, answer
+        return _CHANGED, answer
 
     async def shutdown(self):
         """Orderly stop: outputs safe first, then tell the master we are gone."""

@@ -7,7 +7,10 @@ a half-parsed message.
 
 from agent.port import const
 
-VERSION = const(1)
+# The numbers of RFC 7252 and 7959. A name without "_" is a module attribute on the board (a dict entry and an
+# interned name in the heap): only the ones tests and tools use by name are. The other agent modules declare
+# the numbers they use as const()s of their own, which mpy-cross inlines.
+_VERSION = const(1)
 
 # Message types
 CON = const(0)
@@ -21,43 +24,43 @@ GET = const(1)
 POST = const(2)
 PUT = const(3)
 DELETE = const(4)
-CREATED = const(65)  # 2.01
+_CREATED = const(65)  # 2.01
 DELETED = const(66)  # 2.02
-VALID = const(67)  # 2.03
+_VALID = const(67)  # 2.03
 CHANGED = const(68)  # 2.04
 CONTENT = const(69)  # 2.05
-CONTINUE = const(95)  # 2.31 (RFC 7959)
-BAD_REQUEST = const(128)  # 4.00
-BAD_OPTION = const(130)  # 4.02
-FORBIDDEN = const(131)  # 4.03
+_CONTINUE = const(95)  # 2.31 (RFC 7959)
+_BAD_REQUEST = const(128)  # 4.00
+_BAD_OPTION = const(130)  # 4.02
+_FORBIDDEN = const(131)  # 4.03
 NOT_FOUND = const(132)  # 4.04
-METHOD_NOT_ALLOWED = const(133)  # 4.05
-REQUEST_ENTITY_INCOMPLETE = const(136)  # 4.08 (RFC 7959)
-REQUEST_ENTITY_TOO_LARGE = const(141)  # 4.13
-UNSUPPORTED_FORMAT = const(143)  # 4.15
-INTERNAL_ERROR = const(160)  # 5.00
-SERVICE_UNAVAILABLE = const(163)  # 5.03
+_METHOD_NOT_ALLOWED = const(133)  # 4.05
+_REQUEST_ENTITY_INCOMPLETE = const(136)  # 4.08 (RFC 7959)
+_REQUEST_ENTITY_TOO_LARGE = const(141)  # 4.13
+_UNSUPPORTED_FORMAT = const(143)  # 4.15
+_INTERNAL_ERROR = const(160)  # 5.00
+_SERVICE_UNAVAILABLE = const(163)  # 5.03
 
 # Option numbers used by the agent
 URI_HOST = const(3)
-ETAG = const(4)
-OBSERVE = const(6)
-URI_PORT = const(7)
-LOCATION_PATH = const(8)
+_ETAG = const(4)
+_OBSERVE = const(6)
+_URI_PORT = const(7)
+_LOCATION_PATH = const(8)
 URI_PATH = const(11)
 CONTENT_FORMAT = const(12)
-MAX_AGE = const(14)
+_MAX_AGE = const(14)
 URI_QUERY = const(15)
-ACCEPT = const(17)
-LOCATION_QUERY = const(20)
-BLOCK2 = const(23)
-BLOCK1 = const(27)
-SIZE2 = const(28)
-SIZE1 = const(60)
+_ACCEPT = const(17)
+_LOCATION_QUERY = const(20)
+_BLOCK2 = const(23)
+_BLOCK1 = const(27)
+_SIZE2 = const(28)
+_SIZE1 = const(60)
 
 # Content formats
-LINK_FORMAT = const(40)
-JSON = const(50)
+_LINK_FORMAT = const(40)
+_JSON = const(50)
 
 _PAYLOAD_MARKER = const(0xFF)
 
@@ -162,7 +165,7 @@ def decode(buf):
     if n < 4:
         raise DecodeError("shorter than a header")
     b0 = buf[0]
-    if b0 >> 6 != VERSION:
+    if b0 >> 6 != _VERSION:
         raise DecodeError("unknown version")
     tkl = b0 & 0x0F
     if tkl > 8:
@@ -173,7 +176,15 @@ def decode(buf):
     msg = Message((b0 >> 4) & 3, code, (buf[2] << 8) | buf[3], bytes(buf[4 : 4 + tkl]))
     if code == EMPTY and (tkl or n > 4):
         raise DecodeError("empty message with content")
-    pos = 4 + tkl
+    decode_options(buf, 4 + tkl, msg)
+    return msg
+
+
+def decode_options(buf, pos, msg):
+    """Options and payload of buf from pos on, into msg (OSCORE's plaintext is parsed in place with this).
+
+    The option values and the payload are copied out once; buf may be a bytearray or a memoryview."""
+    n = len(buf)
     number = 0
     while pos < n:
         byte = buf[pos]
@@ -190,7 +201,6 @@ def decode(buf):
         number += delta
         msg.options.append((number, bytes(buf[pos : pos + length])))
         pos += length
-    return msg
 
 
 def _nibble(value, out):
@@ -210,7 +220,7 @@ def encode(msg):
     """Serialise a Message to bytes. Options are sorted by number, keeping the order of repeats."""
     token = msg.token
     out = bytearray(4)
-    out[0] = (VERSION << 6) | (msg.type << 4) | len(token)
+    out[0] = (_VERSION << 6) | (msg.type << 4) | len(token)
     out[1] = msg.code
     out[2] = (msg.mid >> 8) & 0xFF
     out[3] = msg.mid & 0xFF

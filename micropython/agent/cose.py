@@ -1,59 +1,22 @@
-"""The COSE and CBOR pieces OSCORE (RFC 8613) needs: HKDF-SHA-256, the KDF's info, the Enc_structure, and the
-OSCORE option value that stands for the compressed COSE object's header (§6).
+"""The COSE and CBOR pieces OSCORE (RFC 8613) needs for every message: the Enc_structure and the OSCORE option
+value that stands for the compressed COSE object's header (§6). Key derivation (HKDF-SHA-256 and the KDF's
+info) is in agent/kdf.py, loaded only while a context is made.
 
 Layer: device side, pure, below agent/oscore.py. CBOR is written by hand for exactly these shapes (byte
-strings, small unsigned integers, text, null, arrays of up to 23 items): nothing here parses CBOR.
+strings, small unsigned integers, arrays of up to 23 items): nothing here parses CBOR.
 """
 
-import hashlib
-
-from agent.port import const
-
-ALG = const(10)  # COSE AES-CCM-16-64-128, the only algorithm
-
-
-def _head(major, n):
-    """CBOR head of a major type with argument n < 65536."""
-    if n < 24:
-        return bytes((major << 5 | n,))
-    if n < 256:
-        return bytes((major << 5 | 24, n))
-    return bytes((major << 5 | 25, n >> 8, n & 0xFF))
-
-
-def _bstr(data):
-    return _head(2, len(data)) + data
-
-
-def _hmac(key, data):
-    """HMAC-SHA-256 (RFC 2104); hashlib has no hmac on MicroPython."""
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key + bytes(64 - len(key))
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    inner.update(data)
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-    outer.update(inner.digest())
-    return outer.digest()
-
-
-def hkdf(salt, ikm, info, length):
-    """HKDF-SHA-256 (RFC 5869). An empty salt is HMAC's all-zero key, as RFC 5869 asks."""
-    prk = _hmac(salt, ikm)
-    out = b""
-    block = b""
-    i = 1
-    while len(out) < length:
-        block = _hmac(prk, block + info + bytes((i,)))
-        out += block
-        i += 1
-    return out[:length]
+from agent.port import forget
 
 
 def kdf_info(ident, id_context, kind, length):
-    """CBOR [id, id_context / null, alg_aead, type, L] (RFC 8613 §3.2.1)."""
-    ctx = b"\xf6" if id_context is None else _bstr(id_context)
-    return b"\x85" + _bstr(ident) + ctx + _head(0, ALG) + _head(3, len(kind)) + kind + _head(0, length)
+    """CBOR [id, id_context / null, alg_aead, type, L] (RFC 8613 §3.2.1): agent/kdf.py's, loaded for the call."""
+    from agent import kdf
+
+    try:
+        return kdf.kdf_info(ident, id_context, kind, length)
+    finally:
+        forget("kdf")
 
 
 def aad(request_kid, request_piv):

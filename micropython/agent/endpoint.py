@@ -24,6 +24,15 @@ from agent.port import (
     wait_for_ms,
 )
 
+# CoAP numbers (RFC 7252, 7959), inlined: agent/coap.py keeps only what the tests use by name
+_ACK = const(2)
+_CON = const(0)
+_EMPTY = const(0)
+_GET = const(1)
+_INTERNAL_ERROR = const(160)
+_NON = const(1)
+_RST = const(3)
+
 # RFC 7252 §4.8 transmission parameters.
 _ACK_TIMEOUT_MS = const(2000)
 _MAX_RETRANSMIT = const(4)
@@ -131,19 +140,19 @@ class Endpoint:
             now = ticks_ms()
             for key in self._running:
                 entry = self._running[key]
-                if not entry[3] and ticks_diff(now, entry[0]) >= _PIGGYBACK_MS and entry[1].type == coap.CON:
+                if not entry[3] and ticks_diff(now, entry[0]) >= _PIGGYBACK_MS and entry[1].type == _CON:
                     entry[3] = True
-                    empty_ack = coap.encode(coap.Message(coap.ACK, coap.EMPTY, entry[1].mid))
+                    empty_ack = coap.encode(coap.Message(_ACK, _EMPTY, entry[1].mid))
                     self._remember(key, empty_ack)
                     self._send(empty_ack, entry[2])
 
     def _receive(self, msg, addr):
-        if msg.type in (coap.ACK, coap.RST):
+        if msg.type in (_ACK, _RST):
             self._on_ack(msg)
-        elif msg.code == coap.EMPTY:
+        elif msg.code == _EMPTY:
             # A CoAP ping (empty CON) is answered with RST; an empty NON is meaningless.
-            if msg.type == coap.CON:
-                self._send(coap.encode(coap.Message(coap.RST, coap.EMPTY, msg.mid)), addr)
+            if msg.type == _CON:
+                self._send(coap.encode(coap.Message(_RST, _EMPTY, msg.mid)), addr)
         elif msg.is_request():
             self._on_request(msg, addr)
         elif msg.is_response():
@@ -155,19 +164,19 @@ class Endpoint:
         pending = self._pending.pop(msg.mid, None)
         if pending is None:
             return  # late or duplicate ACK
-        if msg.type == coap.RST:
+        if msg.type == _RST:
             pending.reset = True
             pending.event.set()
-        elif msg.code != coap.EMPTY:
+        elif msg.code != _EMPTY:
             pending.response = msg
             pending.event.set()
         pending.acked.set()
 
     def _on_separate_response(self, msg, addr):
         pending = self._by_token.get(msg.token)
-        if msg.type == coap.CON:
+        if msg.type == _CON:
             # Acknowledge every CON response, also duplicates of one we already took.
-            self._send(coap.encode(coap.Message(coap.ACK, coap.EMPTY, msg.mid)), addr)
+            self._send(coap.encode(coap.Message(_ACK, _EMPTY, msg.mid)), addr)
         if pending is None:
             return  # not ours, or a duplicate of a response we already took
         pending.response = msg
@@ -199,18 +208,18 @@ class Endpoint:
         from agent import oscore
 
         if msg.option(oscore.OSCORE) is None:
-            if msg.code == coap.GET and msg.path() == ".well-known/core":
+            if msg.code == _GET and msg.path() == ".well-known/core":
                 return msg, None
             error = oscore.OscoreError("OSCORE required")
             error.code, error.diag = oscore.UNAUTHORIZED, "OSCORE required"
-            raise _Refused(oscore.error_response(msg, error) if msg.type == coap.CON else None, reason=error)
+            raise _Refused(oscore.error_response(msg, error) if msg.type == _CON else None, reason=error)
         try:
             return self.oscore.unprotect_request(msg)
         except oscore.EchoRequiredError as exc:
             # the first request after our reboot may be a replay: the master proves freshness with our Echo
             raise _Refused(self.oscore.echo_response(msg, exc.rid), challenge=True)
         except oscore.OscoreError as exc:
-            raise _Refused(oscore.error_response(msg, exc) if msg.type == coap.CON else None, reason=exc)
+            raise _Refused(oscore.error_response(msg, exc) if msg.type == _CON else None, reason=exc)
 
     async def _answer(self, msg, addr, key):
         """Run the handler; piggy-back its answer on the ACK, or send it separately if it is slow (the acker
@@ -236,12 +245,12 @@ class Endpoint:
             except Exception as exc:  # noqa: BLE001 — a broken handler answers 5.00, the board lives on
                 self.stats["errors"] += 1
                 print_exception(exc)
-                code, options, payload = coap.INTERNAL_ERROR, [], b""
+                code, options, payload = _INTERNAL_ERROR, [], b""
             finally:
                 self._running.pop(key, None)
             if not entry[3]:
-                rtype = coap.ACK if msg.type == coap.CON else coap.NON
-                mid = msg.mid if msg.type == coap.CON else self.next_mid()
+                rtype = _ACK if msg.type == _CON else _NON
+                mid = msg.mid if msg.type == _CON else self.next_mid()
                 reply = coap.Message(rtype, code, mid, msg.token, options, payload)
                 if rid is not None:
                     reply = self.oscore.protect_response(reply, rid)
@@ -250,7 +259,7 @@ class Endpoint:
                 self._send(data, addr)
             else:
                 # RFC 7252 §5.2.2: the separate response is a new CON exchange with the same token.
-                reply = coap.Message(coap.CON, code, self.next_mid(), msg.token, options, payload)
+                reply = coap.Message(_CON, code, self.next_mid(), msg.token, options, payload)
                 if rid is not None:
                     reply = self.oscore.protect_response(reply, rid)
                 pending = _Pending(reply.mid, None)
@@ -295,7 +304,7 @@ class Endpoint:
         from agent import oscore
 
         for attempt in range(2):
-            protected, rid = self.oscore.protect_request(coap.Message(coap.CON, code, 0, b"", options, payload))
+            protected, rid = self.oscore.protect_request(coap.Message(_CON, code, 0, b"", options, payload))
             response = await self._exchange(addr, protected.code, protected.options, protected.payload)
             try:
                 inner = self.oscore.unprotect_response(response, rid)
@@ -316,7 +325,7 @@ class Endpoint:
         self._pending[mid] = pending
         self._by_token[token] = pending
         try:
-            await self._transmit(coap.encode(coap.Message(coap.CON, code, mid, token, options, payload)), addr, pending)
+            await self._transmit(coap.encode(coap.Message(_CON, code, mid, token, options, payload)), addr, pending)
             try:
                 await wait_for_ms(pending.event.wait(), _MAX_TRANSMIT_WAIT_MS)
             except asyncio.TimeoutError:

@@ -20,6 +20,18 @@ from agent import coap
 from agent.caps import CAPS_DIR, valid_stem
 from agent.port import const
 
+# CoAP numbers (RFC 7252, 7959), inlined: agent/coap.py keeps only what the tests use by name
+_BAD_OPTION = const(130)
+_BAD_REQUEST = const(128)
+_BLOCK1 = const(27)
+_CHANGED = const(68)
+_CONTENT_FORMAT = const(12)
+_CONTINUE = const(95)
+_JSON = const(50)
+_REQUEST_ENTITY_INCOMPLETE = const(136)
+_REQUEST_ENTITY_TOO_LARGE = const(141)
+_SIZE1 = const(60)
+
 _RESERVE = const(16384)  # left free for config.json rewrites and littlefs's copy-on-write blocks
 _MAX_SZX = const(6)  # 1024-byte blocks at most: one block plus headers fits the 1280-byte datagram
 
@@ -46,7 +58,7 @@ def _answer(code, error=None, field=None, options=()):
     if error is None:
         return code, list(options), b""
     body = '{"ok": false, "error": "%s", "field": "%s"}' % (error.replace('"', "'"), field or "")
-    return code, [(coap.CONTENT_FORMAT, coap.uint(coap.JSON))] + list(options), body.encode()
+    return code, [(_CONTENT_FORMAT, coap.uint(_JSON))] + list(options), body.encode()
 
 
 class Upload:
@@ -66,55 +78,55 @@ class Upload:
     def put(self, stem, query, msg):
         """Handle one PUT /m/STEM request (one block); return (code, options, payload)."""
         if not valid_stem(stem):
-            return _answer(coap.BAD_REQUEST, "a module name is lower-case letters, digits and _", "stem")
+            return _answer(_BAD_REQUEST, "a module name is lower-case letters, digits and _", "stem")
         sha = None
         for item in query:
             if item.startswith("sha="):
                 sha = item[4:]
         if sha is None or len(sha) != 64:
-            return _answer(coap.BAD_REQUEST, "sha=HEX (the SHA-256 of the module) is required", "sha")
-        raw = msg.option(coap.BLOCK1)
+            return _answer(_BAD_REQUEST, "sha=HEX (the SHA-256 of the module) is required", "sha")
+        raw = msg.option(_BLOCK1)
         if raw is None:
             num, more, szx = 0, False, _MAX_SZX
         else:
             try:
                 num, more, szx = coap.read_block(raw)
             except coap.DecodeError:
-                return _answer(coap.BAD_OPTION)
+                return _answer(_BAD_OPTION)
             if szx > _MAX_SZX:
-                return _answer(coap.BAD_REQUEST, "blocks of at most 1024 bytes", "block1")
+                return _answer(_BAD_REQUEST, "blocks of at most 1024 bytes", "block1")
             if more and len(msg.payload) != 16 << szx:
-                return _answer(coap.BAD_REQUEST, "a block that is not the last must be full", "block1")
+                return _answer(_BAD_REQUEST, "a block that is not the last must be full", "block1")
         if num == 0:
             self._reset()
-            size = coap.read_uint(msg.option(coap.SIZE1)) if msg.option(coap.SIZE1) is not None else 0
+            size = coap.read_uint(msg.option(_SIZE1)) if msg.option(_SIZE1) is not None else 0
             room = free_bytes() - _RESERVE
             if size > room:
                 return _answer(
-                    coap.REQUEST_ENTITY_TOO_LARGE,
+                    _REQUEST_ENTITY_TOO_LARGE,
                     "%d bytes do not fit: %d free" % (size, room),
                     "size",
-                    [(coap.SIZE1, coap.uint(max(room, 0)))],
+                    [(_SIZE1, coap.uint(max(room, 0)))],
                 )
             self.stem, self.sha, self.hash, self.size = stem, sha, sha256(), 0
         elif stem != self.stem or num * (16 << szx) != self.size:
-            return _answer(coap.REQUEST_ENTITY_INCOMPLETE, "block %d does not continue an upload" % num, "block1")
+            return _answer(_REQUEST_ENTITY_INCOMPLETE, "block %d does not continue an upload" % num, "block1")
         try:
             with open("%s/%s.new" % (CAPS_DIR, stem), "ab" if num else "wb") as f:
                 f.write(msg.payload)
         except OSError:
             self._reset()  # the filesystem is full: nothing of the new module stays behind
-            return _answer(coap.REQUEST_ENTITY_TOO_LARGE, "the board's filesystem is full", "size")
+            return _answer(_REQUEST_ENTITY_TOO_LARGE, "the board's filesystem is full", "size")
         self.hash.update(msg.payload)
         self.size += len(msg.payload)
-        block = [(coap.BLOCK1, coap.block_value(num, more, szx))] if raw is not None else []
+        block = [(_BLOCK1, coap.block_value(num, more, szx))] if raw is not None else []
         if more:
-            return coap.CONTINUE, block, b""
+            return _CONTINUE, block, b""
         digest = _hex(self.hash.digest())
         if digest != self.sha:
             self._reset()
-            return _answer(coap.BAD_REQUEST, "sha256 is %s, not the %s announced" % (digest, sha), "sha", block)
+            return _answer(_BAD_REQUEST, "sha256 is %s, not the %s announced" % (digest, sha), "sha", block)
         os.rename("%s/%s.new" % (CAPS_DIR, stem), "%s/%s.mpy" % (CAPS_DIR, stem))
         self.stem = None
         body = '{"ok": true, "stem": "%s", "size": %d}' % (stem, self.size)
-        return coap.CHANGED, block + [(coap.CONTENT_FORMAT, coap.uint(coap.JSON))], body.encode()
+        return _CHANGED, block + [(_CONTENT_FORMAT, coap.uint(_JSON))], body.encode()

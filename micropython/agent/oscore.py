@@ -8,8 +8,21 @@ for). Malformed or hostile input raises an OscoreError subclass, never anything 
 
 from agent import coap
 from agent.ccm import NONCE_LEN, Ccm
-from agent.cose import aad, decode_option, encode_option, hkdf, kdf_info
-from agent.port import const, random_bytes
+from agent.cose import aad, decode_option, encode_option
+from agent.port import const, forget, random_bytes
+
+# CoAP numbers (RFC 7252, 7959), inlined: agent/coap.py keeps only what the tests use by name
+_ACK = const(2)
+_BAD_OPTION = const(130)
+_BAD_REQUEST = const(128)
+_CHANGED = const(68)
+_CON = const(0)
+_CONTENT = const(69)
+_MAX_AGE = const(14)
+_NON = const(1)
+_OBSERVE = const(6)
+_POST = const(2)
+_SERVICE_UNAVAILABLE = const(163)
 
 OSCORE = const(9)  # option number
 ECHO = const(252)  # RFC 9175
@@ -31,14 +44,14 @@ _OUTER = (3, 7, 35, 39)
 class OscoreError(Exception):
     """A message OSCORE refuses. code and diag: the unprotected answer RFC 8613 §8.2 suggests."""
 
-    code = coap.BAD_REQUEST
+    code = _BAD_REQUEST
     diag = "OSCORE error"
 
 
 class DecodeError(OscoreError):
     """Missing or malformed OSCORE option, or plaintext that is not a CoAP message."""
 
-    code = coap.BAD_OPTION
+    code = _BAD_OPTION
     diag = "Failed to decode COSE"
 
 
@@ -77,7 +90,7 @@ class EchoRequiredError(ReplayError):
 class ExhaustedError(OscoreError):
     """All 2^40 sequence numbers of the sender are used: the context needs new keying material."""
 
-    code = coap.SERVICE_UNAVAILABLE
+    code = _SERVICE_UNAVAILABLE
 
 
 def _header(msg):
@@ -100,7 +113,7 @@ def _split(msg):
             outer.append(opt)
         else:
             inner.append(opt)
-            if opt[0] == coap.OBSERVE:
+            if opt[0] == _OBSERVE:
                 outer.append(opt)
     return outer, inner
 
@@ -110,15 +123,16 @@ def _plaintext(code, options, payload):
 
     That byte is the MID's low byte: with the code as MID it is the code byte, and nothing is copied again.
     """
-    return memoryview(coap.encode(coap.Message(coap.CON, code, code, b"", options, payload)))[3:]
+    return memoryview(coap.encode(coap.Message(_CON, code, code, b"", options, payload)))[3:]
 
 
 def _parse(plaintext):
-    """(code, options, payload) of a decrypted plaintext, parsed by the codec behind a dummy header."""
+    """(code, options, payload) of a decrypted plaintext, parsed in place by the codec (no copy of it first)."""
     if not plaintext:
         raise DecodeError("empty plaintext")
+    inner = coap.Message()
     try:
-        inner = coap.decode(b"\x40\x01\x00\x00" + plaintext[1:])
+        coap.decode_options(plaintext, 1, inner)
     except coap.DecodeError:
         raise DecodeError("malformed inner options")
     return plaintext[0], inner.options, inner.payload
@@ -134,8 +148,8 @@ def error_response(request, exc):
 
     An ACK for a CON; for a NON the endpoint gives it a MID of its own.
     """
-    mtype = coap.ACK if request.type == coap.CON else coap.NON
-    return coap.Message(mtype, exc.code, request.mid, request.token, [(coap.MAX_AGE, b"")], exc.diag.encode())
+    mtype = _ACK if request.type == _CON else _NON
+    return coap.Message(mtype, exc.code, request.mid, request.token, [(_MAX_AGE, b"")], exc.diag.encode())
 
 
 class FileStore:
@@ -179,9 +193,14 @@ class Context:
         self.sender_id = sender_id
         self.recipient_id = recipient_id
         self.id_context = id_context
-        self.sender_key = hkdf(salt, secret, kdf_info(sender_id, id_context, b"Key", _KEY_LEN), _KEY_LEN)
-        self.recipient_key = hkdf(salt, secret, kdf_info(recipient_id, id_context, b"Key", _KEY_LEN), _KEY_LEN)
-        self.common_iv = hkdf(salt, secret, kdf_info(b"", id_context, b"IV", NONCE_LEN), NONCE_LEN)
+        from agent import kdf  # needed only here: forgotten once the keys are made
+
+        try:
+            self.sender_key = kdf.derive(salt, secret, sender_id, id_context, b"Key", _KEY_LEN)
+            self.recipient_key = kdf.derive(salt, secret, recipient_id, id_context, b"Key", _KEY_LEN)
+            self.common_iv = kdf.derive(salt, secret, b"", id_context, b"IV", NONCE_LEN)
+        finally:
+            forget("kdf")
         self._send = Ccm(self.sender_key)
         self._recv = Ccm(self.recipient_key)
         self._store = store
@@ -219,11 +238,11 @@ class Context:
         outer, inner = _split(msg)
         kid = self.sender_id
         piv = self._next_piv()
-        observe = msg.option(coap.OBSERVE) is not None
+        observe = msg.option(_OBSERVE) is not None
         outer.append((OSCORE, encode_option(piv, self.id_context, kid)))
         body = self._send.encrypt(self.nonce(kid, piv), aad(kid, piv), _plaintext(msg.code, inner, msg.payload))
         rid = [kid, piv, observe, True]
-        return coap.Message(msg.type, FETCH if observe else coap.POST, msg.mid, msg.token, outer, body), rid
+        return coap.Message(msg.type, FETCH if observe else _POST, msg.mid, msg.token, outer, body), rid
 
     def unprotect_request(self, msg):
         """(inner request, rid) of a protected request, or an OscoreError; the window moves only for a
@@ -269,7 +288,7 @@ class Context:
             nonce = self.nonce(kid, piv)
             outer.append((OSCORE, b""))
         body = self._send.encrypt(nonce, aad(kid, piv), _plaintext(msg.code, inner, msg.payload))
-        return coap.Message(msg.type, coap.CONTENT if observe else coap.CHANGED, msg.mid, msg.token, outer, body)
+        return coap.Message(msg.type, _CONTENT if observe else _CHANGED, msg.mid, msg.token, outer, body)
 
     def unprotect_response(self, msg, rid):
         """The inner response to the request protect_request() returned `rid` for, or an OscoreError."""
@@ -291,7 +310,7 @@ class Context:
     def echo_response(self, msg, rid):
         """4.01 with our Echo value, protected with a Partial IV of its own (the request may be a replay whose
         nonce served a response before): the client repeats its request with the Echo (Appendix B.1.2)."""
-        mtype = coap.ACK if msg.type == coap.CON else coap.NON
+        mtype = _ACK if msg.type == _CON else _NON
         answer = coap.Message(mtype, UNAUTHORIZED, msg.mid, msg.token, [(ECHO, self.echo)])
         return self.protect_response(answer, rid, fresh=True)
 

@@ -105,7 +105,6 @@ def check_config(cfg, config):
                 if why:
                     print(why)
     finally:
-        sys.modules.pop(__name__, None)
-        package = sys.modules.get("agent")
-        if package is not None and hasattr(package, "pins"):
-            delattr(package, "pins")
+        from agent.port import forget  # here, not at the top: the master loads this file without the agent
+
+        forget("pins")

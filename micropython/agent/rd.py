@@ -12,6 +12,18 @@ from agent import coap
 from agent.endpoint import RequestError
 from agent.port import const, forget, implementation, print_exception, sleep_ms, sockaddr, wait_for_ms
 
+# CoAP numbers (RFC 7252, 7959), inlined: agent/coap.py keeps only what the tests use by name
+_CHANGED = const(68)
+_CONTENT_FORMAT = const(12)
+_CREATED = const(65)
+_DELETE = const(4)
+_LINK_FORMAT = const(40)
+_LOCATION_PATH = const(8)
+_NOT_FOUND = const(132)
+_POST = const(2)
+_URI_PATH = const(11)
+_URI_QUERY = const(15)
+
 _BACKOFF_MIN_MS = const(1000)
 _BACKOFF_MAX_MS = const(60000)
 _MDNS_TIMEOUT_MS = const(1000)
@@ -93,14 +105,14 @@ class Registration:
             self.master = await self.locate()
         if self.master is None:
             return False  # nobody to register with yet: back off and look again
-        options = coap.path_options(coap.URI_PATH, "rd")
-        options += [(coap.URI_QUERY, ("%s=%s" % (k, _quote(v))).encode()) for k, v in self.query]
-        options.append((coap.CONTENT_FORMAT, coap.uint(coap.LINK_FORMAT)))
-        response = await self.endpoint.request(self.master, coap.POST, options, self.links.encode())
-        if response.code != coap.CREATED:
+        options = coap.path_options(_URI_PATH, "rd")
+        options += [(_URI_QUERY, ("%s=%s" % (k, _quote(v))).encode()) for k, v in self.query]
+        options.append((_CONTENT_FORMAT, coap.uint(_LINK_FORMAT)))
+        response = await self.endpoint.request(self.master, _POST, options, self.links.encode())
+        if response.code != _CREATED:
             print("rd: registration refused:", coap.code_str(response.code), response.payload)
             return False
-        location = "/".join(v.decode() for v in response.option_values(coap.LOCATION_PATH))
+        location = "/".join(v.decode() for v in response.option_values(_LOCATION_PATH))
         if not location:
             print("rd: registration answer has no Location-Path")
             return False
@@ -110,13 +122,13 @@ class Registration:
         return True
 
     async def _update(self):
-        options = coap.path_options(coap.URI_PATH, self.location)
-        response = await self.endpoint.request(self.master, coap.POST, options)
-        if response.code == coap.NOT_FOUND:
+        options = coap.path_options(_URI_PATH, self.location)
+        response = await self.endpoint.request(self.master, _POST, options)
+        if response.code == _NOT_FOUND:
             print("rd: master forgot", self.location, "- registering anew")
             self.location = None
             return True  # not a failure: register at once
-        if response.code != coap.CHANGED:
+        if response.code != _CHANGED:
             print("rd: update refused:", coap.code_str(response.code))
             return False
         return True
@@ -163,9 +175,9 @@ class Registration:
         """DELETE our registration; give up quietly after timeout_ms (we are shutting down)."""
         if self.location is None:
             return
-        options = coap.path_options(coap.URI_PATH, self.location)
+        options = coap.path_options(_URI_PATH, self.location)
         try:
-            await wait_for_ms(self.endpoint.request(self.master, coap.DELETE, options), timeout_ms)
+            await wait_for_ms(self.endpoint.request(self.master, _DELETE, options), timeout_ms)
             print("rd: deregistered", self.location)
         except (RequestError, asyncio.TimeoutError):
             print("rd: master did not confirm deregistration")

@@ -84,6 +84,7 @@ def start(path=CONFIG_PATH):
         started, failed = role.fall_back(config, failed, path)
         capabilities += started
         forget("role")
+    forget("caps")  # the loader and the file tidying wait for the next role switch (the Capability objects stay)
     sock = udp_socket(ip, port)
     endpoint = Endpoint(sock, None, security_context(config))
     resources = Resources(config["device_id"], capabilities, endpoint.stats, failed)
