@@ -100,10 +100,11 @@ class _IOQueue:
             time.sleep_ms(min(dt, 5))
 
 
-def deliver(data, port=5683, addr=("10.0.0.1", 5683)):
+def deliver(data, port=5683):
     for s in socks:
         if s.port == port:
-            s.inbox.append((data, addr))
+            # a new address each time, as the ESP32 port's recvfrom makes one (tuple and string) per datagram
+            s.inbox.append((data, ("10.0.0." + str(1), 5683)))
             t = s.waiting
             if t is not None:
                 s.waiting = None
