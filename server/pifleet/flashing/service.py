@@ -26,6 +26,7 @@ from ..config import Settings
 from ..devices.identity import device_id_for, new_secret
 from ..errors import ConflictError, InvalidError, NotFoundError, PifleetError
 from ..events import EventHub
+from ..metrics import Metrics
 from ..roles.presets import role_caps
 from ..storage import devices as devices_q
 from . import flasher
@@ -76,8 +77,10 @@ class FlashService:
         *,
         role_plan: RolePlan | None = None,
         paired: Callable[[str], Awaitable[None]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.pool = pool
+        self.metrics = metrics or Metrics()
         self.hub = hub
         self.catalog = catalog
         self.usb = usb
@@ -245,6 +248,7 @@ class FlashService:
                 result.seconds,
             )
             self.hub.publish("devices")
+            self.metrics.flashes.labels("succeeded").inc()
         except PifleetError as e:
             log.info("flash %s failed: %s", job_id, e.detail)
             await self._fail(job_id, e.detail)
@@ -259,6 +263,7 @@ class FlashService:
             self.hub.publish("flash")
 
     async def _fail(self, job_id: str, error: str) -> None:
+        self.metrics.flashes.labels("failed").inc()
         await q.update_job(self.pool, job_id, state="failed", error=error)
 
     def _set(self, job_id: str, fields: dict[str, Any]) -> None:

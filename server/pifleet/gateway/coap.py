@@ -12,6 +12,7 @@ updated whenever the board registers from an address.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import Counter
 from pathlib import Path
@@ -26,6 +27,7 @@ from aiocoap.numbers.contentformat import ContentFormat
 from aiocoap.optiontypes import BlockOption
 
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError
+from ..metrics import Metrics
 from .oscore import BoardContext
 from .resources import build_site
 from .strict import StrictOscoreSiteWrapper, refuse_undecodable_string_options
@@ -47,6 +49,73 @@ class _CountUnparsable(logging.Filter):
             self.counters["malformed_dropped"] += 1
             record.levelno, record.levelname = logging.INFO, "INFO"  # a misbehaving peer, not our failure
         return True
+
+
+# the answers the site gave one request, seen by _CountedSite (also from the task aiocoap renders a protected
+# request in: it starts with a copy of the wrapper's context, and so appends to the same list)
+_ANSWERS: contextvars.ContextVar[list[bool]] = contextvars.ContextVar("pifleet_coap_answers")
+
+
+class _Answered:
+    """A request's pipe, noting whether the first answer on it is a success (2.xx)."""
+
+    def __init__(self, pipe, answers: list[bool]) -> None:
+        self._pipe = pipe
+        self._answers = answers
+
+    def __getattr__(self, name: str):
+        return getattr(self._pipe, name)
+
+    def add_response(self, response: aiocoap.Message, is_last: bool = False) -> None:
+        self._answers.append(response.code.is_successful())
+        self._pipe.add_response(response, is_last)
+
+    def add_exception(self, exception: BaseException) -> None:
+        self._answers.append(False)
+        self._pipe.add_exception(exception)
+
+
+class _CountedSite:
+    """The resources as the OSCORE wrapper sees them: each request's answer is noted for _CountingSiteWrapper."""
+
+    def __init__(self, site) -> None:
+        self._site = site
+
+    def __getattr__(self, name: str):
+        return getattr(self._site, name)
+
+    async def render_to_pipe(self, pipe) -> None:
+        answers = _ANSWERS.get(None)
+        if answers is None:
+            return await self._site.render_to_pipe(pipe)
+        try:
+            await self._site.render_to_pipe(_Answered(pipe, answers))
+        except Exception:
+            answers.append(False)  # a refusal raised (4.04, 4.05, …): aiocoap renders it
+            raise
+
+
+class _CountingSiteWrapper(StrictOscoreSiteWrapper):
+    """Counts every request the endpoint takes as served or refused, by the answer of the resource it reached (for
+    a protected request, the code inside the protection, which the outer 2.04 hides). One that never reached a
+    resource was refused by the OSCORE layer: no context, a replay, a decryption failure."""
+
+    def __init__(self, site, server_credentials, counters: Counter, datagrams: Counter) -> None:
+        super().__init__(_CountedSite(site), server_credentials, counters)
+        self.datagrams = datagrams
+
+    async def render_to_pipe(self, pipe) -> None:
+        answers: list[bool] = []
+        token = _ANSWERS.set(answers)
+        try:
+            await super().render_to_pipe(pipe)
+        except Exception:
+            self.datagrams["refused"] += 1
+            raise
+        else:
+            self.datagrams["served" if answers[:1] == [True] else "refused"] += 1
+        finally:
+            _ANSWERS.reset(token)
 
 
 def _uri(address: str, port: int, *path: str) -> str:
@@ -75,10 +144,11 @@ def _quiet_late_oscore_failures(loop: asyncio.AbstractEventLoop) -> None:
 class Gateway:
     """Owns the aiocoap context; implements devices.link.BoardLink and BoardKeys."""
 
-    def __init__(self, host: str, port: int, keys_dir: Path | None = None) -> None:
+    def __init__(self, host: str, port: int, keys_dir: Path | None = None, metrics: Metrics | None = None) -> None:
         self.host, self.port = host, port
         self.context: aiocoap.Context | None = None
-        self.counters: Counter = Counter()
+        self.metrics = metrics or Metrics()
+        self.counters: Counter = self.metrics.coap_events  # GET /api/metrics shows them
         self._filter = _CountUnparsable(self.counters)
         self.keys_dir = keys_dir  # where the sender sequence numbers are kept (None: no OSCORE)
         self._boards: dict[str, BoardContext] = {}  # device id -> its OSCORE context
@@ -90,7 +160,7 @@ class Gateway:
         self.site = build_site(registry, self.counters, self.paired)
         refuse_undecodable_string_options()  # malformed datagrams are dropped and counted, never raised
         self.context = await aiocoap.Context.create_server_context(
-            StrictOscoreSiteWrapper(self.site, self._server_credentials, self.counters),
+            _CountingSiteWrapper(self.site, self._server_credentials, self.counters, self.metrics.datagrams),
             bind=(self.host, self.port),
             transports=["oscore", "udp6"],
         )

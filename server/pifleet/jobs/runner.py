@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from ..devices.link import BoardLink
 from ..devices.params import check_command
 from ..devices.registry import Registry
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, PifleetError
+from ..metrics import Metrics
 from ..model import JobSpec
 from ..storage import devices as devices_q
 from ..storage import jobs as q
@@ -46,8 +48,16 @@ def misfire_reason(row, spec: JobSpec, started: datetime) -> str | None:
 
 
 class Runner:
-    def __init__(self, jobs: JobService, registry: Registry, link: BoardLink, command_timeout_s: float) -> None:
+    def __init__(
+        self,
+        jobs: JobService,
+        registry: Registry,
+        link: BoardLink,
+        command_timeout_s: float,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.jobs = jobs
+        self.metrics = metrics or Metrics()
         self.pool = jobs.pool
         self.planner = jobs.planner
         self.registry = registry
@@ -61,7 +71,10 @@ class Runner:
         row = await q.claim(self.pool, execution_id, attempt)
         if row is None:
             log.debug(
-                "execution %s attempt %d: nothing to claim (already run, cancelled or retried)", execution_id, attempt
+                "execution %s attempt %d: nothing to claim (already run, cancelled or retried)",
+                execution_id,
+                attempt,
+                extra={"execution": str(execution_id)},
             )
             return
         self.jobs.hub.publish("executions")
@@ -75,7 +88,7 @@ class Runner:
             if job is not None:
                 await self._run(row, job)
         except Exception:  # never leave the loop with an exception nobody awaits
-            log.exception("execution %s crashed", row["id"])
+            log.exception("execution %s crashed", row["id"], extra=_fields(row))
         finally:
             self.jobs.hub.publish("executions")
 
@@ -89,20 +102,20 @@ class Runner:
         if row["parent_id"] is None and row["attempt"] == 1:
             # plan the job's next own run now, so a long or failing run never stops the schedule
             await self.jobs.plan_next(job.id, after=row["scheduled_for"])
-        if reason := misfire_reason(row, spec, self.planner.clock()):
-            log.warning("execution %s of %s %s", row["id"], job.name, reason)
-            return await self.planner.complete(row, spec, "missed", error=reason)
+        started = self.planner.clock()
+        self.metrics.fire_error.observe((started - row["scheduled_for"]).total_seconds())
+        if reason := misfire_reason(row, spec, started):
+            log.warning("execution %s of %s %s", row["id"], job.name, reason, extra=_fields(row, job))
+            return await self._ended(row, spec, "missed", error=reason)
         if job.paused:
-            return await self.planner.complete(row, spec, "skipped", error="skipped: the job is paused")
+            return await self._ended(row, spec, "skipped", error="skipped: the job is paused")
         if row["parent_id"] is None and spec.target.fans_out:
             return await self.planner.fan_out(row, spec)
         lock = self._device_locks.setdefault(row["device_id"], asyncio.Lock()) if row["device_id"] else None
         if lock is None or spec.concurrency == "replace":
             return await self._attempt(row, job)
         if spec.concurrency == "refuse" and lock.locked():
-            return await self.planner.complete(
-                row, spec, "skipped", error="skipped: another run on the device was running"
-            )
+            return await self._ended(row, spec, "skipped", error="skipped: another run on the device was running")
         async with lock:  # queue (and refuse, when free): one run per device at a time, in arrival order
             await self._attempt(row, job)
 
@@ -113,17 +126,33 @@ class Runner:
         try:
             result = await self._send(row, spec)
         except BoardTimeoutError as exc:
-            await self.planner.failed(row, spec, exc.detail, final_state="timed_out")
+            await self._failed(row, spec, exc.detail, "timed_out")
         except PifleetError as exc:
-            await self.planner.failed(row, spec, exc.detail)
+            await self._failed(row, spec, exc.detail, "failed")
         except Exception as exc:  # a bug must not leave the run "running" forever
-            log.exception("execution %s crashed", row["id"])
-            await self.planner.failed(row, spec, f"internal error: {exc}")
+            log.exception("execution %s crashed", row["id"], extra=_fields(row, job))
+            await self._failed(row, spec, f"internal error: {exc}", "failed")
         else:
-            await self.planner.complete(row, spec, "succeeded", result=result)
+            await self._ended(row, spec, "succeeded", result=result)
             log.info(
-                "execution %s (%s %s.%s) succeeded: %s", row["id"], job.name, row["capability"], row["command"], result
+                "execution %s (%s %s.%s) succeeded: %s",
+                row["id"],
+                job.name,
+                row["capability"],
+                row["command"],
+                result,
+                extra=_fields(row, job),
             )
+
+    async def _ended(self, row, spec: JobSpec, state: str, **outcome: Any) -> None:
+        """The planner records the outcome (and plans what follows); counted if it was this call that ended it."""
+        if await self.planner.complete(row, spec, state, **outcome):
+            self.metrics.executions.labels(state).inc()
+
+    async def _failed(self, row, spec: JobSpec, error: str, final_state: str) -> None:
+        """An attempt failed: the planner retries it (not counted yet) or records the run's final failure."""
+        if await self.planner.failed(row, spec, error, final_state=final_state) is None:
+            self.metrics.executions.labels(final_state).inc()
 
     async def _send(self, row, spec: JobSpec) -> dict[str, Any]:
         device = await devices_q.get_by_id(self.pool, row["device_id"]) if row["device_id"] else None
@@ -135,6 +164,7 @@ class Runner:
             reason = device.unreachable or f"no registration update since {device.last_seen or 'never'}"
             raise BoardError(f"board {device.name} is offline ({reason})")
         timeout = (spec.timeout_s or self.command_timeout_s) + float(row["params"].get("seconds", 0) or 0)
+        sent = time.monotonic()
         try:
             return await self.link.command(
                 device.id,
@@ -149,3 +179,13 @@ class Runner:
         except BoardUnreachableError as exc:
             await self.registry.mark_unreachable(device.id, exc.detail)  # the next run fails fast
             raise
+        finally:
+            self.metrics.command_duration.labels(row["capability"], row["command"]).observe(time.monotonic() - sent)
+
+
+def _fields(row, job=None) -> dict[str, Any]:
+    """A run's structured log fields (`extra=`): what JSON logs carry beside the message."""
+    fields = {"execution": str(row["id"]), "device": row["device_id"]}
+    if job is not None:
+        fields["job"] = job.name
+    return fields

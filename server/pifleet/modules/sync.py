@@ -25,6 +25,7 @@ import asyncpg
 from ..devices.link import BoardLink
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, InvalidError
 from ..events import EventHub
+from ..metrics import Metrics
 from ..model import DeviceRead, ModuleRead, RoleRead
 from ..storage import devices as dq
 from ..storage import roles as rq
@@ -51,11 +52,19 @@ class Desired:
 
 
 class Syncer:
-    def __init__(self, pool: asyncpg.Pool, hub: EventHub, link: BoardLink, modules: ModuleService) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        hub: EventHub,
+        link: BoardLink,
+        modules: ModuleService,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.pool = pool
         self.hub = hub
         self.link = link
         self.modules = modules
+        self.metrics = metrics or Metrics()
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -127,8 +136,21 @@ class Syncer:
                         field=f"modules.{cap}",
                     )
             data = await self.modules.build(module.id, abi, arch)
-            log.info("pushing %s (%d bytes, ABI %s) to %s", module.stem, len(data), abi, device.name)
-            await self.link.put_module(device.address, device.port, module.stem, hashlib.sha256(data).hexdigest(), data)
+            log.info(
+                "pushing %s (%d bytes, ABI %s) to %s",
+                module.stem,
+                len(data),
+                abi,
+                device.name,
+                extra={"device": device.id},
+            )
+            sha = hashlib.sha256(data).hexdigest()
+            try:
+                await self.link.put_module(device.address, device.port, module.stem, sha, data)
+            except Exception:
+                self.metrics.module_pushes.labels("failed").inc()
+                raise
+            self.metrics.module_pushes.labels("succeeded").inc()
         return await self.link.put_role(device.address, device.port, want.body())
 
     async def _state(self, device: DeviceRead, state: str, reason: str, applied: dict | None = None) -> str:

@@ -1,10 +1,9 @@
-"""Server-sent events for the dashboard, and the master's counters."""
+"""Server-sent events for the dashboard (the master's counters are web/api/metrics.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator
 
 from litestar import Controller, Request, get
@@ -54,7 +53,3 @@ class LiveController(Controller):
                         yield ServerSentEventMessage(comment="keep-alive")
 
         return ServerSentEvent(stream())
-
-    @get("/metrics", operation_id="getMetrics", summary="Counters of the CoAP endpoint")
-    async def metrics(self, counters: Counter) -> dict[str, int]:
-        return dict(counters)
