@@ -33,6 +33,11 @@ class Agent:
     def __init__(self, config, path, ip, port, sock, endpoint, resources, registration, capabilities):
         # config.json is read again for a role switch: its secret, Wi-Fi and the rest need no RAM meanwhile
         self.device_id = config["device_id"]
+        # POST /t?ep=ID with JSON: the options of every telemetry report, built once
+        self._telemetry_options = coap.path_options(_URI_PATH, "t") + [
+            (_CONTENT_FORMAT, coap.uint(_JSON)),
+            (_URI_QUERY, ("ep=" + self.device_id).encode()),
+        ]
         self.path = path
         self.ip = ip
         self.port = port
@@ -122,9 +127,7 @@ class Agent:
         try:
             if master is None or self.registration.location is None:
                 raise RequestError("not registered")
-            options = coap.path_options(_URI_PATH, "t")
-            options.append((_CONTENT_FORMAT, coap.uint(_JSON)))
-            options.append((_URI_QUERY, ("ep=" + self.device_id).encode()))
+            options = self._telemetry_options
             body = json.dumps({"cap": name, "values": values}).encode()
             response = await self.endpoint.request(master, _POST, options, body)
             if response.code != _CHANGED:

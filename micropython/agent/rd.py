@@ -108,7 +108,7 @@ class Registration:
         options = coap.path_options(_URI_PATH, "rd")
         options += [(_URI_QUERY, ("%s=%s" % (k, _quote(v))).encode()) for k, v in self.query]
         options.append((_CONTENT_FORMAT, coap.uint(_LINK_FORMAT)))
-        response = await self.endpoint.request(self.master, _POST, options, self.links.encode())
+        response = await self.endpoint.request(self.master, _POST, options, self.links)
         if response.code != _CREATED:
             print("rd: registration refused:", coap.code_str(response.code), response.payload)
             return False

@@ -76,14 +76,18 @@ class Resources:
         self.role = ""
         self.apply_role = None  # set by the agent: coroutine (body) -> (code, answer)
         self.upload = None  # agent.modules.Upload, made at the first module upload
+        self._links = None  # links() as bytes, until the capabilities change
 
     def links(self):
-        """Link-format description of what this board offers (RFC 6690), also sent when registering."""
-        parts = ["</cap>;ct=50", "</stats>;ct=50"]
-        for cap in self.capabilities:
-            for command in cap.commands:
-                parts.append('</a/%s/%s>;rt="pifleet.cmd";ct=50' % (cap.name, command))
-        return ",".join(parts)
+        """Link-format description of what this board offers (RFC 6690) as bytes, also sent when registering;
+        built once for each set of capabilities."""
+        if self._links is None:
+            parts = ["</cap>;ct=50", "</stats>;ct=50"]
+            for cap in self.capabilities:
+                for command in cap.commands:
+                    parts.append('</a/%s/%s>;rt="pifleet.cmd";ct=50' % (cap.name, command))
+            self._links = ",".join(parts).encode()
+        return self._links
 
     async def handle(self, msg, addr):
         for number, _ in msg.options:
@@ -93,7 +97,7 @@ class Resources:
         if path == ".well-known/core":
             if msg.code != _GET:
                 return _METHOD_NOT_ALLOWED, [], b""
-            return _CONTENT, _LINK_OPT, self.links().encode()
+            return _CONTENT, _LINK_OPT, self.links()
         if path == "cap":
             if msg.code != _GET:
                 return _METHOD_NOT_ALLOWED, [], b""
@@ -146,6 +150,7 @@ class Resources:
 
     def set_capabilities(self, capabilities, failed=()):
         self.capabilities = capabilities
+        self._links = None
         self.failed_caps = list(failed)
         self._by_name = {cap.name: cap for cap in capabilities}
 
