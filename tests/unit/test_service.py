@@ -63,6 +63,8 @@ def test_install_writes_a_hardened_unit_for_serve_and_says_how_to_enable_it(tmp_
     for hardening in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "CapabilityBoundingSet="):
         assert hardening in unit.splitlines()
     assert settings["ReadWritePaths"] == [str(data)]
+    # nothing that closes /dev: flashing needs the serial ports
+    assert not {"PrivateDevices", "DeviceAllow", "DevicePolicy", "ProtectClock"} & settings.keys()
     assert settings["ProtectHome"][0] in ("yes", "read-only")
     assert settings["WantedBy"] == ["multi-user.target"]
     assert data.is_dir() and data.stat().st_mode & 0o777 == 0o700  # ReadWritePaths= needs it before the start

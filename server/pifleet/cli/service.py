@@ -6,8 +6,8 @@ sets up is not running yet), and needs no master. It never calls systemctl; it p
 The unit runs the master as an ordinary user (the embedded PostgreSQL refuses root), restarts it on failure, and
 sandboxes it with what systemd offers where it fits a master that flashes boards over USB: the whole file system
 read-only but the data directory, no new privileges or capabilities, a private /tmp, the kernel's knobs out of
-reach. It keeps /dev (no PrivateDevices=): the serial ports of the boards are there, opened through the group
-dialout.
+reach. It keeps /dev (no PrivateDevices=, nothing that implies a device allow-list): the serial ports of the
+boards are there, opened through the group dialout.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectKernelLogs=yes
 ProtectControlGroups=yes
-ProtectClock=yes
+# no ProtectClock=: older systemd made it imply DeviceAllow=char-rtc, and any DeviceAllow= shuts every other
+# device out, the serial ports too (systemd issue 18142); no PrivateDevices= for the same reason
 ProtectHostname=yes
 RestrictNamespaces=yes
 RestrictRealtime=yes
