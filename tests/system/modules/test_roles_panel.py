@@ -14,7 +14,9 @@ def test_module_upload_and_role_apply_through_the_panel(master, board_factory):
         what="panel-1 in sync",
         explain=board.console_text,
     )
-    source = (REPO / "capabilities" / "board" / "blind.py").read_text() + "\n# a new version, uploaded from the dashboard\n"
+    source = (
+        REPO / "capabilities" / "board" / "blind.py"
+    ).read_text() + "\n# a new version, uploaded from the dashboard\n"
 
     r = master.post("/ui/roles/modules", files={"data": ("blind.py", source.encode(), "text/x-python")})
     assert r.status_code == 200, r.text
