@@ -5,7 +5,7 @@ master.py builds one Metrics per Master, with its own CollectorRegistry (never p
 default, so two masters or a unit test's parts in one process never add to each other's series), and hands it to
 the parts that count where the event happens:
 
-- jobs/runner.py: `command_duration` (every command sent to a board, answered or not), `executions` (a run on
+- jobs/runner.py: `command_duration` (every command a run sends to a board, answered or not), `executions` (a run on
   a device that ended: succeeded, failed, timed_out, missed, skipped; a role or group run counts once per
   device), `fire_error` (when a run started minus when it was due);
 - gateway/coap.py: `datagrams` (a request the CoAP endpoint served, or refused: 4.xx/5.xx, or no answer at all
