@@ -150,8 +150,9 @@ class MasterProcess:
                 self.proc.wait(5)
 
     def assert_no_errors(self) -> None:
-        """Unexpected errors in a master's log fail the test that ran it."""
-        errors = [line for line in self.log_text().splitlines() if " ERROR " in line or "Traceback" in line]
+        """Unexpected errors in a master's log fail the test that ran it (text lines, or JSON ones)."""
+        marks = (" ERROR ", '"level":"ERROR"', '"level":"CRITICAL"', "Traceback")
+        errors = [line for line in self.log_text().splitlines() if any(mark in line for mark in marks)]
         assert not errors, "errors in the master's log:\n" + "\n".join(errors)
 
     def log_text(self) -> str:

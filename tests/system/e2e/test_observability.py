@@ -58,6 +58,7 @@ def ran(tmp_path_factory, pg_url) -> Iterator[tuple[MasterProcess, dict]]:
     finally:
         board.stop()
         master.stop()
+    master.assert_no_errors()  # JSON lines too
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
