@@ -65,3 +65,18 @@ def test_not_json_at_all_is_a_400(module_master):
 def test_unknown_job_is_a_404_problem(module_master):
     r = module_master.request("GET", "/api/jobs/nope")
     assert r.status_code == 404 and r.json()["field"] == "name"
+
+
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        ("/api/groups/porch", {"devices": 5}, "devices"),
+        ("/api/roles/porch", {"modules": {"": {}}}, "modules"),
+        ("/api/roles/porch", {"jobs": 5}, "jobs"),
+    ],
+)
+def test_a_body_field_named_like_a_service_is_a_400_naming_it(module_master, path, body, field):
+    """Litestar took a body field that failed validation for the dependency of the same name: a 500 (fuzzing)."""
+    r = module_master.put(path, json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == field

@@ -16,12 +16,12 @@ class DeviceController(Controller):
     tags = ["devices"]
 
     @get("/", operation_id="listDevices", summary="All boards and processes, with online state")
-    async def list_devices(self, devices: DeviceService) -> list[DeviceRead]:
-        return await devices.list()
+    async def list_devices(self, device_service: DeviceService) -> list[DeviceRead]:
+        return await device_service.list()
 
     @get("/{name:str}", operation_id="getDevice", summary="One device by name")
-    async def get_device(self, devices: DeviceService, name: str) -> DeviceRead:
-        return await devices.get(name)
+    async def get_device(self, device_service: DeviceService, name: str) -> DeviceRead:
+        return await device_service.get(name)
 
     @post(
         "/{name:str}/sync",
@@ -29,24 +29,24 @@ class DeviceController(Controller):
         status_code=200,
         summary="Bring a board in line with its role now (push missing modules, switch); answers the outcome",
     )
-    async def sync_device(self, devices: DeviceService, name: str) -> DeviceRead:
-        return await devices.sync(name)
+    async def sync_device(self, device_service: DeviceService, name: str) -> DeviceRead:
+        return await device_service.sync(name)
 
     @get(
         "/{name:str}/modules",
         operation_id="listDeviceModules",
         summary="The module files a board holds now and its free space (asked from the board)",
     )
-    async def device_modules(self, devices: DeviceService, name: str) -> dict[str, Any]:
-        return await devices.modules(name)
+    async def device_modules(self, device_service: DeviceService, name: str) -> dict[str, Any]:
+        return await device_service.modules(name)
 
     @get(
         "/{name:str}/stats",
         operation_id="getDeviceStats",
         summary="What the board reports of itself now: heap used and free, uptime, datagram counters",
     )
-    async def device_stats(self, devices: DeviceService, name: str) -> dict[str, Any]:
-        return await devices.stats(name)
+    async def device_stats(self, device_service: DeviceService, name: str) -> dict[str, Any]:
+        return await device_service.stats(name)
 
     @post(
         "/{name:str}/revoke",
@@ -54,14 +54,14 @@ class DeviceController(Controller):
         status_code=200,
         summary="Revoke a board: its keys are forgotten and it is refused at once; flash or adopt it to pair again",
     )
-    async def revoke_device(self, devices: DeviceService, name: str) -> DeviceRead:
-        return await devices.revoke(name)
+    async def revoke_device(self, device_service: DeviceService, name: str) -> DeviceRead:
+        return await device_service.revoke(name)
 
     @get("/{name:str}/readings", operation_id="listReadings", summary="Sensor readings the master took, newest first")
     async def list_readings(
-        self, devices: DeviceService, name: str, limit: Annotated[int, Parameter(ge=1, le=1000)] = 100
+        self, device_service: DeviceService, name: str, limit: Annotated[int, Parameter(ge=1, le=1000)] = 100
     ) -> list[ReadingRead]:
-        return await devices.readings(name, limit)
+        return await device_service.readings(name, limit)
 
 
 class GroupController(Controller):
@@ -69,13 +69,13 @@ class GroupController(Controller):
     tags = ["groups"]
 
     @get("/", operation_id="listGroups", summary="Named groups of devices (job targets)")
-    async def list_groups(self, devices: DeviceService) -> list[GroupRead]:
-        return await devices.groups()
+    async def list_groups(self, device_service: DeviceService) -> list[GroupRead]:
+        return await device_service.groups()
 
     @put("/{name:str}", operation_id="putGroup", summary="Create or replace a group")
-    async def put_group(self, devices: DeviceService, name: str, data: GroupWrite) -> GroupRead:
-        return await devices.put_group(name, data.devices)
+    async def put_group(self, device_service: DeviceService, name: str, data: GroupWrite) -> GroupRead:
+        return await device_service.put_group(name, data.devices)
 
     @delete("/{name:str}", operation_id="deleteGroup", summary="Delete a group")
-    async def delete_group(self, devices: DeviceService, name: str) -> None:
-        await devices.delete_group(name)
+    async def delete_group(self, device_service: DeviceService, name: str) -> None:
+        await device_service.delete_group(name)

@@ -18,28 +18,28 @@ class JobController(Controller):
     tags = ["jobs"]
 
     @get("/", operation_id="listJobs", summary="All jobs with their next run")
-    async def list_jobs(self, jobs: JobService) -> list[JobRead]:
-        return await jobs.list()
+    async def list_jobs(self, job_service: JobService) -> list[JobRead]:
+        return await job_service.list()
 
     @post("/", operation_id="createJob", summary="Create a job, or replace the one with the same name", status_code=201)
-    async def create_job(self, jobs: JobService, data: JobSpec) -> Response[JobRead]:
-        job, created = await jobs.save(data)
+    async def create_job(self, job_service: JobService, data: JobSpec) -> Response[JobRead]:
+        job, created = await job_service.save(data)
         return Response(job, status_code=201 if created else 200)
 
     @get("/{name:str}", operation_id="getJob", summary="One job")
-    async def get_job(self, jobs: JobService, name: str) -> JobRead:
-        return await jobs.get(name)
+    async def get_job(self, job_service: JobService, name: str) -> JobRead:
+        return await job_service.get(name)
 
     @put("/{name:str}", operation_id="putJob", summary="Create or replace a job by name")
-    async def put_job(self, jobs: JobService, name: str, data: JobSpec) -> JobRead:
+    async def put_job(self, job_service: JobService, name: str, data: JobSpec) -> JobRead:
         if data.name != name:
             raise InvalidError(f"the body names job {data.name!r}, the path {name!r}", field="name")
-        job, _ = await jobs.save(data)
+        job, _ = await job_service.save(data)
         return job
 
     @delete("/{name:str}", operation_id="deleteJob", summary="Delete a job and its planned runs")
-    async def delete_job(self, jobs: JobService, name: str) -> None:
-        await jobs.delete(name)
+    async def delete_job(self, job_service: JobService, name: str) -> None:
+        await job_service.delete(name)
 
     @post(
         "/{name:str}/run",
@@ -47,8 +47,8 @@ class JobController(Controller):
         summary="Run a job now (its follow-ups follow as usual)",
         status_code=202,
     )
-    async def run_job(self, jobs: JobService, name: str) -> ExecutionRead:
-        return await jobs.run_now(name)
+    async def run_job(self, job_service: JobService, name: str) -> ExecutionRead:
+        return await job_service.run_now(name)
 
     @post(
         "/{name:str}/pause",
@@ -56,12 +56,12 @@ class JobController(Controller):
         summary="Pause: its runs are skipped until resumed",
         status_code=200,
     )
-    async def pause_job(self, jobs: JobService, name: str) -> JobRead:
-        return await jobs.set_paused(name, True)
+    async def pause_job(self, job_service: JobService, name: str) -> JobRead:
+        return await job_service.set_paused(name, True)
 
     @post("/{name:str}/resume", operation_id="resumeJob", summary="Resume a paused job", status_code=200)
-    async def resume_job(self, jobs: JobService, name: str) -> JobRead:
-        return await jobs.set_paused(name, False)
+    async def resume_job(self, job_service: JobService, name: str) -> JobRead:
+        return await job_service.set_paused(name, False)
 
     @post(
         "/{name:str}/dry-run",
@@ -69,8 +69,8 @@ class JobController(Controller):
         summary="Validate against the board now and show what would be sent; sends nothing",
         status_code=200,
     )
-    async def dry_run_job(self, jobs: JobService, name: str) -> DryRun:
-        return await jobs.dry_run(name)
+    async def dry_run_job(self, job_service: JobService, name: str) -> DryRun:
+        return await job_service.dry_run(name)
 
 
 class TimelineController(Controller):
@@ -79,9 +79,9 @@ class TimelineController(Controller):
 
     @get("/", operation_id="getTimeline", summary="Planned and projected runs over the next days")
     async def timeline(
-        self, jobs: JobService, days: Annotated[float, Parameter(gt=0, le=31)] = 7, device: str | None = None
+        self, job_service: JobService, days: Annotated[float, Parameter(gt=0, le=31)] = 7, device: str | None = None
     ) -> list[TimelineEntry]:
-        return await jobs.timeline(days, device)
+        return await job_service.timeline(days, device)
 
 
 class ExecutionController(Controller):
@@ -91,27 +91,27 @@ class ExecutionController(Controller):
     @get("/", operation_id="listExecutions", summary="Executions, newest first; filter by job and state")
     async def list_executions(
         self,
-        jobs: JobService,
+        job_service: JobService,
         job: str | None = None,
         device: str | None = None,
         state_filter: Annotated[ExecutionState | None, Parameter(query="state")] = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
         offset: Annotated[int, Parameter(ge=0)] = 0,
     ) -> list[ExecutionRead]:
-        return await jobs.executions(job=job, device=device, state=state_filter, limit=limit, offset=offset)
+        return await job_service.executions(job=job, device=device, state=state_filter, limit=limit, offset=offset)
 
     @get("/upcoming", operation_id="listUpcoming", summary="Planned runs, soonest first (incl. follow-ups)")
     async def upcoming(
-        self, jobs: JobService, limit: Annotated[int, Parameter(ge=1, le=500)] = 50
+        self, job_service: JobService, limit: Annotated[int, Parameter(ge=1, le=500)] = 50
     ) -> list[ExecutionRead]:
-        return await jobs.upcoming(limit)
+        return await job_service.upcoming(limit)
 
     @post(
         "/{execution_id:uuid}/cancel", operation_id="cancelExecution", summary="Cancel a planned run", status_code=200
     )
-    async def cancel_execution(self, jobs: JobService, execution_id: UUID) -> ExecutionRead:
-        return await jobs.cancel(execution_id)
+    async def cancel_execution(self, job_service: JobService, execution_id: UUID) -> ExecutionRead:
+        return await job_service.cancel(execution_id)
 
     @get("/{execution_id:uuid}", operation_id="getExecution", summary="One execution")
-    async def get_execution(self, jobs: JobService, execution_id: UUID) -> ExecutionRead:
-        return await jobs.execution(execution_id)
+    async def get_execution(self, job_service: JobService, execution_id: UUID) -> ExecutionRead:
+        return await job_service.execution(execution_id)

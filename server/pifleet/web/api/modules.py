@@ -24,5 +24,5 @@ class ModuleController(Controller):
         return Response(module, status_code=201 if new else 200)
 
     @get("/", operation_id="listModules", summary="Uploaded role modules, every version, newest first")
-    async def list_modules(self, modules: ModuleService, name: str | None = None) -> list[ModuleRead]:
-        return await modules.list(name)
+    async def list_modules(self, module_service: ModuleService, name: str | None = None) -> list[ModuleRead]:
+        return await module_service.list(name)

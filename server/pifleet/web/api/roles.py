@@ -21,22 +21,22 @@ class RoleController(Controller):
     tags = ["roles"]
 
     @get("/", operation_id="listRoles", summary="Roles: their modules and configuration, jobs and boards")
-    async def list_roles(self, roles: RoleService) -> list[RoleRead]:
-        return await roles.list()
+    async def list_roles(self, role_service: RoleService) -> list[RoleRead]:
+        return await role_service.list()
 
     @get("/{name:str}", operation_id="getRole", summary="One role")
-    async def get_role(self, roles: RoleService, name: str) -> RoleRead:
-        return await roles.get(name)
+    async def get_role(self, role_service: RoleService, name: str) -> RoleRead:
+        return await role_service.get(name)
 
     @put(
         "/{name:str}",
         operation_id="applyRole",
         summary="Create or replace a role; its boards are brought in line in the background",
     )
-    async def apply_role(self, roles: RoleService, name: str, data: RoleSpec) -> RoleRead:
+    async def apply_role(self, role_service: RoleService, name: str, data: RoleSpec) -> RoleRead:
         if not NAME.match(name):
             raise InvalidError("a role name is letters, digits, '-', '_' and '.'", field="name")
-        return await roles.apply(name, data)
+        return await role_service.apply(name, data)
 
     @post(
         "/{name:str}/assign",
@@ -44,12 +44,12 @@ class RoleController(Controller):
         status_code=200,
         summary="Give boards this role (and their own configuration); they are synced in the background",
     )
-    async def assign_role(self, roles: RoleService, name: str, data: RoleAssign) -> list[DeviceRead]:
-        return await roles.assign(name, data)
+    async def assign_role(self, role_service: RoleService, name: str, data: RoleAssign) -> list[DeviceRead]:
+        return await role_service.assign(name, data)
 
     @delete("/{name:str}", operation_id="deleteRole", summary="Delete a role and its jobs; its boards keep running")
-    async def delete_role(self, roles: RoleService, name: str) -> None:
-        await roles.delete(name)
+    async def delete_role(self, role_service: RoleService, name: str) -> None:
+        await role_service.delete(name)
 
 
 class RolloutController(Controller):

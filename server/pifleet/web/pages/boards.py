@@ -25,8 +25,8 @@ from ...roles.service import RoleService
 class Services:
     """What the panel shows and changes: one dependency for its handlers, built from the services'."""
 
-    def __init__(self, flashing: FlashService, catalog: Catalog, usb: UsbWatcher, roles: RoleService) -> None:
-        self.flashing, self.catalog, self.usb, self.roles = flashing, catalog, usb, roles
+    def __init__(self, flashing: FlashService, catalog: Catalog, usb: UsbWatcher, role_service: RoleService) -> None:
+        self.flashing, self.catalog, self.usb, self.roles = flashing, catalog, usb, role_service
 
 
 async def _panel(s: Services, message: str | None = None, error: bool = False) -> Template:

@@ -22,19 +22,19 @@ class DashboardController(Controller):
         return Template("index.html")
 
     @get("/ui/devices", operation_id="uiDevices")
-    async def devices(self, devices: DeviceService) -> Template:
-        return Template("_devices.html", context={"devices": await devices.list()})
+    async def devices(self, device_service: DeviceService) -> Template:
+        return Template("_devices.html", context={"devices": await device_service.list()})
 
     @get("/ui/timeline", operation_id="uiTimeline")
-    async def timeline(self, jobs: JobService, days: float = 2, device: str | None = None) -> Template:
+    async def timeline(self, job_service: JobService, days: float = 2, device: str | None = None) -> Template:
         days = min(max(days, 0.1), 31)
-        entries = await jobs.timeline(days, device or None)
+        entries = await job_service.timeline(days, device or None)
         return Template(
             "_timeline.html",
             context={"entries": entries[:200], "total": len(entries), "days": days, "device": device or ""},
         )
 
     @get("/ui/executions", operation_id="uiExecutions")
-    async def executions(self, jobs: JobService) -> Template:
-        runs = await jobs.executions(limit=20)
+    async def executions(self, job_service: JobService) -> Template:
+        runs = await job_service.executions(limit=20)
         return Template("_executions.html", context={"runs": [r for r in runs if r.state != "scheduled"]})

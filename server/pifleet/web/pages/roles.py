@@ -25,8 +25,8 @@ from ...roles.service import RoleService
 class Services:
     """What the panel shows and changes: one dependency for its handlers, built from the services'."""
 
-    def __init__(self, devices: DeviceService, roles: RoleService, rollouts: RolloutService) -> None:
-        self.devices, self.roles, self.rollouts = devices, roles, rollouts
+    def __init__(self, device_service: DeviceService, role_service: RoleService, rollouts: RolloutService) -> None:
+        self.devices, self.roles, self.rollouts = device_service, role_service, rollouts
 
 
 async def _panel(s: Services, message: str | None = None, error: bool = False) -> Template:
