@@ -219,7 +219,7 @@ def test_a_module_push_to_a_paired_board_goes_block_wise_inside_oscore(master, f
     from tests.support.masters import REPO
 
     board, device = flashed("attic")
-    source = (REPO / "capabilities" / "blind.py").read_text() + "\n# pushed under OSCORE\n"
+    source = (REPO / "capabilities" / "board" / "blind.py").read_text() + "\n# pushed under OSCORE\n"
     r = master.post("/api/modules", {"filename": "blind.py", "source": source})
     assert r.status_code == 201, r.text
     rollout = wait_until(
