@@ -12,13 +12,17 @@ import time
 from agent import VERSION, caps
 from agent.app import Agent
 from agent.endpoint import Endpoint
-from agent.port import forget, udp_socket
+from agent.port import IS_MICROPYTHON, const, forget, udp_socket
 from agent.rd import Locator, Registration
 from agent.resources import Resources
 
 CONFIG_PATH = "config.json"
 OSCORE_SALT = b"pifleet-oscore-1"  # keeps OSCORE's keys apart from other uses of the board's secret
 SEQ_PATH = "oscore.seq"
+# Wi-Fi join: the first wait, doubled after each look that finds no link, up to the second (const: the names
+# would stay in the heap as interned strings after this module is forgotten)
+_JOIN_FIRST_MS = const(1000)
+_JOIN_MAX_MS = const(30000)
 
 
 def load_config(path=CONFIG_PATH):
@@ -26,20 +30,36 @@ def load_config(path=CONFIG_PATH):
         return json.load(f)
 
 
-def join_network(wifi, timeout_ms=20000):
-    """Join the Wi-Fi from the config; return our IP address."""
+def join_network(wifi):
+    """Join the Wi-Fi from the config and return our IP address; never gives up.
+
+    After a power cut the router may boot slower than the board: it keeps trying, checking every 1 s, then
+    2, 4 … up to 30 s (with up to a quarter of jitter, so a room of boards does not ask in step). connect() is
+    called only when the station is not connecting already: the ESP32 port reconnects by itself once asked
+    (status() is STAT_CONNECTING meanwhile), and connect() during that raises OSError "Wifi Internal Error".
+    Ctrl-C (KeyboardInterrupt) goes through: the REPL must stay reachable.
+    """
     import network
+
+    from agent.port import random_bytes
 
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
-    if not wlan.isconnected():
-        wlan.connect(wifi.get("ssid", ""), wifi.get("psk", ""))
-        waited = 0
-        while not wlan.isconnected():
-            if waited >= timeout_ms:
-                raise OSError("wifi: cannot join %r" % wifi.get("ssid"))
+    ssid = wifi.get("ssid", "")
+    wait_ms = _JOIN_FIRST_MS
+    while not wlan.isconnected():
+        status = wlan.status()
+        if status != network.STAT_CONNECTING:
+            try:
+                wlan.connect(ssid, wifi.get("psk", ""))
+            except OSError as exc:
+                print("wifi: connect:", exc)
+        wait = wait_ms + wait_ms * random_bytes(1)[0] // 1024
+        print("wifi: joining %r (status %d), next look in %d ms" % (ssid, status, wait))
+        while wait > 0 and not wlan.isconnected():
             time.sleep_ms(100) if hasattr(time, "sleep_ms") else time.sleep(0.1)
-            waited += 100
+            wait -= 100
+        wait_ms = min(wait_ms * 2, _JOIN_MAX_MS)
     return wlan.ifconfig()[0]
 
 
@@ -59,6 +79,15 @@ def security_context(config):
 
 def start(path=CONFIG_PATH):
     """The agent of this board, ready to serve; None when stopped by Ctrl-C before its adoption."""
+    if IS_MICROPYTHON:
+        # agent/port.py waits on its sockets through asyncio's private core._io_queue (what MicroPython's own
+        # streams use; there is no public call for a datagram socket): a release without it would otherwise
+        # fail at the first datagram with an AttributeError. Say so, and stop (no reset: it would not help).
+        import asyncio
+
+        if not hasattr(getattr(asyncio, "core", None), "_io_queue"):
+            print("agent: cannot run: this MicroPython's asyncio has no core._io_queue (the agent needs v1.22+)")
+            return None
     config = load_config(path)
     ip = join_network(config.get("wifi", {}))
     locate = Locator(config, ip)
