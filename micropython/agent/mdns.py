@@ -11,10 +11,9 @@ find() never raises for network trouble: no answer or only garbage within the ti
 """
 
 import asyncio
-import socket
 import struct
 
-from agent.port import const, peer_of, recvfrom, sockaddr, ticks_add, ticks_diff, ticks_ms, wait_for_ms
+from agent.port import const, peer_of, recvfrom, sockaddr, ticks_add, ticks_diff, ticks_ms, udp_socket, wait_for_ms
 
 SERVICE = "_coap._udp.local"
 GROUP = "224.0.0.251"
@@ -149,10 +148,9 @@ def pick(records, service=SERVICE, sender=None):
 
 async def find(bind_ip="0.0.0.0", timeout_ms=1000, service=SERVICE):
     """Ask once and wait up to timeout_ms for an answer naming the master; (ip, port) or None."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = None
     try:
-        sock.bind(sockaddr(bind_ip, 0))
-        sock.setblocking(False)
+        sock = udp_socket(bind_ip, 0)  # on an ESP32 bound to 0.0.0.0: the address of boot may be gone
         qid = ticks_ms() & 0xFFFF
         sock.sendto(query(service, qid), sockaddr(GROUP, PORT))
         deadline = ticks_add(ticks_ms(), timeout_ms)
@@ -174,4 +172,5 @@ async def find(bind_ip="0.0.0.0", timeout_ms=1000, service=SERVICE):
         print("mdns: query failed:", exc)
         return None
     finally:
-        sock.close()
+        if sock is not None:
+            sock.close()

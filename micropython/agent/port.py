@@ -126,7 +126,14 @@ def peer_of(raw):
 
 
 def udp_socket(host, port):
-    """A non-blocking UDP socket bound to (host, port)."""
+    """A non-blocking UDP socket bound to (host, port); on an ESP32 to (0.0.0.0, port), whatever `host` is.
+
+    A board's address is the one DHCP gave at boot; after the link drops the lease may bring another, and a
+    socket bound to the old one would stop working. Virtual boards and process targets keep `host`: several
+    share one machine, each on its own 127.0.0.N and the same port, and the master tells them apart by the
+    address they send from."""
+    if sys.platform == "esp32":
+        host = "0.0.0.0"
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(sockaddr(host, port))
