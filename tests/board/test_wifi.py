@@ -8,14 +8,15 @@ time and fail (inputs.json "wifi"), and OSError "Wifi Internal Error" for a conn
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
 from pifleet.sim import VirtualBoard
 from pifleet.sim.board import micropython_binary
-from tests.board.conftest import MICROPYTHON_DIR
+from tests.board.conftest import MICROPYTHON_DIR, free_udp_port
 from tests.board.test_registration import Directory, directory  # noqa: F401 — the fixture
-from tests.support.waits import wait_until_async
+from tests.support.waits import wait_until, wait_until_async
 
 
 def _wifi(board, **settings):
@@ -83,3 +84,46 @@ def test_agent_stops_with_its_reason_on_an_asyncio_without_io_queue(tmp_path):
         "agent: cannot run: this MicroPython's asyncio has no core._io_queue (the agent needs v1.22+)",
         "back",
     ]
+
+
+def test_an_exception_escaping_the_agent_resets_the_board(tmp_path):
+    # A board at the REPL serves nobody until someone power-cycles it: main.py prints what escaped and resets
+    # (the shim's machine.reset() prints "machine.reset()" and ends the interpreter).
+    binary = micropython_binary()
+    if binary is None:
+        pytest.skip("no micropython binary on this machine (aarch64?)")
+    (tmp_path / "config.json").write_text("{not json")
+    env = dict(
+        os.environ,
+        MICROPYPATH=".frozen:%s:%s" % (MICROPYTHON_DIR / "shims", MICROPYTHON_DIR),
+        PIFLEET_SIM_IO=str(tmp_path),
+    )
+    main = str(MICROPYTHON_DIR / "main.py")
+    done = subprocess.run([binary, main], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Traceback (most recent call last):", done.stdout + done.stderr
+    assert lines[-2].startswith("ValueError") and lines[-1] == "machine.reset()", done.stdout + done.stderr
+
+
+def test_mpremote_reaches_a_board_that_is_still_joining(tmp_path):
+    # The join never gives up, so Ctrl-C (mpremote's) must end it at the REPL, not in a reset.
+    board = VirtualBoard("t-wifi3", tmp_path, role="blind", master=("127.0.0.1", free_udp_port()))
+    _wifi(board, join_ms=500, fail=1000)
+    board.start()
+    try:
+        wait_until(
+            lambda: board.console_text().count("wifi: joining") >= 2,
+            timeout=30,
+            what="the board looking for its network twice",
+            explain=board.console_text,
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "mpremote", "connect", board.serial_port, "exec", "print(6*7)"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0 and done.stdout.strip() == "42", done.stdout + done.stderr + board.console_text()
+        assert "machine.reset()" not in board.console_text()
+    finally:
+        board.stop()
