@@ -1,8 +1,11 @@
 """Where this machine's pifleet processes meet: the runtime directory (docs/flashing.md), and whether a process
-that left its mark there still lives; a free loopback port. Imported by the sim, the flashing watch, the CLI."""
+that left its mark there still lives; a free loopback port; a service's fire-and-forget tasks. Imported by the
+sim, the flashing watch, the CLI, module sync and rollouts."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
 import tempfile
@@ -30,3 +33,27 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+class Background:
+    """A service's fire-and-forget tasks: referenced until they end (the loop keeps only weak references), a
+    failure logged with its traceback as `what failed`, and all of them cancelled and awaited by `stop()`."""
+
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self._log, self._what = log, what
+        self._tasks: set[asyncio.Task] = set()
+
+    def spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("%s failed", self._what, exc_info=task.exception())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -16,6 +16,7 @@ from ..devices.link import BoardLink
 from ..errors import BoardError, NotFoundError
 from ..events import EventHub
 from ..model import ModuleRead, ModuleUpload, RolloutRead
+from ..runtime import Background
 from ..storage import devices as dq
 from ..storage import roles as rq
 from .builds import ModuleService
@@ -35,7 +36,7 @@ class RolloutService:
         self.link = link
         self.modules = modules
         self.syncer = syncer
-        self._tasks: set[asyncio.Task] = set()
+        self._background = Background(log, "rollout task")
 
     async def upload(self, upload: ModuleUpload) -> tuple[ModuleRead, bool]:
         """Store an uploaded module (checked by mpy-cross); a new version goes to the boards whose role uses the
@@ -64,7 +65,7 @@ class RolloutService:
         devices.sort(key=lambda d: (not d.online, d.name))  # an online board goes first
         rollout_id = await rq.create_rollout(self.pool, module.id, [d.id for d in devices])
         log.info("rollout %d of %s to %d boards", rollout_id, module.stem, len(devices))
-        self._spawn(self._roll(rollout_id, [d.id for d in devices]))
+        self._background.spawn(self._roll(rollout_id, [d.id for d in devices]))
         self.hub.publish("rollouts")
         return rollout_id
 
@@ -115,17 +116,5 @@ class RolloutService:
         self.hub.publish("rollouts")
         return "failed"
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("rollout task failed", exc_info=task.exception())
-
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.stop()

@@ -27,6 +27,7 @@ from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, Inval
 from ..events import EventHub
 from ..metrics import Metrics
 from ..model import DeviceRead, ModuleRead, RoleRead
+from ..runtime import Background
 from ..storage import devices as dq
 from ..storage import roles as rq
 from .builds import ModuleService, mpy_abi, mpy_arch
@@ -66,7 +67,7 @@ class Syncer:
         self.modules = modules
         self.metrics = metrics or Metrics()
         self._locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._background = Background(log, "sync task")
 
     async def desired(self, device: DeviceRead) -> Desired | None:
         """None when the board has no role defined as data (nothing to sync)."""
@@ -165,7 +166,7 @@ class Syncer:
     def request(self, device_ids: list[str]) -> None:
         """Sync these boards in the background (a role changed or was assigned)."""
         for device_id in device_ids:
-            self._spawn(self.sync(device_id))
+            self._background.spawn(self.sync(device_id))
 
     async def registered(self, device_id: str, described: dict[str, Any]) -> None:
         """A board registered and told what it runs: sync it if that is not what its role says."""
@@ -203,17 +204,5 @@ class Syncer:
             return
         await self.sync(device_id)
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("sync task failed", exc_info=task.exception())
-
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._background.stop()
