@@ -6,8 +6,10 @@ the board link answers what only the board knows (its module files), the sync an
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,6 +17,7 @@ import asyncpg
 from ..errors import ConflictError, InvalidError, NotFoundError
 from ..model import DeviceRead, GroupRead, ReadingRead
 from ..storage import devices as q
+from ..storage import readings as readings_q
 from .link import BoardLink
 from .pairing import PairingService
 
@@ -68,6 +71,19 @@ class DeviceService:
 
     async def readings(self, name: str, limit: int = 100) -> list[ReadingRead]:
         return await q.readings(self.pool, name, limit)
+
+    async def latest_readings(self, name: str) -> list[readings_q.Latest]:
+        """Each series (capability, path) the device has readings of, with its newest value."""
+        return await readings_q.latest(self.pool, (await self.get(name)).id)
+
+    async def history(
+        self, name: str, capability: str, path: str, since: datetime, until: datetime, buckets: int
+    ) -> tuple[timedelta, list[readings_q.Bucket]]:
+        """A series over [since, until) downsampled by the database to at most `buckets` buckets (min/max/avg):
+        the bucket width and the buckets that hold readings."""
+        width = timedelta(seconds=max(1, math.ceil((until - since).total_seconds() / max(1, buckets))))
+        device = await self.get(name)
+        return width, await readings_q.history(self.pool, device.id, capability, path, since, until, width)
 
     # -- groups ------------------------------------------------------------------------------------------------
 

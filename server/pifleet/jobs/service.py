@@ -200,10 +200,25 @@ class JobService:
     async def dry_run(self, name: str) -> DryRun:
         """Validate the job against its devices as they are now and show what a run would send; send nothing."""
         job = await self.get(name)
-        await self.check(job.spec)
-        action = job.spec.action
+        return await self.preview(job.spec, job.created_at)
+
+    async def preview(self, spec: JobSpec, created: datetime | None = None) -> DryRun:
+        """A dry run of a job document, saved or not (the dashboard's editor shows it before saving): checked as
+        `save` checks it, what a run would send now, and its next five runs."""
+        await self.check(spec)
+        job = JobRead(
+            id=0,
+            name=spec.name,
+            enabled=spec.enabled,
+            paused=False,
+            spec=spec,
+            next_run=None,
+            created_at=created or self.clock(),
+            updated_at=created or self.clock(),
+        )
+        action = spec.action
         sends = []
-        for device in await targets.resolve(self.pool, job.spec.target):
+        for device in await targets.resolve(self.pool, spec.target):
             host = f"[{device.address}]" if device.address and ":" in device.address else device.address
             sends.append(
                 DrySend(
@@ -220,7 +235,7 @@ class JobService:
                 break
             runs.append(when)
             after = when
-        return DryRun(job=job.name, target=str(job.spec.target), sends=sends, next_runs=runs)
+        return DryRun(job=spec.name, target=str(spec.target), sends=sends, next_runs=runs)
 
     async def timeline(self, days: float, device: str | None = None, limit_per_job: int = 500) -> list[TimelineEntry]:
         """Everything expected to run within `days`: planned runs, and projected occurrences of each job's

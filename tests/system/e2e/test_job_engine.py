@@ -70,6 +70,13 @@ def test_misfire_policies_across_a_master_outage(master_factory, board_factory):
 
 def test_pause_resume_cancel_and_dry_run(master, board_factory):
     board = blind(master, board_factory)
+    # a document not saved yet: checked as saving would, its next five runs, nothing saved
+    doc = move("draft", "blind-1", trigger={"type": "every", "seconds": 60})
+    draft = master.post("/api/jobs/dry-run", doc).json()
+    assert len(draft["next_runs"]) == 5 and draft["sends"][0]["uri"].endswith("/a/blind/move")
+    bad = master.post("/api/jobs/dry-run", dict(doc, trigger={"type": "cron", "expr": "61 * * * *"}))
+    assert bad.status_code == 422 and bad.json()["field"] == "trigger.expr", bad.text
+    assert master.request("GET", "/api/jobs/draft").status_code == 404
     assert master.post("/api/jobs", move("manual", "blind-1")).status_code == 201
 
     dry = master.post("/api/jobs/manual/dry-run").json()

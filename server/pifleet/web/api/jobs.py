@@ -26,6 +26,15 @@ class JobController(Controller):
         job, created = await job_service.save(data)
         return Response(job, status_code=201 if created else 200)
 
+    @post(
+        "/dry-run",
+        operation_id="dryRunJobDocument",
+        summary="Check a job document as saving would, show what it would send and its next five runs; saves nothing",
+        status_code=200,
+    )
+    async def dry_run_document(self, job_service: JobService, data: JobSpec) -> DryRun:
+        return await job_service.preview(data)
+
     @get("/{name:str}", operation_id="getJob", summary="One job")
     async def get_job(self, job_service: JobService, name: str) -> JobRead:
         return await job_service.get(name)
