@@ -37,6 +37,12 @@ class RecordingQueue:
     async def schedule(self, execution_id: uuid.UUID, attempt: int, eta: datetime) -> None:
         self.scheduled.append((execution_id, attempt, eta))
 
+    async def schedule_many(self, runs: list[tuple[uuid.UUID, int, datetime]]) -> None:
+        self.scheduled.extend(runs)
+
+    async def replace_all(self, runs: list[tuple[uuid.UUID, int, datetime]]) -> None:
+        self.scheduled = list(runs)
+
     def when(self, execution_id: uuid.UUID) -> list[datetime]:
         return [eta for eid, _, eta in self.scheduled if eid == execution_id]
 

@@ -1,4 +1,5 @@
-"""`pifleet jobs …` and `pifleet executions`: apply a job from JSON, list, plan, pause, run now; what ran.
+"""`pifleet jobs …` and `pifleet executions`: apply jobs from JSON (one, a list, a directory), list, plan, pause,
+run now; what ran.
 
 Layer: CLI adapter, a client of the REST API (/api/jobs, /api/timeline, /api/executions) like the rest of the CLI;
 it imports only cli.client and the model's execution states.
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import json
 import typing
+from pathlib import Path
 
 import click
 
 from ..model import ExecutionState
-from .client import api_options, call, echo_json, table
+from .client import api_options, call, check, echo_json, request, table
 
 
 @click.group()
@@ -22,16 +24,66 @@ def jobs() -> None:
 
 @jobs.command("apply")
 @api_options
-@click.argument("file", type=click.File("rb"))
-def jobs_apply(url, file) -> None:
-    """Create or update a job from a JSON file (idempotent by name)."""
-    body = file.read()
+@click.argument("path", type=click.Path(exists=True, dir_okay=True, readable=True, path_type=Path))
+def jobs_apply(url, path: Path) -> None:
+    """Create or update jobs from JSON (idempotent by name).
+
+    PATH is a file with one job (an object) or a list of jobs, or a directory of such files (*.json, read in name
+    order). A list or a directory goes in one request (PUT /api/jobs): all are saved, or none, and each refused job
+    is named with its file and field."""
+    documents, origin = _read_jobs(path)
+    if path.is_file() and isinstance(json.loads(path.read_bytes()), dict):
+        name = documents[0].get("name")
+        if not isinstance(name, str):
+            raise click.ClickException('the file must be a JSON object with a "name"')
+        body = path.read_bytes()
+        job = call(url, "PUT", f"/api/jobs/{name}", content=body, headers={"content-type": "application/json"})
+        click.echo(f"job {job['name']} saved; next run {job['next_run'] or 'not planned'}")
+        return
+    response = request(url, "PUT", "/api/jobs", json=documents, timeout=300)
+    if response.status_code == 422 and "refusals" in _problem(response):
+        problem = _problem(response)
+        for refusal in problem["refusals"]:
+            where = origin[refusal["index"]]
+            field = refusal["field"].partition("].")[2] if "]." in refusal["field"] else ""
+            job = f"job {refusal['job']}" if refusal["job"] else "a job without a name"
+            click.echo(f"{where}: {job}: {field + ': ' if field else ''}{refusal['detail']}", err=True)
+        shown = len(problem["refusals"])
+        more = f" ({problem['refused'] - shown} more not listed)" if problem["refused"] > shown else ""
+        raise click.ClickException(f"{problem['refused']} of {len(documents)} jobs refused{more}; nothing was saved")
+    saved = check(response)
+    planned = sum(1 for job in saved if job["next_run"])
+    click.echo(f"{len(saved)} jobs saved from {path} ({planned} with a next run planned)")
+
+
+def _read_jobs(path: Path) -> tuple[list, list[str]]:
+    """The job documents at PATH and where each came from (`file` or `file[i]`)."""
+    files = sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file()) if path.is_dir() else [path]
+    if not files:
+        raise click.ClickException(f"no *.json files in {path}")
+    documents, origin = [], []
+    for file in files:
+        try:
+            content = json.loads(file.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"{file}: not JSON: {exc}") from None
+        if isinstance(content, list):
+            documents += content
+            origin += [f"{file}[{i}]" for i in range(len(content))]
+        elif isinstance(content, dict):
+            documents.append(content)
+            origin.append(str(file))
+        else:
+            raise click.ClickException(f"{file}: expected a job (a JSON object) or a list of jobs")
+    return documents, origin
+
+
+def _problem(response) -> dict:
     try:
-        name = json.loads(body)["name"]
-    except (ValueError, KeyError, TypeError):
-        raise click.ClickException('the file must be a JSON object with a "name"') from None
-    job = call(url, "PUT", f"/api/jobs/{name}", content=body, headers={"content-type": "application/json"})
-    click.echo(f"job {job['name']} saved; next run {job['next_run'] or 'not planned'}")
+        problem = response.json()
+    except ValueError:
+        return {}
+    return problem if isinstance(problem, dict) else {}
 
 
 @jobs.command("list")

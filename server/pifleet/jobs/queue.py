@@ -1,11 +1,19 @@
-"""Huey on PostgreSQL: the durable queue and schedule of execution runs, and its one thin task.
+"""Huey on PostgreSQL: the durable record of every planned run, and its one thin task.
 
 Huey's PostgresHuey keeps queue and schedule in the master's own database, so a run scheduled for 07:00
-survives a restart of the Pi. The task only says "run execution X, attempt N"; everything else lives in the
-job_executions table (jobs/runner.py), which is the source of truth.
+survives a restart of the Pi. The task only says "run execution X, attempt N, at instant T"; everything else
+lives in the job_executions table (jobs/runner.py), which is the source of truth.
 
-Huey workers are threads; the run itself is a coroutine on the master's event loop (where the CoAP context
-and the database pool live), so the task hands it over with run_coroutine_threadsafe and waits for it.
+Huey does not decide the instant: its scheduler looks at its schedule once a second. Each run is recorded in
+Huey's schedule LEAD_S before its instant; when Huey delivers it, the task hands it to the master's event loop
+(jobs/alarm.py), which starts it at its instant to the millisecond. Runs planned for the next HORIZON_S are also
+given to the alarm at once, so a run planned "now" (a role's devices, run now, a retry soon) does not wait for
+Huey at all; Huey's delivery of it then finds it started (or its claim finds nothing). The task returns as soon
+as it has handed the run over: a worker thread never waits for a device.
+
+At each start the master rebuilds this queue's Huey schedule from job_executions (`replace_all`): the table
+says what is planned, so a run whose Huey record was consumed before a crash is recorded again, and records of
+runs that were cancelled or replaced meanwhile do not pile up.
 """
 
 from __future__ import annotations
@@ -13,15 +21,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
 
 from huey import PostgresHuey
 from huey.consumer import Consumer
 
+from .alarm import Alarm
+
 log = logging.getLogger(__name__)
 
 RunFn = Callable[[uuid.UUID, int], Awaitable[None]]
+Run = tuple[uuid.UUID, int, datetime]  # execution, attempt, instant
+
+HUEY_SCHEDULER_INTERVAL_S = 1
+LEAD_S = 3.0  # Huey delivers a run this early: its scheduler's second, a busy worker, a loaded Pi
+HORIZON_S = 300.0  # runs due within this are given to the event loop's alarm as soon as they are planned
 
 
 class _EmbeddedConsumer(Consumer):
@@ -36,31 +51,82 @@ class JobQueue:
         self.huey = PostgresHuey(name, dsn=dsn, utc=True, results=False)
         self.workers = workers
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._run: RunFn | None = None
         self._consumer: Consumer | None = None
+        self.alarm: Alarm | None = None
         self.task = self.huey.task(name="pifleet.run_execution")(self._execute)
 
-    def _execute(self, execution_id: str, attempt: int) -> None:
-        if self._loop is None or self._run is None:
+    def _execute(self, execution_id: str, attempt: int, at: str | None = None) -> None:
+        """Huey's delivery (a worker thread), LEAD_S early: the event loop's alarm starts the run at `at`. (A
+        record written before the alarm existed has no `at`: it starts at once.)"""
+        loop, alarm = self._loop, self.alarm
+        if loop is None or alarm is None:
             raise RuntimeError("job queue consumer not attached to a running master")
-        future = asyncio.run_coroutine_threadsafe(self._run(uuid.UUID(execution_id), attempt), self._loop)
-        future.result()
+        when = datetime.fromisoformat(at) if at else datetime.now(UTC)
+        loop.call_soon_threadsafe(alarm.add, uuid.UUID(execution_id), attempt, when)
 
-    def schedule_blocking(self, execution_id: uuid.UUID, attempt: int, eta: datetime) -> None:
-        self.task.schedule(args=(str(execution_id), attempt), eta=eta)
+    # -- recording runs ---------------------------------------------------------------------------------------
+
+    def _record(self, execution_id: uuid.UUID, attempt: int, when: datetime):
+        # Huey (utc=True) turns an aware eta into naive UTC and files it under that naive value's .timestamp(), as
+        # its own add_to_schedule does (its scheduler reads the schedule the same way)
+        task = self.task.s(str(execution_id), attempt, when.isoformat(), eta=when - timedelta(seconds=LEAD_S))
+        return self.huey.serialize_task(task), task.eta.timestamp()
+
+    def _insert(self, curs, runs: Iterable[Run]) -> int:
+        rows = [(self.huey.storage.name, data, ts) for data, ts in (self._record(*run) for run in runs)]
+        if rows:
+            curs.executemany(
+                f"insert into {self.huey.storage.table_schedule} (queue, data, timestamp) values (%s, %s, %s)", rows
+            )
+        return len(rows)
+
+    def schedule_many_blocking(self, runs: list[Run]) -> None:
+        with self.huey.storage.db(commit=True) as curs:
+            self._insert(curs, runs)
+
+    def replace_all_blocking(self, runs: list[Run]) -> int:
+        """This queue's Huey schedule becomes exactly `runs` (one transaction)."""
+        storage = self.huey.storage
+        with storage.db(commit=True) as curs:
+            curs.execute(f"delete from {storage.table_schedule} where queue = %s", (storage.name,))
+            return self._insert(curs, runs)
 
     async def schedule(self, execution_id: uuid.UUID, attempt: int, eta: datetime) -> None:
+        await self.schedule_many([(execution_id, attempt, eta)])
+
+    async def schedule_many(self, runs: list[Run]) -> None:
+        """Record runs in Huey's schedule (one round trip for all) and give those due soon to the alarm."""
+        if not runs:
+            return
         # psycopg is synchronous: keep its round trip off the event loop
-        await asyncio.to_thread(self.schedule_blocking, execution_id, attempt, eta)
+        await asyncio.to_thread(self.schedule_many_blocking, runs)
+        self._wake(runs)
+
+    async def replace_all(self, runs: list[Run]) -> None:
+        count = await asyncio.to_thread(self.replace_all_blocking, runs)
+        self._wake(runs)
+        log.info("Huey schedule rebuilt from the planned runs: %d", count)
+
+    def _wake(self, runs: Iterable[Run]) -> None:
+        if self.alarm is None:
+            return
+        horizon = datetime.now(UTC) + timedelta(seconds=HORIZON_S)
+        for execution_id, attempt, when in runs:
+            if when <= horizon:
+                self.alarm.add(execution_id, attempt, when)
+
+    # -- life cycle -------------------------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop, run: RunFn) -> None:
-        self._loop, self._run = loop, run
+        self._loop = loop
+        self.alarm = Alarm(run)
+        self.alarm.start(loop)
         self._consumer = _EmbeddedConsumer(
             self.huey,
             workers=self.workers,
             worker_type="thread",
             periodic=False,
-            scheduler_interval=1,
+            scheduler_interval=HUEY_SCHEDULER_INTERVAL_S,
             check_worker_health=False,
         )
         self._consumer.start()
@@ -73,4 +139,7 @@ class JobQueue:
                 thread.join(timeout=5)
             self._consumer.scheduler.join(timeout=5)
             self._consumer = None
+        if self._loop is not None and self.alarm is not None:
+            alarm = self.alarm
+            self._loop.call_soon_threadsafe(alarm.stop)
         self.huey.storage.close()

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from typing import NamedTuple, Protocol
 
 import asyncpg
 import msgspec
 
 from ..devices.params import check_command
-from ..errors import ConflictError, InvalidError, NotFoundError
+from ..errors import ConflictError, InvalidError, NotFoundError, PifleetError
 from ..events import EventHub
 from ..model import (
     AfterTrigger,
@@ -28,7 +29,7 @@ from ..model import (
     ThresholdTrigger,
     TimelineEntry,
 )
-from ..storage import devices as devices_q
+from ..storage import job_batches as batches
 from ..storage import jobs as q
 from . import results, targets, threshold, triggers
 from .planner import Clock, Planner, Scheduler, now
@@ -36,11 +37,59 @@ from .planner import Clock, Planner, Scheduler, now
 log = logging.getLogger(__name__)
 
 
+class Queue(Scheduler, Protocol):
+    """The durable queue (jobs/queue.py JobQueue), as the service uses it beside the planner."""
+
+    async def schedule_many(self, runs: list[tuple[uuid.UUID, int, datetime]]) -> None: ...
+
+    async def replace_all(self, runs: list[tuple[uuid.UUID, int, datetime]]) -> None: ...
+
+
+MAX_REFUSALS = 100  # listed in one answer; the count says how many there were
+
+
+class Refusal(NamedTuple):
+    """Why one job of a list was refused: its place in the list, its name, the field (inside the job)."""
+
+    index: int
+    job: str | None  # None: the document has no (valid) name
+    field: str | None
+    detail: str
+
+
+class JobsRefusedError(InvalidError):
+    """A list of jobs refused as a whole (nothing saved): `field` is the first refusal's path in the list
+    (`[3].action.params.seconds`), `job` its name; `refusals` lists each refused job (up to MAX_REFUSALS)."""
+
+    def __init__(self, refusals: list[Refusal], total: int) -> None:
+        first = refusals[0]
+        more = f" (and {len(refusals) - 1} more refused)" if len(refusals) > 1 else ""
+        who = f"job {first.job!r}" if first.job else "a job without a name"
+        super().__init__(
+            f"{who} ([{first.index}] of {total}): {first.field + ': ' if first.field else ''}"
+            f"{first.detail}{more}; nothing was saved",
+            field=_path(first),
+        )
+        self.refusals = refusals
+        self.extra = {
+            "job": first.job,
+            "index": first.index,
+            "refused": len(refusals),
+            "refusals": [
+                {"index": r.index, "job": r.job, "field": _path(r), "detail": r.detail} for r in refusals[:MAX_REFUSALS]
+            ],
+        }
+
+
+def _path(refusal: Refusal) -> str:
+    return f"[{refusal.index}].{refusal.field}" if refusal.field else f"[{refusal.index}]"
+
+
 class JobService:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        queue: Scheduler,
+        queue: Queue,
         hub: EventHub,
         location: triggers.Location | None = None,
         *,
@@ -56,21 +105,30 @@ class JobService:
     def next_fire(self, job: JobRead, after: datetime) -> datetime | None:
         return triggers.next_fire(job.spec.trigger, after, created=job.created_at, location=self.location)
 
-    async def check(self, spec: JobSpec, check_members: bool = True) -> None:
+    async def check(
+        self,
+        spec: JobSpec,
+        check_members: bool = True,
+        *,
+        directory: targets.Directory | None = None,
+        batch: dict[str, JobSpec] | None = None,
+    ) -> None:
         """Refuse a job that could not run: unknown device, capability, command or parameter; bad trigger.
 
         check_members=False: the target's boards are not asked (a role's job, checked against the role's modules
-        before its boards run them)."""
+        before its boards run them). `directory`: the devices, read once for many jobs; `batch`: jobs being saved
+        with this one (an `after` trigger may follow one of them)."""
+        directory = directory or targets.Directory(self.pool)
         triggers.validate(spec.trigger, self.location)
         if isinstance(spec.trigger, AfterTrigger):
-            await self._check_after(spec)
+            await self._check_after(spec, batch or {})
         if isinstance(spec.trigger, ThresholdTrigger):
             threshold.validate(spec.trigger)
-            source = await devices_q.get_by_name(self.pool, spec.trigger.device)
+            source = await directory.device(spec.trigger.device)
             if source is None:
                 raise InvalidError(f"no device named {spec.trigger.device!r}", field="trigger.device")
             check_command(source, spec.trigger.capability, spec.trigger.command, {}, "trigger")
-        members = await targets.resolve(self.pool, spec.target) if check_members else []
+        members = await directory.resolve(spec.target) if check_members else []
         a = spec.action
         for device in members:
             check_command(device, a.capability, a.command, a.params, "action")
@@ -79,7 +137,7 @@ class JobService:
             if follow.target is not None:
                 if follow.target.fans_out:
                     raise InvalidError("a follow-up runs on one device or process", field=f"follow_ups[{i}].target")
-                others = await targets.resolve(self.pool, follow.target, f"follow_ups[{i}].target")
+                others = await directory.resolve(follow.target, f"follow_ups[{i}].target")
             else:
                 others = members  # each device's follow-up runs on that device
             a = follow.action
@@ -100,8 +158,9 @@ class JobService:
             ):
                 raise InvalidError("a condition needs above, below or equals", field=f"follow_ups[{i}].when")
 
-    async def _check_after(self, spec: JobSpec) -> None:
-        """The job it follows must exist, and following must not lead back to this job (a cycle)."""
+    async def _check_after(self, spec: JobSpec, batch: dict[str, JobSpec]) -> None:
+        """The job it follows must exist (saved, or saved with this one), and following must not lead back to this
+        job (a cycle)."""
         chain, name = [spec.name], spec.trigger.job
         while True:
             if name in chain:
@@ -109,15 +168,17 @@ class JobService:
                     f"cycle: {' → '.join([*chain, name])} — a job cannot (indirectly) follow itself",
                     field="trigger.job",
                 )
-            other = await q.get_job(self.pool, name)
+            other = batch.get(name)
+            if other is None and (saved := await q.get_job(self.pool, name)) is not None:
+                other = saved.spec
             if other is None:
                 if len(chain) == 1:
                     raise InvalidError(f"no job named {name!r} to follow", field="trigger.job")
                 return
-            if not isinstance(other.spec.trigger, AfterTrigger):
+            if not isinstance(other.trigger, AfterTrigger):
                 return
             chain.append(name)
-            name = other.spec.trigger.job
+            name = other.trigger.job
 
     async def save(self, spec: JobSpec, check_members: bool = True) -> tuple[JobRead, bool]:
         await self.check(spec, check_members)
@@ -128,6 +189,72 @@ class JobService:
             await self.plan_next(job.id, after=self.clock())
         self.hub.publish("jobs")
         return await q.get_job(self.pool, spec.name) or job, created
+
+    async def apply(self, specs: list[JobSpec]) -> list[JobRead]:
+        """Create or replace many jobs at once, all or nothing: every job is checked as `save` checks one (against
+        the devices as they are now, read once), then all are written and their next runs planned in one
+        transaction, and handed to the queue together. A refusal names each refused job, its place in the list
+        and the field (JobsRefusedError); then nothing is saved."""
+        directory = targets.Directory(self.pool)
+        batch = {spec.name: spec for spec in specs}
+        refusals: list[Refusal] = []
+        first_at: dict[str, int] = {}
+        for i, spec in enumerate(specs):
+            if spec.name in first_at:
+                refusals.append(Refusal(i, spec.name, "name", f"also given at [{first_at[spec.name]}]"))
+                continue
+            first_at[spec.name] = i
+            try:
+                await self.check(spec, directory=directory, batch=batch)
+            except PifleetError as exc:
+                refusals.append(Refusal(i, spec.name, exc.field, exc.detail))
+        if refusals:
+            raise JobsRefusedError(refusals, len(specs))
+        at = self.clock()
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await batches.upsert_jobs(conn, specs)
+            if replaced := [row["id"] for row in rows if not row["created"]]:
+                await batches.drop_pending_roots(conn, replaced)
+            runs = []
+            for spec, row in zip(specs, rows, strict=True):
+                when = (
+                    triggers.next_fire(spec.trigger, at, created=row["created_at"], location=self.location)
+                    if spec.enabled
+                    else None
+                )
+                if when is None:
+                    continue
+                device = None if spec.target.fans_out else await directory.device(spec.target.name)
+                runs.append(
+                    batches.RootRun(
+                        job_id=row["id"],
+                        device_id=device.id if device else None,
+                        capability=spec.action.capability,
+                        command=spec.action.command,
+                        params=msgspec.to_builtins(spec.action.params),
+                        at=when,
+                        max_attempts=spec.retry.attempts,
+                    )
+                )
+            planned = await batches.insert_roots(conn, runs)
+        await self.queue.schedule_many([(r["id"], r["attempt"], r["scheduled_for"]) for r in planned])
+        log.info("applied %d jobs (%d created), %d runs planned", len(specs), len(specs) - len(replaced), len(planned))
+        self.hub.publish("jobs")
+        self.hub.publish("executions")
+        next_run = {run.job_id: run.at for run in runs}
+        return [
+            JobRead(
+                id=row["id"],
+                name=row["name"],
+                enabled=row["enabled"],
+                paused=row["paused"],
+                spec=spec,
+                next_run=next_run.get(row["id"]),
+                created_at=row["created_at"],
+                updated_at=row["updated_at"],
+            )
+            for spec, row in zip(specs, rows, strict=True)
+        ]
 
     async def delete(self, name: str) -> None:
         if not await q.delete_job(self.pool, name):
@@ -171,11 +298,11 @@ class JobService:
         return execution_id
 
     async def recover(self) -> None:
-        """After a start: hand every planned run to Huey again (a second delivery finds nothing to claim),
-        let the planner decide about runs a crash interrupted, plan jobs that lack a next run."""
+        """After a start: let the planner decide about runs a crash interrupted, rebuild the queue's Huey schedule
+        from every planned run (a second delivery finds nothing to claim), plan jobs that lack a next run."""
         await self.planner.recover()
-        for row in await q.scheduled(self.pool):
-            await self.queue.schedule(row["id"], row["attempt"], row["scheduled_for"])
+        rows = await q.scheduled(self.pool, limit=10_000_000)
+        await self.queue.replace_all([(row["id"], row["attempt"], row["scheduled_for"]) for row in rows])
         for job_id in await q.enabled_job_ids(self.pool):
             await self.plan_next(job_id, after=self.clock())
 

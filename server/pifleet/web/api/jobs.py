@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, Response, delete, get, post, put
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import Parameter
 
 from ...errors import InvalidError
-from ...jobs.service import JobService
+from ...jobs.service import JobService, JobsRefusedError, Refusal
 from ...model import DryRun, ExecutionRead, ExecutionState, JobRead, JobSpec, TimelineEntry
 
 
@@ -34,6 +36,14 @@ class JobController(Controller):
     )
     async def dry_run_document(self, job_service: JobService, data: JobSpec) -> DryRun:
         return await job_service.preview(data)
+
+    @put(
+        "/",
+        operation_id="applyJobs",
+        summary="Create or replace a list of jobs, all or nothing (a refusal names each refused job and field)",
+    )
+    async def apply_jobs(self, job_service: JobService, request: Request) -> list[JobRead]:
+        return await job_service.apply(decode_jobs(await request.body()))
 
     @get("/{name:str}", operation_id="getJob", summary="One job")
     async def get_job(self, job_service: JobService, name: str) -> JobRead:
@@ -80,6 +90,33 @@ class JobController(Controller):
     )
     async def dry_run_job(self, job_service: JobService, name: str) -> DryRun:
         return await job_service.dry_run(name)
+
+
+_AT = re.compile(r"^(.*?)(?: - at `\$\.?([^`]*)`)?$", re.S)
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def decode_jobs(body: bytes) -> list[JobSpec]:
+    """A JSON list of job documents, each decoded on its own so that a refusal names the job (when the document
+    has a name) and the field inside it; all refusals together (JobsRefusedError), or the jobs."""
+    try:
+        documents = msgspec.json.decode(body, type=list[msgspec.Raw])
+    except msgspec.DecodeError as exc:
+        raise InvalidError(f"the body must be a JSON list of jobs: {exc}") from None
+    specs, refusals = [], []
+    for i, raw in enumerate(documents):
+        try:
+            specs.append(msgspec.json.decode(raw, type=JobSpec))
+        except msgspec.ValidationError as exc:
+            message, path = _AT.match(str(exc)).groups()  # type: ignore[union-attr]
+            if missing := _MISSING.search(message):
+                path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+            document = msgspec.json.decode(raw)
+            name = document.get("name") if isinstance(document, dict) else None
+            refusals.append(Refusal(i, name if isinstance(name, str) else None, path or None, message))
+    if refusals:
+        raise JobsRefusedError(refusals, len(documents))
+    return specs
 
 
 class TimelineController(Controller):
