@@ -30,6 +30,7 @@ from .master import Master
 from .web.api.adoptions import AdoptionController
 from .web.api.auth import CONTROLLERS as AUTH_CONTROLLERS
 from .web.api.auth import authenticate, current_principal
+from .web.api.commands import CONTROLLERS as COMMAND_CONTROLLERS
 from .web.api.flashing import CONTROLLERS as FLASHING_CONTROLLERS
 from .web.api.fleet import DeviceController, GroupController
 from .web.api.health import HealthController
@@ -118,6 +119,7 @@ def services(master: Master) -> dict[str, Provide]:
         "job_service": provide(lambda: master.jobs),
         "module_service": provide(lambda: master.modules),
         "role_service": provide(lambda: master.roles),
+        "command_service": provide(lambda: master.commands),
         "rollouts": provide(lambda: master.rollouts),
         "flashing": provide(lambda: master.flashing),
         "catalog": provide(lambda: master.catalog),
@@ -141,6 +143,7 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
             DeviceController,
             RoleController,
             GroupController,
+            *COMMAND_CONTROLLERS,
             JobController,
             ExecutionController,
             TimelineController,

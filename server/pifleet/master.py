@@ -27,6 +27,7 @@ from .flashing.service import FlashService
 from .flashing.usb import UsbWatcher
 from .gateway import adoption as adoption_resource
 from .gateway.coap import Gateway
+from .jobs.commands import CommandService
 from .jobs.queue import JobQueue
 from .jobs.runner import Runner
 from .jobs.service import JobService
@@ -69,6 +70,7 @@ class Master:
         self.devices: DeviceService
         self.roles: RoleService
         self.runner: Runner
+        self.commands: CommandService
         self.thresholds: ThresholdWatcher
 
     def database_url(self) -> str:
@@ -116,6 +118,7 @@ class Master:
         await self.roles.store_presets()
         await self.modules.refresh_shipped()
         self.runner = Runner(self.jobs, self.registry, gateway, settings.command_timeout_s, self.metrics)
+        self.commands = CommandService(pool, self.runner, hub)
 
         await gateway.start(self.registry)
         stack.push_async_callback(gateway.stop)

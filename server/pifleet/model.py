@@ -278,7 +278,7 @@ FINAL_STATES = ("succeeded", "failed", "timed_out", "skipped", "missed", "cancel
 
 class ExecutionRead(Struct):
     id: str
-    job: str
+    job: str | None  # None: a command sent at once (source person or token), not a job's run
     parent_id: str | None
     step: int
     device: str | None
@@ -293,6 +293,25 @@ class ExecutionRead(Struct):
     finished_at: datetime | None
     result: Any
     error: str | None
+    source: Literal["job", "person", "token"] = "job"  # who started it: the job engine, or a command sent at once
+    actor: str | None = None  # a command's sender: the person's or the API token's name
+
+
+class CommandRequest(Struct, forbid_unknown_fields=True):
+    """POST /api/devices|roles|groups/NAME/commands: run one command now, checked like a job's action."""
+
+    capability: Name
+    command: Name
+    params: dict[str, Any] = {}
+    # how long the master waits for the board's answer; default: the master's command timeout plus `seconds`
+    timeout_s: Annotated[float, Meta(gt=0, le=3600)] | None = None
+
+
+class CommandRead(Struct):
+    """A command to a role or group: its own execution (settled by its devices' runs) and each device's run."""
+
+    execution: ExecutionRead
+    devices: list[ExecutionRead]
 
 
 class DrySend(Struct):

@@ -14,7 +14,7 @@ from importlib import metadata
 import click
 
 from .. import resources
-from . import adoption, auth, backup, board, devices, doctor, flashing, jobs, process, roles, serve, service, sim
+from . import adoption, auth, backup, board, devices, do, doctor, flashing, jobs, process, roles, serve, service, sim
 
 
 def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -36,7 +36,22 @@ def main() -> None:
     """pifleet — run a home fleet of MicroPython boards from a Raspberry Pi."""
 
 
-for _module in (serve, devices, jobs, flashing, adoption, board, roles, auth, sim, process, service, backup, doctor):
+for _module in (
+    serve,
+    devices,
+    do,
+    jobs,
+    flashing,
+    adoption,
+    board,
+    roles,
+    auth,
+    sim,
+    process,
+    service,
+    backup,
+    doctor,
+):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 del _module, _command

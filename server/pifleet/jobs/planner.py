@@ -196,10 +196,14 @@ class Planner:
         self.queue = queue
         self.clock = clock
 
-    async def complete(self, row, spec: JobSpec, state: str, *, result: Any = None, error: str | None = None) -> bool:
+    async def complete(
+        self, row, spec: JobSpec | None, state: str, *, result: Any = None, error: str | None = None
+    ) -> bool:
         """Record a run's outcome and plan what it calls for, in one transaction: a crash in between cannot leave
         a finished run whose successors were never planned. Huey hears of them after the commit (and again from
-        recover() after a crash). False when the run had finished already (then nothing changes)."""
+        recover() after a crash). False when the run had finished already (then nothing changes). `spec` None: a
+        command sent at once (jobs/commands.py), which calls for nothing but the settlement of its role/group
+        command."""
         async with self.pool.acquire() as conn, conn.transaction():
             if row["parent_id"] is not None and row["step"] == 0:
                 # devices of one role/group run finishing together settle it one after the other: the parent's
@@ -211,9 +215,10 @@ class Planner:
         await self.hand_over(planned, after=row["id"])
         return True
 
-    async def _after_finish(self, conn, row, spec: JobSpec, state: str, result: Any) -> list[Planned]:
+    async def _after_finish(self, conn, row, spec: JobSpec | None, state: str, result: Any) -> list[Planned]:
         planned: list[Planned] = []
-        if row["step"] == 0 and row["device_id"] is not None:  # follow-ups hang off the job's own runs (no chains)
+        # follow-ups hang off the job's own runs (no chains); a command has none
+        if spec is not None and row["step"] == 0 and row["device_id"] is not None:
             for run in follow_ups(spec, state, result, self.clock()):
                 planned += await self._write_follow_up(conn, row, spec, run)
         if row["parent_id"] is None:
@@ -337,9 +342,9 @@ class Planner:
         )
         return [Planned(execution_id, run.when)] if execution_id is not None and run.state == "scheduled" else []
 
-    async def _dependents(self, conn, job_id: int, happened: str | None) -> list[Planned]:
+    async def _dependents(self, conn, job_id: int | None, happened: str | None) -> list[Planned]:
         """Plan, now, the runs of jobs triggered `after` this job's outcome (inside the caller's transaction)."""
-        if happened is None:
+        if happened is None or job_id is None:  # no job: a command sent at once
             return []
         job = await q.get_job_by_id(conn, job_id)
         if job is None:

@@ -144,7 +144,7 @@ class Runner:
                 extra=_fields(row, job),
             )
 
-    async def _ended(self, row, spec: JobSpec, state: str, **outcome: Any) -> None:
+    async def _ended(self, row, spec: JobSpec | None, state: str, **outcome: Any) -> None:
         """The planner records the outcome (and plans what follows); counted if it was this call that ended it."""
         if await self.planner.complete(row, spec, state, **outcome):
             self.metrics.executions.labels(state).inc()
@@ -154,7 +154,57 @@ class Runner:
         if await self.planner.failed(row, spec, error, final_state=final_state) is None:
             self.metrics.executions.labels(final_state).inc()
 
+    def start_command(self, row, timeout_s: float | None) -> asyncio.Task:
+        """`command` as a task of the event loop, held like a job's run (an orderly stop lets it finish)."""
+        task = asyncio.get_running_loop().create_task(self.command(row, timeout_s), name=f"command-{row['id']}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return task
+
+    async def command(self, row, timeout_s: float | None) -> PifleetError | None:
+        """Run a command a person or script sent (jobs/commands.py has recorded it as running): sent at once, and
+        recorded through the planner like a job's run; returns why it failed, or None when it succeeded.
+
+        It does not wait for the device's lock: the board orders its own commands (a new move or a stop cancels
+        the running one), and a person's stop must not queue behind a scheduled 30-second move."""
+        error: PifleetError | None = None
+        try:
+            result = await self.send(row, self.timeout(row, timeout_s))
+        except BoardTimeoutError as exc:
+            error, state, outcome = exc, "timed_out", {"error": exc.detail}
+        except PifleetError as exc:
+            error, state, outcome = exc, "failed", {"error": exc.detail}
+        except Exception as exc:  # a bug must not leave the command "running" forever
+            log.exception("command %s crashed", row["id"], extra=_fields(row))
+            error = PifleetError(f"internal error: {exc}")
+            state, outcome = "failed", {"error": error.detail}
+        else:
+            state, outcome = "succeeded", {"result": result}
+        await self._ended(row, None, state, **outcome)
+        self.jobs.hub.publish("executions")
+        log.info(
+            "command %s (%s.%s by %s %s) %s: %s",
+            row["id"],
+            row["capability"],
+            row["command"],
+            row["source"],
+            row["actor"],
+            state,
+            outcome.get("result", outcome.get("error")),
+            extra=_fields(row),
+        )
+        return error
+
+    def timeout(self, row, timeout_s: float | None) -> float:
+        """How long to wait for the board's answer: the given timeout, else the master's, plus the command's own
+        `seconds` (a 5-second move answers after 5 seconds)."""
+        return (timeout_s or self.command_timeout_s) + float(row["params"].get("seconds", 0) or 0)
+
     async def _send(self, row, spec: JobSpec) -> dict[str, Any]:
+        return await self.send(row, self.timeout(row, spec.timeout_s))
+
+    async def send(self, row, timeout: float) -> dict[str, Any]:
+        """Check the run's command against its board as it is now and send it, carrying the execution's id."""
         device = await devices_q.get_by_id(self.pool, row["device_id"]) if row["device_id"] else None
         if device is None:
             raise PifleetError("the target device no longer exists")
@@ -163,7 +213,6 @@ class Runner:
         if not device.online:
             reason = device.unreachable or f"no registration update since {device.last_seen or 'never'}"
             raise BoardError(f"board {device.name} is offline ({reason})")
-        timeout = (spec.timeout_s or self.command_timeout_s) + float(row["params"].get("seconds", 0) or 0)
         sent = time.monotonic()
         try:
             return await self.link.command(

@@ -96,7 +96,7 @@ async def enabled_job_ids(db) -> list[int]:
 
 _EXEC_SELECT = """
 select e.*, j.name as job_name, d.name as device_name
-from job_executions e join jobs j on j.id = e.job_id left join devices d on d.id = e.device_id
+from job_executions e left join jobs j on j.id = e.job_id left join devices d on d.id = e.device_id
 """
 
 
@@ -118,6 +118,8 @@ def _execution(row: asyncpg.Record) -> ExecutionRead:
         finished_at=row["finished_at"],
         result=row["result"],
         error=row["error"],
+        source=row["source"],
+        actor=row["actor"],
     )
 
 
@@ -165,6 +167,37 @@ async def insert_execution(
         max_attempts,
         state,
         error,
+    )
+
+
+async def insert_command(
+    db,
+    *,
+    device_id: str | None,
+    capability: str,
+    command: str,
+    params: dict[str, Any],
+    source: str,
+    actor: str,
+    parent_id: uuid.UUID | None = None,
+) -> asyncpg.Record:
+    """Record a command sent at once (no job): running from now, its one attempt under way. A role's or group's
+    command is one row without a device, its devices' runs rows under it (parent_id, step 0)."""
+    return await db.fetchrow(
+        """
+        insert into job_executions (id, job_id, parent_id, step, device_id, capability, command, params, state,
+                                    scheduled_for, attempt, max_attempts, started_at, source, actor)
+        values ($1, null, $2, 0, $3, $4, $5, $6, 'running', now(), 1, 1, now(), $7, $8)
+        returning *
+        """,
+        uuid.uuid4(),
+        parent_id,
+        device_id,
+        capability,
+        command,
+        params,
+        source,
+        actor,
     )
 
 
