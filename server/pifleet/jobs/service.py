@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import NamedTuple, Protocol
 
 import asyncpg
@@ -26,6 +28,7 @@ from ..model import (
     ExecutionRead,
     JobRead,
     JobSpec,
+    SunTrigger,
     ThresholdTrigger,
     TimelineEntry,
 )
@@ -91,16 +94,34 @@ class JobService:
         pool: asyncpg.Pool,
         queue: Queue,
         hub: EventHub,
-        location: triggers.Location | None = None,
+        location: triggers.Location | None | Callable[[], triggers.Location | None] = None,
         *,
         clock: Clock = now,
     ) -> None:
         self.pool = pool
         self.queue = queue
         self.hub = hub
-        self.location = location
+        self._location = location  # the master's settings give a callable: a person may move the house any time
         self.clock = clock
         self.planner = Planner(pool, queue, clock)
+
+    @property
+    def location(self) -> triggers.Location | None:
+        """Where the house is, for sun triggers (the master's settings, as they are now)."""
+        return self._location() if callable(self._location) else self._location
+
+    async def replan_sun(self) -> int:
+        """Plan afresh the own runs of every enabled job with a sun trigger: the master's location changed (or
+        became known), so their next sunset is another instant. Returns how many jobs were planned again."""
+        count = 0
+        for job in await q.list_jobs(self.pool):
+            if job.enabled and isinstance(job.spec.trigger, SunTrigger):
+                await q.drop_pending_roots(self.pool, job.id)
+                await self.plan_next(job.id, after=self.clock())
+                count += 1
+        if count:
+            self.hub.publish("jobs")
+        return count
 
     def next_fire(self, job: JobRead, after: datetime) -> datetime | None:
         return triggers.next_fire(job.spec.trigger, after, created=job.created_at, location=self.location)
@@ -369,49 +390,55 @@ class JobService:
         trigger with the follow-ups they would bring (assuming the run succeeds)."""
         start = self.clock()
         end = start + timedelta(days=days)
-        entries: list[TimelineEntry] = []
-        for e in await q.list_executions(self.pool, state="scheduled", device=device, limit=10000, upcoming=True):
-            if e.scheduled_for <= end and e.device is not None:  # a role/group run is projected per device below
-                entries.append(
-                    TimelineEntry(
-                        at=e.scheduled_for,
-                        job=e.job,
-                        device=e.device,
-                        capability=e.capability,
-                        command=e.command,
-                        params=e.params,
-                        kind="planned",
-                        follow_up=e.parent_id is not None,
-                    )
-                )
-        planned = {(e.job, e.at) for e in entries}
-        for job in await q.list_jobs(self.pool):
-            if not job.spec.enabled or job.paused:
-                continue
-            spec, after = job.spec, start
-            names = (
-                [d.name for d in await targets.resolve(self.pool, spec.target)]
-                if spec.target.fans_out
-                else [spec.target.name]
+        entries = [
+            TimelineEntry(
+                at=r["at"],
+                job=r["job"],
+                device=r["device"],
+                capability=r["capability"],
+                command=r["command"],
+                params=r["params"],
+                kind="planned",
+                follow_up=r["follow_up"],
             )
-            for _ in range(limit_per_job):
-                when = self.next_fire(job, after)
-                if when is None or when > end:
-                    break
-                after = when
+            for r in await batches.planned_runs(self.pool, end, device)
+        ]  # a role/group run has no device: it is projected per device below
+        planned = {(e.job, e.at) for e in entries}
+        directory = targets.Directory(self.pool)
+        decode, memo = msgspec.json.Decoder(JobSpec).decode, {}
+        for row in await batches.active_jobs(self.pool):
+            spec = decode(row["spec"])
+            whens = triggers.occurrences(
+                spec.trigger,
+                start,
+                end,
+                limit=limit_per_job,
+                created=row["created_at"],
+                location=self.location,
+                memo=memo,
+            )
+            if not whens:
+                continue
+            fans_out = spec.target.fans_out
+            try:
+                names = [d.name for d in await directory.resolve(spec.target)] if fans_out else [spec.target.name]
+            except PifleetError:  # a group deleted since: nothing to show
+                continue
+            lasts = float(spec.action.params.get("seconds", 0) or 0)
+            follows = [f for f in spec.follow_ups if f.on in ("success", "always")]
+            for when in whens:
                 for name in names:
-                    if (job.name, when) not in planned or spec.target.fans_out:
+                    if fans_out or (spec.name, when) not in planned:
                         entries.append(self._projected(spec, name, spec.action, when, False))
-                    finished = when + timedelta(seconds=float(spec.action.params.get("seconds", 0) or 0))
-                    for follow in spec.follow_ups:
-                        if follow.on in ("success", "always"):
-                            at = triggers.follow_up_time(follow.trigger, finished)
-                            if at <= end:
-                                target = follow.target.name if follow.target else name
-                                entries.append(self._projected(spec, target, follow.action, at, True))
+                    for follow in follows:
+                        at = triggers.follow_up_time(follow.trigger, when + timedelta(seconds=lasts))
+                        if at <= end:
+                            target = follow.target.name if follow.target else name
+                            entries.append(self._projected(spec, target, follow.action, at, True))
         if device is not None:
             entries = [e for e in entries if e.device == device]
-        return sorted(entries, key=lambda e: (e.at, e.job))
+        entries.sort(key=attrgetter("at", "job"))
+        return entries
 
     @staticmethod
     def _projected(spec: JobSpec, device: str, action, at: datetime, follow_up: bool) -> TimelineEntry:

@@ -8,6 +8,7 @@ Local clock times are resolved in the trigger's time zone with zoneinfo. Across 
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -48,6 +49,7 @@ class Cron:
             raise InvalidError("cron needs five fields: minute hour day month weekday", field="trigger.expr")
         sets = [self._parse(p, name, lo, hi) for p, (name, lo, hi) in zip(parts, _FIELDS)]
         self.minutes, self.hours, self.days, self.months, weekdays = sets
+        self.times = [time(hour, minute) for hour in sorted(self.hours) for minute in sorted(self.minutes)]
         self.weekdays = {d % 7 for d in weekdays}  # 0 and 7 are both Sunday
         # cron's rule: when both day fields are restricted, a day matches if either matches
         self.day_any = parts[2] == "*"
@@ -96,14 +98,32 @@ class Cron:
             day = local_start + timedelta(days=offset)
             if not self._day_matches(day):
                 continue
-            for hour in sorted(self.hours):
-                for minute in sorted(self.minutes):
-                    when = resolve_local(day, time(hour, minute), tz)
-                    if when > after:
-                        return when
+            for clock in self.times:
+                when = resolve_local(day, clock, tz)
+                if when > after:
+                    return when
         return None
 
+    def between(self, after: datetime, end: datetime, tz: ZoneInfo, limit: int) -> list[datetime]:
+        """Every instant in (after, end], in order, at most `limit` — what next_after, called again and again,
+        gives, in one pass over the days."""
+        found: set[datetime] = set()
+        day, last = after.astimezone(tz).date() - timedelta(days=1), end.astimezone(tz).date() + timedelta(days=1)
+        while day <= last and len(found) < limit + len(self.times):
+            if self._day_matches(day):
+                found.update(w for clock in self.times if after < (w := resolve_local(day, clock, tz)) <= end)
+            day += timedelta(days=1)
+        return sorted(found)[:limit]
 
+
+@functools.lru_cache(maxsize=1024)
+def cron(expr: str) -> Cron:
+    """A parsed expression, parsed once (a timeline over 10,000 jobs asks for the same few thousand again and
+    again); a Cron is never changed after it is built."""
+    return Cron(expr)
+
+
+@functools.lru_cache(maxsize=65536)
 def resolve_local(day: date, clock: time, tz: ZoneInfo) -> datetime:
     """The instant (UTC) of a local wall-clock time, by the DST rules in the module docstring."""
     naive = datetime.combine(day, clock)
@@ -129,7 +149,9 @@ def validate(trigger: Trigger, location: Location | None = None) -> None:
     """Refuse what decodes but cannot fire; raises InvalidError naming the field."""
     if isinstance(trigger, SunTrigger) and location is None:
         raise InvalidError(
-            "sun triggers need the master's location: set PIFLEET_LATITUDE and PIFLEET_LONGITUDE", field="trigger.event"
+            "sun triggers need the master's location: set it on the settings page, or "
+            "`pifleet settings set latitude 52.52` and `pifleet settings set longitude 13.40` (PUT /api/settings)",
+            field="trigger.event",
         )
     if isinstance(trigger, CronTrigger):
         zone(trigger.tz)
@@ -151,7 +173,7 @@ def next_fire(
     if isinstance(trigger, AtTrigger):
         return trigger.at.astimezone(UTC) if trigger.at > after else None
     if isinstance(trigger, CronTrigger):
-        return Cron(trigger.expr).next_after(after, zone(trigger.tz))
+        return cron(trigger.expr).next_after(after, zone(trigger.tz))
     if isinstance(trigger, EveryTrigger):
         origin = created or after
         step = timedelta(seconds=trigger.seconds)
@@ -172,6 +194,35 @@ def next_fire(
     if isinstance(trigger, (ManualTrigger, AfterTrigger, ThresholdTrigger)):
         return None
     raise TypeError(f"unknown trigger {trigger!r}")
+
+
+def occurrences(
+    trigger: Trigger,
+    after: datetime,
+    end: datetime,
+    *,
+    limit: int,
+    created: datetime | None = None,
+    location: Location | None = None,
+    memo: dict | None = None,
+) -> list[datetime]:
+    """The instants in (after, end] at which the trigger fires, in order, at most `limit` (a timeline). `memo`: a
+    dict kept by the caller across calls with the same window (many jobs share a cron expression)."""
+    if isinstance(trigger, CronTrigger):
+        if memo is None:
+            return cron(trigger.expr).between(after, end, zone(trigger.tz), limit)
+        key = (trigger.expr, trigger.tz, after, end, limit)
+        if key not in memo:
+            memo[key] = cron(trigger.expr).between(after, end, zone(trigger.tz), limit)
+        return memo[key]
+    found: list[datetime] = []
+    while len(found) < limit:
+        when = next_fire(trigger, after, created=created, location=location)
+        if when is None or when > end:
+            break
+        found.append(when)
+        after = when
+    return found
 
 
 def follow_up_time(trigger: FollowUpTrigger, finished: datetime) -> datetime:

@@ -71,3 +71,26 @@ async def insert_roots(db, runs: list[RootRun]) -> list[asyncpg.Record]:
         """,
         [msgspec.to_builtins(run) for run in runs],
     )
+
+
+async def active_jobs(db) -> list[asyncpg.Record]:
+    """Enabled jobs not paused, lightly: id, name, created_at and the spec as JSON text (the caller decodes it
+    straight into a JobSpec, one pass instead of two)."""
+    return await db.fetch("select id, name, created_at, spec::text as spec from jobs where enabled and not paused")
+
+
+async def planned_runs(db, until: datetime, device: str | None = None, limit: int = 10000) -> list[asyncpg.Record]:
+    """Scheduled runs on a device until `until`, soonest first: at, job, device (name), capability, command,
+    params, follow_up."""
+    return await db.fetch(
+        """
+        select e.scheduled_for as at, j.name as job, d.name as device, e.capability, e.command, e.params,
+               e.parent_id is not null as follow_up
+        from job_executions e join jobs j on j.id = e.job_id join devices d on d.id = e.device_id
+        where e.state = 'scheduled' and e.scheduled_for <= $1 and ($2::text is null or d.name = $2)
+        order by e.scheduled_for limit $3
+        """,
+        until,
+        device,
+        limit,
+    )
