@@ -24,32 +24,9 @@ import os
 import sys
 
 from agent.port import collect, print_exception
+from agent.resources import Capability
 
 CAPS_DIR = "caps"
-
-
-class Capability:
-    __slots__ = ("name", "version", "commands", "module", "instance", "stem", "cfg")
-
-    def __init__(self, module, instance, stem, cfg):
-        self.module = module
-        self.instance = instance
-        self.stem = stem  # the file it came from: caps/STEM.mpy (NAME_HASHPREFIX when the master pushed it)
-        self.cfg = cfg
-        self.name = module.NAME
-        self.version = str(module.VERSION)
-        self.commands = module.COMMANDS
-
-    def handler(self, command):
-        """The coroutine function for a declared command, or None."""
-        if command not in self.commands:
-            return None
-        return getattr(self.instance, command, None)
-
-    def stop(self):
-        stop = getattr(self.module, "stop", None)
-        if stop is not None:
-            stop(self.instance)
 
 
 def _import(stem):
@@ -69,17 +46,21 @@ def unload(stem):
 
 def load_one(name, stem, cfg, check=False):
     """Import caps/STEM, check it is capability `name`, set it up (and run its selftest when check)."""
-    module = _import(stem)
-    if getattr(module, "NAME", None) != name:
-        raise ValueError("%s declares NAME %r, not %r" % (stem, getattr(module, "NAME", None), name))
-    cap = Capability(module, module.setup(cfg), stem, cfg)
-    selftest = getattr(module, "selftest", None)
-    if check and selftest is not None:
-        try:
-            selftest(cap.instance)
-        except Exception:
-            cap.stop()
-            raise
+    try:
+        module = _import(stem)
+        if getattr(module, "NAME", None) != name:
+            raise ValueError("%s declares NAME %r, not %r" % (stem, getattr(module, "NAME", None), name))
+        cap = Capability(module, module.setup(cfg), stem, cfg)
+        selftest = getattr(module, "selftest", None)
+        if check and selftest is not None:
+            try:
+                selftest(cap.instance)
+            except Exception:
+                cap.stop()
+                raise
+    except Exception:
+        unload(stem)  # a module that cannot run does not stay in the heap
+        raise
     return cap
 
 

@@ -43,8 +43,10 @@ _MAX_TRANSMIT_WAIT_MS = const(93000)
 _PIGGYBACK_MS = const(1000)
 _ACKER_MS = const(250)  # how often the one acker task looks for handlers slower than _PIGGYBACK_MS
 # How many incoming exchanges we remember for deduplication. RFC 7252 asks for EXCHANGE_LIFETIME (247 s);
-# a board bounds it by count instead, enough for its peer (one master) at the rates it sees.
-_DEDUPE_SLOTS = const(24)
+# a board bounds it by count instead: its one peer, the master, has one command per board in flight (and
+# a push sends its blocks one after the other), so only the last few exchanges can still be retransmitted.
+# Each remembered answer is a protected datagram (≈ 150 B with its key): 8, not 24, keep 2.5 KB free.
+_DEDUPE_SLOTS = const(8)
 _MAX_DATAGRAM = const(1280)
 
 
@@ -64,17 +66,6 @@ class _Pending:
         self.acked = asyncio.Event()
         self.response = None
         self.reset = False
-
-
-class _Refused(Exception):
-    """A request OSCORE does not let through; `answer` is the Message to send back (None: drop it, it was a
-    NON). challenge: not a refusal but the Echo challenge after our reboot (RFC 8613 Appendix B.1.2)."""
-
-    def __init__(self, answer, challenge=False, reason=None):
-        super().__init__()
-        self.answer = answer
-        self.challenge = challenge
-        self.reason = reason
 
 
 class Endpoint:
@@ -203,23 +194,28 @@ class Endpoint:
                 self._seen.pop(self._seen_order.pop(0), None)
         self._seen[key] = answer
 
-    def _unprotect(self, msg):
-        """(inner request, request id) of a protected request; raises _Refused for anything OSCORE refuses."""
+    def _unprotect(self, msg, addr):
+        """(inner request, request id, None); or (None, None, the Message to send back, None for a NON) for a
+        request OSCORE does not let through: counted and printed, unless it is the Echo challenge after our
+        reboot (the master proves its request fresh with our Echo, RFC 8613 Appendix B.1.2)."""
         from agent import oscore
 
         if msg.option(oscore.OSCORE) is None:
             if msg.code == _GET and msg.path() == ".well-known/core":
-                return msg, None
-            error = oscore.OscoreError("OSCORE required")
-            error.code, error.diag = oscore.UNAUTHORIZED, "OSCORE required"
-            raise _Refused(oscore.error_response(msg, error) if msg.type == _CON else None, reason=error)
-        try:
-            return self.oscore.unprotect_request(msg)
-        except oscore.EchoRequiredError as exc:
-            # the first request after our reboot may be a replay: the master proves freshness with our Echo
-            raise _Refused(self.oscore.echo_response(msg, exc.rid), challenge=True)
-        except oscore.OscoreError as exc:
-            raise _Refused(oscore.error_response(msg, exc) if msg.type == _CON else None, reason=exc)
+                return msg, None, None
+            exc = oscore.OscoreError("OSCORE required")
+            exc.code, exc.diag = oscore.UNAUTHORIZED, "OSCORE required"
+        else:
+            try:
+                inner, rid = self.oscore.unprotect_request(msg)
+                return inner, rid, None
+            except oscore.EchoRequiredError as challenge:
+                return None, None, self.oscore.echo_response(msg, challenge.rid)
+            except oscore.OscoreError as refused:
+                exc = refused
+        self.stats["refused"] += 1
+        print("coap: refused a request from %s:%d: %r" % (peer_of(addr) + (exc,)))
+        return None, None, oscore.error_response(msg, exc) if msg.type == _CON else None
 
     async def _answer(self, msg, addr, key):
         """Run the handler; piggy-back its answer on the ACK, or send it separately if it is slow (the acker
@@ -227,14 +223,10 @@ class Endpoint:
         rid = None
         try:
             if self.oscore is not None:
-                try:
-                    msg, rid = self._unprotect(msg)
-                except _Refused as refused:
-                    if not refused.challenge:
-                        self.stats["refused"] += 1
-                        print("coap: refused a request from %s:%d: %r" % (peer_of(addr) + (refused.reason,)))
-                    if refused.answer is not None:
-                        data = coap.encode(refused.answer)
+                msg, rid, refusal = self._unprotect(msg, addr)
+                if msg is None:
+                    if refusal is not None:
+                        data = coap.encode(refusal)
                         self._remember(key, data)
                         self._send(data, addr)
                     return

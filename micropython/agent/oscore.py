@@ -3,7 +3,7 @@
 Layer: device side, pure: coap.Message in, coap.Message out; no sockets, no clock, no files but through the
 sequence-number store it is given. It does not choose contexts, message types or MIDs, nor answer anyone:
 the endpoint does (error_response() and Context.echo_response() build what RFC 8613 §8 and Appendix B.1.2 ask
-for). Malformed or hostile input raises an OscoreError subclass, never anything else.
+for). Malformed or hostile input raises an OscoreError, never anything else.
 """
 
 from agent import coap
@@ -42,10 +42,13 @@ _OUTER = (3, 7, 35, 39)
 
 
 class OscoreError(Exception):
-    """A message OSCORE refuses. code and diag: the unprotected answer RFC 8613 §8.2 suggests."""
+    """A message OSCORE refuses. code and diag: the unprotected answer RFC 8613 §8.2 suggests; reason: which
+    refusal it is. Only the two refusals callers catch by name have classes of their own (a class costs heap);
+    the others are OscoreErrors from refusal(), told apart by their reason."""
 
     code = _BAD_REQUEST
     diag = "OSCORE error"
+    reason = "OscoreError"
 
 
 class DecodeError(OscoreError):
@@ -53,44 +56,36 @@ class DecodeError(OscoreError):
 
     code = _BAD_OPTION
     diag = "Failed to decode COSE"
+    reason = "DecodeError"
 
 
-class UnknownKidError(OscoreError):
-    """A kid (or kid context) this context does not receive from."""
-
-    code = UNAUTHORIZED
-    diag = "Security context not found"
-
-
-class AuthError(OscoreError):
-    """The tag does not verify: altered in transit, or sealed under another key."""
-
-    diag = "Decryption failed"
-
-
-class ReplayError(OscoreError):
-    """A request whose sequence number the replay window has seen."""
+class EchoRequiredError(OscoreError):
+    """A verified request while the replay window is unknown (after a reboot): answer echo_response()."""
 
     code = UNAUTHORIZED
     diag = "Replay detected"
-
-
-class StaleError(ReplayError):
-    """A request older than the replay window reaches: it may have been seen, so it is refused."""
-
-
-class EchoRequiredError(ReplayError):
-    """A verified request while the replay window is unknown (after a reboot): answer echo_response()."""
+    reason = "EchoRequiredError"
 
     def __init__(self, rid):
         super().__init__("replay window not initialised")
         self.rid = rid
 
 
-class ExhaustedError(OscoreError):
-    """All 2^40 sequence numbers of the sender are used: the context needs new keying material."""
-
-    code = _SERVICE_UNAVAILABLE
+def refusal(reason, message):
+    """An OscoreError for a refusal nobody catches by name. reason: "UnknownKidError" (a kid or kid context this
+    context does not receive from), "AuthError" (the tag does not verify: altered, or sealed under another key),
+    "ReplayError" (a sequence number the window has seen), "StaleError" (older than the window reaches: it may
+    have been seen) or "ExhaustedError" (all 2^40 sequence numbers used: the context needs new keying)."""
+    exc = OscoreError(message)
+    exc.reason = reason
+    if reason == "AuthError":
+        exc.diag = "Decryption failed"
+    elif reason == "ExhaustedError":
+        exc.code = _SERVICE_UNAVAILABLE
+    else:
+        exc.code = UNAUTHORIZED
+        exc.diag = "Security context not found" if reason == "UnknownKidError" else "Replay detected"
+    return exc
 
 
 def _header(msg):
@@ -225,7 +220,7 @@ class Context:
     def _next_piv(self):
         seq = self.seq
         if seq >= _SEQ_LIMIT:
-            raise ExhaustedError("sequence numbers exhausted")
+            raise refusal("ExhaustedError", "sequence numbers exhausted")
         if self._store is not None and seq >= self._mark:
             self._mark = seq + _SEQ_STEP
             self._store.save(self._mark)  # before the number is used: a power cut now skips, never repeats
@@ -251,14 +246,14 @@ class Context:
         if kid is None or not piv:
             raise DecodeError("request without kid or partial IV")
         if kid != self.recipient_id or (kid_context is not None and kid_context != self.id_context):
-            raise UnknownKidError("unknown kid")
+            raise refusal("UnknownKidError", "unknown kid")
         seq = coap.read_uint(piv)
         if self._top is not None:
             self._check(seq)  # before decrypting: a replay costs nothing
         rid = [kid, piv, msg.code == FETCH, True]
         plain = self._recv.decrypt(self.nonce(kid, piv), aad(kid, piv), msg.payload)
         if plain is None:
-            raise AuthError("tag does not verify")
+            raise refusal("AuthError", "tag does not verify")
         code, options, payload = _parse(plain)
         if not 1 <= code <= 31:
             raise DecodeError("inner code is not a request")
@@ -296,12 +291,12 @@ class Context:
         if (kid is not None and kid != self.recipient_id) or (
             kid_context is not None and kid_context != self.id_context
         ):
-            raise UnknownKidError("unknown kid")
+            raise refusal("UnknownKidError", "unknown kid")
         rkid, rpiv = rid[0], rid[1]
         nonce = self.nonce(self.recipient_id, piv) if piv else self.nonce(rkid, rpiv)
         plain = self._recv.decrypt(nonce, aad(rkid, rpiv), msg.payload)
         if plain is None:
-            raise AuthError("tag does not verify")
+            raise refusal("AuthError", "tag does not verify")
         code, options, payload = _parse(plain)
         if code < 64:
             raise DecodeError("inner code is not a response")
@@ -319,9 +314,9 @@ class Context:
             return
         age = self._top - seq
         if age >= _WINDOW:
-            raise StaleError("older than the replay window")
+            raise refusal("StaleError", "older than the replay window")
         if (self._seen >> age) & 1:
-            raise ReplayError("sequence number seen")
+            raise refusal("ReplayError", "sequence number seen")
 
     def _accept(self, seq):
         if seq > self._top:

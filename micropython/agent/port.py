@@ -56,48 +56,20 @@ if IS_MICROPYTHON:
                 # the datagram waits in the socket meanwhile.
                 gc.collect()
 
-else:
-    import signal
-    import traceback
-
-    # SIGINT (Ctrl-C) is how a board's agent is stopped in order: KeyboardInterrupt, outputs off, deregistered.
-    # A process started from a background shell inherits SIGINT as ignored, and CPython keeps it so (MicroPython
-    # installs its own handler): take it back, or `pifleet process` targets and CPython boards cannot stop.
-    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def const(value):
-        return value
-
-    def ticks_ms():
-        return time.monotonic_ns() // 1_000_000
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def ticks_add(a, b):
-        return a + b
-
-    def print_exception(exc, file=sys.stdout):
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=file)
-
-    async def wait_for_ms(aw, ms):
-        return await asyncio.wait_for(aw, ms / 1000)
-
-    async def sleep_ms(ms):
-        await asyncio.sleep(ms / 1000)
-
-    def mem_info():
-        return None, None
-
-    def collect():
-        """CPython manages its own memory."""
-
-    def reset_loop():
-        """CPython's asyncio.run() always starts from a fresh loop: nothing to forget."""
-
-    async def recvfrom(sock, size):
-        return await asyncio.get_running_loop().sock_recvfrom(sock, size)
+else:  # the agent under CPython (process targets, tests): its edge is a module a board never loads
+    from agent.cpython import (  # noqa: F401  (re-exported)
+        collect,
+        const,
+        mem_info,
+        print_exception,
+        recvfrom,
+        reset_loop,
+        sleep_ms,
+        ticks_add,
+        ticks_diff,
+        ticks_ms,
+        wait_for_ms,
+    )
 
 
 def forget(name):
@@ -153,10 +125,9 @@ def aes_cbc_decrypt(key, iv, data):
         from cryptolib import aes
 
         return aes(key, 2, iv).decrypt(data)  # mode 2: CBC
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from agent.cpython import aes_cbc_decrypt
 
-    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
-    return decryptor.update(data) + decryptor.finalize()
+    return aes_cbc_decrypt(key, iv, data)
 
 
 def aes_ecb_encryptor(key):
@@ -169,14 +140,9 @@ def aes_ecb_encryptor(key):
         from cryptolib import aes
 
         return aes(key, 1).encrypt  # mode 1: ECB
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from agent.cpython import aes_ecb_encryptor
 
-    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-
-    def encrypt(src, dst):
-        dst[:16] = encryptor.update(src)
-
-    return encrypt
+    return aes_ecb_encryptor(key)
 
 
 def implementation():

@@ -10,79 +10,25 @@ import asyncio
 
 from agent import coap
 from agent.endpoint import RequestError
-from agent.port import const, forget, implementation, print_exception, sleep_ms, sockaddr, wait_for_ms
+from agent.port import const, forget, implementation, print_exception, sleep_ms, wait_for_ms
 
 # CoAP numbers (RFC 7252, 7959), inlined: agent/coap.py keeps only what the tests use by name
 _CHANGED = const(68)
-_CONTENT_FORMAT = const(12)
-_CREATED = const(65)
-_DELETE = const(4)
-_LINK_FORMAT = const(40)
-_LOCATION_PATH = const(8)
 _NOT_FOUND = const(132)
 _POST = const(2)
 _URI_PATH = const(11)
-_URI_QUERY = const(15)
 
 _BACKOFF_MIN_MS = const(1000)
 _BACKOFF_MAX_MS = const(60000)
-_MDNS_TIMEOUT_MS = const(1000)
-
-
-class Locator:
-    """Where the master is: what an mDNS query finds first, else the address in the config.
-
-    config["master"] absent or "mdns": mDNS only (asked again at every attempt). {"host", "port"}: mDNS first,
-    falling back to that address — unless "mdns" is false, or the host is a loopback address (a board simulated
-    on the master's own machine, where the configured address is the truth and other masters may advertise).
-    """
-
-    def __init__(self, config, ip):
-        master = config.get("master")
-        self.ip = ip
-        self.configured = None
-        self.mdns = True
-        if isinstance(master, dict) and master.get("host"):
-            host = master["host"]
-            self.configured = sockaddr(host, int(master.get("port", 5683)))
-            self.mdns = master.get("mdns", not (host.startswith("127.") or host == "localhost"))
-        self.found = None
-
-    async def __call__(self):
-        if self.mdns:
-            from agent import mdns  # only while looking: a registered board does not keep the module
-
-            try:
-                found = await mdns.find(self.ip, _MDNS_TIMEOUT_MS)
-            finally:
-                forget("mdns")
-            if found is not None:
-                if found != self.found:
-                    print("mdns: master at %s:%d" % found)
-                    self.found = found
-                return sockaddr(found[0], found[1])
-            if self.configured is None:
-                print("mdns: no master answered")
-        return self.configured
-
-
-def _quote(text):
-    """Percent-encode what may not appear raw in a Uri-Query value."""
-    out = []
-    for ch in str(text):
-        if ch.isalpha() or ch.isdigit() or ch in "-._~":
-            out.append(ch)
-        else:
-            out.append("".join("%%%02X" % b for b in ch.encode()))
-    return "".join(out)
 
 
 class Registration:
-    def __init__(self, endpoint, master_addr, config, links, agent_version, locate=None):
+    def __init__(self, endpoint, config, links, agent_version, locator):
         self.endpoint = endpoint
-        self.master = master_addr
-        # coroutine function finding the master (mDNS, else master_addr) before each new registration
-        self.locate = locate
+        # where the master is (agent/register.py's Locator, copied: the class stays out of the heap); looked for
+        # again before each new registration when mdns is true
+        self.ip, self.configured, self.mdns, self.found = locator.ip, locator.configured, locator.mdns, locator.found
+        self.master = self.configured
         self.lifetime = int(config.get("lifetime", 60))
         et, mpy, fw = implementation()
         self.query = [
@@ -101,25 +47,12 @@ class Registration:
         self.registrations = 0  # how often we registered anew (shown in /stats)
 
     async def _register(self):
-        if self.locate is not None:
-            self.master = await self.locate()
-        if self.master is None:
-            return False  # nobody to register with yet: back off and look again
-        options = coap.path_options(_URI_PATH, "rd")
-        options += [(_URI_QUERY, ("%s=%s" % (k, _quote(v))).encode()) for k, v in self.query]
-        options.append((_CONTENT_FORMAT, coap.uint(_LINK_FORMAT)))
-        response = await self.endpoint.request(self.master, _POST, options, self.links)
-        if response.code != _CREATED:
-            print("rd: registration refused:", coap.code_str(response.code), response.payload)
-            return False
-        location = "/".join(v.decode() for v in response.option_values(_LOCATION_PATH))
-        if not location:
-            print("rd: registration answer has no Location-Path")
-            return False
-        self.location = location
-        self.registrations += 1
-        print("rd: registered as", location)
-        return True
+        from agent import register  # registering is rare: its code is loaded for it, forgotten after
+
+        try:
+            return await register.register(self)
+        finally:
+            forget("register")
 
     async def _update(self):
         options = coap.path_options(_URI_PATH, self.location)
@@ -144,7 +77,7 @@ class Registration:
                     ok = await self._update()
             except RequestError as exc:
                 print("rd: master did not answer:", exc)
-                if self.locate is not None:
+                if self.mdns:
                     self.location = None  # it may have moved: find it again and register anew
                 ok = False
             except Exception as exc:  # noqa: BLE001 — registration must never stop the board
@@ -173,12 +106,6 @@ class Registration:
 
     async def deregister(self, timeout_ms=3000):
         """DELETE our registration; give up quietly after timeout_ms (we are shutting down)."""
-        if self.location is None:
-            return
-        options = coap.path_options(_URI_PATH, self.location)
-        try:
-            await wait_for_ms(self.endpoint.request(self.master, _DELETE, options), timeout_ms)
-            print("rd: deregistered", self.location)
-        except (RequestError, asyncio.TimeoutError):
-            print("rd: master did not confirm deregistration")
-        self.location = None
+        from agent import register
+
+        await register.deregister(self, timeout_ms)

@@ -1,15 +1,16 @@
-"""The board's CoAP resources: /.well-known/core, /cap, /stats, /a/CAP/COMMAND, /m (modules) and /role.
+"""The board's CoAP resources: /a/CAP/COMMAND and /role here; /.well-known/core, /cap, /stats and /m (modules)
+in agent/admin.py, loaded only while one of them is asked for.
 
 Layer: device side, application. It turns a request Message into (code, options, payload) for the
 endpoint. It does not touch the socket, and it never lets a handler's exception escape: a broken command
-answers 5.00. Execution ids (eid) of the last 16 commands are remembered with their answer (code and JSON bytes,
+answers 5.00. Execution ids (eid) of the last 8 commands are remembered with their answer (code and JSON bytes,
 None while running), so a retried command runs once.
 """
 
 import json
 
 from agent import coap
-from agent.port import const, forget, mem_info, print_exception, sleep_ms, ticks_diff, ticks_ms
+from agent.port import const, forget, print_exception, sleep_ms, ticks_ms
 from agent.schema import validate
 
 # CoAP numbers (RFC 7252, 7959), inlined: agent/coap.py keeps only what the tests use by name
@@ -19,12 +20,9 @@ _BAD_REQUEST = const(128)
 _BLOCK1 = const(27)
 _BLOCK2 = const(23)
 _CHANGED = const(68)
-_CONTENT = const(69)
 _CONTENT_FORMAT = const(12)
-_GET = const(1)
 _INTERNAL_ERROR = const(160)
 _JSON = const(50)
-_LINK_FORMAT = const(40)
 _METHOD_NOT_ALLOWED = const(133)
 _NOT_FOUND = const(132)
 _OBSERVE = const(6)
@@ -38,7 +36,7 @@ _URI_PATH = const(11)
 _URI_PORT = const(7)
 _URI_QUERY = const(15)
 
-_EID_SLOTS = const(16)
+_EID_SLOTS = const(8)  # the master sends one command per board at a time: 8 cover its retries with room
 _DUPLICATE_POLL_MS = const(50)  # how often a retried command looks whether its first run has finished
 # Options we understand or may safely ignore; any other critical (odd) option gets 4.02 (RFC 7252 §5.4.1).
 _KNOWN = (
@@ -55,11 +53,37 @@ _KNOWN = (
     _OBSERVE,
 )
 _JSON_OPT = [(_CONTENT_FORMAT, coap.uint(_JSON))]
-_LINK_OPT = [(_CONTENT_FORMAT, coap.uint(_LINK_FORMAT))]
 
 
 def _json(code, obj):
     return code, _JSON_OPT, json.dumps(obj).encode()
+
+
+class Capability:
+    """A running capability (made by agent/caps.py). Its class lives here, in a module the board keeps: an
+    instance of a class from agent/caps.py would keep that whole module in the heap after it is forgotten."""
+
+    __slots__ = ("name", "version", "commands", "module", "instance", "stem", "cfg")
+
+    def __init__(self, module, instance, stem, cfg):
+        self.module = module
+        self.instance = instance
+        self.stem = stem  # the file it came from: caps/STEM.mpy (NAME_HASHPREFIX when the master pushed it)
+        self.cfg = cfg
+        self.name = module.NAME
+        self.version = str(module.VERSION)
+        self.commands = module.COMMANDS
+
+    def handler(self, command):
+        """The coroutine function for a declared command, or None."""
+        if command not in self.commands:
+            return None
+        return getattr(self.instance, command, None)
+
+    def stop(self):
+        stop = getattr(self.module, "stop", None)
+        if stop is not None:
+            stop(self.instance)
 
 
 class Resources:
@@ -69,46 +93,25 @@ class Resources:
         self.endpoint_stats = endpoint_stats
         self.failed_caps = list(failed_caps)
         self._by_name = {cap.name: cap for cap in capabilities}
-        self._executions = {}
+        self.executions = {}
         self._eid_order = []
-        self._booted = ticks_ms()
+        self.booted = ticks_ms()  # uptime in /stats
         self.registration = None  # set by the agent: shown in /stats
         self.role = ""
         self.apply_role = None  # set by the agent: coroutine (body) -> (code, answer)
         self.upload = None  # agent.modules.Upload, made at the first module upload
         self._links = None  # links() as bytes, until the capabilities change
 
-    def links(self):
-        """Link-format description of what this board offers (RFC 6690) as bytes, also sent when registering;
-        built once for each set of capabilities."""
-        if self._links is None:
-            parts = ["</cap>;ct=50", "</stats>;ct=50"]
-            for cap in self.capabilities:
-                for command in cap.commands:
-                    parts.append('</a/%s/%s>;rt="pifleet.cmd";ct=50' % (cap.name, command))
-            self._links = ",".join(parts).encode()
-        return self._links
-
     async def handle(self, msg, addr):
         for number, _ in msg.options:
             if number & 1 and number not in _KNOWN:
                 return _BAD_OPTION, [], b""
         path = msg.path()
-        if path == ".well-known/core":
-            if msg.code != _GET:
-                return _METHOD_NOT_ALLOWED, [], b""
-            return _CONTENT, _LINK_OPT, self.links()
-        if path == "cap":
-            if msg.code != _GET:
-                return _METHOD_NOT_ALLOWED, [], b""
-            return _json(_CONTENT, self.describe())
-        if path == "stats":
-            if msg.code != _GET:
-                return _METHOD_NOT_ALLOWED, [], b""
-            return _json(_CONTENT, self.stats())
         segments = path.split("/")
-        if segments[0] == "m":
-            return self._modules(msg, segments)
+        if len(segments) == 3 and segments[0] == "a":
+            if msg.code != _POST:
+                return _METHOD_NOT_ALLOWED, [], b""
+            return await self._command(segments[1], segments[2], msg.payload)
         if path == "role":
             if msg.code != _PUT:
                 return _METHOD_NOT_ALLOWED, [], b""
@@ -120,63 +123,37 @@ class Resources:
                 return _json(_BAD_REQUEST, {"ok": False, "error": "payload is not JSON", "field": ""})
             code, answer = await self.apply_role(body)
             return _json(code, answer)
-        if len(segments) == 3 and segments[0] == "a":
-            if msg.code != _POST:
-                return _METHOD_NOT_ALLOWED, [], b""
-            return await self._command(segments[1], segments[2], msg.payload)
-        return _NOT_FOUND, [], b""
-
-    def _modules(self, msg, segments):
-        from agent import modules  # loaded for a module push, forgotten when no upload is in progress
+        # the rest is asked for rarely (after a registration, by a person, for a push): loaded for the request
+        from agent import admin
 
         try:
-            if len(segments) == 1:
-                if msg.code != _GET:
-                    return _METHOD_NOT_ALLOWED, [], b""
-                return _json(_CONTENT, {"modules": modules.listing(), "free": modules.free_bytes()})
-            if len(segments) != 2:
-                return _NOT_FOUND, [], b""
-            if msg.code != _PUT:
-                return _METHOD_NOT_ALLOWED, [], b""
-            query = [v.decode() for v in msg.option_values(_URI_QUERY)]
-            if self.upload is None:
-                self.upload = modules.Upload()
-            return self.upload.put(segments[1], query, msg)
+            return admin.handle(self, msg, path, segments)
         finally:
-            if self.upload is None or self.upload.stem is None:
-                self.upload = None
-                forget("modules")
-                forget("caps")
+            forget("admin")
+
+    def links(self):
+        """Link-format description of what this board offers (RFC 6690) as bytes, also sent when registering;
+        built once for each set of capabilities."""
+        if self._links is None:
+            from agent import admin
+
+            self._links = admin.links(self.capabilities)
+            forget("admin")
+        return self._links
+
+    def describe(self):
+        from agent import admin
+
+        try:
+            return admin.describe(self)
+        finally:
+            forget("admin")
 
     def set_capabilities(self, capabilities, failed=()):
         self.capabilities = capabilities
         self._links = None
         self.failed_caps = list(failed)
         self._by_name = {cap.name: cap for cap in capabilities}
-
-    def describe(self):
-        return {
-            "device": self.device_id,
-            "role": self.role,
-            "caps": [
-                {"name": c.name, "version": c.version, "module": c.stem, "commands": c.commands}
-                for c in self.capabilities
-            ],
-            "failed": [{"name": name, "error": error} for name, error in self.failed_caps],
-        }
-
-    def stats(self):
-        alloc, free = mem_info()
-        out = dict(self.endpoint_stats)
-        out["mem_alloc"] = alloc
-        out["mem_free"] = free
-        out["uptime_ms"] = ticks_diff(ticks_ms(), self._booted)
-        out["executions"] = len(self._executions)
-        out["failed_caps"] = [name for name, _ in self.failed_caps]
-        if self.registration is not None:
-            out["registered"] = self.registration.location
-            out["registrations"] = self.registration.registrations
-        return out
 
     async def _command(self, cap_name, command, payload):
         try:
@@ -205,11 +182,11 @@ class Resources:
             field, message = problem
             return _json(_BAD_REQUEST, {"eid": eid, "ok": False, "error": field + " " + message, "field": field})
 
-        if eid in self._executions:
+        if eid in self.executions:
             # A retried command: never run it twice; answer with what the first run answered (rare: no Event)
-            while self._executions.get(eid, ()) is None:
+            while self.executions.get(eid, ()) is None:
                 await sleep_ms(_DUPLICATE_POLL_MS)
-            done = self._executions.get(eid)
+            done = self.executions.get(eid)
             if not done:
                 return _json(_INTERNAL_ERROR, {"eid": eid, "ok": False, "error": "first run forgotten"})
             answer = json.loads(done[1])
@@ -227,12 +204,12 @@ class Resources:
             print_exception(exc)
             code, body = _INTERNAL_ERROR, {"eid": eid, "ok": False, "error": repr(exc)}
         data = json.dumps(body).encode()
-        if eid in self._executions:
-            self._executions[eid] = (code, data)
+        if eid in self.executions:
+            self.executions[eid] = (code, data)
         return code, _JSON_OPT, data
 
     def _remember(self, eid):
-        self._executions[eid] = None
+        self.executions[eid] = None
         self._eid_order.append(eid)
         if len(self._eid_order) > _EID_SLOTS:
-            self._executions.pop(self._eid_order.pop(0), None)
+            self.executions.pop(self._eid_order.pop(0), None)

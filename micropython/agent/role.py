@@ -1,6 +1,6 @@
 """Changing what the board does while it runs: a new role, new module versions, new configuration.
 
-Layer: device side, application. `PUT /role` {"role", "caps": {name: cfg}, "modules": {name: stem}} arrives
+Layer: device side, application. `PUT /role` {"role", "caps": {name: cfg}, "modules": {name: stem}} (switch()) arrives
 after the master has pushed every module file it names (agent/modules.py). Capabilities whose stem and
 configuration are unchanged keep running untouched. The others are stopped first (a new version may take over
 the same pins), then the new ones are imported, set up and self-checked. If any of them fails, the new ones
@@ -18,7 +18,10 @@ import json
 import os
 
 from agent import caps
-from agent.port import collect, print_exception
+from agent.port import collect, const, print_exception
+
+_BAD_REQUEST = const(128)  # 4.00
+_CHANGED = const(68)  # 2.04
 
 
 class RoleError(Exception):
@@ -55,6 +58,32 @@ def _checked(body):
     return role, wanted, stems
 
 
+def switch(agent, body):
+    """PUT /role on the running agent (agent/app.py): (code, answer). Background work of the capabilities stops
+    during the switch (it holds them) and starts again for those that run after it."""
+    for cap in agent.capabilities:
+        agent.stop_work(cap)
+    try:
+        with open(agent.path) as f:
+            config = json.load(f)
+        now, _, _, config = apply(agent.capabilities, config, body, agent.path)
+    except RoleError as exc:
+        for cap in agent.capabilities:  # what ran before runs again, set up anew: so is its background work
+            agent.start_work(cap)
+        return _BAD_REQUEST, {"ok": False, "error": str(exc), "field": exc.field}
+    resources = agent.resources
+    agent.capabilities = now
+    resources.set_capabilities(now)
+    resources.role = config.get("role", "")
+    for cap in now:
+        agent.start_work(cap)
+    agent.registration.changed(resources.links(), resources.role)
+    print("role: now %s: %s" % (config.get("role"), ", ".join(c.stem for c in now)))
+    answer = resources.describe()
+    answer["ok"] = True
+    return _CHANGED, answer
+
+
 def apply(current, config, body, path):
     """Switch from the capabilities `current` to the role in `body`.
 
@@ -73,6 +102,11 @@ def apply(current, config, body, path):
             todo.append((name, stem, cfg))
     replaced = [cap for cap in current if cap not in keep]
     caps.stop_all(replaced)  # outputs safe, and their pins free for the new versions
+    # the replaced code leaves the heap before the new comes in (the switch is the heap's high point); if the
+    # new cannot run, the old is imported again from its file, which stays until the switch has succeeded
+    for old in replaced:
+        old.module = old.instance = None
+        caps.unload(old.stem)
     started = []
     try:
         for name, stem, cfg in todo:
@@ -85,11 +119,12 @@ def apply(current, config, body, path):
     except RoleError:
         caps.stop_all(started)
         for cap in started:
-            if cap.stem not in [old.stem for old in replaced]:
-                caps.unload(cap.stem)
+            caps.unload(cap.stem)
+        started = cap = None  # the new code may go before the old comes back
         for old in replaced:  # the previous versions, as they were
             try:
-                old.instance = old.module.setup(old.cfg)
+                back = caps.load_one(old.name, old.stem, old.cfg)
+                old.module, old.instance = back.module, back.instance
             except Exception as exc:  # noqa: BLE001 — it ran before; report, keep restoring the others
                 print_exception(exc)
         caps.remove_unused(config)  # the versions that cannot run are not kept
@@ -111,10 +146,6 @@ def apply(current, config, body, path):
     new_config["modules"] = {cap.name: cap.stem for cap in now}
     new_config["previous"] = previous
     save_config(new_config, path)
-    in_use = [cap.stem for cap in now]
-    for old in replaced:
-        if old.stem not in in_use:
-            caps.unload(old.stem)
     caps.remove_unused(new_config)
     collect()
     return now, replaced, started, new_config

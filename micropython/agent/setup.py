@@ -13,7 +13,8 @@ from agent import VERSION, caps
 from agent.app import Agent
 from agent.endpoint import Endpoint
 from agent.port import IS_MICROPYTHON, const, forget, udp_socket
-from agent.rd import Locator, Registration
+from agent.rd import Registration
+from agent.register import Locator
 from agent.resources import Resources
 
 CONFIG_PATH = "config.json"
@@ -118,7 +119,6 @@ def start(path=CONFIG_PATH):
     endpoint = Endpoint(sock, None, security_context(config))
     resources = Resources(config["device_id"], capabilities, endpoint.stats, failed)
     resources.role = config.get("role", "")
-    registration = Registration(
-        endpoint, locate.configured, config, resources.links(), VERSION, locate=locate if locate.mdns else None
-    )
+    registration = Registration(endpoint, config, resources.links(), VERSION, locate)
+    forget("register")  # loaded again for each new registration (agent/rd.py)
     return Agent(config, path, ip, port, sock, endpoint, resources, registration, capabilities)

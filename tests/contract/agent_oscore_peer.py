@@ -55,7 +55,7 @@ def serve(port, seqfile):
             seen["echo_challenges"] += 1
             answer = ctx.echo_response(msg, exc.rid)
         except oscore.OscoreError as exc:
-            seen["refused"].append(type(exc).__name__)
+            seen["refused"].append(exc.reason)
             answer = oscore.error_response(msg, exc)
         else:
             code, payload = reply_to(inner)

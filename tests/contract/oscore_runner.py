@@ -33,7 +33,7 @@ def outcome(fn, *args):
     try:
         fn(*args)
     except oscore.OscoreError as exc:
-        return type(exc).__name__
+        return exc.reason
     except Exception as exc:  # noqa: BLE001 - the point is to notice any other exception
         return "CRASH %s: %s" % (type(exc).__name__, exc)
     return "ok"
@@ -157,7 +157,7 @@ def run_refusals():
         out["option_" + name] = outcome(server.unprotect_request, with_option(fresh_one, bad))
     plain = request()
     out["not_protected"] = outcome(server.unprotect_request, plain)
-    out["error_response"] = hexof(coap.encode(oscore.error_response(plain, oscore.ReplayError())))
+    out["error_response"] = hexof(coap.encode(oscore.error_response(plain, oscore.refusal("ReplayError", "seen"))))
     inner_response, _ = client.protect_request(coap.Message(coap.CON, coap.CONTENT, 3, b""))
     out["inner_code_not_request"] = outcome(server.unprotect_request, wire(inner_response))
     # Responses: altered, and one bound to another request.

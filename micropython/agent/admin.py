@@ -1,0 +1,98 @@
+"""The board's rarely asked resources: /.well-known/core, /cap, /stats and /m (the module files).
+
+Layer: device side, application (part of agent/resources.py). The master asks for these after a registration,
+a person when looking, a push while it runs: seldom enough that their code is imported for the request and
+forgotten after it (agent/resources.py), leaving the heap to the commands that come all day.
+"""
+
+import json
+
+from agent import coap
+from agent.port import const, forget, mem_info, ticks_diff, ticks_ms
+
+# CoAP numbers (RFC 7252), inlined: agent/coap.py keeps only what the tests use by name
+_CONTENT = const(69)
+_CONTENT_FORMAT = const(12)
+_GET = const(1)
+_JSON = const(50)
+_LINK_FORMAT = const(40)
+_METHOD_NOT_ALLOWED = const(133)
+_NOT_FOUND = const(132)
+_PUT = const(3)
+_URI_QUERY = const(15)
+
+
+def _json(obj):
+    return _CONTENT, [(_CONTENT_FORMAT, coap.uint(_JSON))], json.dumps(obj).encode()
+
+
+def handle(res, msg, path, segments):
+    """(code, options, payload) for GET /.well-known/core, /cap, /stats and GET or PUT /m…; 4.04 otherwise."""
+    if segments[0] == "m":
+        return _modules(res, msg, segments)
+    if path not in (".well-known/core", "cap", "stats"):
+        return _NOT_FOUND, [], b""
+    if msg.code != _GET:
+        return _METHOD_NOT_ALLOWED, [], b""
+    if path == "cap":
+        return _json(describe(res))
+    if path == "stats":
+        return _json(stats(res))
+    return _CONTENT, [(_CONTENT_FORMAT, coap.uint(_LINK_FORMAT))], res.links()
+
+
+def links(capabilities):
+    """Link-format description of what a board with these capabilities offers (RFC 6690), as bytes."""
+    parts = ["</cap>;ct=50", "</stats>;ct=50"]
+    for cap in capabilities:
+        for command in cap.commands:
+            parts.append('</a/%s/%s>;rt="pifleet.cmd";ct=50' % (cap.name, command))
+    return ",".join(parts).encode()
+
+
+def describe(res):
+    return {
+        "device": res.device_id,
+        "role": res.role,
+        "caps": [
+            {"name": c.name, "version": c.version, "module": c.stem, "commands": c.commands} for c in res.capabilities
+        ],
+        "failed": [{"name": name, "error": error} for name, error in res.failed_caps],
+    }
+
+
+def stats(res):
+    alloc, free = mem_info()
+    out = dict(res.endpoint_stats)
+    out["mem_alloc"] = alloc
+    out["mem_free"] = free
+    out["uptime_ms"] = ticks_diff(ticks_ms(), res.booted)
+    out["executions"] = len(res.executions)
+    out["failed_caps"] = [name for name, _ in res.failed_caps]
+    if res.registration is not None:
+        out["registered"] = res.registration.location
+        out["registrations"] = res.registration.registrations
+    return out
+
+
+def _modules(res, msg, segments):
+    from agent import modules  # loaded for a module push, forgotten when no upload is in progress
+
+    try:
+        if len(segments) == 1:
+            if msg.code != _GET:
+                return _METHOD_NOT_ALLOWED, [], b""
+            return _json({"modules": modules.listing(), "free": modules.free_bytes()})
+        if len(segments) != 2:
+            return _NOT_FOUND, [], b""
+        if msg.code != _PUT:
+            return _METHOD_NOT_ALLOWED, [], b""
+        query = [v.decode() for v in msg.option_values(_URI_QUERY)]
+        if res.upload is None:
+            res.upload = modules.Upload()
+        return res.upload.put(segments[1], query, msg)
+    finally:
+        if res.upload is None or res.upload.stem is None:
+            res.upload = None
+            forget("modules")
+            forget("caps")
