@@ -39,6 +39,7 @@ from .web.api.live import LiveController
 from .web.api.metrics import MetricsController
 from .web.api.modules import ModuleController
 from .web.api.roles import RoleController, RolloutController
+from .web.api.settings import SettingsController
 from .web.pages.adoptions import AdoptionPanelController
 from .web.pages.boards import BoardPanelController
 from .web.pages.dashboard import DashboardController
@@ -120,6 +121,7 @@ def services(master: Master) -> dict[str, Provide]:
         "module_service": provide(lambda: master.modules),
         "role_service": provide(lambda: master.roles),
         "command_service": provide(lambda: master.commands),
+        "settings_service": provide(lambda: master.household),
         "rollouts": provide(lambda: master.rollouts),
         "flashing": provide(lambda: master.flashing),
         "catalog": provide(lambda: master.catalog),
@@ -144,6 +146,7 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
             RoleController,
             GroupController,
             *COMMAND_CONTROLLERS,
+            SettingsController,
             JobController,
             ExecutionController,
             TimelineController,

@@ -38,6 +38,7 @@ from .modules.rollouts import RolloutService
 from .modules.sync import Syncer
 from .ops import backup as backups
 from .roles.service import RoleService
+from .settings import SettingsService
 from .storage import migrations, postgres
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class Master:
         self.roles: RoleService
         self.runner: Runner
         self.commands: CommandService
+        self.household: SettingsService
         self.thresholds: ThresholdWatcher
 
     def database_url(self) -> str:
@@ -105,7 +107,10 @@ class Master:
 
         hub, gateway = self.hub, self.gateway
         self.queue = JobQueue(url, workers=settings.workers)
-        self.jobs = JobService(pool, self.queue, hub, settings.location)
+        # the household's settings (location, time zone); a new location re-plans the sun triggers' runs
+        self.household = SettingsService(pool, settings, hub, changed=lambda: self.jobs.replan_sun())
+        await self.household.load()
+        self.jobs = JobService(pool, self.queue, hub, self.household.location)
         self.modules = ModuleService(pool, hub)
         self.sync = Syncer(pool, hub, gateway, self.modules, self.metrics)
         self.rollouts = RolloutService(pool, hub, gateway, self.modules, self.sync)

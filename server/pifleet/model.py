@@ -314,6 +314,30 @@ class CommandRead(Struct):
     devices: list[ExecutionRead]
 
 
+# ---- the master's settings ----------------------------------------------------------------------------------
+
+Latitude = Annotated[float, Meta(ge=-90, le=90)]
+Longitude = Annotated[float, Meta(ge=-180, le=180)]
+
+
+class SettingsRead(Struct):
+    """GET /api/settings: where the house is (sun triggers) and the time zone the dashboard and CLI show times in."""
+
+    latitude: float | None
+    longitude: float | None
+    timezone: str
+    updated_at: datetime | None = None  # the last change made through the API (None: all defaults)
+    updated_by: str | None = None
+
+
+class SettingsWrite(Struct, forbid_unknown_fields=True):
+    """PUT /api/settings: only the keys given change; null clears a location coordinate."""
+
+    latitude: Latitude | None | msgspec.UnsetType = msgspec.UNSET
+    longitude: Longitude | None | msgspec.UnsetType = msgspec.UNSET
+    timezone: TimeZone | None | msgspec.UnsetType = msgspec.UNSET
+
+
 class DrySend(Struct):
     device: str
     online: bool

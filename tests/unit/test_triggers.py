@@ -99,7 +99,7 @@ def test_sun_triggers_need_a_location():
 
     with pytest.raises(InvalidError) as err:
         validate(SunTrigger(event="sunset"), None)
-    assert "PIFLEET_LATITUDE" in err.value.detail
+    assert "pifleet settings set latitude" in err.value.detail
 
 
 def test_threshold_fires_once_per_crossing_and_rearms_past_the_hysteresis():

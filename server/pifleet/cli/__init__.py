@@ -14,7 +14,23 @@ from importlib import metadata
 import click
 
 from .. import resources
-from . import adoption, auth, backup, board, devices, do, doctor, flashing, jobs, process, roles, serve, service, sim
+from . import (
+    adoption,
+    auth,
+    backup,
+    board,
+    devices,
+    do,
+    doctor,
+    flashing,
+    jobs,
+    process,
+    roles,
+    serve,
+    service,
+    settings,
+    sim,
+)
 
 
 def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -51,6 +67,7 @@ for _module in (
     service,
     backup,
     doctor,
+    settings,
 ):
     for _command in _module.COMMANDS:
         main.add_command(_command)
