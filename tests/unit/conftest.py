@@ -4,6 +4,7 @@ PostgreSQL, migrated) — no spawned master, no Huey consumer."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -58,6 +59,7 @@ class FakeLink:
         self.answers: dict[str, list[Answer]] = {}
         self.default: Answer = {"ok": True}
         self.commands: list[tuple[str, str, str, str, dict[str, Any]]] = []
+        self.gates: dict[str, asyncio.Event] = {}  # a board that answers only once the test opens its gate
 
     def answer(self, device_id: str, *answers: Answer) -> None:
         self.answers.setdefault(device_id, []).extend(answers)
@@ -70,6 +72,8 @@ class FakeLink:
 
     async def command(self, device_id, address, port, capability, command, eid, params, timeout) -> dict[str, Any]:
         self.commands.append((device_id, capability, command, eid, params))
+        if device_id in self.gates:
+            await self.gates[device_id].wait()
         queued = self.answers.get(device_id)
         answer = queued.pop(0) if queued else self.default
         if isinstance(answer, BoardError):

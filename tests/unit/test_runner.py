@@ -3,6 +3,7 @@ test moves. Each test looks at what a user would see: the execution rows, and wh
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -172,26 +173,42 @@ async def test_follow_ups_are_planned_with_their_parameters_filled(env):
     assert env.link.commands[-1][4] == {"direction": "up", "seconds": 4.5}
 
 
-async def test_a_role_of_three_devices_fans_out_and_settles_the_parent(env):
+async def test_a_role_of_three_devices_sends_its_commands_together_and_settles_the_parent(env):
     after = job("after-role", trigger={"type": "after", "job": "role-down", "on": "success"})
     run_id = await start(env, job("role-down", target={"role": "blind"}))
     await env.jobs.save(after)
-    await deliver(env, run_id)
+    env.queue.scheduled.clear()
+    gates = {f"vb-{name}": asyncio.Event() for name in BOARDS}
+    env.link.gates.update(gates)  # the boards answer only when the test says so
+    await env.runner.run(run_id, 0)
+
+    async def sent(n):
+        while len(env.link.commands) < n:
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(sent(3), 5)
+    # all three commands went out before any board answered: not one device after the other
     (parent,) = [e for e in await rows(env, "role-down") if e.parent_id is None]
     assert parent.state == "running" and parent.result == {"devices": list(BOARDS)}
     children = [e for e in await rows(env, "role-down") if e.parent_id == str(run_id)]
     assert sorted(c.device for c in children) == list(BOARDS)
-    assert all(env.queue.when(uuid.UUID(c.id)) == [env.clock()] for c in children)
+    assert {c.state for c in children} == {"running"} and {c.attempt for c in children} == {1}
+    assert sorted(eid for _, _, _, eid, _ in env.link.commands) == sorted(c.id for c in children)
+    assert env.queue.scheduled == []  # started at once, not through the queue
 
-    for child in children[:2]:
-        await deliver(env, uuid.UUID(child.id))
+    for name in BOARDS[:2]:
+        gates[f"vb-{name}"].set()
+    while len([c for c in await rows(env, "role-down") if c.state == "succeeded"]) < 2:
+        await asyncio.sleep(0.005)
     assert (await q.get_execution(env.pool, run_id)).state == "running"  # one device still to come
     assert await rows(env, "after-role") == []
-    await deliver(env, uuid.UUID(children[2].id))
+    gates["vb-blind-3"].set()
+    await env.runner.drain(timeout=5)
     parent = await q.get_execution(env.pool, run_id)
     assert (parent.state, parent.error) == ("succeeded", None)
     (dependent,) = await rows(env, "after-role")
     assert dependent.state == "scheduled" and env.queue.when(uuid.UUID(dependent.id)) == [env.clock()]
+    env.link.gates.clear()
 
 
 async def test_a_role_run_with_one_failing_device_fails(env):
@@ -199,10 +216,9 @@ async def test_a_role_run_with_one_failing_device_fails(env):
     run_id = uuid.UUID((await env.jobs.run_now("role-partly")).id)
     env.link.answer("vb-blind-2", BoardError("blind: motor jammed"))
     await deliver(env, run_id)
-    for child in [e for e in await rows(env, "role-partly") if e.parent_id == str(run_id)]:
-        await deliver(env, uuid.UUID(child.id))
     parent = await q.get_execution(env.pool, run_id)
     assert (parent.state, parent.error) == ("failed", "1 of 3 devices did not succeed")
+    assert len(env.link.commands) == 3
 
 
 async def test_a_finished_row_is_never_changed_again(env):
@@ -248,9 +264,11 @@ async def test_an_interrupted_run_is_retried_or_failed_at_the_next_start(env):
 
 
 async def test_an_interrupted_device_of_a_role_run_settles_the_parent_at_the_next_start(env):
-    await env.jobs.save(job("crash-role", target={"role": "blind"}))
+    crash_role = job("crash-role", target={"role": "blind"})
+    await env.jobs.save(crash_role)
     run_id = uuid.UUID((await env.jobs.run_now("crash-role")).id)
-    await deliver(env, run_id)
+    # the master stops right after the role's run was spread over its devices, before they all ran
+    await env.jobs.planner.fan_out(await q.claim(env.pool, run_id, 0), crash_role)
     children = [e for e in await rows(env, "crash-role") if e.parent_id == str(run_id)]
     for child in children[:2]:
         await deliver(env, uuid.UUID(child.id))

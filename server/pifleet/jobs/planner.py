@@ -245,19 +245,22 @@ class Planner:
             log.warning("execution %s failed after %d attempt(s): %s", row["id"], row["attempt"], error)
         return None
 
-    async def fan_out(self, row, spec: JobSpec) -> None:
-        """A role or group run: one step-0 run per device it means now; this row stays running until they have
-        all finished (then the last one settles it)."""
+    async def fan_out(self, row, spec: JobSpec) -> list[tuple[uuid.UUID, DeviceRead]]:
+        """A role or group run: one step-0 run per device it means now, written as scheduled; this row stays
+        running until they have all finished (then the last one settles it). Returns the runs with their devices:
+        the runner starts them together at once (runner.py), so they are not handed to the queue — a crash before
+        they start leaves them scheduled, and the next start hands them over with every other planned run."""
         try:
             members = await targets.resolve(self.pool, spec.target)
         except PifleetError as exc:
             await self.complete(row, spec, "failed", error=exc.detail)
-            return
+            return []
         decision = fan_out(str(spec.target), members, self.clock())
         if decision.state is not None:
             await self.complete(row, spec, decision.state, error=decision.error)
-            return
-        planned = []
+            return []
+        by_id = {d.id: d for d in members}
+        started: list[tuple[uuid.UUID, DeviceRead]] = []
         async with self.pool.acquire() as conn, conn.transaction():
             for run in decision.runs:
                 execution_id = await q.insert_execution(
@@ -273,11 +276,11 @@ class Planner:
                     step=0,
                 )
                 if execution_id is not None:
-                    planned.append(Planned(execution_id, run.when))
+                    started.append((execution_id, by_id[run.device_id]))
             await q.set_result(conn, row["id"], decision.result)
             await q.mark_running(conn, row["id"])
-        await self.hand_over(planned, after=row["id"])
         log.info("execution %s fans out to %s", row["id"], ", ".join(decision.result["devices"]))
+        return started
 
     async def recover(self) -> None:
         """Runs a stopped master left dispatched or running: retried, failed (settling their role/group run), or

@@ -24,8 +24,9 @@ from ..devices.params import check_command
 from ..devices.registry import Registry
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, PifleetError
 from ..metrics import Metrics
-from ..model import JobSpec
+from ..model import DeviceRead, JobSpec
 from ..storage import devices as devices_q
+from ..storage import job_batches as batches
 from ..storage import jobs as q
 from .service import JobService
 
@@ -94,8 +95,10 @@ class Runner:
 
     async def drain(self, timeout: float) -> None:
         """Let runs in progress finish (an orderly stop); what does not finish is recovered at the next start."""
-        if self._running:
-            await asyncio.wait(set(self._running), timeout=timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._running and (left := deadline - loop.time()) > 0:  # a role's run starts its devices' runs
+            await asyncio.wait(set(self._running), timeout=left)
 
     async def _run(self, row, job) -> None:
         spec = job.spec
@@ -110,7 +113,7 @@ class Runner:
         if job.paused:
             return await self._ended(row, spec, "skipped", error="skipped: the job is paused")
         if row["parent_id"] is None and spec.target.fans_out:
-            return await self.planner.fan_out(row, spec)
+            return await self._fan_out(row, job)
         lock = self._device_locks.setdefault(row["device_id"], asyncio.Lock()) if row["device_id"] else None
         if lock is None or spec.concurrency == "replace":
             return await self._attempt(row, job)
@@ -119,12 +122,71 @@ class Runner:
         async with lock:  # queue (and refuse, when free): one run per device at a time, in arrival order
             await self._attempt(row, job)
 
-    async def _attempt(self, row, job) -> None:
+    async def _fan_out(self, row, job) -> None:
+        """A role or group run: the planner writes one run per device; they are claimed in one statement, marked
+        running in one more, and their commands go out one right after the other, so the blinds of a role move
+        in step. A device busy with another run waits for it (or is skipped) by the job's concurrency rule, on
+        its own; each device's run goes on and ends as any run does (retries, follow-ups, the settlement)."""
         spec = job.spec
-        await q.mark_running(self.pool, row["id"])
+        members = dict(await self.planner.fan_out(row, spec))
+        if not members:
+            return
+        claimed = await batches.claim_many(self.pool, list(members))
         self.jobs.hub.publish("executions")
+        ready, busy = [], []
+        for child in claimed:
+            lock = self._device_locks.setdefault(child["device_id"], asyncio.Lock())
+            if spec.concurrency == "replace":
+                ready.append((child, None))
+            elif lock.locked():
+                busy.append(child)
+            else:
+                await lock.acquire()  # free: taken at once, no other run slips in before this one
+                ready.append((child, lock))
         try:
-            result = await self._send(row, spec)
+            await batches.mark_running(self.pool, [child["id"] for child, _ in ready])
+        except BaseException:
+            for _, lock in ready:
+                if lock is not None:
+                    lock.release()
+            raise
+        spread = SendSpread(row, job, len(ready))
+        for child, lock in ready:
+            device = members[child["id"]]
+            self._spawn(self._member(child, job, device, lock, spread), child)
+        for child in busy:
+            self._spawn(self._run(child, job), child)
+
+    async def _member(self, row, job, device, lock: asyncio.Lock | None, spread: SendSpread) -> None:
+        try:
+            await self._attempt(row, job, device=device, spread=spread)
+        finally:
+            spread.note(row["id"], None)  # not sent at all (refused, offline): the spread is told so
+            if lock is not None:
+                lock.release()
+
+    def _spawn(self, coro, row) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except Exception:  # never leave the loop with an exception nobody awaits
+                log.exception("execution %s crashed", row["id"], extra=_fields(row))
+            finally:
+                self.jobs.hub.publish("executions")
+
+        task = asyncio.get_running_loop().create_task(guarded(), name=f"execution-{row['id']}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _attempt(self, row, job, *, device: DeviceRead | None = None, spread: SendSpread | None = None) -> None:
+        """One attempt: the command to the board, its outcome to the planner. With `device` (a role/group run's
+        member, marked running with the others and its device read with them) it goes out at once."""
+        spec = job.spec
+        if device is None:
+            await q.mark_running(self.pool, row["id"])
+            self.jobs.hub.publish("executions")
+        try:
+            result = await self._send(row, spec, device, spread)
         except BoardTimeoutError as exc:
             await self._failed(row, spec, exc.detail, "timed_out")
         except PifleetError as exc:
@@ -200,12 +262,18 @@ class Runner:
         `seconds` (a 5-second move answers after 5 seconds)."""
         return (timeout_s or self.command_timeout_s) + float(row["params"].get("seconds", 0) or 0)
 
-    async def _send(self, row, spec: JobSpec) -> dict[str, Any]:
-        return await self.send(row, self.timeout(row, spec.timeout_s))
+    async def _send(
+        self, row, spec: JobSpec, device: DeviceRead | None = None, spread: SendSpread | None = None
+    ) -> dict[str, Any]:
+        return await self.send(row, self.timeout(row, spec.timeout_s), device, spread)
 
-    async def send(self, row, timeout: float) -> dict[str, Any]:
-        """Check the run's command against its board as it is now and send it, carrying the execution's id."""
-        device = await devices_q.get_by_id(self.pool, row["device_id"]) if row["device_id"] else None
+    async def send(
+        self, row, timeout: float, device: DeviceRead | None = None, spread: SendSpread | None = None
+    ) -> dict[str, Any]:
+        """Check the run's command against its board as it is now (`device`: read just now by the caller) and
+        send it, carrying the execution's id."""
+        if device is None and row["device_id"]:
+            device = await devices_q.get_by_id(self.pool, row["device_id"])
         if device is None:
             raise PifleetError("the target device no longer exists")
         # checked again before it runs: the board may have changed its capabilities since the job was saved
@@ -214,6 +282,8 @@ class Runner:
             reason = device.unreachable or f"no registration update since {device.last_seen or 'never'}"
             raise BoardError(f"board {device.name} is offline ({reason})")
         sent = time.monotonic()
+        if spread is not None:
+            spread.note(row["id"], sent)
         try:
             return await self.link.command(
                 device.id,
@@ -230,6 +300,33 @@ class Runner:
             raise
         finally:
             self.metrics.command_duration.labels(row["capability"], row["command"]).observe(time.monotonic() - sent)
+
+
+class SendSpread:
+    """When the commands of one role/group run left: logged once every device's run has sent its command (or
+    found it could not), as "N commands sent within X ms" — first to last (tools/bench/group.py reads it)."""
+
+    def __init__(self, row, job, expected: int) -> None:
+        self.row, self.job, self.expected = row, job, expected
+        self.times: dict[uuid.UUID, float | None] = {}
+
+    def note(self, execution_id: uuid.UUID, at: float | None) -> None:
+        if execution_id in self.times:
+            return
+        self.times[execution_id] = at
+        if len(self.times) == self.expected:
+            sent = [t for t in self.times.values() if t is not None]
+            within = (max(sent) - min(sent)) * 1000 if sent else 0.0
+            unsent = f" ({self.expected - len(sent)} not sent)" if len(sent) < self.expected else ""
+            log.info(
+                "execution %s of %s: %d commands sent within %.1f ms%s",
+                self.row["id"],
+                self.job.name,
+                len(sent),
+                within,
+                unsent,
+                extra=_fields(self.row, self.job),
+            )
 
 
 def _fields(row, job=None) -> dict[str, Any]:

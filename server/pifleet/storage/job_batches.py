@@ -94,3 +94,27 @@ async def planned_runs(db, until: datetime, device: str | None = None, limit: in
         device,
         limit,
     )
+
+
+async def claim_many(db, execution_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """Claim a role/group run's new device runs together (scheduled, no attempt yet → dispatched), in the order
+    given; one that is not there to claim any more is left out."""
+    rows = await db.fetch(
+        """
+        update job_executions set state = 'dispatched', attempt = attempt + 1, started_at = now(), error = null
+        where id = any($1::uuid[]) and state = 'scheduled' and attempt = 0
+        returning *
+        """,
+        execution_ids,
+    )
+    order = {execution_id: i for i, execution_id in enumerate(execution_ids)}
+    return sorted(rows, key=lambda row: order[row["id"]])
+
+
+async def mark_running(db, execution_ids: list[uuid.UUID]) -> None:
+    """Their commands are on their way (dispatched → running)."""
+    if execution_ids:
+        await db.execute(
+            "update job_executions set state = 'running' where id = any($1::uuid[]) and state = 'dispatched'",
+            execution_ids,
+        )
