@@ -17,6 +17,8 @@ def test_log_in_create_a_token_in_the_admin_panel_and_log_out(master, page):
     page.wait_for_url("**/login?next=/ui/devices")
     log_in(page, master)
     assert ADMIN in page.locator("#whoami").inner_text()
+    page.click("header nav >> text=People & tokens")  # the admins' page of people and API tokens
+    page.wait_for_url("**/people")
     page.wait_for_selector('#auth [data-user="admin"]')
 
     # an htmx POST: it carries X-CSRF-Token from <body hx-headers>, or the master would refuse it (403)

@@ -29,7 +29,7 @@ class Services:
         self.flashing, self.catalog, self.usb, self.roles = flashing, catalog, usb, role_service
 
 
-async def _panel(s: Services, message: str | None = None, error: bool = False) -> Template:
+async def _panel(s: Services, message: str | None = None, error: bool = False, name: str = "") -> Template:
     jobs = await s.flashing.jobs(5)
     return Template(
         "_boards.html",
@@ -41,6 +41,7 @@ async def _panel(s: Services, message: str | None = None, error: bool = False) -
             "busy": s.usb.busy,
             "message": message,
             "error": error,
+            "name": name,  # a board's name to fill in (the board page's "Flash again")
         },
     )
 
@@ -51,8 +52,8 @@ class BoardPanelController(Controller):
     dependencies = {"s": Provide(Services, sync_to_thread=False)}
 
     @get("/", operation_id="uiUsbBoards")
-    async def panel(self, s: Services) -> Template:
-        return await _panel(s)
+    async def panel(self, s: Services, name: str | None = None) -> Template:
+        return await _panel(s, name=name or "")
 
     @post("/probe", operation_id="uiProbeUsbBoard", status_code=200)
     async def probe(
