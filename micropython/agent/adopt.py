@@ -166,10 +166,10 @@ class Adoption:
 
 
 def board_info(agent_version):
-    from agent.port import implementation
+    from agent import port
 
-    _, mpy, fw = implementation()
-    chip = getattr(sys.implementation, "_machine", sys.platform)
+    _, mpy, fw = port.implementation()
+    chip = port.MACHINE or getattr(sys.implementation, "_machine", sys.platform)
     return {"mac": mac_address(), "chip": chip[:40], "fw": fw, "mpy": mpy, "agent": agent_version}
 
 

@@ -10,6 +10,10 @@ import sys
 import time
 
 IS_MICROPYTHON = sys.implementation.name == "micropython"
+# What the board says it is, for adoption lists: None means sys.implementation._machine ("Generic ESP32 module with
+# ESP32" on a plain ESP32). The virtual ESP32 (micropython/shims/_boot.py) puts that name here: the unix port's
+# own would be "linux [GCC …] version".
+MACHINE = None
 
 if IS_MICROPYTHON:
     from micropython import const  # noqa: F401  (re-exported)

@@ -62,6 +62,12 @@ def _run(name):
 
 
 if _mount():
+    try:
+        import agent.port
+
+        agent.port.MACHINE = "Generic ESP32 module with ESP32"  # sys.implementation._machine of ESP32_GENERIC
+    except ImportError:
+        pass  # MicroPython without the agent (flashed elsewhere, or erased)
     if os.getenv("PIFLEET_SIM_TICKS"):  # the ESP32's 30-bit tick counter, started near its wrap (_simticks)
         import _simticks
 
