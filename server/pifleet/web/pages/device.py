@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, get, post
 from litestar.response import Template
 
 from ...devices.service import DeviceService
@@ -109,7 +109,7 @@ class DevicePageController(Controller):
         return Template("_device_modules.html", context={"held": held, "error": error})
 
     @post("/ui/devices/{name:str}/sync", operation_id="uiSyncDevice", status_code=200)
-    async def sync(self, request: Request, device_service: DeviceService, name: str) -> Template:
+    async def sync(self, device_service: DeviceService, name: str) -> Template:
         try:
             device = await device_service.sync(name)
             message, error = f"sync: {device.sync.state.replace('_', ' ') if device.sync else 'nothing to do'}", False
