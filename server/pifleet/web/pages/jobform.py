@@ -11,7 +11,7 @@ the schemas the fleet's boards declare for it (the same that the board page draw
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -201,8 +201,9 @@ def form_of(spec: dict[str, Any]) -> Form:
     for key, value in spec["trigger"].items():
         if value is not None:
             form[f"trigger.{key}"] = str(value)
-    if spec["trigger"]["type"] == "at":
-        form["trigger.at"] = datetime.fromisoformat(spec["trigger"]["at"]).isoformat(timespec="minutes")
+    if spec["trigger"]["type"] == "at":  # a datetime-local field holds no offset: the instant in UTC
+        at = datetime.fromisoformat(spec["trigger"]["at"]).astimezone(UTC)
+        form["trigger.at"], form["trigger.tz"] = at.replace(tzinfo=None).isoformat(timespec="seconds"), "UTC"
     for i, f in enumerate(spec.get("follow_ups") or []):
         action(f"follow_ups[{i}].action", f["action"])
         for key, value in f["trigger"].items():
