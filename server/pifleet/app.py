@@ -40,6 +40,7 @@ from .web.api.metrics import MetricsController
 from .web.api.modules import ModuleController
 from .web.api.roles import RoleController, RolloutController
 from .web.api.settings import SettingsController
+from .web.contract import ApiContract
 from .web.pages.adoptions import AdoptionPanelController
 from .web.pages.boards import BoardPanelController
 from .web.pages.dashboard import DashboardController
@@ -168,6 +169,7 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
             "principal": Provide(current_principal, sync_to_thread=False),
         },
         exception_handlers={**HANDLERS, UnauthenticatedError: _unauthenticated, TooManyAttemptsError: _too_many},
+        plugins=[ApiContract(public=PUBLIC)],  # every route's error answers and security in the OpenAPI schema
         logging_config=None,  # the CLI configures logging once for the whole process
         template_config=TemplateConfig(directory=DASHBOARD / "templates", engine=JinjaTemplateEngine),
         openapi_config=OpenAPIConfig(

@@ -392,7 +392,9 @@ class AdoptionRead(Struct):
 
 
 class AdoptionConfirm(Struct, forbid_unknown_fields=True):
-    code: Annotated[str, Meta(min_length=1, max_length=32)]
+    # the 8 characters the board's console prints (Crockford's base 32: no I, L, O, U, read as 1, 1, 0), in any
+    # case, with dashes or spaces anywhere
+    code: Annotated[str, Meta(max_length=32, pattern=r"^[ -]*([0-9A-HJ-NP-TV-Za-hj-np-tv-zIiLlOo][ -]*){8}$")]
     name: Name | None = None
     role: Name | None = None
 

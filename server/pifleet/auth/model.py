@@ -7,12 +7,18 @@ one answer that shows an API token's secret. Nothing read back from storage carr
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from msgspec import Struct, field
+from msgspec import Meta, Struct, field
+
+from .keys import MAX_PASSWORD, MIN_PASSWORD
 
 Role = Literal["admin", "viewer"]
 Scope = Literal["read", "write"]
+# What the service checks too (auth.service), said here so that the schema tells a client
+UserName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")]
+Password = Annotated[str, Meta(min_length=MIN_PASSWORD, max_length=MAX_PASSWORD)]
+TokenName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"\S")]  # not only blanks
 
 
 class LoginRequest(Struct, forbid_unknown_fields=True):
@@ -21,14 +27,14 @@ class LoginRequest(Struct, forbid_unknown_fields=True):
 
 
 class SetupRequest(Struct, forbid_unknown_fields=True):
-    token: str
-    name: str
-    password: str
+    token: Annotated[str, Meta(max_length=256)]
+    name: UserName
+    password: Password
 
 
 class UserCreate(Struct, forbid_unknown_fields=True):
-    name: str
-    password: str
+    name: UserName
+    password: Password
     role: Role = "viewer"
 
 
@@ -39,7 +45,7 @@ class UserRead(Struct):
 
 
 class TokenCreate(Struct, forbid_unknown_fields=True):
-    name: str
+    name: TokenName
     scope: Scope = "read"
 
 

@@ -13,7 +13,7 @@ from msgspec import Meta, Struct
 
 from ..model import Name
 
-Chip = Annotated[str, Meta(min_length=4, max_length=16, pattern=r"^(?i:esp32(-?[a-z][0-9]+)?)$")]
+Chip = Annotated[str, Meta(min_length=4, max_length=16, pattern=r"^[Ee][Ss][Pp]32(-?[A-Za-z][0-9]+)?$")]
 Version = Annotated[str, Meta(min_length=2, max_length=32, pattern=r"^v?\d+\.\d+(\.\d+)?(-[A-Za-z0-9.]+)?$")]
 Sha256 = Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{64}$")]
 Port = Annotated[str, Meta(min_length=1, max_length=256)]

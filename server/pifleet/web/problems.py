@@ -6,6 +6,7 @@ import logging
 import re
 
 import asyncpg
+import msgspec
 from asyncpg.exceptions import _base as asyncpg_base
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -14,8 +15,22 @@ from ..errors import PifleetError
 
 log = logging.getLogger(__name__)
 
+MEDIA_TYPE = "application/problem+json"
+
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+class Problem(msgspec.Struct):
+    """An error answer (RFC 9457): what went wrong (`title`, `detail`) and, where it lies in the request, `field`
+    (dotted: `trigger.expr`, `devices[2]`)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | msgspec.UnsetType = msgspec.UNSET
+    line: int | msgspec.UnsetType = msgspec.UNSET  # a module's compile error: the line it names
 
 
 def problem(status: int, title: str, detail: str, field: str | None = None, **extra) -> Response:
@@ -23,7 +38,7 @@ def problem(status: int, title: str, detail: str, field: str | None = None, **ex
     if field is not None:
         body["field"] = field
     body.update(extra)  # RFC 9457 extension members, e.g. the source `line` of a compile error
-    return Response(body, status_code=status, media_type="application/problem+json")
+    return Response(body, status_code=status, media_type=MEDIA_TYPE)
 
 
 def domain_error(request: Request, exc: PifleetError) -> Response:
@@ -51,7 +66,13 @@ def validation_error(request: Request, exc: ValidationException) -> Response:
 
 
 def http_error(request: Request, exc: HTTPException) -> Response:
-    return problem(exc.status_code, exc.detail if exc.status_code < 500 else "Server error", exc.detail)
+    """Litestar's own refusals (404, 405, 413 …), with their headers: a 405 says what the path allows (`Allow`,
+    RFC 9110) — the static files, which raise it without one, allow GET and HEAD."""
+    response = problem(exc.status_code, exc.detail if exc.status_code < 500 else "Server error", exc.detail)
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405 and "allow" not in {k.lower() for k in response.headers}:
+        response.headers["Allow"] = "GET, HEAD"
+    return response
 
 
 def unstorable_value(request: Request, exc: Exception) -> Response:

@@ -12,7 +12,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 
-from ...auth.errors import ForbiddenError, UnauthenticatedError
+from ...auth.errors import ForbiddenError, SetupDoneError, TooManyAttemptsError, UnauthenticatedError
 from ...auth.model import (
     LoginRequest,
     Me,
@@ -25,6 +25,7 @@ from ...auth.model import (
     UserRead,
 )
 from ...auth.service import AuthService
+from ..contract import problems
 
 COOKIE = "pifleet_session"
 
@@ -96,6 +97,7 @@ class AuthController(Controller):
         "/setup",
         operation_id="setup",
         status_code=201,
+        opt=problems(SetupDoneError, TooManyAttemptsError),
         summary="Create the first admin with the one-time setup token from the master's console; logs in",
     )
     async def setup(self, request: Request, auth: AuthService, data: SetupRequest) -> Response[Me]:
@@ -106,6 +108,7 @@ class AuthController(Controller):
         "/login",
         operation_id="login",
         status_code=200,
+        opt=problems(UnauthenticatedError, TooManyAttemptsError),
         summary="Log in: sets the session cookie; answers the CSRF token that unsafe requests must send",
     )
     async def login(self, request: Request, auth: AuthService, data: LoginRequest) -> Response[Me]:

@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from ...errors import InvalidError
+from ...errors import BoardError, InvalidError
 from ...flashing.catalog import Catalog
 from ...flashing.model import FirmwareFetch, FirmwareRead, FlashJobRead, FlashRequest, ProbeRequest, UsbBoard
 from ...flashing.service import FlashService
 from ...flashing.usb import UsbWatcher
+from ..contract import RawBody, problems
 
 RowId = Annotated[int, Parameter(ge=1, le=2**31 - 1)]  # an id that fits its column (else 400)
 
@@ -30,10 +32,20 @@ class BoardController(Controller):
     async def list_boards(self, flashing: FlashService) -> list[UsbBoard]:
         return await flashing.boards()
 
-    @post("/probe", operation_id="probeUsbBoard", summary="Ask esptool about the chip on a port", status_code=200)
+    @post(
+        "/probe",
+        operation_id="probeUsbBoard",
+        summary="Ask esptool about the chip on a port",
+        status_code=200,
+        opt=problems(BoardError),  # esptool found no chip there, or lost it
+    )
     async def probe(self, usb: UsbWatcher, flashing: FlashService, data: ProbeRequest) -> UsbBoard:
         await usb.probe(data.port)
         return next(b for b in await flashing.boards() if b.port == data.port)
+
+
+class FirmwareFile(RawBody):
+    body_description = "A MicroPython image (.bin) for an ESP32 chip, at most 16 MiB"
 
 
 class FirmwareController(Controller):
@@ -52,6 +64,8 @@ class FirmwareController(Controller):
         "/",
         operation_id="addFirmware",
         request_max_body_size=MAX_UPLOAD,
+        operation_class=FirmwareFile,
+        responses={200: ResponseSpec(FirmwareRead, description="This image (same SHA-256) is in the catalog already")},
         summary="Add a MicroPython image: the request body is the .bin file (application/octet-stream)",
     )
     async def add_firmware(self, catalog: Catalog, request: Request) -> Response[FirmwareRead]:
@@ -64,6 +78,7 @@ class FirmwareController(Controller):
     @post(
         "/fetch",
         operation_id="fetchFirmware",
+        responses={200: ResponseSpec(FirmwareRead, description="This image (same SHA-256) is in the catalog already")},
         summary="Download an official MicroPython release (needs internet), checking its SHA-256",
     )
     async def fetch_firmware(self, catalog: Catalog, data: FirmwareFetch) -> Response[FirmwareRead]:

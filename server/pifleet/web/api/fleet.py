@@ -8,7 +8,9 @@ from litestar import Controller, delete, get, post, put
 from litestar.params import Parameter
 
 from ...devices.service import DeviceService
+from ...errors import BoardError, ConflictError
 from ...model import DeviceRead, GroupRead, GroupWrite, ReadingRead
+from ..contract import problems
 
 
 class DeviceController(Controller):
@@ -27,6 +29,7 @@ class DeviceController(Controller):
         "/{name:str}/sync",
         operation_id="syncDevice",
         status_code=200,
+        opt=problems(BoardError),
         summary="Bring a board in line with its role now (push missing modules, switch); answers the outcome",
     )
     async def sync_device(self, device_service: DeviceService, name: str) -> DeviceRead:
@@ -35,6 +38,7 @@ class DeviceController(Controller):
     @get(
         "/{name:str}/modules",
         operation_id="listDeviceModules",
+        opt=problems(ConflictError, BoardError),
         summary="The module files a board holds now and its free space (asked from the board)",
     )
     async def device_modules(self, device_service: DeviceService, name: str) -> dict[str, Any]:
@@ -43,6 +47,7 @@ class DeviceController(Controller):
     @get(
         "/{name:str}/stats",
         operation_id="getDeviceStats",
+        opt=problems(ConflictError, BoardError),
         summary="What the board reports of itself now: heap used and free, uptime, datagram counters",
     )
     async def device_stats(self, device_service: DeviceService, name: str) -> dict[str, Any]:

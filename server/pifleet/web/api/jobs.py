@@ -8,11 +8,19 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from ...errors import InvalidError
 from ...jobs.service import JobService, JobsRefusedError, Refusal
 from ...model import DryRun, ExecutionRead, ExecutionState, JobRead, JobSpec, TimelineEntry
+from ..contract import NameFilter, Offset, raw_body
+
+JOB_LIST = raw_body(
+    "application/json",
+    "A JSON list of job documents",
+    {"type": "array", "items": {"$ref": "#/components/schemas/JobSpec"}},
+)
 
 
 class JobController(Controller):
@@ -23,7 +31,13 @@ class JobController(Controller):
     async def list_jobs(self, job_service: JobService) -> list[JobRead]:
         return await job_service.list()
 
-    @post("/", operation_id="createJob", summary="Create a job, or replace the one with the same name", status_code=201)
+    @post(
+        "/",
+        operation_id="createJob",
+        summary="Create a job, or replace the one with the same name",
+        status_code=201,
+        responses={200: ResponseSpec(JobRead, description="Replaced: a job of that name existed")},
+    )
     async def create_job(self, job_service: JobService, data: JobSpec) -> Response[JobRead]:
         job, created = await job_service.save(data)
         return Response(job, status_code=201 if created else 200)
@@ -41,6 +55,7 @@ class JobController(Controller):
         "/",
         operation_id="applyJobs",
         summary="Create or replace a list of jobs, all or nothing (a refusal names each refused job and field)",
+        operation_class=JOB_LIST,
     )
     async def apply_jobs(self, job_service: JobService, request: Request) -> list[JobRead]:
         return await job_service.apply(decode_jobs(await request.body()))
@@ -125,7 +140,7 @@ class TimelineController(Controller):
 
     @get("/", operation_id="getTimeline", summary="Planned and projected runs over the next days")
     async def timeline(
-        self, job_service: JobService, days: Annotated[float, Parameter(gt=0, le=31)] = 7, device: str | None = None
+        self, job_service: JobService, days: Annotated[float, Parameter(gt=0, le=31)] = 7, device: NameFilter = None
     ) -> list[TimelineEntry]:
         return await job_service.timeline(days, device)
 
@@ -138,11 +153,11 @@ class ExecutionController(Controller):
     async def list_executions(
         self,
         job_service: JobService,
-        job: str | None = None,
-        device: str | None = None,
+        job: NameFilter = None,
+        device: NameFilter = None,
         state_filter: Annotated[ExecutionState | None, Parameter(query="state")] = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Offset = 0,
     ) -> list[ExecutionRead]:
         return await job_service.executions(job=job, device=device, state=state_filter, limit=limit, offset=offset)
 
