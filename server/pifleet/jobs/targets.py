@@ -50,8 +50,10 @@ class Directory:
         return self._by_name.get(name)
 
     async def resolve(self, target: Target, field: str = "target") -> list[DeviceRead]:
-        check_shape(target, field)
-        kind, name = target.kind, target.name
+        kind = target.kind
+        if not kind:
+            check_shape(target, field)
+        name = getattr(target, kind)
         if kind in ("device", "process"):
             device = await self.device(name)
             if device is None:

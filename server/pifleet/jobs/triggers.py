@@ -116,7 +116,7 @@ class Cron:
         return sorted(found)[:limit]
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=16384)
 def cron(expr: str) -> Cron:
     """A parsed expression, parsed once (a timeline over 10,000 jobs asks for the same few thousand again and
     again); a Cron is never changed after it is built."""
@@ -155,7 +155,7 @@ def validate(trigger: Trigger, location: Location | None = None) -> None:
         )
     if isinstance(trigger, CronTrigger):
         zone(trigger.tz)
-        Cron(trigger.expr)
+        cron(trigger.expr)
     elif isinstance(trigger, AtTrigger) and trigger.at.tzinfo is None:
         raise InvalidError("give the time with an offset or Z (2026-11-27T20:00:00+01:00)", field="trigger.at")
 
@@ -166,14 +166,25 @@ def validate_follow_up(trigger: FollowUpTrigger, index: int) -> None:
 
 
 def next_fire(
-    trigger: Trigger, after: datetime, *, created: datetime | None = None, location: Location | None = None
+    trigger: Trigger,
+    after: datetime,
+    *,
+    created: datetime | None = None,
+    location: Location | None = None,
+    memo: dict | None = None,
 ) -> datetime | None:
     """The first instant strictly after `after` at which the trigger fires, or None (never again, manual,
-    or fired by another job's outcome)."""
+    or fired by another job's outcome). `memo`: a dict kept by the caller across calls with the same `after`
+    (many jobs saved at once share a cron expression)."""
     if isinstance(trigger, AtTrigger):
         return trigger.at.astimezone(UTC) if trigger.at > after else None
     if isinstance(trigger, CronTrigger):
-        return cron(trigger.expr).next_after(after, zone(trigger.tz))
+        if memo is None:
+            return cron(trigger.expr).next_after(after, zone(trigger.tz))
+        key = (trigger.expr, trigger.tz)  # `after` is the same for every call with this memo
+        if key not in memo:
+            memo[key] = cron(trigger.expr).next_after(after, zone(trigger.tz))
+        return memo[key]
     if isinstance(trigger, EveryTrigger):
         origin = created or after
         step = timedelta(seconds=trigger.seconds)
@@ -207,11 +218,11 @@ def occurrences(
     memo: dict | None = None,
 ) -> list[datetime]:
     """The instants in (after, end] at which the trigger fires, in order, at most `limit` (a timeline). `memo`: a
-    dict kept by the caller across calls with the same window (many jobs share a cron expression)."""
+    dict kept by the caller across calls with the same window and limit (jobs share cron expressions)."""
     if isinstance(trigger, CronTrigger):
         if memo is None:
             return cron(trigger.expr).between(after, end, zone(trigger.tz), limit)
-        key = (trigger.expr, trigger.tz, after, end, limit)
+        key = (trigger.expr, trigger.tz)  # the window is the same for every call with this memo
         if key not in memo:
             memo[key] = cron(trigger.expr).between(after, end, zone(trigger.tz), limit)
         return memo[key]

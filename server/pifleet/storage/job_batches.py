@@ -20,7 +20,7 @@ async def upsert_jobs(db, specs: list[JobSpec]) -> list[asyncpg.Record]:
     """Create or replace jobs by name (the names must differ); rows in the order given, with `created`."""
     return await db.fetch(
         """
-        with input as (select doc, i from jsonb_array_elements($1::jsonb) with ordinality as e(doc, i)),
+        with input as (select doc, i from jsonb_array_elements($1::text::jsonb) with ordinality as e(doc, i)),
         saved as (
             insert into jobs (name, spec, enabled)
             select doc->>'name', doc, coalesce((doc->>'enabled')::boolean, true) from input order by i
@@ -29,7 +29,7 @@ async def upsert_jobs(db, specs: list[JobSpec]) -> list[asyncpg.Record]:
         )
         select saved.* from saved join input on input.doc->>'name' = saved.name order by input.i
         """,
-        [msgspec.to_builtins(spec) for spec in specs],
+        msgspec.json.encode(specs).decode(),  # one encode for all (text: the jsonb codec would encode it again)
     )
 
 
@@ -49,7 +49,7 @@ class RootRun(msgspec.Struct):
     device_id: str | None
     capability: str
     command: str
-    params: dict[str, Any]
+    params: Any  # the action's parameters as the job spec holds them
     at: datetime
     max_attempts: int
     id: uuid.UUID = msgspec.field(default_factory=uuid.uuid4)
@@ -65,18 +65,22 @@ async def insert_roots(db, runs: list[RootRun]) -> list[asyncpg.Record]:
                                     max_attempts)
         select (r->>'id')::uuid, (r->>'job_id')::bigint, r->>'device_id', r->>'capability', r->>'command',
                r->'params', 'scheduled', (r->>'at')::timestamptz, (r->>'max_attempts')::integer
-        from jsonb_array_elements($1::jsonb) r
+        from jsonb_array_elements($1::text::jsonb) r
         on conflict (job_id, scheduled_for) where parent_id is null do nothing
         returning id, attempt, scheduled_for
         """,
-        [msgspec.to_builtins(run) for run in runs],
+        msgspec.json.encode(runs).decode(),
     )
 
 
 async def active_jobs(db) -> list[asyncpg.Record]:
-    """Enabled jobs not paused, lightly: id, name, created_at and the spec as JSON text (the caller decodes it
-    straight into a JobSpec, one pass instead of two)."""
-    return await db.fetch("select id, name, created_at, spec::text as spec from jobs where enabled and not paused")
+    """Enabled jobs not paused, lightly: id, created_at, updated_at (the spec's version)."""
+    return await db.fetch("select id, created_at, updated_at from jobs where enabled and not paused")
+
+
+async def spec_texts(db, job_ids: list[int]) -> list[asyncpg.Record]:
+    """id, updated_at and the spec as JSON text (the caller decodes it straight into a JobSpec)."""
+    return await db.fetch("select id, updated_at, spec::text as spec from jobs where id = any($1::bigint[])", job_ids)
 
 
 async def planned_runs(db, until: datetime, device: str | None = None, limit: int = 10000) -> list[asyncpg.Record]:

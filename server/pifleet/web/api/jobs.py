@@ -115,6 +115,12 @@ def decode_jobs(body: bytes) -> list[JobSpec]:
     """A JSON list of job documents, each decoded on its own so that a refusal names the job (when the document
     has a name) and the field inside it; all refusals together (JobsRefusedError), or the jobs."""
     try:
+        return msgspec.json.decode(body, type=list[JobSpec])  # all well-formed: one pass
+    except msgspec.ValidationError:
+        pass  # find each document that is not, and say which
+    except msgspec.DecodeError as exc:
+        raise InvalidError(f"the body must be a JSON list of jobs: {exc}") from None
+    try:
         documents = msgspec.json.decode(body, type=list[msgspec.Raw])
     except msgspec.DecodeError as exc:
         raise InvalidError(f"the body must be a JSON list of jobs: {exc}") from None
