@@ -36,6 +36,7 @@ from .web.api.fleet import DeviceController, GroupController
 from .web.api.health import HealthController
 from .web.api.jobs import ExecutionController, JobController, TimelineController
 from .web.api.live import LiveController
+from .web.api.logs import LogController
 from .web.api.metrics import MetricsController
 from .web.api.modules import ModuleController
 from .web.api.roles import RoleController, RolloutController
@@ -129,6 +130,7 @@ def services(master: Master) -> dict[str, Provide]:
         "usb": provide(lambda: master.usb),
         "adoption": provide(lambda: master.adoption),
         "hub": provide(lambda: master.hub),
+        "board_logs": provide(lambda: master.board_logs),
         "metrics": provide(lambda: master.metrics),
     }
 
@@ -144,6 +146,7 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
             *FLASHING_CONTROLLERS,
             BoardPanelController,
             DeviceController,
+            LogController,
             RoleController,
             GroupController,
             *COMMAND_CONTROLLERS,

@@ -17,6 +17,7 @@ import asyncpg
 
 from .config import Settings
 from .devices.adoption import AdoptionService
+from .devices.logs import BoardLogs
 from .devices.pairing import PairingService
 from .devices.registry import Registry
 from .devices.service import DeviceService
@@ -26,6 +27,7 @@ from .flashing.catalog import Catalog
 from .flashing.service import FlashService
 from .flashing.usb import UsbWatcher
 from .gateway import adoption as adoption_resource
+from .gateway import logs as logs_resource
 from .gateway.coap import Gateway
 from .jobs.commands import CommandService
 from .jobs.queue import JobQueue
@@ -73,6 +75,7 @@ class Master:
         self.runner: Runner
         self.commands: CommandService
         self.household: SettingsService
+        self.board_logs: BoardLogs
         self.thresholds: ThresholdWatcher
 
     def database_url(self) -> str:
@@ -131,6 +134,9 @@ class Master:
         # adoption of boards without identity: POST /pair on the same CoAP endpoint
         self.adoption = AdoptionService(pool, hub, paired=self.pairing.paired)
         adoption_resource.attach(gateway.site, self.adoption, gateway.counters)
+        # what the boards print: POST /l, kept per board and streamed to whoever follows it
+        self.board_logs = BoardLogs(pool, hub, self.metrics)
+        logs_resource.attach(gateway.site, self.board_logs, gateway.counters, gateway.paired)
         if settings.mdns:
             self.advertiser = Advertiser(settings.coap_host, settings.coap_port)
             await self.advertiser.start()  # best effort, in the background

@@ -75,6 +75,8 @@ class Metrics:
             registry=registry,
         )
         self.flashes = Counter("pifleet_flashes", "Boards flashed over USB, by outcome", ["outcome"], registry=registry)
+        # devices/logs.py: each line a board sent (POST /l) and the master stored
+        self.board_log_lines = Counter("pifleet_board_log_lines", "Log lines received from boards", registry=registry)
         for state in EXECUTION_STATES:  # a series exists from the start, so a graph shows 0 rather than nothing
             self.executions.labels(state)
         for outcome in OUTCOMES:

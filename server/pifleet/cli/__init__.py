@@ -24,6 +24,7 @@ from . import (
     doctor,
     flashing,
     jobs,
+    logs,
     process,
     roles,
     serve,
@@ -55,6 +56,7 @@ def main() -> None:
 for _module in (
     serve,
     devices,
+    logs,
     do,
     jobs,
     flashing,
