@@ -128,29 +128,25 @@ def cli(master, *args: str, **kw) -> subprocess.Popen:
 
 def test_pifleet_logs_prints_and_follows(module_master, board):
     board.log("cli: before\n")
-    done = cli(module_master, "printer-1", "--since", "1m")
-    out, err = done.communicate(timeout=60)
-    assert done.returncode == 0, err
-    assert out.splitlines()[-1].endswith(" cli: before")
-    datetime.strptime(out.splitlines()[-1][:23], "%Y-%m-%d %H:%M:%S.%f")  # "TIME line"
-
-    follow = cli(module_master, "printer-1", "-f", "--limit", "1")
+    follow = cli(module_master, "printer-1", "-f", "--since", "1m", "--limit", "1")
     seen: list[str] = []
     reader = threading.Thread(target=lambda: seen.extend(iter(follow.stdout.readline, "")), daemon=True)
     reader.start()
     wait_until(
-        lambda: any(line.endswith("cli: before\n") for line in seen),
+        lambda: any(line.endswith(" cli: before\n") for line in seen),
         timeout=30,
-        what="the first line",
-        explain=lambda: seen,
+        what="the line printed before",
+        explain=lambda: (seen, follow.poll() is not None and follow.stderr.read()),
     )
+    assert len(seen) == 1  # --limit 1: the newest line only
+    datetime.strptime(seen[0][:23], "%Y-%m-%d %H:%M:%S.%f")  # "TIME line", in local time
     board.log("cli: while following\n")
     wait_until(
-        lambda: any(line.endswith("cli: while following\n") for line in seen),
+        lambda: any(line.endswith(" cli: while following\n") for line in seen),
         timeout=30,
         what="the followed line",
         explain=lambda: (seen, module_master.log_tail(30)),
     )
     follow.send_signal(signal.SIGINT)
     assert follow.wait(timeout=10) == 0, follow.stderr.read()
-    assert sum("cli: while following" in line for line in seen) == 1
+    assert [line.split(" ", 2)[2] for line in seen] == ["cli: before\n", "cli: while following\n"]
