@@ -10,7 +10,7 @@ It never imports litestar or aiocoap.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
@@ -66,9 +66,10 @@ def parse_since(value: str | None) -> datetime | None:
             continue
     if since is None:
         raise InvalidError(f"not an ISO 8601 time: {value[:40]!r}", field="since")
-    if since.tzinfo is None:
-        since = since.astimezone()  # a time without offset is the master's local time
-    return since
+    try:  # a time without offset is the master's local time
+        return (since if since.tzinfo else since.astimezone()).astimezone(UTC)
+    except (OverflowError, ValueError):  # within a day of year 1 or 9999: before every line, or after every line
+        return datetime.min.replace(tzinfo=UTC) if since.year == 1 else datetime.max.replace(tzinfo=UTC)
 
 
 def parse_limit(value: str | int | None) -> int:
