@@ -47,6 +47,7 @@ from .web.pages.boards import BoardPanelController
 from .web.pages.dashboard import DashboardController
 from .web.pages.login import CONTROLLERS as LOGIN_CONTROLLERS
 from .web.pages.roles import RolePanelController
+from .web.pages.settings import SettingsPageController, local_filter
 from .web.problems import HANDLERS, problem
 
 DASHBOARD = resources.dashboard()
@@ -160,6 +161,7 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
             RolloutController,
             DashboardController,
             RolePanelController,
+            SettingsPageController,
             *AUTH_CONTROLLERS,
             *LOGIN_CONTROLLERS,
             create_static_files_router(path="/static", directories=[DASHBOARD / "static"]),
@@ -174,7 +176,14 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
         exception_handlers={**HANDLERS, UnauthenticatedError: _unauthenticated, TooManyAttemptsError: _too_many},
         plugins=[ApiContract(public=PUBLIC)],  # every route's error answers and security in the OpenAPI schema
         logging_config=None,  # the CLI configures logging once for the whole process
-        template_config=TemplateConfig(directory=DASHBOARD / "templates", engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(
+            directory=DASHBOARD / "templates",
+            engine=JinjaTemplateEngine,
+            # {{ instant | local }}: times on every page in the master's time zone (its settings, as they are now)
+            engine_callback=lambda jinja: jinja.engine.filters.update(
+                local=local_filter(lambda: master.household.zone())
+            ),
+        ),
         openapi_config=OpenAPIConfig(
             title="pifleet",
             version=__version__,

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import httpx
@@ -138,6 +140,31 @@ def table(rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for row in [header, *rows]:
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
+_ZONES: dict[str, tzinfo] = {}
+
+
+def master_zone(url: str) -> tzinfo:
+    """The master's time zone (its settings), asked once per command; UTC when the master cannot say."""
+    key = _key(url)
+    if key not in _ZONES:
+        try:
+            _ZONES[key] = ZoneInfo(call(url, "GET", "/api/settings")["timezone"])
+        except (click.ClickException, ZoneInfoNotFoundError, KeyError, TypeError, ValueError):
+            _ZONES[key] = UTC
+    return _ZONES[key]
+
+
+def local_time(url: str, instant: str | None, missing: str = "-") -> str:
+    """An instant as the API gives it (ISO 8601 with an offset) in the master's time zone: 2026-12-02 20:00:00 CET."""
+    if not instant:
+        return missing
+    try:
+        when = datetime.fromisoformat(instant)
+    except ValueError:
+        return instant
+    return when.astimezone(master_zone(url)).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def echo_json(data) -> None:

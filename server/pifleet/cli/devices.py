@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .client import api_options, call, echo_json, json_option, table
+from .client import api_options, call, echo_json, json_option, local_time, table
 
 
 @click.command()
@@ -27,7 +27,7 @@ def devices(url, as_json) -> None:
                 d["role"] or "-",
                 ",".join(c["name"] for c in d["capabilities"]) or "-",
                 f"{d['address']}:{d['port']}",
-                d["last_seen"] or "never",
+                local_time(url, d["last_seen"], "never"),
             ]
             for d in items
         ],

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from ..model import ExecutionState
-from .client import api_options, call, check, echo_json, request, table
+from .client import api_options, call, check, echo_json, local_time, request, table
 
 
 @click.group()
@@ -38,7 +38,7 @@ def jobs_apply(url, path: Path) -> None:
             raise click.ClickException('the file must be a JSON object with a "name"')
         body = path.read_bytes()
         job = call(url, "PUT", f"/api/jobs/{name}", content=body, headers={"content-type": "application/json"})
-        click.echo(f"job {job['name']} saved; next run {job['next_run'] or 'not planned'}")
+        click.echo(f"job {job['name']} saved; next run {local_time(url, job['next_run'], 'not planned')}")
         return
     response = request(url, "PUT", "/api/jobs", json=documents, timeout=300)
     if response.status_code == 422 and "refusals" in _problem(response):
@@ -98,7 +98,7 @@ def jobs_list(url) -> None:
                 "yes" if j["enabled"] else "no",
                 j["spec"]["target"]["device"],
                 f"{j['spec']['action']['capability']}.{j['spec']['action']['command']}",
-                j["next_run"] or "-",
+                local_time(url, j["next_run"]),
             ]
             for j in items
         ],
@@ -126,7 +126,7 @@ def jobs_next(url, days, device) -> None:
     table(
         [
             [
-                e["at"],
+                local_time(url, e["at"]),
                 e["job"] + (" (follow-up)" if e["follow_up"] else ""),
                 e["device"] or "-",
                 f"{e['capability']}.{e['command']} {json.dumps(e['params'])}",
@@ -134,7 +134,7 @@ def jobs_next(url, days, device) -> None:
             ]
             for e in items
         ],
-        ["WHEN (UTC)", "JOB", "DEVICE", "ACTION", "KIND"],
+        ["WHEN", "JOB", "DEVICE", "ACTION", "KIND"],
     )
 
 
@@ -179,8 +179,8 @@ def executions(url, job, device, state, limit, offset) -> None:
     table(
         [
             [
-                e["finished_at"] or e["scheduled_for"],
-                e["job"],
+                local_time(url, e["finished_at"] or e["scheduled_for"]),
+                e["job"] or f"({e['source']}: {e['actor']})",  # a command sent at once has no job
                 e["device"] or "-",
                 f"{e['capability']}.{e['command']}",
                 e["state"],

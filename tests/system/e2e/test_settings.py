@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from tests.system.auth.conftest import session
 
@@ -50,6 +52,10 @@ def test_location_and_time_zone_are_settings(module_master):
     assert r.status_code == 201, r.text
     berlin_sunset = r.json()["next_run"]
     assert berlin_sunset is not None
+    # the CLI shows times in the master's zone (the API keeps ISO 8601 with offsets)
+    listed = cli(m, "jobs", "list")
+    when = datetime.fromisoformat(berlin_sunset).astimezone(ZoneInfo("Europe/Berlin"))
+    assert when.strftime("%Y-%m-%d %H:%M:%S %Z") in listed.stdout, listed.stdout
 
     # the house moves west: the sunset run is planned again, later
     r = m.put("/api/settings", {"longitude": -74.0, "latitude": 40.7})
@@ -94,3 +100,48 @@ def test_a_viewer_reads_settings_but_cannot_change_them(module_master):
     # null brings a key back to its default
     r = admin.put("/api/settings", json={"latitude": None})
     assert r.status_code == 200 and r.json()["latitude"] is None
+
+
+def test_the_settings_page_shows_and_changes_them(module_master):
+    admin = session(module_master)
+    csrf = admin.headers["X-CSRF-Token"]
+    page = admin.get("/settings")
+    assert page.status_code == 200 and 'id="settings-form"' in page.text
+    assert 'href="/settings" aria-current="page"' in page.text  # in the header menu
+    r = admin.post(
+        "/settings", data={"_csrf": csrf, "latitude": "48,137", "longitude": "11.575", "timezone": "Europe/Berlin"}
+    )
+    assert r.status_code == 200 and "Saved." in r.text, r.text
+    assert 'value="48.137"' in r.text and "in Europe/Berlin" in r.text
+    changed = datetime.fromisoformat(module_master.get("/api/settings")["updated_at"]).astimezone(
+        ZoneInfo("Europe/Berlin")
+    )
+    assert f"Last changed {changed:%Y-%m-%d %H:%M:%S %Z} by" in " ".join(r.text.split())  # the page's times: local
+    assert module_master.get("/api/settings") | {"updated_at": None} == {
+        "latitude": 48.137,
+        "longitude": 11.575,
+        "timezone": "Europe/Berlin",
+        "updated_at": None,
+        "updated_by": "admin",
+    }
+    # a refusal comes back as the form, the message at its field, nothing changed
+    r = admin.post(
+        "/settings", data={"_csrf": csrf, "latitude": "123", "longitude": "11.575", "timezone": "Europe/Berlin"}
+    )
+    assert r.status_code == 422 and 'value="123"' in r.text, r.text
+    assert 'aria-invalid="true"' in r.text and "90" in r.text
+    r = admin.post(
+        "/settings", data={"_csrf": csrf, "latitude": "48.137", "longitude": "11.575", "timezone": "Atlantis/Capital"}
+    )
+    assert r.status_code == 422 and "Atlantis/Capital" in r.text
+    assert module_master.get("/api/settings")["timezone"] == "Europe/Berlin"
+    # without the CSRF field the form is refused
+    assert session(module_master, csrf=False).post("/settings", data={"latitude": "1"}).status_code == 403
+
+    # a viewer sees the values, no form; posting is refused
+    r = admin.post("/api/users", json={"name": "wes", "password": "wes's long password", "role": "viewer"})
+    assert r.status_code == 201, r.text
+    viewer = session(module_master, "wes", "wes's long password")
+    page = viewer.get("/settings")
+    assert page.status_code == 200 and "settings-form" not in page.text and ">48.137<" in page.text
+    assert viewer.post("/settings", data={"_csrf": viewer.headers["X-CSRF-Token"], "latitude": "1"}).status_code == 403
