@@ -42,6 +42,7 @@ from .web.api.modules import ModuleController
 from .web.api.roles import RoleController, RolloutController
 from .web.api.settings import SettingsController
 from .web.contract import ApiContract
+from .web.headers import security_headers
 from .web.pages.adoptions import AdoptionPanelController
 from .web.pages.boards import BoardPanelController
 from .web.pages.dashboard import DashboardController
@@ -167,6 +168,7 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
             create_static_files_router(path="/static", directories=[DASHBOARD / "static"]),
         ],
         guards=[require_login],
+        before_send=[security_headers],  # CSP, no framing, nosniff, same-origin referrers: on every answer
         state=State({"auth": auth}),
         dependencies={
             **services(master),
