@@ -11,7 +11,8 @@ the parts that count where the event happens:
 - gateway/coap.py: `datagrams` (a request the CoAP endpoint served, or refused: 4.xx/5.xx, or no answer at all
   from the OSCORE layer) and `coap_events`, the gateway's own counters by event (registrations, updates,
   telemetry, pair_requests, malformed_dropped, *_refused), which GET /api/metrics shows as JSON;
-- modules/sync.py: `module_pushes` (a module file sent to a board), flashing/service.py: `flashes`.
+- modules/sync.py: `module_pushes` (a module file sent to a board), flashing/service.py: `flashes`;
+- devices/logs.py: `board_log_lines` (a line of a board's log, stored).
 
 What is a state rather than an event is read when Prometheus asks (`await exposition()`): the boards online and
 offline and when each was last seen (the device service, from the database), and the database pool.
