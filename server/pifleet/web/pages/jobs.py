@@ -32,7 +32,14 @@ Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED
 async def _list(jobs: JobService, message: str | None = None, error: bool = False) -> Template:
     listed = await jobs.list()
     triggers = {j.name: msgspec.to_builtins(j.spec.trigger) for j in listed}
-    return Template("_jobs.html", context={"jobs": listed, "triggers": triggers, "message": message, "error": error})
+    last: dict[str, object] = {}
+    for run in await jobs.executions(limit=200):  # newest first: each job's latest run that has started
+        if run.job and run.job not in last and run.state != "scheduled":
+            last[run.job] = run
+    return Template(
+        "_jobs.html",
+        context={"jobs": listed, "triggers": triggers, "last": last, "message": message, "error": error},
+    )
 
 
 async def _editor(
