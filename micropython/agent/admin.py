@@ -1,16 +1,18 @@
-"""The board's rarely asked resources: /.well-known/core, /cap, /stats and /m (the module files).
+"""The board's rarely asked resources: /.well-known/core, /cap, /stats, /m (the module files) and /restart.
 
 Layer: device side, application (part of agent/resources.py). The master asks for these after a registration,
 a person when looking, a push while it runs: seldom enough that their code is imported for the request and
 forgotten after it (agent/resources.py), leaving the heap to the commands that come all day.
 """
 
+import asyncio
 import json
 
 from agent import coap
-from agent.port import const, forget, mem_info, ticks_diff, ticks_ms
+from agent.port import IS_MICROPYTHON, const, forget, sleep_ms, ticks_diff, ticks_ms
 
 # CoAP numbers (RFC 7252), inlined: agent/coap.py keeps only what the tests use by name
+_CHANGED = const(68)
 _CONTENT = const(69)
 _CONTENT_FORMAT = const(12)
 _GET = const(1)
@@ -18,6 +20,8 @@ _JSON = const(50)
 _LINK_FORMAT = const(40)
 _METHOD_NOT_ALLOWED = const(133)
 _NOT_FOUND = const(132)
+_NOT_IMPLEMENTED = const(161)
+_POST = const(2)
 _PUT = const(3)
 _URI_QUERY = const(15)
 
@@ -27,9 +31,17 @@ def _json(obj):
 
 
 def handle(res, msg, path, segments):
-    """(code, options, payload) for GET /.well-known/core, /cap, /stats and GET or PUT /m…; 4.04 otherwise."""
+    """(code, options, payload) for GET /.well-known/core, /cap, /stats, GET or PUT /m… and POST /restart; 4.04
+    otherwise."""
     if segments[0] == "m":
         return _modules(res, msg, segments)
+    if path == "restart":
+        if msg.code != _POST:
+            return _METHOD_NOT_ALLOWED, [], b""
+        if not IS_MICROPYTHON:
+            return _NOT_IMPLEMENTED, [], b""  # a process target restarts with its host, not by itself
+        asyncio.create_task(_restart(res))
+        return _CHANGED, [], b""
     if path not in (".well-known/core", "cap", "stats"):
         return _NOT_FOUND, [], b""
     if msg.code != _GET:
@@ -38,7 +50,7 @@ def handle(res, msg, path, segments):
         return _json(describe(res))
     if path == "stats":
         return _json(stats(res))
-    return _CONTENT, [(_CONTENT_FORMAT, coap.uint(_LINK_FORMAT))], res.links()
+    return _CONTENT, [(_CONTENT_FORMAT, coap.uint(_LINK_FORMAT))], res.links
 
 
 def links(capabilities):
@@ -61,14 +73,33 @@ def describe(res):
     }
 
 
+def _memory():
+    """(allocated, free) heap bytes after a full collection; (None, None) under CPython."""
+    import gc
+
+    gc.collect()
+    try:
+        return gc.mem_alloc(), gc.mem_free()
+    except AttributeError:  # CPython's gc
+        return None, None
+
+
 def stats(res):
-    alloc, free = mem_info()
+    alloc, free = _memory()
     out = dict(res.endpoint_stats)
     out["mem_alloc"] = alloc
     out["mem_free"] = free
     out["uptime_ms"] = ticks_diff(ticks_ms(), res.booted)
     out["executions"] = len(res.executions)
     out["failed_caps"] = [name for name, _ in res.failed_caps]
+    try:  # why the board last started (machine.reset_cause(): the ESP32 port's numbers)
+        import machine
+
+        out["reset_cause"] = {1: "power", 2: "hard", 3: "watchdog", 4: "deepsleep", 5: "soft"}.get(
+            machine.reset_cause(), "unknown"
+        )
+    except (ImportError, AttributeError):
+        pass  # CPython without the shims
     if res.registration is not None:
         out["registered"] = res.registration.location
         out["registrations"] = res.registration.registrations
@@ -96,3 +127,15 @@ def _modules(res, msg, segments):
             res.upload = None
             forget("modules")
             forget("caps")
+
+
+async def _restart(res):
+    """The board restarts (POST /restart, the master's "restart" action): outputs safe, then machine.reset()."""
+    await sleep_ms(300)  # the answer goes out first
+    print("agent: restarting, as the master asked")
+    from agent import caps
+
+    caps.stop_all(res.capabilities)
+    import machine
+
+    machine.reset()

@@ -18,7 +18,7 @@ from hashlib import sha256
 
 from agent import coap
 from agent.endpoint import Endpoint, RequestError
-from agent.port import aes_cbc_decrypt, collect, const, random_bytes, reset_loop, sleep_ms, udp_socket
+from agent.port import IS_MICROPYTHON, collect, const, random_bytes, reset_loop, sleep_ms, udp_socket
 
 # CoAP numbers (RFC 7252, 7959), inlined: agent/coap.py keeps only what the tests use by name
 _CHANGED = const(68)
@@ -37,6 +37,17 @@ _NONCE_LENGTH = const(16)
 _RETRY_MIN_MS = const(1000)
 _RETRY_MAX_MS = const(60000)
 _REFUSED_POLL_MS = const(60000)
+
+
+def aes_cbc_decrypt(key, iv, data):
+    """AES-CBC decryption (no padding removed): cryptolib on MicroPython, `cryptography` under CPython."""
+    if IS_MICROPYTHON:
+        from cryptolib import aes
+
+        return aes(key, 2, iv).decrypt(data)  # mode 2: CBC
+    from agent.cpython import aes_cbc_decrypt
+
+    return aes_cbc_decrypt(key, iv, data)
 
 
 def new_code():
@@ -167,8 +178,9 @@ class Adoption:
 
 def board_info(agent_version):
     from agent import port
+    from agent.register import implementation
 
-    _, mpy, fw = port.implementation()
+    _, mpy, fw = implementation()
     chip = port.MACHINE or getattr(sys.implementation, "_machine", sys.platform)
     return {"mac": mac_address(), "chip": chip[:40], "fw": fw, "mpy": mpy, "agent": agent_version}
 

@@ -4,15 +4,14 @@ Layer: device side, top. agent/setup.py builds it at boot (and is forgotten then
 that must never die:
 an exception is printed (sys.print_exception) and the board keeps serving. Ctrl-C (KeyboardInterrupt — on
 the virtual board the runner's stop()) is the orderly stop: outputs safe, registration deleted.
-It must not hold protocol or capability logic of its own.
+It must not hold protocol or capability logic of its own. What the board prints goes to the master (agent/log.py).
 """
 
 import asyncio
 import time
 
+from agent import log
 from agent.port import forget, print_exception, reset_loop
-
-# CoAP numbers (RFC 7252), inlined: agent/coap.py keeps only what the tests use by name
 
 
 class Agent:
@@ -29,23 +28,20 @@ class Agent:
         self.resources = resources
         self.registration = registration
         self.capabilities = capabilities
-        resources.apply_role = self.apply_role
-        resources.registration = registration
-        endpoint.handler = resources.handle
-        endpoint.stats["telemetry"] = 0
-        endpoint.stats["telemetry_lost"] = 0
         self._cap_tasks = {}  # capability name -> its background tasks (telemetry, run(emit))
         self._reporter = None  # agent/telemetry.py's Reporter, made for the first capability that reports
 
     async def serve(self):
         print("agent: listening on %s:%d as %s" % (self.ip, self.port, self.device_id))
         rd = asyncio.create_task(self.registration.run())
+        logs = asyncio.create_task(log.send(self.endpoint, self.registration, self.device_id))
         for cap in self.capabilities:
             self.start_work(cap)
         try:
             await self.endpoint.serve()
         finally:
             rd.cancel()
+            logs.cancel()
             for cap in self.capabilities:
                 self.stop_work(cap)
             if self._reporter is not None:
@@ -70,26 +66,22 @@ class Agent:
 
     # -- a new role at runtime (PUT /role) -------------------------------------------------------------
 
-    async def apply_role(self, body):
-        """PUT /role: (code, answer). The switch itself is agent/role.py's, loaded for it and forgotten after:
+    async def apply_role(self, msg):
+        """PUT /role: (code, options, payload). The switch itself is agent/role.py's, loaded for it and forgotten after:
         most boards keep their role for months."""
         from agent import role
 
         try:
-            return role.switch(self, body)
+            return role.switch(self, msg)
         finally:
             forget("role")
             forget("caps")
 
     async def shutdown(self):
-        """Orderly stop: outputs safe first, then tell the master we are gone."""
-        from agent import caps
+        """Orderly stop: outputs safe first, then tell the master we are gone (agent/role.py)."""
+        from agent import role
 
-        caps.stop_all(self.capabilities)
-        receiver = asyncio.create_task(self.endpoint.serve())  # to hear the master's answer
-        await self.registration.deregister()
-        receiver.cancel()
-        self.sock.close()
+        await role.stop(self)
 
 
 def start():
@@ -97,6 +89,7 @@ def start():
     identity); None when stopped before adoption. The code that does it is dropped from the heap once done."""
     from agent import setup
 
+    log.install()  # from the first line on, what the board prints is kept for the master
     try:
         return setup.start()
     finally:

@@ -6,7 +6,8 @@ itself by module-level names:
     NAME      'blind'
     VERSION   '1'
     COMMANDS  {'move': {'direction': {...}, 'seconds': {...}}, 'stop': {}}   (docs/protocol.md schema)
-    CONFIG    {'up_pin': {...}, ...}: the per-device configuration setup() takes (checked by the master)
+    CONFIG    {'up_pin': {...}, ...}: the per-device configuration setup() takes (checked by the master);
+              dropped once the capability is set up (and self-checked): read it in setup(), not later
     TELEMETRY optional {'celsius': {...}}: what read() returns, sent every cfg['telemetry_s'] seconds
     setup(cfg) -> an object with one coroutine method per command (and optionally `run(emit)`, a background
                task that reports events through emit(dict))
@@ -58,6 +59,10 @@ def load_one(name, stem, cfg, check=False):
             except Exception:
                 cap.stop()
                 raise
+        if hasattr(module, "CONFIG"):
+            # CONFIG serves setup() (and the master, which reads it from the source): its dicts need no heap
+            # while the capability runs. A module reads what it needs from cfg in setup().
+            delattr(module, "CONFIG")
     except Exception:
         unload(stem)  # a module that cannot run does not stay in the heap
         raise

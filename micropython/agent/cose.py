@@ -6,18 +6,6 @@ Layer: device side, pure, below agent/oscore.py. CBOR is written by hand for exa
 strings, small unsigned integers, arrays of up to 23 items): nothing here parses CBOR.
 """
 
-from agent.port import forget
-
-
-def kdf_info(ident, id_context, kind, length):
-    """CBOR [id, id_context / null, alg_aead, type, L] (RFC 8613 §3.2.1): agent/kdf.py's, loaded for the call."""
-    from agent import kdf
-
-    try:
-        return kdf.kdf_info(ident, id_context, kind, length)
-    finally:
-        forget("kdf")
-
 
 def aad(request_kid, request_piv):
     """Enc_structure ["Encrypt0", h'', external_aad], external_aad = [1, [alg], kid, piv, h''] (§5.4).

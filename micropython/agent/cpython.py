@@ -33,8 +33,12 @@ def ticks_add(a, b):
     return a + b
 
 
-def print_exception(exc, file=sys.stdout):
-    traceback.print_exception(type(exc), exc, exc.__traceback__, file=file)
+def print_exception(exc):
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stdout)
+    from agent import port
+
+    if port.LOG is not None:  # for the master too (agent/log.py)
+        port.LOG.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
 
 
 async def wait_for_ms(aw, ms):
@@ -43,10 +47,6 @@ async def wait_for_ms(aw, ms):
 
 async def sleep_ms(ms):
     await asyncio.sleep(ms / 1000)
-
-
-def mem_info():
-    return None, None
 
 
 def collect():

@@ -59,3 +59,12 @@ def kdf_info(ident, id_context, kind, length):
 def derive(salt, secret, ident, id_context, kind, length):
     """One key or IV of a security context: HKDF(salt, secret, info of [ident, id_context, alg, kind, length])."""
     return hkdf(salt, secret, kdf_info(ident, id_context, kind, length), length)
+
+
+def keys(salt, secret, sender_id, recipient_id, id_context):
+    """(sender key, recipient key, common IV) of a security context (RFC 8613 §3.2.1; AES-CCM-16-64-128)."""
+    return (
+        derive(salt, secret, sender_id, id_context, b"Key", 16),
+        derive(salt, secret, recipient_id, id_context, b"Key", 16),
+        derive(salt, secret, b"", id_context, b"IV", 13),
+    )

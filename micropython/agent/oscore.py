@@ -29,7 +29,6 @@ ECHO = const(252)  # RFC 9175
 FETCH = const(5)
 UNAUTHORIZED = const(129)  # 4.01
 
-_KEY_LEN = const(16)
 _MAX_ID = const(7)  # NONCE_LEN - 6
 _WINDOW = const(32)  # replay window (RFC 8613 §7.4 default)
 _ALL_SEEN = 0xFFFFFFFF  # a full window: not a const, it does not fit a 32-bit port's small int
@@ -191,9 +190,9 @@ class Context:
         from agent import kdf  # needed only here: forgotten once the keys are made
 
         try:
-            self.sender_key = kdf.derive(salt, secret, sender_id, id_context, b"Key", _KEY_LEN)
-            self.recipient_key = kdf.derive(salt, secret, recipient_id, id_context, b"Key", _KEY_LEN)
-            self.common_iv = kdf.derive(salt, secret, b"", id_context, b"IV", NONCE_LEN)
+            self.sender_key, self.recipient_key, self.common_iv = kdf.keys(
+                salt, secret, sender_id, recipient_id, id_context
+            )
         finally:
             forget("kdf")
         self._send = Ccm(self.sender_key)

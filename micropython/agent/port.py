@@ -14,6 +14,7 @@ IS_MICROPYTHON = sys.implementation.name == "micropython"
 # ESP32" on a plain ESP32). The virtual ESP32 (micropython/shims/_boot.py) puts that name here: the unix port's
 # own would be "linux [GCC …] version".
 MACHINE = None
+LOG = None  # agent/log.py's ring, once installed: tracebacks are written there too
 
 if IS_MICROPYTHON:
     from micropython import const  # noqa: F401  (re-exported)
@@ -21,16 +22,14 @@ if IS_MICROPYTHON:
     ticks_ms = time.ticks_ms
     ticks_diff = time.ticks_diff
     ticks_add = time.ticks_add
-    print_exception = sys.print_exception
+
+    def print_exception(exc):
+        sys.print_exception(exc)
+        if LOG is not None:
+            sys.print_exception(exc, LOG)  # for the master too (agent/log.py)
+
     wait_for_ms = asyncio.wait_for_ms
     sleep_ms = asyncio.sleep_ms
-
-    def mem_info():
-        """(allocated, free) heap bytes after a full collection."""
-        import gc
-
-        gc.collect()
-        return gc.mem_alloc(), gc.mem_free()
 
     def reset_loop():
         """Forget every task of an event loop that ended by an exception (MicroPython keeps them queued)."""
@@ -64,7 +63,6 @@ else:  # the agent under CPython (process targets, tests): its edge is a module 
     from agent.cpython import (  # noqa: F401  (re-exported)
         collect,
         const,
-        mem_info,
         print_exception,
         recvfrom,
         reset_loop,
@@ -123,17 +121,6 @@ def random_bytes(n):
     return os.urandom(n)
 
 
-def aes_cbc_decrypt(key, iv, data):
-    """AES-CBC decryption (no padding removed): cryptolib on MicroPython, `cryptography` under CPython."""
-    if IS_MICROPYTHON:
-        from cryptolib import aes
-
-        return aes(key, 2, iv).decrypt(data)  # mode 2: CBC
-    from agent.cpython import aes_cbc_decrypt
-
-    return aes_cbc_decrypt(key, iv, data)
-
-
 def aes_ecb_encryptor(key):
     """enc(src, dst): AES of one 16-byte block of src into dst (src may be dst), for AES-CCM (agent/ccm.py).
 
@@ -147,11 +134,3 @@ def aes_ecb_encryptor(key):
     from agent.cpython import aes_ecb_encryptor
 
     return aes_ecb_encryptor(key)
-
-
-def implementation():
-    """(et, mpy, fw) describing this runtime for registration."""
-    impl = sys.implementation
-    if IS_MICROPYTHON:
-        return "pifleet.esp32", getattr(impl, "_mpy", 0), "%d.%d.%d" % impl.version[:3]
-    return "pifleet.process", 0, "cpython-%d.%d.%d" % impl.version[:3]

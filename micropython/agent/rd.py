@@ -10,7 +10,7 @@ import asyncio
 
 from agent import coap
 from agent.endpoint import RequestError
-from agent.port import const, forget, implementation, print_exception, sleep_ms, wait_for_ms
+from agent.port import const, forget, print_exception, sleep_ms, wait_for_ms
 
 # CoAP numbers (RFC 7252, 7959), inlined: agent/coap.py keeps only what the tests use by name
 _CHANGED = const(68)
@@ -23,24 +23,14 @@ _BACKOFF_MAX_MS = const(60000)
 
 
 class Registration:
-    def __init__(self, endpoint, config, links, agent_version, locator):
+    def __init__(self, endpoint, lifetime, query, links, locator):
         self.endpoint = endpoint
         # where the master is (agent/register.py's Locator, copied: the class stays out of the heap); looked for
         # again before each new registration when mdns is true
         self.ip, self.configured, self.mdns, self.found = locator.ip, locator.configured, locator.mdns, locator.found
         self.master = self.configured
-        self.lifetime = int(config.get("lifetime", 60))
-        et, mpy, fw = implementation()
-        self.query = [
-            ("ep", config["device_id"]),
-            ("lt", self.lifetime),
-            ("et", config.get("et", et)),
-            ("name", config.get("name", config["device_id"])),
-            ("role", config.get("role", "")),
-            ("mpy", mpy),
-            ("fw", fw),
-            ("agent", agent_version),
-        ]
+        self.lifetime = lifetime
+        self.query = query  # [(key, value)] of POST /rd (agent/register.py's query())
         self.links = links
         self.location = None  # 'rd/REG_ID' while registered
         self._wake = None  # set while run() sleeps between updates
@@ -95,14 +85,6 @@ class Registration:
                 except asyncio.TimeoutError:
                     pass
                 self._wake = None
-
-    def changed(self, links, role):
-        """What the board offers changed (a new role): register anew at once with the new links."""
-        self.links = links
-        self.query = [(k, role if k == "role" else v) for k, v in self.query]
-        self.location = None
-        if self._wake is not None:
-            self._wake.set()
 
     async def deregister(self, timeout_ms=3000):
         """DELETE our registration; give up quietly after timeout_ms (we are shutting down)."""

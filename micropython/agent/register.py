@@ -8,10 +8,11 @@ copies a Locator's fields (`ip`, `configured`, `mdns`, `found`) and hands itself
 """
 
 import asyncio
+import sys
 
 from agent import coap
 from agent.endpoint import RequestError
-from agent.port import const, forget, sockaddr, wait_for_ms
+from agent.port import IS_MICROPYTHON, const, forget, sockaddr, wait_for_ms
 
 # CoAP numbers (RFC 7252), inlined: agent/coap.py keeps only what the tests use by name
 _CONTENT_FORMAT = const(12)
@@ -24,6 +25,30 @@ _URI_PATH = const(11)
 _URI_QUERY = const(15)
 
 _MDNS_TIMEOUT_MS = const(1000)
+
+
+def implementation():
+    """(et, mpy, fw) describing this runtime for registration."""
+    impl = sys.implementation
+    if IS_MICROPYTHON:
+        return "pifleet.esp32", getattr(impl, "_mpy", 0), "%d.%d.%d" % impl.version[:3]
+    return "pifleet.process", 0, "cpython-%d.%d.%d" % impl.version[:3]
+
+
+def query(config, agent_version):
+    """(lifetime, [(key, value)]) of the board's registration, from its config."""
+    lifetime = int(config.get("lifetime", 60))
+    et, mpy, fw = implementation()
+    return lifetime, [
+        ("ep", config["device_id"]),
+        ("lt", lifetime),
+        ("et", config.get("et", et)),
+        ("name", config.get("name", config["device_id"])),
+        ("role", config.get("role", "")),
+        ("mpy", mpy),
+        ("fw", fw),
+        ("agent", agent_version),
+    ]
 
 
 class Locator:
@@ -114,3 +139,12 @@ async def deregister(reg, timeout_ms):
     except (RequestError, asyncio.TimeoutError):
         print("rd: master did not confirm deregistration")
     reg.location = None
+
+
+def changed(reg, links, role):
+    """What the board offers changed (a new role): register anew at once with the new links."""
+    reg.links = links
+    reg.query = [(k, role if k == "role" else v) for k, v in reg.query]
+    reg.location = None
+    if reg._wake is not None:
+        reg._wake.set()

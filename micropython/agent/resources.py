@@ -74,12 +74,6 @@ class Capability:
         self.version = str(module.VERSION)
         self.commands = module.COMMANDS
 
-    def handler(self, command):
-        """The coroutine function for a declared command, or None."""
-        if command not in self.commands:
-            return None
-        return getattr(self.instance, command, None)
-
     def stop(self):
         stop = getattr(self.module, "stop", None)
         if stop is not None:
@@ -89,18 +83,15 @@ class Capability:
 class Resources:
     def __init__(self, device_id, capabilities, endpoint_stats, failed_caps=()):
         self.device_id = device_id
-        self.capabilities = capabilities
         self.endpoint_stats = endpoint_stats
-        self.failed_caps = list(failed_caps)
-        self._by_name = {cap.name: cap for cap in capabilities}
+        self.set_capabilities(capabilities, failed_caps)
         self.executions = {}
         self._eid_order = []
         self.booted = ticks_ms()  # uptime in /stats
         self.registration = None  # set by the agent: shown in /stats
         self.role = ""
-        self.apply_role = None  # set by the agent: coroutine (body) -> (code, answer)
+        self.apply_role = None  # set by the agent: coroutine (PUT /role request) -> (code, options, payload)
         self.upload = None  # agent.modules.Upload, made at the first module upload
-        self._links = None  # links() as bytes, until the capabilities change
 
     async def handle(self, msg, addr):
         for number, _ in msg.options:
@@ -115,14 +106,7 @@ class Resources:
         if path == "role":
             if msg.code != _PUT:
                 return _METHOD_NOT_ALLOWED, [], b""
-            if msg.option(_BLOCK1) is not None:
-                return _json(_REQUEST_ENTITY_TOO_LARGE, {"ok": False, "error": "a role fits one datagram", "field": ""})
-            try:
-                body = json.loads(msg.payload)
-            except ValueError:
-                return _json(_BAD_REQUEST, {"ok": False, "error": "payload is not JSON", "field": ""})
-            code, answer = await self.apply_role(body)
-            return _json(code, answer)
+            return await self.apply_role(msg)  # agent/role.py's switch()
         # the rest is asked for rarely (after a registration, by a person, for a push): loaded for the request
         from agent import admin
 
@@ -131,27 +115,12 @@ class Resources:
         finally:
             forget("admin")
 
-    def links(self):
-        """Link-format description of what this board offers (RFC 6690) as bytes, also sent when registering;
-        built once for each set of capabilities."""
-        if self._links is None:
-            from agent import admin
-
-            self._links = admin.links(self.capabilities)
-            forget("admin")
-        return self._links
-
-    def describe(self):
-        from agent import admin
-
-        try:
-            return admin.describe(self)
-        finally:
-            forget("admin")
-
     def set_capabilities(self, capabilities, failed=()):
+        from agent import admin  # at boot and at a role switch only
+
         self.capabilities = capabilities
-        self._links = None
+        self.links = admin.links(capabilities)  # what /.well-known/core and the registration say (RFC 6690)
+        forget("admin")
         self.failed_caps = list(failed)
         self._by_name = {cap.name: cap for cap in capabilities}
 
@@ -173,7 +142,7 @@ class Resources:
                 {"eid": eid, "ok": False, "field": "ep", "error": "this is %s, not %s" % (self.device_id, ep)},
             )
         cap = self._by_name.get(cap_name)
-        handler = cap.handler(command) if cap is not None else None
+        handler = getattr(cap.instance, command, None) if cap is not None and command in cap.commands else None
         if handler is None:
             return _json(_NOT_FOUND, {"eid": eid, "ok": False, "error": "no command %s/%s" % (cap_name, command)})
         params = body.get("params", {})

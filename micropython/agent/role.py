@@ -14,13 +14,17 @@ the board go back to it (fall_back) and say so. Imported on the first PUT /role,
 failed.
 """
 
+import asyncio
 import json
 import os
 
 from agent import caps
-from agent.port import collect, const, print_exception
+from agent.port import collect, const, forget, print_exception
 
 _BAD_REQUEST = const(128)  # 4.00
+_BLOCK1 = const(27)
+_CONTENT_FORMAT = const(12)
+_REQUEST_ENTITY_TOO_LARGE = const(141)  # 4.13
 _CHANGED = const(68)  # 2.04
 
 
@@ -58,9 +62,19 @@ def _checked(body):
     return role, wanted, stems
 
 
-def switch(agent, body):
-    """PUT /role on the running agent (agent/app.py): (code, answer). Background work of the capabilities stops
-    during the switch (it holds them) and starts again for those that run after it."""
+def _json(code, obj):
+    return code, [(_CONTENT_FORMAT, b"\x32")], json.dumps(obj).encode()  # 50: application/json
+
+
+def switch(agent, msg):
+    """PUT /role on the running agent (agent/app.py): (code, options, payload). Background work of the
+    capabilities stops during the switch (it holds them) and starts again for those that run after it."""
+    if msg.option(_BLOCK1) is not None:
+        return _json(_REQUEST_ENTITY_TOO_LARGE, {"ok": False, "error": "a role fits one datagram", "field": ""})
+    try:
+        body = json.loads(msg.payload)
+    except ValueError:
+        return _json(_BAD_REQUEST, {"ok": False, "error": "payload is not JSON", "field": ""})
     for cap in agent.capabilities:
         agent.stop_work(cap)
     try:
@@ -70,18 +84,21 @@ def switch(agent, body):
     except RoleError as exc:
         for cap in agent.capabilities:  # what ran before runs again, set up anew: so is its background work
             agent.start_work(cap)
-        return _BAD_REQUEST, {"ok": False, "error": str(exc), "field": exc.field}
+        return _json(_BAD_REQUEST, {"ok": False, "error": str(exc), "field": exc.field})
     resources = agent.resources
     agent.capabilities = now
     resources.set_capabilities(now)
     resources.role = config.get("role", "")
     for cap in now:
         agent.start_work(cap)
-    agent.registration.changed(resources.links(), resources.role)
+    from agent import admin, register  # admin forgotten here, register by the registration that follows
+
+    register.changed(agent.registration, resources.links, resources.role)
     print("role: now %s: %s" % (config.get("role"), ", ".join(c.stem for c in now)))
-    answer = resources.describe()
+    answer = admin.describe(resources)
+    forget("admin")
     answer["ok"] = True
-    return _CHANGED, answer
+    return _json(_CHANGED, answer)
 
 
 def apply(current, config, body, path):
@@ -178,3 +195,12 @@ def fall_back(config, failed, path):
         save_config(config, path)
         caps.remove_unused(config)
     return started, reported
+
+
+async def stop(agent):
+    """The agent's orderly stop (Ctrl-C): outputs safe first, then tell the master we are gone."""
+    caps.stop_all(agent.capabilities)
+    receiver = asyncio.create_task(agent.endpoint.serve())  # to hear the master's answer
+    await agent.registration.deregister()
+    receiver.cancel()
+    agent.sock.close()

@@ -5,8 +5,6 @@ act on a value that is out of range. It returns the first problem as (field, mes
 bad input.
 """
 
-_TYPES = ("number", "integer", "string", "boolean", "enum", "list", "object")
-
 
 def _is_number(value):
     # bool is an int in CPython (not in MicroPython); a JSON true is never a number here.

@@ -14,7 +14,7 @@ from agent.app import Agent
 from agent.endpoint import Endpoint
 from agent.port import IS_MICROPYTHON, const, forget, udp_socket
 from agent.rd import Registration
-from agent.register import Locator
+from agent.register import Locator, query
 from agent.resources import Resources
 
 CONFIG_PATH = "config.json"
@@ -119,6 +119,13 @@ def start(path=CONFIG_PATH):
     endpoint = Endpoint(sock, None, security_context(config))
     resources = Resources(config["device_id"], capabilities, endpoint.stats, failed)
     resources.role = config.get("role", "")
-    registration = Registration(endpoint, config, resources.links(), VERSION, locate)
+    lifetime, rd_query = query(config, VERSION)
+    registration = Registration(endpoint, lifetime, rd_query, resources.links, locate)
     forget("register")  # loaded again for each new registration (agent/rd.py)
-    return Agent(config, path, ip, port, sock, endpoint, resources, registration, capabilities)
+    agent = Agent(config, path, ip, port, sock, endpoint, resources, registration, capabilities)
+    resources.apply_role = agent.apply_role
+    resources.registration = registration
+    endpoint.handler = resources.handle
+    endpoint.stats["telemetry"] = 0
+    endpoint.stats["telemetry_lost"] = 0
+    return agent

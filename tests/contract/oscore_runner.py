@@ -5,7 +5,7 @@
 import json
 import sys
 
-from agent import coap, cose, oscore
+from agent import coap, cose, kdf, oscore
 
 
 def hexof(data):
@@ -49,9 +49,9 @@ def run_vectors(vectors):
                 "sender_key": hexof(ctx.sender_key),
                 "recipient_key": hexof(ctx.recipient_key),
                 "common_iv": hexof(ctx.common_iv),
-                "info_sender": hexof(cose.kdf_info(ctx.sender_id, idc, b"Key", 16)),
-                "info_recipient": hexof(cose.kdf_info(ctx.recipient_id, idc, b"Key", 16)),
-                "info_iv": hexof(cose.kdf_info(b"", idc, b"IV", 13)),
+                "info_sender": hexof(kdf.kdf_info(ctx.sender_id, idc, b"Key", 16)),
+                "info_recipient": hexof(kdf.kdf_info(ctx.recipient_id, idc, b"Key", 16)),
+                "info_iv": hexof(kdf.kdf_info(b"", idc, b"IV", 13)),
             }
         )
     requests, rids = [], []
