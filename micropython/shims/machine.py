@@ -20,20 +20,26 @@ _levels = {}  # pin id -> last level written, to log changes only
 _GPIOS = "apapapppppppaaaapppppppp-aaa----aaaaaaaa"
 
 
-def _die_by_watchdog():
-    """End the process by SIGUSR1, whatever the main thread is doing: the runner sees the reset.
+def _die_by(name):
+    """End the process by the signal `name` (USR1: the watchdog, USR2: machine.reset()), whatever the main thread
+    is doing: the virtual chip sees the reset and boots again (pifleet/sim/chip.py, RESETS).
 
-    MicroPython has neither os._exit nor os.kill, and an exception raised in a scheduled callback is only
-    printed, so the signal is sent through the shell ($PPID of `sh -c` is this process).
+    MicroPython has neither os._exit nor os.kill, sys.exit() in the unix port's script ends at its REPL, and an
+    exception raised in a scheduled callback is only printed: the signal is sent through the shell ($PPID of
+    `sh -c` is this process).
     """
     if sys.implementation.name == "micropython":
-        os.system("kill -USR1 $PPID")
+        os.system("kill -%s $PPID" % name)
         time.sleep(1)
         os.system("kill -KILL $PPID")  # should never be reached
     else:
         import signal
 
-        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), getattr(signal, "SIG" + name))
+
+
+def _die_by_watchdog():
+    _die_by("USR1")
 
 
 class Pin:
@@ -280,14 +286,29 @@ class WDT:
                 return
 
 
+# machine.reset_cause() values of the ESP32 port
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+_CAUSES = {"power": PWRON_RESET, "soft": SOFT_RESET, "wdt": WDT_RESET}
+
+
 def reset():
-    """A reset ends the process; the runner decides whether to boot it again."""
+    """The chip resets and boots again (the virtual chip does it when the interpreter ends by SIGUSR2);
+    reset_cause() then says SOFT_RESET, as the ESP32 port does after a software reset."""
     print("machine.reset()")
-    sys.exit(0)
+    _die_by("USR2")
 
 
 def soft_reset():
     reset()
+
+
+def reset_cause():
+    """Why the chip started: PWRON_RESET, SOFT_RESET (machine.reset()) or WDT_RESET (the virtual chip tells)."""
+    return _CAUSES.get(os.getenv("PIFLEET_SIM_RESET_CAUSE") or "power", PWRON_RESET)
 
 
 def unique_id():

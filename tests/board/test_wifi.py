@@ -14,6 +14,7 @@ import pytest
 
 from pifleet.sim import VirtualBoard
 from pifleet.sim.board import micropython_binary
+from pifleet.sim.chip import MACHINE_RESET
 from tests.board.conftest import MICROPYTHON_DIR, free_udp_port
 from tests.board.test_registration import Directory, directory  # noqa: F401 — the fixture
 from tests.support.waits import wait_until, wait_until_async
@@ -103,6 +104,7 @@ def test_an_exception_escaping_the_agent_resets_the_board(tmp_path):
     lines = done.stdout.splitlines()
     assert lines[0] == "Traceback (most recent call last):", done.stdout + done.stderr
     assert lines[-2].startswith("ValueError") and lines[-1] == "machine.reset()", done.stdout + done.stderr
+    assert done.returncode == MACHINE_RESET  # how the virtual chip knows to boot again
 
 
 def test_mpremote_reaches_a_board_that_is_still_joining(tmp_path):

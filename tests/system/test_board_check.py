@@ -33,6 +33,9 @@ def test_board_check_flashes_drives_pushes_and_reads_stats(master, tmp_path):
         assert figures["ok"] == "1"
         assert int(figures["mem_alloc_b"]) > 0 and int(figures["mem_free_b"]) > 0
         assert float(figures["uptime_s"]) > 0 and float(figures["flash_s"]) > 0
+        # restarted by the master: the virtual chip reset and booted again, as an ESP32 does
+        assert float(figures["restart_s"]) > 0 and figures["reset_cause"] == "soft"
+        assert "rst:0xc (SW_CPU_RESET)" in board.console_text()
 
         # what the board did: the motor ran up for about 0.2 s, once
         (period,) = high_periods(board.pin_history(), UP_PIN)

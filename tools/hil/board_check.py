@@ -12,9 +12,12 @@ Talks only to the master's REST API (like the CLI: `--url`, default PIFLEET_URL 
 3. pushes a module: a role `board-check` with the board's modules plus a small check module, assigned to the
    board (no reflash), waits until it is in sync and runs the module's command; then gives the board its role
    back and waits until it is in sync again;
-4. reads the board's `/stats` through the master (heap used and free as the board reports them, uptime).
+4. reads the board's `/stats` through the master (heap used and free as the board reports them, uptime);
+5. restarts it (`POST /api/devices/NAME/restart`: outputs safe, machine.reset()) and waits until it answers
+   again with a fresh uptime and says why it started (`reset_cause`, "soft" after a software reset).
 
-Last line, name=value: ok, flash_s, register_s, command_ms, push_s, mem_alloc_b, mem_free_b, uptime_s
+Last line, name=value: ok, flash_s, register_s, command_ms, push_s, mem_alloc_b, mem_free_b, uptime_s, restart_s,
+reset_cause
 (`ok=0 failed=STEP` and a reason on stderr when a step fails; exit status 1).
 """
 
@@ -179,6 +182,20 @@ def check(master: Master, port: str, name: str, firmware: Path | None, timeout: 
     figures["mem_alloc_b"] = stats.get("mem_alloc")
     figures["mem_free_b"] = stats.get("mem_free")
     figures["uptime_s"] = round(stats.get("uptime_ms", 0) / 1000, 1)
+
+    started = time.monotonic()
+    master.call("restart", "POST", f"/api/devices/{name}/restart")
+
+    def back():
+        try:  # while it boots the master cannot reach it: the stats request fails, and is asked again
+            again = master.call("restart", "GET", f"/api/devices/{name}/stats")
+        except CheckFailed:
+            return None
+        return again if again.get("uptime_ms", 0) < stats.get("uptime_ms", 0) else None
+
+    again = master.wait("restart", f"{name} back after its restart", back, timeout=timeout)
+    figures["restart_s"] = round(time.monotonic() - started, 1)
+    figures["reset_cause"] = again.get("reset_cause", "unknown")
     return figures
 
 

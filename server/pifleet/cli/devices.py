@@ -1,4 +1,4 @@
-"""`pifleet devices`: boards and processes with their online state (GET /api/devices).
+"""`pifleet devices`: boards and processes with their online state (GET /api/devices); `pifleet restart DEVICE`.
 
 Layer: CLI adapter, a client of the REST API like the rest of the CLI; it imports only cli.client.
 """
@@ -35,4 +35,13 @@ def devices(url, as_json) -> None:
     )
 
 
-COMMANDS = [devices]
+@click.command()
+@api_options
+@click.argument("device")
+def restart(url, device) -> None:
+    """Restart a board: outputs safe, then a reset; it is back online once it registered again."""
+    call(url, "POST", f"/api/devices/{device}/restart")
+    click.echo(f"{device} restarts; `pifleet devices` shows it online again within seconds")
+
+
+COMMANDS = [devices, restart]

@@ -36,6 +36,10 @@ class BoardLink(Protocol):
         """GET /stats."""
         ...
 
+    async def restart(self, address: str, port: int) -> None:
+        """POST /restart: the board sets its outputs safe and resets (it registers again when it is back)."""
+        ...
+
     async def put_module(self, address: str, port: int, stem: str, sha256: str, data: bytes) -> dict[str, Any]:
         """PUT /m/STEM?sha=… block-wise; BoardError (field "sha", "size" …) when the board refuses it."""
         ...

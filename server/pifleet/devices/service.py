@@ -6,6 +6,7 @@ the board link answers what only the board knows (its module files), the sync an
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,8 @@ from ..storage import devices as q
 from ..storage import readings as readings_q
 from .link import BoardLink
 from .pairing import PairingService
+
+log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # names of groups and roles
 
@@ -63,6 +66,13 @@ class DeviceService:
         """What the board reports of itself now (GET /stats): heap used and free, uptime, datagram counters."""
         device = await self._online(name)
         return await self.link.stats(device.address, device.port)
+
+    async def restart(self, name: str) -> DeviceRead:
+        """The board restarts (outputs safe, reset); it is back online when it has registered again."""
+        device = await self._online(name)
+        await self.link.restart(device.address, device.port)
+        log.info("%s restarts, as asked", name)
+        return device
 
     async def revoke(self, name: str) -> DeviceRead:
         device = await self.get(name)

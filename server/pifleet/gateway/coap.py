@@ -272,6 +272,10 @@ class Gateway:
         msg = aiocoap.Message(code=Code.GET, uri=_uri(address, port, "stats"))
         return await self._json(msg, 30, "GET /stats")
 
+    async def restart(self, address: str, port: int) -> None:
+        msg = aiocoap.Message(code=Code.POST, uri=_uri(address, port, "restart"))
+        self._answer(await self._request(msg, 30), "POST /restart")
+
     async def put_module(self, address: str, port: int, stem: str, sha256: str, data: bytes) -> dict[str, Any]:
         """PUT /m/STEM?sha=… block-wise (RFC 7959 Block1, Size1 on the first block).
 

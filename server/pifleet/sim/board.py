@@ -44,7 +44,7 @@ from pifleet.boardfs.layout import (
 from pifleet.devices.identity import device_id_for, new_secret
 from pifleet.roles.presets import ROLES
 from pifleet.runtime import pid_alive, runtime_dir
-from pifleet.sim.chip import BOOTLOADER_OFFSET, Chip
+from pifleet.sim.chip import BOOTLOADER_OFFSET, WATCHDOG_RESET, Chip  # noqa: F401 (WATCHDOG_RESET: re-exported)
 from pifleet.sim.flash import DEFAULT_SIZE, Flash, board_mac
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,6 @@ DEFAULT_HEAPSIZE = 174 * 1024
 SIM_MICROPYTHON = "1.29.0"
 
 # How the process of a board ends when the shim's machine.WDT was not fed (see micropython/shims/machine.py).
-WATCHDOG_RESET = -signal.SIGUSR1
 
 _claimed_ips: set[str] = set()  # addresses this process's boards hold, running or not (see _claim)
 
@@ -295,6 +294,7 @@ class VirtualBoard:
             PIFLEET_SIM_IO=str(self.io.resolve()),
             PIFLEET_SIM_IP=self.ip,
             PIFLEET_SIM_FLASH=str(self.flash_path.resolve()),
+            PIFLEET_SIM_RESET_CAUSE=self._chip.reset_cause if self._chip is not None else "power",
         )
         if soft:
             env["PIFLEET_SIM_SOFT_RESET"] = "1"  # _boot runs boot.py, not main.py (the raw REPL waits)

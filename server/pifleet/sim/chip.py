@@ -23,9 +23,11 @@ import errno
 import logging
 import os
 import select
+import signal
 import subprocess
 import termios
 import threading
+import time
 import traceback
 import tty
 from pathlib import Path
@@ -39,6 +41,13 @@ logger = logging.getLogger(__name__)
 
 BOOTLOADER_OFFSET = 0x1000  # ESP32: the second-stage bootloader the ROM loads
 OFF, DOWNLOAD, RUNNING, HALTED = "off", "download", "running", "halted"
+
+# How the interpreter ends when the firmware resets the chip (micropython/shims/machine.py): by SIGUSR2 for
+# machine.reset(), by SIGUSR1 for the watchdog. The chip then boots again, as an ESP32 does. Any other end (Ctrl-C
+# at the unix port's REPL, a crash of the interpreter itself) leaves the chip as it is.
+MACHINE_RESET = -signal.SIGUSR2
+WATCHDOG_RESET = -signal.SIGUSR1
+RESETS = {MACHINE_RESET: "soft", WATCHDOG_RESET: "wdt"}
 
 
 # The REPL prompts at which Ctrl-D is a soft reset: the raw REPL's, and the friendly one's (an empty line).
@@ -76,6 +85,10 @@ class Chip(threading.Thread):
         self.state = OFF
         self.proc: subprocess.Popen | None = None
         self.boots = 0
+        # why the firmware last started: "power" at power-on, "soft" after machine.reset(), "wdt" after the
+        # watchdog (the shim's machine.reset_cause() reads it from PIFLEET_SIM_RESET_CAUSE); every reset so far
+        self.reset_cause = "power"
+        self.resets: list[str] = []
         self._master, slave = os.openpty()
         _raw(slave)
         self.port = os.ttyname(slave)
@@ -145,7 +158,8 @@ class Chip(threading.Thread):
         self._end_firmware()
         self._loader = None
         self.boots += 1
-        if reset_line:
+        if reset_line:  # power-on, or the EN pin (esptool's reset): the ROM says POWERON_RESET either way
+            self.reset_cause = "power"
             self.console(b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n")
         for offset, what in ((BOOTLOADER_OFFSET, "bootloader"), (None, "app")):
             if offset is None:
@@ -174,6 +188,18 @@ class Chip(threading.Thread):
         self._tail = b""
         if soft:
             os.write(inner, b"\x01")  # back to the raw REPL once the interpreter reads its terminal
+
+    def _reset_by_firmware(self, code: int) -> None:
+        """machine.reset() or the watchdog ended the interpreter: the chip boots again, as an ESP32 does (the
+        ROM prints its reset reason first). The next boot's machine.reset_cause() says which it was."""
+        self.reset_cause = RESETS[code]
+        self.resets.append(self.reset_cause)
+        reason = b"TG1WDT_SYS_RESET" if self.reset_cause == "wdt" else b"SW_CPU_RESET"
+        code = 0x11 if self.reset_cause == "wdt" else 0xC
+        self.console(b"\r\nrst:0x%x (%s),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n" % (code, reason))
+        self._end_firmware()
+        time.sleep(0.2)  # an ESP32 takes about this long from its reset to MicroPython; no busy crash loop here
+        self._boot(reset_line=False)
 
     def _halt(self, line: str) -> None:
         self.console(line.encode())
@@ -233,6 +259,8 @@ class Chip(threading.Thread):
                         self._write_port()
             if self.proc is not None and self.state == RUNNING and self.proc.poll() is not None:
                 self._drain_inner()
+                if self.proc.returncode in RESETS and not self._closing:
+                    self._reset_by_firmware(self.proc.returncode)
 
     def _check_port(self) -> bool:
         """Track whether someone has the port open; a close after a download session resets the chip."""

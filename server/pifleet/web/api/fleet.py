@@ -54,6 +54,16 @@ class DeviceController(Controller):
         return await device_service.stats(name)
 
     @post(
+        "/{name:str}/restart",
+        operation_id="restartDevice",
+        status_code=202,
+        opt=problems(ConflictError, BoardError),
+        summary="Restart a board: it sets its outputs safe and resets, and is back online once it registered again",
+    )
+    async def restart_device(self, device_service: DeviceService, name: str) -> DeviceRead:
+        return await device_service.restart(name)
+
+    @post(
         "/{name:str}/revoke",
         operation_id="revokeDevice",
         status_code=200,

@@ -117,6 +117,15 @@ class DevicePageController(Controller):
             device, message, error = await device_service.get(name), exc.detail, True
         return Template("_device_actions.html", context={"device": device, "message": message, "error": error})
 
+    @post("/ui/devices/{name:str}/restart", operation_id="uiRestartDevice", status_code=200)
+    async def restart(self, device_service: DeviceService, name: str) -> Template:
+        try:
+            device = await device_service.restart(name)
+            message, error = f"{name} restarts: it is back when it has registered again (a few seconds)", False
+        except PifleetError as exc:
+            device, message, error = await device_service.get(name), exc.detail, True
+        return Template("_device_actions.html", context={"device": device, "message": message, "error": error})
+
     @post("/ui/devices/{name:str}/revoke", operation_id="uiRevokeDevice", status_code=200)
     async def revoke(self, device_service: DeviceService, name: str) -> Template:
         try:
