@@ -46,9 +46,12 @@ from .web.headers import security_headers
 from .web.pages.adoptions import AdoptionPanelController
 from .web.pages.boards import BoardPanelController
 from .web.pages.dashboard import DashboardController
+from .web.pages.device import DevicePageController
+from .web.pages.jobs import JobsPageController
 from .web.pages.login import CONTROLLERS as LOGIN_CONTROLLERS
 from .web.pages.roles import RolePanelController
 from .web.pages.settings import SettingsPageController, local_filter
+from .web.pages.timeline import TimelinePageController
 from .web.problems import HANDLERS, problem
 
 DASHBOARD = resources.dashboard()
@@ -161,6 +164,9 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
             ModuleController,
             RolloutController,
             DashboardController,
+            DevicePageController,
+            JobsPageController,
+            TimelinePageController,
             RolePanelController,
             SettingsPageController,
             *AUTH_CONTROLLERS,

@@ -9,17 +9,14 @@ token) gets the same pages without the controls that change things.
 
 from __future__ import annotations
 
-from litestar import Controller, Router, get
+from litestar import Controller, get
 from litestar.response import Template
 
 from ...devices.service import DeviceService
 from ...jobs.service import JobService
-from .device import DevicePageController
-from .jobs import JobsPageController
-from .timeline import TimelinePageController
 
 
-class HomeController(Controller):
+class DashboardController(Controller):
     path = "/"
     include_in_schema = False
 
@@ -60,11 +57,3 @@ class HomeController(Controller):
     async def executions(self, job_service: JobService) -> Template:
         runs = await job_service.executions(limit=20)
         return Template("_executions.html", context={"runs": [r for r in runs if r.state != "scheduled"]})
-
-
-# The pages under the header menu, as one router: app.py mounts it as it mounted the single page before.
-DashboardController = Router(
-    path="/",
-    route_handlers=[HomeController, DevicePageController, JobsPageController, TimelinePageController],
-    include_in_schema=False,
-)
