@@ -61,8 +61,11 @@ class Logs(resource.Resource):
             self.counters["logs"] += 1
             return aiocoap.Message(code=Code.CHANGED)
         self.counters["logs_refused"] += 1
-        log.warning("log batch from %s refused: %s", address, outcome)
-        code = Code.NOT_FOUND if outcome.startswith("unknown") else Code.FORBIDDEN
+        unknown = outcome.startswith("unknown")
+        # a board that prints before its registration is answered (it keeps the lines and sends them again)
+        # but is no misbehaving peer; one speaking from another address than it registered from is
+        log.log(logging.INFO if unknown else logging.WARNING, "log batch from %s refused: %s", address, outcome)
+        code = Code.NOT_FOUND if unknown else Code.FORBIDDEN
         return aiocoap.Message(code=code, payload=outcome.encode(), content_format=TEXT)
 
 

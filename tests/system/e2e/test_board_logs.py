@@ -115,6 +115,27 @@ def test_the_master_keeps_the_last_10000_lines(module_master):
     assert len(logs(module_master, "chatty-1")) == 200  # the default: the newest 200
 
 
+def test_what_a_virtual_board_prints_reaches_the_api(module_master, board_factory):
+    """End to end: the agent on a virtual ESP32 (real MicroPython), flashed through the master, prints; its ring
+    sends the lines once the board is registered; GET /api/devices/NAME/logs has them, in the board's order."""
+    board = board_factory("logger-1", module_master, role="blind")
+
+    def printed() -> list[str]:
+        text = [x["line"] for x in logs(module_master, "logger-1")]
+        return text if any(line.startswith("rd: registered as") for line in text) else []
+
+    text = wait_until(
+        printed,
+        timeout=60,
+        what="the board's registration line in its log on the master",
+        explain=lambda: board.console_text() + module_master.log_tail(40),
+    )
+    listening = next(i for i, line in enumerate(text) if line.startswith("agent: listening on"))
+    assert listening < next(i for i, line in enumerate(text) if line.startswith("rd: registered as"))
+    console = board.console_text()
+    assert all(line in console for line in text), (text, console)
+
+
 def cli(master, *args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "pifleet", "logs", *args],
