@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, NamedTuple
 
 # Drawing area of a chart (viewBox units; the SVG scales to the page's width).
@@ -36,7 +36,7 @@ class Chart(NamedTuple):
     last: float | None
 
 
-def line_chart(buckets: Sequence[Any], since: datetime, until: datetime, bucket: timedelta) -> Chart:
+def line_chart(buckets: Sequence[Any], since: datetime, until: datetime, bucket: timedelta, tz: tzinfo = UTC) -> Chart:
     """Buckets (at, count, low, high, mean), oldest first, as a chart of [since, until). A stretch ends where
     the next bucket is much further away than buckets usually are: the board was offline or silent."""
     px, py, pw, ph = LEFT, TOP, WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -81,7 +81,7 @@ def line_chart(buckets: Sequence[Any], since: datetime, until: datetime, bucket:
         bands,
         dots,
         yticks,
-        [(x(t), label) for t, label in _time_ticks(since, until)],
+        [(x(t), label) for t, label in _time_ticks(since, until, tz)],
         len(buckets),
         sum(b.count for b in buckets),
         min((b.low for b in buckets), default=None),
@@ -112,20 +112,20 @@ def _fmt(v: float, step: float) -> str:
     return f"{v:.{decimals}f}"
 
 
-def _time_ticks(since: datetime, until: datetime) -> list[tuple[datetime, str]]:
-    """Ticks on round hours or days, about six of them, labelled for the span (times in UTC)."""
-    span = until - since
-    hours = span.total_seconds() / 3600
+def _time_ticks(since: datetime, until: datetime, tz: tzinfo) -> list[tuple[datetime, str]]:
+    """Ticks on round hours or midnights of the master's time zone, about six of them, labelled for the span."""
+    hours = (until - since).total_seconds() / 3600
     every = next(h for h in (1, 2, 3, 4, 6, 12, 24, 48, 72, 120, 168) if hours / h <= 7)
     fmt = "%H:%M" if every < 24 else "%d %b"
-    start = since.replace(minute=0, second=0, microsecond=0)
-    if every >= 24:
-        start = start.replace(hour=0)
-    t, out = start, []
-    while t < until:
-        if t >= since and (every < 24 and t.hour % every == 0 or every >= 24):
-            out.append((t, t.strftime(fmt)))
-        t += timedelta(hours=every if every >= 24 else 1)
+    t = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    out = []
+    while t < until:  # hour by hour in UTC, so a DST change neither repeats nor skips a tick
+        local = t.astimezone(tz)
+        hourly = every < 24 and local.hour % every == 0
+        daily = every >= 24 and local.hour == 0 and not local.toordinal() % (every // 24)
+        if t >= since and local.minute == 0 and (hourly or daily):
+            out.append((t, local.strftime(fmt)))
+        t += timedelta(hours=1)
     return out
 
 
@@ -154,7 +154,11 @@ class Picture(NamedTuple):
 
 
 def timeline_picture(
-    since: datetime, until: datetime, now: datetime, items: Sequence[tuple[datetime, str, bool, str, str, str]]
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    items: Sequence[tuple[datetime, str, bool, str, str, str]],
+    tz: tzinfo = UTC,
 ) -> Picture:
     """Items (at, device, follow_up, kind, label, href) as marks in one lane per device over [since, until)."""
     devices = sorted({i[1] for i in items})
@@ -177,6 +181,6 @@ def timeline_picture(
         [(y, d) for d, y in lanes.items()],
         marks,
         x(now),
-        [(x(t), label) for t, label in _time_ticks(since, until)],
+        [(x(t), label) for t, label in _time_ticks(since, until, tz)],
         (LABEL_W, AXIS_H, pw, height - AXIS_H),
     )

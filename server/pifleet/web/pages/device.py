@@ -17,6 +17,7 @@ from litestar.response import Template
 from ...devices.service import DeviceService
 from ...errors import NotFoundError, PifleetError
 from ...jobs.service import JobService
+from ...settings import SettingsService
 from . import charts, controls
 
 RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
@@ -80,7 +81,13 @@ class DevicePageController(Controller):
 
     @get("/ui/devices/{name:str}/chart", operation_id="uiDeviceChart")
     async def chart(
-        self, device_service: DeviceService, name: str, capability: str, path: str, range: Range = "24h"
+        self,
+        device_service: DeviceService,
+        settings_service: SettingsService,
+        name: str,
+        capability: str,
+        path: str,
+        range: Range = "24h",
     ) -> Template:
         until = _now()
         since = until - RANGES[range]
@@ -94,7 +101,8 @@ class DevicePageController(Controller):
                 "range": range,
                 "ranges": list(RANGES),
                 "bucket": width,
-                "chart": charts.line_chart(buckets, since, until, width),
+                "chart": charts.line_chart(buckets, since, until, width, settings_service.zone()),
+                "zone": str(settings_service.zone()),
             },
         )
 

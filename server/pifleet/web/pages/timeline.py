@@ -8,7 +8,7 @@ Layer: adapter (Litestar + htmx); the geometry is web/pages/charts.py's, the dat
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Annotated
 
 from litestar import Controller, get
@@ -17,15 +17,17 @@ from litestar.response import Template
 
 from ...errors import NotFoundError
 from ...jobs.service import JobService
+from ...settings import SettingsService
 from . import charts
 
 AHEAD = timedelta(hours=48)
 BEHIND = timedelta(hours=2)
 
 
-def _label(job: str | None, capability: str, command: str, params: dict, when: datetime, what: str) -> str:
+def _label(job: str | None, capability: str, command: str, params: dict, when: datetime, what: str, tz: tzinfo) -> str:
     args = " ".join(f"{k}={v}" for k, v in params.items())
-    return f"{when.strftime('%a %H:%M:%S')} UTC · {job or 'command'}: {capability}.{command} {args} ({what})".strip()
+    at = when.astimezone(tz).strftime("%a %H:%M:%S %Z")
+    return f"{at} · {job or 'command'}: {capability}.{command} {args} ({what})".strip()
 
 
 class TimelinePageController(Controller):
@@ -38,8 +40,12 @@ class TimelinePageController(Controller):
 
     @get("/ui/timeline/picture", operation_id="uiTimelinePicture")
     async def picture(
-        self, job_service: JobService, hours: Annotated[float, Parameter(gt=0, le=24 * 14)] = 48
+        self,
+        job_service: JobService,
+        settings_service: SettingsService,
+        hours: Annotated[float, Parameter(gt=0, le=24 * 14)] = 48,
     ) -> Template:
+        tz = settings_service.zone()
         now = job_service.clock()
         since, until = now - BEHIND, now + timedelta(hours=hours)
         planned_ids = {
@@ -52,18 +58,23 @@ class TimelinePageController(Controller):
             eid = planned_ids.get((e.job, e.device, e.at))
             href = f"/executions/{eid}" if eid else f"/jobs?edit={e.job}"
             what = ("follow-up, " if e.follow_up else "") + e.kind
-            label = _label(e.job, e.capability, e.command, e.params, e.at, what)
+            label = _label(e.job, e.capability, e.command, e.params, e.at, what, tz)
             items.append((e.at, e.device, e.follow_up, e.kind, label, href))
         for r in await job_service.executions(limit=200):
             at = r.started_at or r.scheduled_for
             if r.state == "scheduled" or r.device is None or not since <= at <= now:
                 continue
             what = ("follow-up, " if r.parent_id else "") + r.state
-            label = _label(r.job, r.capability, r.command, r.params, at, what)
+            label = _label(r.job, r.capability, r.command, r.params, at, what, tz)
             items.append((at, r.device, r.parent_id is not None, r.state, label, f"/executions/{r.id}"))
         return Template(
             "_timeline_picture.html",
-            context={"p": charts.timeline_picture(since, until, now, items), "hours": hours, "count": len(items)},
+            context={
+                "p": charts.timeline_picture(since, until, now, items, tz),
+                "hours": hours,
+                "count": len(items),
+                "zone": str(tz),
+            },
         )
 
     @get("/executions/{execution_id:str}", operation_id="executionPage")
