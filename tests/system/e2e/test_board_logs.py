@@ -64,10 +64,12 @@ def test_a_protected_batch_is_stored_in_order_and_others_are_refused(module_mast
     stranger = exchange(module_master.coap, request("l", ("ep=nobody-here",), b"forged\n", content_format=0))
     assert stranger.code == Code.UNAUTHORIZED
     assert board.log("x\n", lost="-1").code == Code.BAD_REQUEST  # type: ignore[arg-type]
+    too_large = board.log("x" * 1100 + "\n")  # more than a board ever sends in one batch
+    assert too_large.code == Code.REQUEST_ENTITY_TOO_LARGE and too_large.opt.size1 == 1024
     assert [x["line"] for x in logs(module_master, "printer-1")[len(before) :]] == [x["line"] for x in lines]
 
     counts = module_master.get("/api/metrics")
-    assert counts["logs"] >= 2 and counts["logs_refused"] >= 3, counts
+    assert counts["logs"] >= 2 and counts["logs_refused"] >= 4, counts
     metrics = module_master.request("GET", "/metrics").text
     assert any(
         m.startswith("pifleet_board_log_lines_total ") and float(m.split()[1]) >= 7 for m in metrics.splitlines()
