@@ -125,6 +125,23 @@ def problems(*errors: type[PifleetError]) -> dict[str, Any]:
     return {"problems": errors}
 
 
+def empty_allowed(*names: str) -> dict[str, Any]:
+    """A route's `opt`: query parameters it takes empty (`?since=`) as absent — `allowEmptyValue: true` in the
+    schema; any other query parameter refuses an empty value, as Litestar's default `allowEmptyValue: false` says."""
+    return {"empty_allowed": names}
+
+
+def _allowing_empty(base: type[Operation], names: tuple[str, ...]) -> type[Operation]:
+    def __post_init__(self: Operation) -> None:
+        if hasattr(base, "__post_init__"):
+            base.__post_init__(self)  # type: ignore[attr-defined]
+        for parameter in self.parameters or []:
+            if getattr(parameter, "param_in", None) == "query" and parameter.name in names:
+                parameter.allow_empty_value = True
+
+    return dataclasses.dataclass(type("EmptyAllowed", (base,), {"__post_init__": __post_init__}))
+
+
 def _response(description: str) -> ResponseSpec:
     return ResponseSpec(data_container=Problem, media_type=MEDIA_TYPE, description=description, generate_examples=False)
 
@@ -194,6 +211,8 @@ class ApiContract(InitPlugin, ReceiveRoutePlugin, OpenAPISchemaPlugin):
             if handler.status_code == 204:  # no content, ever (RFC 9110), whatever the handler's return type says
                 responses[204] = ResponseSpec(data_container=None, description="Done; no content")
             handler.responses = {**responses, **(handler.responses or {})}
+            if empty := handler.opt.get("empty_allowed"):
+                handler.operation_class = _allowing_empty(handler.operation_class, tuple(empty))
             if not public and handler.security is None:
                 handler.security = SECURITY
 

@@ -9,7 +9,7 @@ from litestar.params import Parameter
 
 from ...devices.logs import DEFAULT_LIMIT, KEEP, BoardLogs, LogLine
 from ...errors import InvalidError
-from ..contract import problems
+from ..contract import empty_allowed, problems
 
 # Taken as text and checked by the service, so a bad value is a 422 naming its field, as the schema says it is.
 Since = Annotated[
@@ -36,7 +36,7 @@ class LogController(Controller):
     @get(
         "/{name:str}/logs",
         operation_id="listDeviceLogs",
-        opt=problems(InvalidError),  # 422: since or limit
+        opt=problems(InvalidError) | empty_allowed("since", "limit"),  # 422: since or limit; empty: absent
         summary=f"What the board printed: its newest lines (the master keeps {KEEP:,} per board), newest last",
     )
     async def list_logs(
