@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import click
 import httpx
 
-from .client import check, store_token, stored_tokens, table, url_option
+from .client import check, local_time, store_token, stored_tokens, table, url_option
 
 
 def _user_option(fn):
@@ -132,8 +132,8 @@ def token_list(url, user) -> None:
                 t["name"],
                 t["scope"],
                 t["created_by"] or "-",
-                t["created_at"][:19],
-                (t["last_used_at"] or "never")[:19],
+                local_time(url, t["created_at"]),
+                local_time(url, t["last_used_at"], "never"),
             ]
             for t in items
         ],
@@ -189,7 +189,7 @@ def user_list(url, user) -> None:
     """People and their roles."""
     with _session(url, user, _password()) as client:
         items = check(client.get("/api/users"))
-    table([[u["name"], u["role"], u["created_at"][:19]] for u in items], ["NAME", "ROLE", "SINCE"])
+    table([[u["name"], u["role"], local_time(url, u["created_at"])] for u in items], ["NAME", "ROLE", "SINCE"])
 
 
 @user.command("remove")

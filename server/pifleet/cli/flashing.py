@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .client import api_options, call, echo_json, json_option, table
+from .client import api_options, call, echo_json, json_option, local_time, table
 
 
 def _mib(size: int | None) -> str:
@@ -130,7 +130,15 @@ def firmware_list(url) -> None:
         return
     table(
         [
-            [f["id"], f["chip"], f["version"], f["source"], f["size"], f["sha256"][:16] + "…", f["added_at"][:19]]
+            [
+                f["id"],
+                f["chip"],
+                f["version"],
+                f["source"],
+                f["size"],
+                f["sha256"][:16] + "…",
+                local_time(url, f["added_at"]),
+            ]
             for f in items
         ],
         ["ID", "CHIP", "VERSION", "SOURCE", "SIZE", "SHA256", "ADDED"],

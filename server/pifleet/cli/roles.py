@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .client import api_options, call, check, echo_json, json_option, request, table
+from .client import api_options, call, check, echo_json, json_option, local_time, request, table
 
 
 def _wait_option(fn):
@@ -100,7 +100,7 @@ def module_list(url) -> None:
                 str(m["size"]),
                 "yes" if m["latest"] else "",
                 ",".join(m["declared"]["commands"]),
-                m["created_at"],
+                local_time(url, m["created_at"]),
             ]
             for m in items
         ],
