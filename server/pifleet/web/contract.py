@@ -11,8 +11,9 @@ access rules:
   cross-site request is refused);
 - 404 when its path or its body names something (`/api/jobs/{name}`, a board's port, a role's devices);
 - 409 when it changes something named by its path or body: the state does not allow it now;
-- 413 and 422 when it takes a body: too large, or well-formed but refused by the service (`InvalidError`: a rule
-  beyond the schema, such as a cron expression, a time zone, a module's source).
+- 413 when it takes a body: too large;
+- 422 when it takes any input: well-formed but refused by a rule beyond the schema (`InvalidError`: a cron
+  expression, a time zone, a module's source; a text the database cannot store, a NUL character).
 
 What a route answers beyond that (a conflict, a board that does not answer, too many attempts) it declares with
 `opt=problems(ConflictError, BoardError)`, naming the domain errors (pifleet.errors) it lets through.
@@ -83,7 +84,8 @@ GENERIC = {
     404: "Not found: nothing has the name or id in the path or the body; `field` names it",
     409: "Conflict: the current state does not allow it (exists already, busy, offline, decided); `field` names why",
     413: "The request body is too large",
-    422: "Invalid input: well-formed, but refused (a rule beyond the schema); `field` names the offending input",
+    422: "Invalid input: well-formed, but refused by a rule beyond the schema (a cron expression, a time zone, a NUL "
+    "character the database cannot store); `field` names the offending input where it is known",
 }
 
 
@@ -194,6 +196,8 @@ class ApiContract(InitPlugin, ReceiveRoutePlugin, OpenAPISchemaPlugin):
             statuses: dict[int, str] = {}
             if takes_input:
                 statuses[400] = GENERIC[400]
+            if takes_input or body:
+                statuses[422] = GENERIC[422]
             if not public:
                 statuses[401] = GENERIC[401]
             if not public or methods - SAFE:
@@ -204,7 +208,6 @@ class ApiContract(InitPlugin, ReceiveRoutePlugin, OpenAPISchemaPlugin):
                     statuses[409] = GENERIC[409]
             if body:
                 statuses[413] = GENERIC[413]
-                statuses[422] = GENERIC[422]
             for status, text in _describe(handler.opt.get("problems", ())).items():
                 statuses[status] = text if status not in statuses or status in (401, 403) else statuses[status]
             responses = {status: _response(text) for status, text in sorted(statuses.items())}

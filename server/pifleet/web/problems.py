@@ -76,12 +76,14 @@ def http_error(request: Request, exc: HTTPException) -> Response:
 
 
 def unstorable_value(request: Request, exc: Exception) -> Response:
-    """A value that passed decoding but that PostgreSQL cannot take (a NUL in text, an integer beyond its
-    column): the client's input, so 400, not a crash. Inputs should be checked where they are decoded; this is
-    the net under what a check missed (found by tests/fuzz), logged so it gets a check of its own."""
+    """A value that passed decoding but that PostgreSQL cannot take (a NUL in text, deep in a job's free-form
+    parameters; an integer beyond its column): the client's input, so 422 — well-formed, as the schema says, but
+    refused by a rule beyond it (web/contract.py documents 422 wherever input is taken) — not a crash. Inputs should
+    be checked where they are decoded; this is the net under what a check missed (found by tests/fuzz), logged so
+    it gets a check of its own."""
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     log.warning("%s %s: a value the database cannot store: %s", request.method, request.url.path, reason)
-    return problem(400, "Invalid request", f"a value the database cannot store: {reason}")
+    return problem(422, "Invalid input", f"a value the database cannot store: {reason}")
 
 
 def unexpected(request: Request, exc: Exception) -> Response:
