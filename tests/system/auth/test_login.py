@@ -100,7 +100,8 @@ def test_the_dashboard_sends_a_browser_to_the_login_page_and_back(module_master)
     csrf = client.get("/api/me").json()["csrf"]
     assert f'<meta name="csrf-token" content="{csrf}">' in page.text
     assert f'hx-headers=\'{{"X-CSRF-Token": "{csrf}"}}\'' in page.text
-    assert 'action="/logout"' in page.text and "Users and API tokens" in page.text
+    # signed in: the menu's log-out form, and the admin's own page (people and their tokens) in the menu
+    assert 'action="/logout"' in page.text and 'href="/people"' in page.text
     assert client.get("/login", headers=html).status_code == 303  # logged in already
 
     r = client.post("/logout", data={"_csrf": csrf})
