@@ -11,6 +11,7 @@ from pifleet.sim.board import VirtualBoard
 from pifleet.sim.firmware import build_image
 from tests.support.masters import REPO
 from tests.support.pins import high_periods
+from tests.support.waits import wait_until
 
 UP_PIN = 25
 
@@ -45,5 +46,11 @@ def test_board_check_flashes_drives_pushes_and_reads_stats(master, tmp_path):
         assert device["role"] == "blind" and device["sync"]["state"] == "in_sync"
         assert "board-check" not in [r["name"] for r in master.get("/api/roles")]
         assert master.get("/api/modules", params={"name": "boardcheck"})  # the pushed module is in the catalog
+
+        # the board page's Restart button: the actions panel comes back saying so, and the board boots once more
+        wait_until(lambda: master.device("desk")["online"], what="desk online", explain=board.console_text)
+        panel = master.post("/ui/devices/desk/restart")
+        assert panel.status_code == 200 and "desk restarts" in panel.text, panel.text
+        wait_until(lambda: board.console_text().count("rst:0xc (SW_CPU_RESET)") == 2, what="a second restart")
     finally:
         board.stop()

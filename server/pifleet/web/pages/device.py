@@ -8,6 +8,7 @@ pifleet.js (the API answers, no page route in between); the page's parts re-rend
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from litestar.response import Template
 from ...devices.service import DeviceService
 from ...errors import NotFoundError, PifleetError
 from ...jobs.service import JobService
+from ...model import DeviceRead
 from ...settings import SettingsService
 from . import charts, controls
 
@@ -118,27 +120,42 @@ class DevicePageController(Controller):
 
     @post("/ui/devices/{name:str}/sync", operation_id="uiSyncDevice", status_code=200)
     async def sync(self, device_service: DeviceService, name: str) -> Template:
-        try:
-            device = await device_service.sync(name)
-            message, error = f"sync: {device.sync.state.replace('_', ' ') if device.sync else 'nothing to do'}", False
-        except PifleetError as exc:
-            device, message, error = await device_service.get(name), exc.detail, True
-        return Template("_device_actions.html", context={"device": device, "message": message, "error": error})
+        return await _action(
+            device_service,
+            name,
+            device_service.sync,
+            lambda d: f"sync: {d.sync.state.replace('_', ' ') if d.sync else 'nothing to do'}",
+        )
 
     @post("/ui/devices/{name:str}/restart", operation_id="uiRestartDevice", status_code=200)
     async def restart(self, device_service: DeviceService, name: str) -> Template:
-        try:
-            device = await device_service.restart(name)
-            message, error = f"{name} restarts: it is back when it has registered again (a few seconds)", False
-        except PifleetError as exc:
-            device, message, error = await device_service.get(name), exc.detail, True
-        return Template("_device_actions.html", context={"device": device, "message": message, "error": error})
+        return await _action(
+            device_service,
+            name,
+            device_service.restart,
+            lambda d: f"{d.name} restarts: it is back when it has registered again (a few seconds)",
+        )
 
     @post("/ui/devices/{name:str}/revoke", operation_id="uiRevokeDevice", status_code=200)
     async def revoke(self, device_service: DeviceService, name: str) -> Template:
-        try:
-            device = await device_service.revoke(name)
-            message, error = f"{name} revoked: it is refused from now on; flash or adopt it to pair it again", False
-        except PifleetError as exc:
-            device, message, error = await device_service.get(name), exc.detail, True
-        return Template("_device_actions.html", context={"device": device, "message": message, "error": error})
+        return await _action(
+            device_service,
+            name,
+            device_service.revoke,
+            lambda d: f"{d.name} revoked: it is refused from now on; flash or adopt it to pair it again",
+        )
+
+
+async def _action(
+    device_service: DeviceService,
+    name: str,
+    act: Callable[[str], Awaitable[DeviceRead]],
+    said: Callable[[DeviceRead], str],
+) -> Template:
+    """One of the board's actions (sync, restart, revoke): the actions panel again, with what came of it."""
+    try:
+        device = await act(name)
+        message, error = said(device), False
+    except PifleetError as exc:
+        device, message, error = await device_service.get(name), exc.detail, True
+    return Template("_device_actions.html", context={"device": device, "message": message, "error": error})
