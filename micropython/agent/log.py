@@ -1,9 +1,9 @@
 """What the board prints, for the master: the agent's lines, role modules' print() and tracebacks.
 
 Layer: device side, application. install() puts a print() in builtins that also writes into one ring of _SIZE
-bytes, allocated at boot (agent/port.py's print_exception writes tracebacks there too); Sender, one task, posts
+bytes, allocated at boot (agent/port.py's print_exception writes tracebacks there too); send(), one task, posts
 what the ring holds to the master every _EVERY_MS as `POST /l?ep=ID[&lost=N]` (text/plain, whole lines, at most
-_BATCH bytes: one protected datagram), and drops it from the ring only once the master took it. A master that
+the whole ring: one protected datagram), and drops it from the ring only once the master took it. A master that
 is away makes the ring overwrite its oldest bytes (counted, sent as lost=N), never the board run out of memory.
 (Overriding a builtin needs MICROPY_CAN_OVERRIDE_BUILTINS: on in the ESP32 port's feature level and the unix
 port's; where it is not, only the agent's tracebacks reach the ring.)
@@ -25,7 +25,6 @@ _URI_QUERY = const(15)
 # a few lines, or a traceback of a few frames: with one batch every 2 s the master takes them long before the ring
 # is full; a master that is away gets the newest 384 bytes
 _SIZE = const(384)
-_BATCH = const(384)  # the whole ring: one datagram with the OSCORE overhead and options
 _EVERY_MS = const(2000)  # the rate limit: one batch at most this often
 
 _print = builtins.print
@@ -99,7 +98,7 @@ async def send(endpoint, registration, device_id):
         await sleep_ms(_EVERY_MS)
         if not RING.size or registration.location is None:
             continue
-        data = RING.peek(_BATCH)
+        data = RING.peek(_SIZE)  # the whole ring fits one datagram with OSCORE and the options
         lost = RING.lost
         options = path + [(_URI_QUERY, query.encode())]
         if lost:
