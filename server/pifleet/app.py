@@ -41,6 +41,7 @@ from .web.api.metrics import MetricsController
 from .web.api.modules import ModuleController
 from .web.api.roles import RoleController, RolloutController
 from .web.api.settings import SettingsController
+from .web.api.wifi import WifiController
 from .web.contract import ApiContract
 from .web.headers import security_headers
 from .web.pages.adoptions import AdoptionPanelController
@@ -129,6 +130,7 @@ def services(master: Master) -> dict[str, Provide]:
         "role_service": provide(lambda: master.roles),
         "command_service": provide(lambda: master.commands),
         "settings_service": provide(lambda: master.household),
+        "wifi_service": provide(lambda: master.wifi),
         "rollouts": provide(lambda: master.rollouts),
         "flashing": provide(lambda: master.flashing),
         "catalog": provide(lambda: master.catalog),
@@ -156,6 +158,7 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
             GroupController,
             *COMMAND_CONTROLLERS,
             SettingsController,
+            WifiController,
             JobController,
             ExecutionController,
             TimelineController,

@@ -42,6 +42,7 @@ from .ops import backup as backups
 from .roles.service import RoleService
 from .settings import SettingsService
 from .storage import migrations, postgres
+from .wifi import WifiService
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ class Master:
         # the household's settings (location, time zone); a new location re-plans the sun triggers' runs
         self.household = SettingsService(pool, settings, hub, changed=lambda: self.jobs.replan_sun())
         await self.household.load()
+        self.wifi = WifiService(pool, hub, gateway, settings)  # the fleet's networks (flashing, pushes)
+        await self.wifi.load()
         self.jobs = JobService(pool, self.queue, hub, self.household.location)
         self.modules = ModuleService(pool, hub)
         self.sync = Syncer(pool, hub, gateway, self.modules, self.metrics)
@@ -154,6 +157,7 @@ class Master:
             role_plan=self.roles.flash_plan,
             paired=self.pairing.paired,
             metrics=self.metrics,
+            wifi=self.wifi.board_config,
         )
         await self.flashing.recover()
         stack.push_async_callback(self._cancel_background)  # only matters if the start fails before the one below
@@ -162,6 +166,7 @@ class Master:
         stack.push_async_callback(self._stop_queue)
         stack.push_async_callback(self.sync.stop)
         stack.push_async_callback(self.rollouts.stop)
+        stack.push_async_callback(self.wifi.stop)
         stack.push_async_callback(self._cancel_background)  # the watches stop before sync, rollouts and the queue
         # a flash cut short is recorded as failed while the pool is open: the first part to stop
         stack.push_async_callback(self.flashing.stop)

@@ -33,7 +33,7 @@ def config_json(
     caps: dict,
     *,
     master: tuple[str, int],
-    wifi: tuple[str, str] | None,
+    wifi: tuple[str, str] | dict | None,
     lifetime: int = LIFETIME_S,
     listen_port: int = LISTEN_PORT,
     et: str = ESP32,
@@ -42,12 +42,15 @@ def config_json(
 ) -> dict:
     """config.json's content. Without an identity the board waits for adoption.
 
-    wifi: (ssid, psk), or None for a target already on its network (a process). mdns=False: the master's
-    address is given, the agent searches for no other. modules: the file stem of each capability's version."""
+    wifi: (ssid, psk), the fleet's networks {"nets": [[ssid, psk], …], "fallback_s": N}, or None for a target
+    already on its network (a process). mdns=False: the master's address is given, the agent searches for no other.
+    modules: the file stem of each capability's version."""
     config: dict = {"role": role, "et": et, "master": {"host": master[0], "port": master[1]}}
     if not mdns:
         config["master"]["mdns"] = False
-    if wifi is not None:
+    if isinstance(wifi, dict):  # {"nets": [[ssid, psk], …], "fallback_s": N}: the fleet's networks (pifleet/wifi.py)
+        config["wifi"] = wifi
+    elif wifi is not None:
         config["wifi"] = {"ssid": wifi[0], "psk": wifi[1]}
     config |= {"listen_port": listen_port, "lifetime": lifetime, "caps": caps}
     if identity is not None:

@@ -31,6 +31,7 @@ from . import (
     service,
     settings,
     sim,
+    wifi,
 )
 
 
@@ -70,6 +71,7 @@ for _module in (
     backup,
     doctor,
     settings,
+    wifi,
 ):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -78,8 +78,11 @@ class FlashService:
         role_plan: RolePlan | None = None,
         paired: Callable[[str], Awaitable[None]] | None = None,
         metrics: Metrics | None = None,
+        wifi: Callable[[], dict | None] | None = None,
     ) -> None:
         self.pool = pool
+        # config.json's "wifi": the fleet's networks (pifleet/wifi.py); else PIFLEET_WIFI_SSID/PIFLEET_WIFI_PSK
+        self.wifi = wifi
         self.metrics = metrics or Metrics()
         self.hub = hub
         self.catalog = catalog
@@ -339,7 +342,7 @@ class FlashService:
             version=entry.version,
             flash_size=info.flash_size,
             master=(master_host(self.settings), self.settings.coap_port),
-            wifi=(self.settings.wifi_ssid, self.settings.wifi_psk),
+            wifi=(self.wifi and self.wifi()) or (self.settings.wifi_ssid, self.settings.wifi_psk),
             caps=caps,
             sources=sources,
             lifetime=req.lifetime_s,

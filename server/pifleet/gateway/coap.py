@@ -276,6 +276,15 @@ class Gateway:
         msg = aiocoap.Message(code=Code.POST, uri=_uri(address, port, "restart"))
         self._answer(await self._request(msg, 30), "POST /restart")
 
+    async def wifi(self, address: str, port: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """PUT /w (new Wi-Fi credentials, pifleet/wifi.py) or, without a body, GET /w: the board's network."""
+        if body is None:
+            return await self._json(aiocoap.Message(code=Code.GET, uri=_uri(address, port, "w")), 10, "GET /w")
+        msg = aiocoap.Message(
+            code=Code.PUT, uri=_uri(address, port, "w"), payload=msgspec.json.encode(body), content_format=JSON
+        )
+        return await self._json(msg, 30, "PUT /w")
+
     async def put_module(self, address: str, port: int, stem: str, sha256: str, data: bytes) -> dict[str, Any]:
         """PUT /m/STEM?sha=… block-wise (RFC 7959 Block1, Size1 on the first block).
 
