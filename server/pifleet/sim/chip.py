@@ -33,8 +33,32 @@ import tty
 from pathlib import Path
 from typing import Callable
 
-from pifleet.boardfs.layout import TABLE_OFFSET, LayoutError, find_app, find_vfs, parse_partition_table
-from pifleet.sim.flash import Flash
+from esptool.bin_image import LoadFirmwareImage
+
+from pifleet.boardfs.layout import (
+    APP,
+    DATA,
+    TABLE_OFFSET,
+    LayoutError,
+    Partition,
+    find_app,
+    find_vfs,
+    parse_partition_table,
+)
+from pifleet.sim.firmware import (
+    ABORTED,
+    INVALID,
+    NEW,
+    NO_AGENT_MARK,
+    PENDING_VERIFY,
+    VALID,
+    active_select,
+    app_version,
+    parse_select,
+    select_crc,
+    select_entry,
+)
+from pifleet.sim.flash import SECTOR, Flash
 from pifleet.sim.rom import RomLoader, SlipDecoder, is_sync
 
 logger = logging.getLogger(__name__)
@@ -89,6 +113,7 @@ class Chip(threading.Thread):
         # watchdog (the shim's machine.reset_cause() reads it from PIFLEET_SIM_RESET_CAUSE); every reset so far
         self.reset_cause = "power"
         self.resets: list[str] = []
+        self.running: tuple[str, str] | None = None  # (partition label, app version) the bootloader started
         self._master, slave = os.openpty()
         _raw(slave)
         self.port = os.ttyname(slave)
@@ -161,21 +186,22 @@ class Chip(threading.Thread):
         if reset_line:  # power-on, or the EN pin (esptool's reset): the ROM says POWERON_RESET either way
             self.reset_cause = "power"
             self.console(b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n")
-        for offset, what in ((BOOTLOADER_OFFSET, "bootloader"), (None, "app")):
-            if offset is None:
-                try:
-                    parts = parse_partition_table(self.flash.read(TABLE_OFFSET, 0xC00))
-                except LayoutError as e:
-                    return self._halt(f"E (boot) partition table: {e}\n")
-                app = find_app(parts)
-                if app is None:
-                    return self._halt("E (boot) no bootable app partition in the partition table\n")
-                offset = app.offset
-                if find_vfs(parts) is None:
-                    self.console(b"W (boot) no vfs partition: MicroPython runs without a filesystem\n")
-            header = self.flash.read(offset, 4)
-            if header[0] != 0xE9:
-                return self._halt(f"invalid header: 0x{int.from_bytes(header, 'little'):08x}\n")
+        header = self.flash.read(BOOTLOADER_OFFSET, 4)
+        if header[0] != 0xE9:
+            return self._halt(f"invalid header: 0x{int.from_bytes(header, 'little'):08x}\n")
+        try:
+            parts = parse_partition_table(self.flash.read(TABLE_OFFSET, 0xC00))
+        except LayoutError as e:
+            return self._halt(f"E (boot) partition table: {e}\n")
+        app = self._select_app(parts)
+        if app is None:
+            if not any(p.type == APP for p in parts):
+                return self._halt("E (boot) no bootable app partition in the partition table\n")
+            header = self.flash.read((find_app(parts) or parts[0]).offset, 4)
+            return self._halt(f"invalid header: 0x{int.from_bytes(header, 'little'):08x}\n")
+        if find_vfs(parts) is None and max(p.end for p in parts) >= self.flash.size:
+            self.console(b"W (boot) no vfs partition: MicroPython runs without a filesystem\n")
+        self._app_started(app)
         inner, slave = os.openpty()
         _raw(slave, isig=True)
         os.set_blocking(inner, False)
@@ -188,6 +214,91 @@ class Chip(threading.Thread):
         self._tail = b""
         if soft:
             os.write(inner, b"\x01")  # back to the raw REPL once the interpreter reads its terminal
+
+    # -- the second-stage bootloader (ESP-IDF's bootloader_utility.c, app rollback enabled) --------------------
+
+    def _select_app(self, parts: list[Partition]) -> Partition | None:
+        """The app partition the bootloader starts: with an `otadata` partition and OTA slots, the one its valid
+        entry with the higher sequence number selects — after turning an entry still in pending-verify (its app
+        booted once and never confirmed) into aborted, which is the rollback; a new entry becomes pending-verify.
+        Without OTA data: factory, else ota_0. An image that does not verify is skipped for the next candidate."""
+        otadata = next((p for p in parts if p.type == DATA and p.subtype == 0x00), None)
+        slots: list[Partition] = []
+        while (slot := next((p for p in parts if p.type == APP and p.subtype == 0x10 + len(slots)), None)) is not None:
+            slots.append(slot)
+        factory = next((p for p in parts if p.type == APP and p.subtype == 0x00), None)
+        if otadata is None or not slots:
+            candidates = [p for p in (factory, *slots) if p is not None]
+            return next((p for p in candidates if self._verify(p)), None)
+        entries = [parse_select(self.flash.read(otadata.offset + n * SECTOR, 32)) for n in (0, 1)]
+        for n, (seq, state, crc) in enumerate(entries):
+            if state == PENDING_VERIFY:
+                self.console(b"W (boot) otadata[%d]: the app did not confirm itself: ABORTED (rollback)\r\n" % n)
+                entries[n] = (seq, ABORTED, crc)
+                self._write_select(otadata, n, entries[n])
+        initial = False
+        invalid = [seq == 0xFFFFFFFF or state in (INVALID, ABORTED) for seq, state, _ in entries]
+        if all(invalid):
+            index = None if factory is not None else 0
+            initial = factory is None and all(seq == 0xFFFFFFFF or crc != select_crc(seq) for seq, _, crc in entries)
+        else:
+            active = active_select(entries)
+            index = None
+            if active >= 0:
+                seq, state, crc = entries[active]
+                index = (seq - 1) % len(slots)
+                if state == NEW:
+                    entries[active] = (seq, PENDING_VERIFY, crc)
+                    self._write_select(otadata, active, entries[active])
+        # as load_boot_image(): the selected slot, then the slots below it, then those above, then factory
+        order = [] if index is None else [index, *range(index - 1, -1, -1), *range(index + 1, len(slots))]
+        candidates = [slots[n] for n in order] + ([factory] if factory is not None else [])
+        if index is None and factory is None:
+            candidates = slots
+        for part in candidates:
+            if self._verify(part):
+                if initial and part in slots:  # set_actual_ota_seq(): erased otadata learns what booted
+                    self._write_select(otadata, 0, (slots.index(part) + 1, VALID, None))
+                return part
+            what = b"E (boot) %s at 0x%x: no valid app image, trying the next\r\n"
+            self.console(what % (part.label.encode(), part.offset))
+        return None
+
+    def _write_select(self, otadata: Partition, sector: int, entry: tuple) -> None:
+        """write_otadata(): erase the entry's sector, write the 32 bytes."""
+        seq, state, crc = entry
+        self.flash.erase(otadata.offset + sector * SECTOR, SECTOR)
+        self.flash.write(otadata.offset + sector * SECTOR, select_entry(seq, state, crc))
+
+    def _verify(self, part: Partition) -> bool:
+        """The app image's header, checksum and appended SHA-256, as the bootloader checks before it loads it.
+        (The headers provision() writes for tests that do not test flashing have no segments: header only.)"""
+        head = self.flash.read(part.offset, 24)
+        if head[0] != 0xE9:
+            return False
+        if head[1] == 0:
+            return True
+        try:
+            image = LoadFirmwareImage("esp32", self.flash.read(part.offset, part.size))
+        except Exception:  # noqa: BLE001 — esptool raises several kinds for a damaged image
+            return False
+        if image.checksum != image.calculate_checksum():
+            return False
+        return not getattr(image, "append_digest", False) or image.stored_digest == image.calc_digest
+
+    def _app_started(self, app: Partition) -> None:
+        """What the second-stage bootloader and the app's start-up say, and what the firmware learns of its own
+        start: FLASH.run holds the partition's offset (esp_ota_get_running_partition, from the MMU mapping on a
+        real chip) and its version (esp_app_get_description); `no-agent` marks build_app(no_agent=True)."""
+        head = self.flash.read(app.offset, 0x1000)
+        version = app_version(head) or "?"
+        self.running = (app.label, version)
+        self.console(
+            b"I (boot) Loaded app from partition at offset 0x%x (%s)\r\nI (app_init) App version:      %s\r\n"
+            % (app.offset, app.label.encode(), version.encode())
+        )
+        mark = " no-agent" if NO_AGENT_MARK in head else ""
+        Path(str(self.flash.path) + ".run").write_text(f"{app.offset} {version}{mark}\n")
 
     def _reset_by_firmware(self, code: int) -> None:
         """machine.reset() or the watchdog ended the interpreter: the chip boots again, as an ESP32 does (the
