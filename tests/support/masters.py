@@ -53,11 +53,13 @@ class MasterProcess:
         *,
         command_timeout: float | None = None,
         environ: dict[str, str] | None = None,
+        coap_host: str = "127.0.0.1",
     ) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
         self.port = free_port()
         self.coap_port = free_port(socket.SOCK_DGRAM)
+        self.coap_host = coap_host  # another address (a namespace LAN's, sim/netns.py) for boards off loopback
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir / "master.log"
@@ -68,7 +70,7 @@ class MasterProcess:
 
     @property
     def coap(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.coap_port)
+        return (self.coap_host, self.coap_port)
 
     def start(self, setup: bool = True) -> MasterProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +87,8 @@ class MasterProcess:
                 "serve",
                 "--port",
                 str(self.port),
+                "--coap-host",
+                self.coap_host,
                 "--coap-port",
                 str(self.coap_port),
                 "--data-dir",

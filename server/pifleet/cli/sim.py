@@ -50,6 +50,18 @@ def sim() -> None:
     "--heapsize", type=int, default=DEFAULT_HEAPSIZE, show_default=True, help="MicroPython heap in bytes (ESP32-like)."
 )
 @click.option("--lifetime", type=int, default=60, show_default=True, help="Registration lifetime in seconds.")
+@click.option(
+    "--netns",
+    default=None,
+    help="Run the board in its own network namespace NETNS, linked to the host by a veth pair on a private LAN "
+    "(10.231.N.0/24; needs root). The master must listen on the LAN's host address (or 0.0.0.0).",
+)
+@click.option(
+    "--netem",
+    default=None,
+    help='tc netem on the namespace\'s link, each direction: "loss 20%% delay 40ms 30ms reorder 5%% duplicate 1%%" '
+    "(implies --netns NAME). A kernel without sch_netem gets the loss alone, and says so.",
+)
 def start(
     name: str,
     role: str | None,
@@ -60,6 +72,8 @@ def start(
     ip: str | None,
     heapsize: int,
     lifetime: int,
+    netns: str | None,
+    netem: str | None,
 ) -> None:
     """Boot board NAME in the foreground; Ctrl-C stops it. The first line is `serial: PORT` (esptool, mpremote).
 
@@ -71,29 +85,67 @@ def start(
         size = parse_size(flash_size)
     except ValueError:
         raise click.BadParameter(f"not a size: {flash_size}", param_hint="--flash-size") from None
+    lan = link = None
+    master_at = host_port(master)
+    if netns or netem:
+        lan, link = _namespace(netns or name, netem)
+        ip = link.ip
+        if master_at[0] in ("127.0.0.1", "localhost", "::1"):  # loopback is the namespace's own: use the LAN's
+            master_at = (lan.host_ip, master_at[1])
     board = VirtualBoard(
         name,
         data_dir / name,
         role=role,
-        master=host_port(master),
+        master=master_at,
         ip=ip,
+        netns=link.name if link else None,
         heapsize=heapsize,
         lifetime=lifetime,
         flash_size=size,
         erased=erased,
     )
-    board.provision(identity=False)  # like a board flashed elsewhere: the master pairs it by adoption
-    console = board.io / "console.log"
-    offset = console_offset(console)
-    foreground = Foreground()
-    board.start()
-    click.echo(f"serial: {board.serial_port}")
-    click.echo(
-        f"board: {name} ip={board.ip} port={board.listen_port} flash={board.flash_path} pins={board.io / 'pins.log'}"
-    )
-    asked, code = foreground.follow(console, offset, lambda: board.powered, board.stop)
+    try:
+        board.provision(identity=False)  # like a board flashed elsewhere: the master pairs it by adoption
+        console = board.io / "console.log"
+        offset = console_offset(console)
+        foreground = Foreground()
+        board.start()
+        click.echo(f"serial: {board.serial_port}")
+        click.echo(
+            f"board: {name} ip={board.ip} port={board.listen_port} flash={board.flash_path} "
+            f"pins={board.io / 'pins.log'}"
+        )
+        if link is not None:
+            click.echo(
+                f"netns: {link.name} ip={link.ip} link={link.impairment}; master at {master_at[0]}:{master_at[1]} "
+                f"(pifleet serve --coap-host {lan.host_ip} or 0.0.0.0)"
+            )
+        asked, code = foreground.follow(console, offset, lambda: board.powered, board.stop)
+    finally:
+        if lan is not None:
+            lan.close()
     click.echo(f"board: {name} stopped (exit code {code})")
     sys.exit(0 if asked or code in (0, None) else 1)
+
+
+def _namespace(name: str, netem: str | None):
+    """The LAN and the board's namespace on it (sim/netns.py), or a usage error saying why not."""
+    from ..sim import netns
+
+    if netem:
+        try:
+            netns.parse_netem(netem)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--netem") from None
+    try:
+        lan = netns.Lan()
+    except netns.NetnsError as exc:
+        raise click.UsageError(f"--netns: {exc}") from None
+    try:
+        return lan, lan.add(name, netem, loss_only=True)
+    except netns.NetnsError as exc:
+        lan.close()
+        raise click.UsageError(f"--netns/--netem: {exc}") from None
 
 
 COMMANDS = [sim]

@@ -148,6 +148,7 @@ class VirtualBoard:
         erased: bool = False,
         loader_enabled: bool = True,
         oscore_id: bytes | None = None,
+        netns: str | None = None,
     ) -> None:
         if role is None and not erased:
             raise ValueError("a board that is not erased needs a role")
@@ -180,6 +181,8 @@ class VirtualBoard:
         # "micropython" or "cpython"; None picks MicroPython wherever its binary exists.
         self.runtime = runtime
         self._exit: int | None = None
+        # a network namespace (sim/netns.py) the firmware runs in, its `ip` that namespace's address
+        self.netns = netns
 
     # -- provisioning ----------------------------------------------------------------------------
 
@@ -319,6 +322,8 @@ class VirtualBoard:
                 (cwd / path).write_bytes(data)
             env["PYTHONPATH"] = os.pathsep.join([str(cwd / "lib"), str(SHIMS)])
             argv = [sys.executable, "-u", "-c", "import boot\nimport main\n"]
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns, *argv]  # it execs the interpreter: the pid stays
 
         def controlling_terminal():  # a session of its own, the inner pty its terminal: Ctrl-C is SIGINT
             os.setsid()
