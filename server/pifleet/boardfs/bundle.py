@@ -56,7 +56,10 @@ def board_files(
         source = path.read_bytes() if source is None else source
         if binary is None:
             return f"{name}.py", source
-        return f"{name}.mpy", compile_mpy(binary, source, f"{name}.py")
+        # the agent without line-number tables (-O3: its heap is the board's tightest budget); role modules
+        # keep theirs, for the tracebacks their authors read
+        level = 3 if name.startswith("agent/") else 0
+        return f"{name}.mpy", compile_mpy(binary, source, f"{name}.py", optimize=level)
 
     files: dict[str, bytes] = {
         "boot.py": (agent / "boot.py").read_bytes(),
@@ -92,6 +95,10 @@ def vfs_partition(image: bytes, image_offset: int, flash_size: int | None) -> la
     except layout.LayoutError:
         parts = []
     vfs = layout.find_vfs(parts) if parts else None
+    if vfs is None and parts and max(p.end for p in parts) < flash_size:
+        # MicroPython's OTA tables have none: the port registers one from the last partition's end (main.c)
+        end = max(p.end for p in parts)
+        vfs = layout.Partition("vfs", layout.DATA, 0x81, end, flash_size - end)
     if vfs is None:
         vfs = layout.find_vfs(layout.micropython_default_table(flash_size))
         assert vfs is not None

@@ -70,7 +70,13 @@ def boards(url, probe_all, as_json) -> None:
 )
 @click.option("--factory-reset", is_flag=True, help="Forget the board's identity: new device id and secret.")
 @click.option("--baud", type=int, default=460800, show_default=True, help="esptool baud rate for the write.")
-def flash(url, port, name, role, firmware, factory_reset, baud) -> None:
+@click.option(
+    "--ota/--no-ota",
+    default=None,
+    help="The OTA layout (an OTA-capable image: otadata, ota_0, ota_1), so MicroPython itself can later be updated "
+    "over the air (default: the master's PIFLEET_FLASH_OTA).",
+)
+def flash(url, port, name, role, firmware, factory_reset, baud, ota) -> None:
     """Flash & pair the board on PORT: base image + agent + identity, verify, reset."""
     body = {
         "port": port,
@@ -80,6 +86,8 @@ def flash(url, port, name, role, firmware, factory_reset, baud) -> None:
         "factory_reset": factory_reset,
         "baud": baud,
     }
+    if ota is not None:
+        body["ota"] = ota
     job = call(url, "POST", "/api/flash", json=body)
     click.echo(f"flash job {job['id']} on {port}")
     with click.progressbar(length=100, label="flashing", show_percent=True, file=sys.stderr) as bar:
@@ -116,7 +124,7 @@ def firmware_add(url, file: Path) -> None:
     )
     click.echo(
         f"firmware {entry['id']}: {entry['chip']} MicroPython {entry['version']} "
-        f"({entry['size']} bytes, sha256 {entry['sha256']})"
+        f"({entry['size']} bytes, sha256 {entry['sha256']}){', OTA-capable' if entry.get('ota') else ''}"
     )
 
 
@@ -136,12 +144,13 @@ def firmware_list(url) -> None:
                 f["version"],
                 f["source"],
                 f["size"],
+                "yes" if f.get("ota") else "no",
                 f["sha256"][:16] + "…",
                 local_time(url, f["added_at"]),
             ]
             for f in items
         ],
-        ["ID", "CHIP", "VERSION", "SOURCE", "SIZE", "SHA256", "ADDED"],
+        ["ID", "CHIP", "VERSION", "SOURCE", "SIZE", "OTA", "SHA256", "ADDED"],
     )
 
 

@@ -68,6 +68,13 @@ class ImageInfo(NamedTuple):
     version: str  # from esp_app_desc: v1.24.1
     project: str  # micropython
     offset: int  # where the file goes in flash
+    ota: bool = False  # the partition table has otadata and at least two OTA app slots
+
+
+def ota_capable(parts: list[layout.Partition]) -> bool:
+    """An OTA layout: an `otadata` partition (data/ota) and two or more OTA app slots (ota_0, ota_1 …)."""
+    slots = [p for p in parts if p.type == layout.APP and 0x10 <= p.subtype < 0x20]
+    return any(p.type == layout.DATA and p.subtype == 0x00 for p in parts) and len(slots) >= 2
 
 
 def image_offset(chip: str) -> int:
@@ -146,7 +153,7 @@ def inspect_image(data: bytes) -> ImageInfo:
             "use a newer image",
             field="file",
         )
-    return ImageInfo(chip, version, project, offset)
+    return ImageInfo(chip, version, project, offset, ota_capable(parts))
 
 
 def _check_image(image, what: str) -> None:
@@ -194,6 +201,7 @@ class Catalog:
             offset=info.offset,
             project=info.project,
             source=source,
+            ota=info.ota,
         )
         if created:
             log.info(
@@ -223,9 +231,10 @@ class Catalog:
             raise NotFoundError(f"no firmware with id {firmware_id} in the catalog", field=field)
         return entry
 
-    async def newest_for(self, chip: str) -> FirmwareRead | None:
-        """The default base image for a chip: the highest MicroPython version (the latest added among equals)."""
-        entries = await q.firmware_for_chip(self.pool, chip)
+    async def newest_for(self, chip: str, ota: bool = False) -> FirmwareRead | None:
+        """The default base image for a chip: the highest MicroPython version (the latest added among equals);
+        with `ota`, among the OTA-capable images only."""
+        entries = [e for e in await q.firmware_for_chip(self.pool, chip) if e.ota or not ota]
         return max(entries, key=lambda e: (version_tuple(e.version), e.added_at, e.id), default=None)
 
     async def read_verified(self, entry: FirmwareRead, field: str = "firmware") -> bytes:

@@ -34,6 +34,7 @@ class FirmwareRead(Struct):
     project: str
     source: Literal["user", "official", "virtual"]
     added_at: datetime
+    ota: bool = False  # its partition table has otadata and two app slots: it can be updated over the air
 
 
 class FirmwareFetch(Struct, forbid_unknown_fields=True):
@@ -80,6 +81,9 @@ class FlashRequest(Struct, forbid_unknown_fields=True):
     role: Name
     firmware: int | None = None  # catalog id; default: the newest image for the probed chip
     factory_reset: bool = False
+    # the OTA layout: an OTA-capable image (the newest for the chip unless `firmware` names one), otadata erased
+    # so the board starts in ota_0; None: the master's default (PIFLEET_FLASH_OTA)
+    ota: bool | None = None
     baud: Annotated[int, Meta(ge=9600, le=4_000_000)] = 460800
     # how long a registration lasts without an update (the board updates every third of it): shorter notices
     # a board gone sooner, longer saves its radio

@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from ..boardfs import bundle
+from ..boardfs import bundle, layout
 from ..config import Settings
 from ..devices.identity import device_id_for, new_secret
 from ..errors import ConflictError, InvalidError, NotFoundError, PifleetError
@@ -294,14 +294,21 @@ class FlashService:
         """After the probe, before any write: firmware for this chip, identity, bundle. Raising here aborts
         the flash with nothing written."""
         await q.update_job(self.pool, job_id, chip=info.chip, mac=info.mac, progress=3)
+        ota = self.settings.flash_ota if req.ota is None else req.ota
         if req.firmware is not None:
             entry = await self.catalog.get(req.firmware)
+            if ota and not entry.ota and req.ota:
+                raise InvalidError(
+                    f"firmware {entry.id} (MicroPython {entry.version}) has no OTA partition table: choose an "
+                    "OTA image (ESP32_GENERIC-OTA) for --ota",
+                    field="firmware",
+                )
         else:
-            entry = await self.catalog.newest_for(info.chip)
+            entry = await self.catalog.newest_for(info.chip, ota=ota)
             if entry is None:
                 raise InvalidError(
-                    f"the board on {req.port} is an {info.chip}, and the catalog has no base image "
-                    "for it: add one with `pifleet firmware add FILE`",
+                    f"the board on {req.port} is an {info.chip}, and the catalog has no "
+                    f"{'OTA-capable ' if ota else ''}base image for it: add one with `pifleet firmware add FILE`",
                     field="firmware",
                 )
         if entry.chip != info.chip:
@@ -356,4 +363,20 @@ class FlashService:
             built.offset,
             built.mpy_cross,
         )
-        return [(entry.offset, image), (built.offset, built.image)]
+        writes = [(entry.offset, image), (built.offset, built.image)]
+        otadata = _otadata(image, entry.offset) if entry.ota else None
+        if otadata is not None and otadata.end > entry.offset + len(image):
+            # a merged image pads otadata with 0xFF (ota_data_initial.bin, as idf.py writes it): the board starts
+            # in ota_0, no earlier update's choice survives a reflash; an image that stops short gets it erased
+            writes.insert(1, (otadata.offset, b"\xff" * otadata.size))
+        return writes
+
+
+def _otadata(image: bytes, offset: int):
+    """The image's otadata partition (erased at flash time, so no earlier update's choice survives a reflash)."""
+    at = layout.TABLE_OFFSET - offset
+    try:
+        parts = layout.parse_partition_table(image[at : at + layout.TABLE_SIZE])
+    except layout.LayoutError:
+        return None
+    return next((p for p in parts if p.type == layout.DATA and p.subtype == 0x00), None)

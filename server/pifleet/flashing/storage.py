@@ -25,17 +25,28 @@ def _firmware(row: asyncpg.Record) -> FirmwareRead:
         project=row["project"],
         source=row["source"],
         added_at=row["added_at"],
+        ota=row["ota"],
     )
 
 
 async def insert_firmware(
-    db, *, chip: str, version: str, sha256: str, size: int, filename: str, offset: int, project: str, source: str
+    db,
+    *,
+    chip: str,
+    version: str,
+    sha256: str,
+    size: int,
+    filename: str,
+    offset: int,
+    project: str,
+    source: str,
+    ota: bool = False,
 ) -> tuple[FirmwareRead, bool]:
     """Add an image; an image with the same SHA-256 is already there: return it (created = False)."""
     row = await db.fetchrow(
         """
-        insert into firmware (chip, version, sha256, size, filename, offset_, project, source)
-        values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (sha256) do nothing returning *
+        insert into firmware (chip, version, sha256, size, filename, offset_, project, source, ota)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, $9) on conflict (sha256) do nothing returning *
         """,
         chip,
         version,
@@ -45,6 +56,7 @@ async def insert_firmware(
         offset,
         project,
         source,
+        ota,
     )
     if row is not None:
         return _firmware(row), True
