@@ -1,5 +1,9 @@
 """The master's parts, assembled: database, migrations, CoAP gateway, services, Huey queue, background watches.
 
+Several masters may share one database, each a site (sites/, `pifleet serve --site NAME`): the master's database
+sessions say which site they work for, its Huey queue is its site's, and the services reach boards through a
+`SiteLink` (this master's gateway for its own boards, the owner's master for the others').
+
 Assembly only, no business logic: `Master.start()` builds each part, hands it its collaborators at construction
 (no part is wired to another afterwards) and enters its lifespan into one AsyncExitStack; `Master.stop()` closes
 that stack, so parts stop in the reverse order of their start. The HTTP app (app.py) provides each service to
@@ -41,6 +45,10 @@ from .modules.sync import Syncer
 from .ops import backup as backups
 from .roles.service import RoleService
 from .settings import SettingsService
+from .sites import session_url
+from .sites.locks import DeviceLocks
+from .sites.relay import SiteLink
+from .sites.service import Sites
 from .storage import migrations, postgres
 from .wifi import WifiService
 
@@ -78,6 +86,9 @@ class Master:
         self.household: SettingsService
         self.board_logs: BoardLogs
         self.thresholds: ThresholdWatcher
+        self.sites: Sites
+        self.link: SiteLink
+        self.locks: DeviceLocks
 
     def database_url(self) -> str:
         if self.settings.database_url:
@@ -105,12 +116,26 @@ class Master:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         stack.push_async_callback(self._stop_embedded_postgres)
         url = await asyncio.to_thread(self.database_url)
-        self.pool = pool = await postgres.create_pool(url)
+        site_url = session_url(url, settings.site)  # its sessions say which site they work for (sql/0018)
+        self.pool = pool = await postgres.create_pool(site_url)
         stack.push_async_callback(self._close_pool)
         await migrations.migrate(pool)
 
         hub, gateway = self.hub, self.gateway
-        self.queue = JobQueue(url, workers=settings.workers)
+        self.sites = Sites(
+            pool,
+            site_url,
+            settings.site,
+            local=gateway,
+            on_run=self._announced,
+            http_url=settings.http_url,
+            coap=f"{settings.coap_reachable_host}:{settings.coap_port}",
+        )
+        self.link = link = SiteLink(gateway, self.sites)  # every site's boards: its own through the gateway
+        self.locks = DeviceLocks(site_url)
+        self.queue = JobQueue(
+            url, workers=settings.workers, site=settings.site, live=self.sites.live, notice=Sites.run_notice
+        )
         # the household's settings (location, time zone); a new location re-plans the sun triggers' runs
         self.household = SettingsService(pool, settings, hub, changed=lambda: self.jobs.replan_sun())
         await self.household.load()
@@ -118,17 +143,17 @@ class Master:
         await self.wifi.load()
         self.jobs = JobService(pool, self.queue, hub, self.household.location)
         self.modules = ModuleService(pool, hub)
-        self.sync = Syncer(pool, hub, gateway, self.modules, self.metrics)
-        self.rollouts = RolloutService(pool, hub, gateway, self.modules, self.sync)
+        self.sync = Syncer(pool, hub, link, self.modules, self.metrics)
+        self.rollouts = RolloutService(pool, hub, link, self.modules, self.sync)
         self.roles = RoleService(pool, hub, self.modules, self.jobs, self.sync)
         self.registry = Registry(pool, hub, gateway, described=self.sync.registered)
         self.pairing = PairingService(pool, hub, keys=gateway)
-        self.devices = DeviceService(pool, gateway, self.pairing, self.sync.sync)
+        self.devices = DeviceService(pool, link, self.pairing, self.sync.sync)
         self.metrics.read_boards(self.devices.list)
         self.metrics.read_pool(pool)
         await self.roles.store_presets()
         await self.modules.refresh_shipped()
-        self.runner = Runner(self.jobs, self.registry, gateway, settings.command_timeout_s, self.metrics)
+        self.runner = Runner(self.jobs, self.registry, link, settings.command_timeout_s, self.metrics, locks=self.locks)
         self.commands = CommandService(pool, self.runner, hub)
 
         await gateway.start(self.registry)
@@ -162,7 +187,12 @@ class Master:
         await self.flashing.recover()
         stack.push_async_callback(self._cancel_background)  # only matters if the start fails before the one below
         self._background(self.usb.run(), "usb-watch")
+        await self.locks.start()
+        stack.push_async_callback(self.locks.stop)
         self.queue.start(asyncio.get_running_loop(), self.runner.run)
+        # the site stops after the runs in progress (they may wait for another site's answer)
+        await self.sites.start()
+        stack.push_async_callback(self.sites.stop)
         stack.push_async_callback(self._stop_queue)
         stack.push_async_callback(self.sync.stop)
         stack.push_async_callback(self.rollouts.stop)
@@ -172,12 +202,14 @@ class Master:
         stack.push_async_callback(self.flashing.stop)
         await self.jobs.recover()
         self._background(self.registry.watch(), "device-watch")
-        self.thresholds = ThresholdWatcher(pool, gateway, self.jobs, settings.command_timeout_s)
+        # each site reads the threshold sources it owns (two sites reading one would plan its runs twice)
+        self.thresholds = ThresholdWatcher(pool, gateway, self.jobs, settings.command_timeout_s, owns=gateway.paired)
         self._background(self.thresholds.run(), "threshold-watch")
         if schedule := backups.schedule_from_env():  # PIFLEET_BACKUP_DIR: a daily backup, the oldest pruned
             self._background(backups.run_daily(schedule, settings.data_dir, url), "daily-backup")
         log.info(
-            "master ready: http %s, coap udp://%s:%d, data %s",
+            "master ready: site %s, http %s, coap udp://%s:%d, data %s",
+            settings.site,
             settings.http_url,
             settings.coap_host,
             settings.coap_port,
@@ -185,6 +217,11 @@ class Master:
         )
 
     # -- lifespans ------------------------------------------------------------------------------------------------
+
+    def _announced(self, execution_id, attempt: int, when) -> None:
+        """Another site planned a run of one of this site's boards, due soon: this master's alarm starts it."""
+        if self.queue.alarm is not None:
+            self.queue.alarm.add(execution_id, attempt, when)
 
     def _background(self, coro: Coroutine, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))

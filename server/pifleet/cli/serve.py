@@ -104,17 +104,42 @@ def _master_options(fn):
     return fn
 
 
-def _settings(host, port, coap_host, coap_port, data_dir) -> Settings:
-    return Settings(host=host, port=port, coap_host=coap_host, coap_port=coap_port, data_dir=data_dir.resolve())
+def _settings(host, port, coap_host, coap_port, data_dir, site: str | None = None) -> Settings:
+    settings = Settings(host=host, port=port, coap_host=coap_host, coap_port=coap_port, data_dir=data_dir.resolve())
+    if site is not None:
+        settings.site = site
+    return settings
+
+
+def _site_name(ctx, param, value: str | None) -> str | None:
+    from ..errors import InvalidError
+    from ..sites import check_name
+
+    if value is None:
+        return None
+    try:
+        return check_name(value)
+    except InvalidError as exc:
+        raise click.BadParameter(exc.detail) from None
 
 
 @click.command()
 @_master_options
-def serve(host, port, coap_host, coap_port, data_dir, verbose, log_format) -> None:
+@click.option(
+    "--site",
+    envvar="PIFLEET_SITE",
+    callback=_site_name,
+    help="This master's site, when several masters share one PostgreSQL (DATABASE_URL): it owns the boards "
+    "paired through it and runs their jobs (docs/operations.md, 'Scaling out'). Default: the site 'default'.",
+)
+def serve(host, port, coap_host, coap_port, data_dir, verbose, log_format, site) -> None:
     """Run the master: REST API + dashboard, CoAP endpoint, Huey consumer. DATABASE_URL selects a system
     PostgreSQL; without it an embedded one runs in the data directory."""
     _logging(verbose, log_format)
-    asyncio.run(_run_master(_settings(host, port, coap_host, coap_port, data_dir), demo=False, log_format=log_format))
+    settings = _settings(host, port, coap_host, coap_port, data_dir, site)
+    if settings.site != "default" and not settings.database_url:
+        raise click.UsageError("--site needs DATABASE_URL: the sites share one PostgreSQL server")
+    asyncio.run(_run_master(settings, demo=False, log_format=log_format))
 
 
 @click.command()

@@ -14,6 +14,12 @@ as it has handed the run over: a worker thread never waits for a device.
 At each start the master rebuilds this queue's Huey schedule from job_executions (`replace_all`): the table
 says what is planned, so a run whose Huey record was consumed before a crash is recorded again, and records of
 runs that were cancelled or replaced meanwhile do not pile up.
+
+Several sites (sites/): each site has a Huey queue of its own (`pifleet.NAME`; the default site's is `pifleet`),
+and a start rebuilds only its own. A run is recorded in the queue of its device's site (job_executions.site), so
+the master that owns the board runs it; one due soon is also announced on that site's channel for its alarm (in
+the same transaction as its record). A run without a device (a role's or group's, before it fans out) is
+recorded in the queue of every site heard of lately: whichever master claims it first fans it out.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from huey import PostgresHuey
 from huey.consumer import Consumer
 
+from ..sites import DEFAULT, channel, queue_name
 from .alarm import Alarm
 
 log = logging.getLogger(__name__)
@@ -46,10 +53,24 @@ class _EmbeddedConsumer(Consumer):
         pass
 
 
+_UNKNOWN = object()  # a run whose row is gone: recorded here, its claim finds nothing
+
+
 class JobQueue:
-    def __init__(self, dsn: str, *, workers: int = 4, name: str = "pifleet") -> None:
-        self.huey = PostgresHuey(name, dsn=dsn, utc=True, results=False)
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        workers: int = 4,
+        site: str = DEFAULT,
+        live: Callable[[], frozenset[str]] | None = None,
+        notice: Callable[[uuid.UUID, int, datetime], str] | None = None,
+    ) -> None:
+        self.site = site
+        self.huey = PostgresHuey(queue_name(site), dsn=dsn, utc=True, results=False)
         self.workers = workers
+        self._live = live or (lambda: frozenset({site}))  # the sites heard of lately (sites.service.Sites.live)
+        self._notice = notice  # a run's announcement on another site's channel (Sites.run_notice)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._consumer: Consumer | None = None
         self.alarm: Alarm | None = None
@@ -72,24 +93,52 @@ class JobQueue:
         task = self.task.s(str(execution_id), attempt, when.isoformat(), eta=when - timedelta(seconds=LEAD_S))
         return self.huey.serialize_task(task), task.eta.timestamp()
 
-    def _insert(self, curs, runs: Iterable[Run]) -> int:
-        rows = [(self.huey.storage.name, data, ts) for data, ts in (self._record(*run) for run in runs)]
+    def _sites(self, curs, runs: list[Run]) -> dict[uuid.UUID, str | None]:
+        """The site of each run (None: a run without a device, anyone's)."""
+        curs.execute("select id, site from job_executions where id = any(%s)", ([run[0] for run in runs],))
+        return dict(curs.fetchall())
+
+    def _insert(self, curs, runs: list[Run], *, own_only: bool = False) -> list[Run]:
+        """Record each run in the queue of its site (a run without a device: in every live site's), announce those
+        due soon to the other sites' alarms; returns the runs this site's own alarm should hear of."""
+        sites = self._sites(curs, runs) if runs else {}
+        live = self._live() | {self.site}
+        horizon = datetime.now(UTC) + timedelta(seconds=HORIZON_S)
+        rows, notices, local = [], [], []
+        for run in runs:
+            site = sites.get(run[0], _UNKNOWN)
+            if site is _UNKNOWN or site == self.site:
+                targets = {self.site}
+            elif site is None:
+                targets = {self.site} if own_only else live
+            elif own_only:
+                continue  # another site's: that site rebuilds its own queue
+            else:
+                targets = {site}
+            data, ts = self._record(*run)
+            rows += [(queue_name(target), data, ts) for target in targets]
+            if self.site in targets:
+                local.append(run)
+            if self._notice is not None and site not in (None, _UNKNOWN, self.site) and run[2] <= horizon:
+                notices.append((channel(site), self._notice(*run)))
         if rows:
             curs.executemany(
                 f"insert into {self.huey.storage.table_schedule} (queue, data, timestamp) values (%s, %s, %s)", rows
             )
-        return len(rows)
+        if notices:  # delivered at the commit, with the records
+            curs.executemany("select pg_notify(%s, %s)", notices)
+        return local
 
-    def schedule_many_blocking(self, runs: list[Run]) -> None:
+    def schedule_many_blocking(self, runs: list[Run]) -> list[Run]:
         with self.huey.storage.db(commit=True) as curs:
-            self._insert(curs, runs)
+            return self._insert(curs, runs)
 
-    def replace_all_blocking(self, runs: list[Run]) -> int:
-        """This queue's Huey schedule becomes exactly `runs` (one transaction)."""
+    def replace_all_blocking(self, runs: list[Run]) -> list[Run]:
+        """This queue's Huey schedule becomes exactly this site's share of `runs` (one transaction)."""
         storage = self.huey.storage
         with storage.db(commit=True) as curs:
             curs.execute(f"delete from {storage.table_schedule} where queue = %s", (storage.name,))
-            return self._insert(curs, runs)
+            return self._insert(curs, runs, own_only=True)
 
     async def schedule(self, execution_id: uuid.UUID, attempt: int, eta: datetime) -> None:
         await self.schedule_many([(execution_id, attempt, eta)])
@@ -98,14 +147,14 @@ class JobQueue:
         """Record runs in Huey's schedule (one round trip for all) and give those due soon to the alarm."""
         if not runs:
             return
-        # psycopg is synchronous: keep its round trip off the event loop
-        await asyncio.to_thread(self.schedule_many_blocking, runs)
-        self._wake(runs)
+        # psycopg is synchronous: keep its round trips off the event loop
+        local = await asyncio.to_thread(self.schedule_many_blocking, runs)
+        self._wake(local)
 
     async def replace_all(self, runs: list[Run]) -> None:
-        count = await asyncio.to_thread(self.replace_all_blocking, runs)
-        self._wake(runs)
-        log.info("Huey schedule rebuilt from the planned runs: %d", count)
+        local = await asyncio.to_thread(self.replace_all_blocking, runs)
+        self._wake(local)
+        log.info("Huey schedule of site %s rebuilt from the planned runs: %d", self.site, len(local))
 
     def _wake(self, runs: Iterable[Run]) -> None:
         if self.alarm is None:

@@ -6,8 +6,13 @@ Exactly once: `claim` moves a run from scheduled to running in one UPDATE, so a 
 task does nothing; the command carries the execution id, so a board that already ran it does not run it again.
 
 The Huey worker waits only for the claim; the run then goes on as a task of the event loop, so a 5-second blind
-move does not hold a worker thread. One run per device at a time is kept by a lock per device (the `queue`
-concurrency policy waits for it, `refuse` skips when it is taken, `replace` ignores it).
+move does not hold a worker thread. One run per device at a time is kept by a lock per device, a database lock
+shared by every master on the database (sites/locks.py; the `queue` concurrency policy waits for it, `refuse`
+skips when it is taken, `replace` ignores it).
+
+Several sites (sites/): a master claims only runs of its own site's boards, and runs without a device. A role or
+group run fans out per site: the devices of this site start together here; the runs of another site's devices
+are handed to that site's queue (and its alarm), and that site's master runs them.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from ..devices.registry import Registry
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, PifleetError
 from ..metrics import Metrics
 from ..model import DeviceRead, JobSpec
+from ..sites.locks import LocalLocks
 from ..storage import devices as devices_q
 from ..storage import job_batches as batches
 from ..storage import jobs as q
@@ -56,6 +62,7 @@ class Runner:
         link: BoardLink,
         command_timeout_s: float,
         metrics: Metrics | None = None,
+        locks: LocalLocks | None = None,
     ) -> None:
         self.jobs = jobs
         self.metrics = metrics or Metrics()
@@ -64,7 +71,7 @@ class Runner:
         self.registry = registry
         self.link = link
         self.command_timeout_s = command_timeout_s
-        self._device_locks: dict[str, asyncio.Lock] = {}
+        self.locks = locks or LocalLocks()  # the master's: DeviceLocks, shared with the other masters
         self._running: set[asyncio.Task] = set()
 
     async def run(self, execution_id: uuid.UUID, attempt: int) -> None:
@@ -114,13 +121,16 @@ class Runner:
             return await self._ended(row, spec, "skipped", error="skipped: the job is paused")
         if row["parent_id"] is None and spec.target.fans_out:
             return await self._fan_out(row, job)
-        lock = self._device_locks.setdefault(row["device_id"], asyncio.Lock()) if row["device_id"] else None
-        if lock is None or spec.concurrency == "replace":
+        device_id = row["device_id"]
+        if device_id is None or spec.concurrency == "replace":
             return await self._attempt(row, job)
-        if spec.concurrency == "refuse" and lock.locked():
+        # queue (and refuse, when free): one run per device at a time, in arrival order
+        if not await self.locks.acquire(device_id, wait=spec.concurrency != "refuse"):
             return await self._ended(row, spec, "skipped", error="skipped: another run on the device was running")
-        async with lock:  # queue (and refuse, when free): one run per device at a time, in arrival order
+        try:
             await self._attempt(row, job)
+        finally:
+            await self.locks.release(device_id)
 
     async def _fan_out(self, row, job) -> None:
         """A role or group run: the planner writes one run per device; they are claimed in one statement, marked
@@ -131,39 +141,40 @@ class Runner:
         members = dict(await self.planner.fan_out(row, spec))
         if not members:
             return
-        claimed = await batches.claim_many(self.pool, list(members))
+        claimed = await batches.claim_many(self.pool, list(members))  # this site's devices only
         self.jobs.hub.publish("executions")
-        ready, busy = [], []
-        for child in claimed:
-            lock = self._device_locks.setdefault(child["device_id"], asyncio.Lock())
-            if spec.concurrency == "replace":
-                ready.append((child, None))
-            elif lock.locked():
-                busy.append(child)
-            else:
-                await lock.acquire()  # free: taken at once, no other run slips in before this one
-                ready.append((child, lock))
+        mine = {child["id"] for child in claimed}
+        if others := [execution_id for execution_id in members if execution_id not in mine]:
+            # another site's devices: their runs go to that site's queue and alarm, to start there now
+            at = self.planner.clock()
+            await self.jobs.queue.schedule_many([(execution_id, 0, at) for execution_id in others])
+        if spec.concurrency == "replace":
+            ready, busy = [(child, False) for child in claimed], []
+        else:
+            free = await self.locks.acquire_free([child["device_id"] for child in claimed])
+            ready = [(child, True) for child in claimed if child["device_id"] in free]
+            busy = [child for child in claimed if child["device_id"] not in free]
         try:
             await batches.mark_running(self.pool, [child["id"] for child, _ in ready])
         except BaseException:
-            for _, lock in ready:
-                if lock is not None:
-                    lock.release()
+            for child, locked in ready:
+                if locked:
+                    await self.locks.release(child["device_id"])
             raise
         spread = SendSpread(row, job, len(ready))
-        for child, lock in ready:
+        for child, locked in ready:
             device = members[child["id"]]
-            self._spawn(self._member(child, job, device, lock, spread), child)
+            self._spawn(self._member(child, job, device, locked, spread), child)
         for child in busy:
             self._spawn(self._run(child, job), child)
 
-    async def _member(self, row, job, device, lock: asyncio.Lock | None, spread: SendSpread) -> None:
+    async def _member(self, row, job, device, locked: bool, spread: SendSpread) -> None:
         try:
             await self._attempt(row, job, device=device, spread=spread)
         finally:
             spread.note(row["id"], None)  # not sent at all (refused, offline): the spread is told so
-            if lock is not None:
-                lock.release()
+            if locked:
+                await self.locks.release(row["device_id"])
 
     def _spawn(self, coro, row) -> None:
         async def guarded() -> None:

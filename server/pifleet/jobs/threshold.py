@@ -54,9 +54,10 @@ def step(trigger: ThresholdTrigger, state: State, value: float, at: datetime) ->
 class ThresholdWatcher:
     """Reads the sources of all threshold jobs when due, stores the readings, and plans a run on a crossing."""
 
-    def __init__(self, pool: asyncpg.Pool, link: BoardLink, jobs, command_timeout_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, link: BoardLink, jobs, command_timeout_s: float, owns=None) -> None:
         self.pool = pool
         self.link = link
+        self.owns = owns  # device id -> whether this master reads it (several sites: each its own boards)
         self.jobs = jobs  # JobService
         self.command_timeout_s = command_timeout_s
         self._next_read: dict[int, datetime] = {}
@@ -82,7 +83,7 @@ class ThresholdWatcher:
 
     async def _read(self, trigger: ThresholdTrigger) -> float | None:
         device = await devices_q.get_by_name(self.pool, trigger.device)
-        if device is None or not device.online:
+        if device is None or not device.online or (self.owns is not None and not self.owns(device.id)):
             return None
         try:
             result = await self.link.command(

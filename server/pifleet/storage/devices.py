@@ -10,14 +10,16 @@ import asyncpg
 from ..model import CapabilityRead, DeviceRead, GroupRead, ReadingRead, SyncRead
 
 # online: registered, seen within its lifetime, and not found unreachable since. last_seen is kept when a board
-# leaves (deregisters, is revoked): it says when the board was last seen, not whether it is there now.
+# leaves (deregisters, is revoked): it says when the board was last seen, not whether it is there now. A board
+# whose site's master is down (sql/0018) is not online either: nothing can reach it.
+_SITE_DOWN = "pifleet_site_down(d.site)"
 _ONLINE = (
     "coalesce(d.registration_id is not null and d.last_seen + make_interval(secs => d.lifetime_s) > now()"
-    " and d.unreachable is null, false)"
+    f" and d.unreachable is null and not {_SITE_DOWN}, false)"
 )
 
 _SELECT = f"""
-select d.*, {_ONLINE} as online,
+select d.*, {_ONLINE} as online, {_SITE_DOWN} as site_down,
        coalesce((select json_agg(json_build_object('name', c.name, 'version', c.version, 'commands', c.commands,
                                                    'module', c.module)
                                  order by c.name)
@@ -40,7 +42,7 @@ def _read(row: asyncpg.Record) -> DeviceRead:
         firmware=row["firmware"],
         mpy=row["mpy"],
         agent_version=row["agent_version"],
-        unreachable=row["unreachable"],
+        unreachable="site unreachable" if row["site_down"] else row["unreachable"],
         capabilities=[CapabilityRead(**c) for c in row["caps"]],
         sync=SyncRead(state=row["sync_state"], reason=row["sync_reason"], updated_at=row["sync_at"])
         if row["sync_state"]
@@ -216,10 +218,11 @@ async def next_oscore_id(db) -> bytes:
 
 
 async def paired_boards(db) -> list[asyncpg.Record]:
-    """device id, OSCORE id, secret, address, port of every board the master can talk OSCORE with."""
+    """device id, OSCORE id, secret, address, port of every board the master can talk OSCORE with: those of its
+    own site (sql/0018), paired through it."""
     return await db.fetch(
         "select d.id, s.oscore_id, s.secret, d.address, d.port from device_secrets s"
-        " join devices d on d.id = s.device_id where s.oscore_id is not null"
+        " join devices d on d.id = s.device_id where s.oscore_id is not null and d.site = pifleet_site()"
     )
 
 

@@ -102,11 +102,11 @@ async def planned_runs(db, until: datetime, device: str | None = None, limit: in
 
 async def claim_many(db, execution_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
     """Claim a role/group run's new device runs together (scheduled, no attempt yet → dispatched), in the order
-    given; one that is not there to claim any more is left out."""
+    given; one that is not there to claim any more, or is another site's (sql/0018), is left out."""
     rows = await db.fetch(
         """
         update job_executions set state = 'dispatched', attempt = attempt + 1, started_at = now(), error = null
-        where id = any($1::uuid[]) and state = 'scheduled' and attempt = 0
+        where id = any($1::uuid[]) and state = 'scheduled' and attempt = 0 and (site is null or site = pifleet_site())
         returning *
         """,
         execution_ids,

@@ -202,11 +202,12 @@ async def insert_command(
 
 
 async def claim(db, execution_id: uuid.UUID, attempt: int) -> asyncpg.Record | None:
-    """Move a scheduled run to dispatched, once: a second delivery of the same task finds nothing to claim."""
+    """Move a scheduled run to dispatched, once: a second delivery of the same task finds nothing to claim. Only
+    a run of this master's site (sql/0018), or one without a device, is there for it to claim."""
     return await db.fetchrow(
         """
         update job_executions set state = 'dispatched', attempt = attempt + 1, started_at = now(), error = null
-        where id = $1 and state = 'scheduled' and attempt = $2
+        where id = $1 and state = 'scheduled' and attempt = $2 and (site is null or site = pifleet_site())
         returning *
         """,
         execution_id,
@@ -284,8 +285,11 @@ async def scheduled(db, limit: int = 1000) -> list[asyncpg.Record]:
 
 
 async def interrupted(db) -> list[asyncpg.Record]:
-    """Runs that were dispatched or running when the master stopped."""
-    return await db.fetch("select * from job_executions where state in ('dispatched', 'running')")
+    """Runs that were dispatched or running when the master (of this site: sql/0018) stopped."""
+    return await db.fetch(
+        "select * from job_executions where state in ('dispatched', 'running')"
+        " and (site is null or site = pifleet_site())"
+    )
 
 
 async def has_pending_root(db, job_id: int) -> bool:
