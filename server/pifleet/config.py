@@ -37,10 +37,10 @@ class Settings(msgspec.Struct, kw_only=True):
     # Advertise the CoAP endpoint by mDNS/DNS-SD (python-zeroconf), so boards find the master; PIFLEET_MDNS=0 or
     # `pifleet serve --no-mdns` turns it off.
     mdns: bool = msgspec.field(default_factory=lambda: os.environ.get("PIFLEET_MDNS", "1") != "0")
-    # What a freshly flashed board joins and where it finds the master (written into its config.json).
-    # The PSK is a secret: never logged, never served by the API.
     # new boards are flashed with the OTA layout unless the flash request says otherwise (docs/flashing.md, "OTA")
     flash_ota: bool = msgspec.field(default_factory=lambda: os.environ.get("PIFLEET_FLASH_OTA", "0") == "1")
+    # What a freshly flashed board joins and where it finds the master (written into its config.json).
+    # The PSK is a secret: never logged, never served by the API.
     wifi_ssid: str = msgspec.field(default_factory=lambda: os.environ.get("PIFLEET_WIFI_SSID", ""))
     wifi_psk: str = msgspec.field(default_factory=lambda: os.environ.get("PIFLEET_WIFI_PSK", ""))
     # The address boards use to reach the CoAP endpoint; default: coap_host, or this Pi's LAN address when
@@ -53,10 +53,6 @@ class Settings(msgspec.Struct, kw_only=True):
     longitude: float | None = msgspec.field(default_factory=lambda: _float_env("PIFLEET_LONGITUDE"))
     # Huey worker threads inside the master process.
     workers: int = 4
-    # Which site this master is, when several share one database (`pifleet serve --site NAME`, PIFLEET_SITE;
-    # docs/operations.md, "Scaling out"): it owns the boards paired through it and runs their jobs. One master
-    # alone is the site `default`.
-    site: str = msgspec.field(default_factory=lambda: os.environ.get("PIFLEET_SITE") or "default")
 
     @property
     def location(self) -> tuple[float, float] | None:
