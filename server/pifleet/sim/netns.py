@@ -237,7 +237,7 @@ class Link:
         self.impairment = f"loss {loss:g}% each direction by cls_bpf (this kernel has no sch_netem" + (
             f"; not applied: {', '.join(skipped)})" if skipped else ")"
         )
-        log.warning("namespace %s: %s", self.name, self.impairment)
+        log.info("namespace %s: %s", self.name, self.impairment)  # the callers say it (CLI, tests, chaos.py)
         return self.impairment
 
     def clear(self) -> None:
