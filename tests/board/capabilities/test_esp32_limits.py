@@ -78,7 +78,8 @@ def test_blind_counts_its_position_across_the_wrap(tmp_path, near_wrap):
     ]
     calibrated, down, opened = results(runner("blind", cfg, steps, tmp_path))
     assert calibrated["position"] == 100 and abs(calibrated["ran_ms"] - 1100) < TOLERANCE * 1000
-    assert down["position"] == 50 and abs(down["ran_ms"] - 500) < TOLERANCE * 1000
+    # the position follows the time the motor really ran (a loaded machine runs it a few ms long)
+    assert down["position"] == int(100 - down["ran_ms"] / 10 + 0.5) and abs(down["ran_ms"] - 500) < TOLERANCE * 1000
     assert opened["position"] == 100 and abs(opened["ran_ms"] - 600) < TOLERANCE * 1000  # half, and over-run
     history = pin_history(tmp_path)
     assert never_both_high(history, 25, 26)
