@@ -27,6 +27,10 @@ class SiteLink:
         self._owns = local.paired
         self.sites = sites
 
+    def __getattr__(self, name: str) -> Any:
+        # what the gateway offers beyond these (a newer BoardLink method) reaches this master's own boards
+        return getattr(self.local, name)
+
     def bind(self, device_id: str, address: str, port: int) -> None:
         self.local.bind(device_id, address, port)  # only a board registering here, with this master
 
