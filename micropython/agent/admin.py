@@ -35,6 +35,10 @@ def handle(res, msg, path, segments):
     otherwise."""
     if segments[0] == "m":
         return _modules(res, msg, segments)
+    if path == "w":  # the board's Wi-Fi: its network, new credentials (agent/wifi.py)
+        from agent import wifi
+
+        return wifi.handle(res, msg)
     if path == "restart":
         if msg.code != _POST:
             return _METHOD_NOT_ALLOWED, [], b""

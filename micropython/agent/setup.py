@@ -31,13 +31,16 @@ def load_config(path=CONFIG_PATH):
         return json.load(f)
 
 
-def join_network(wifi):
-    """Join the Wi-Fi from the config and return our IP address; never gives up.
+def join_network(config, path=CONFIG_PATH):
+    """Join a network of the config and return our IP address; never gives up.
 
     After a power cut the router may boot slower than the board: it keeps trying, checking every 1 s, then
     2, 4 … up to 30 s (with up to a quarter of jitter, so a room of boards does not ask in step). connect() is
     called only when the station is not connecting already: the ESP32 port reconnects by itself once asked
     (status() is STAT_CONNECTING meanwhile), and connect() during that raises OSError "Wifi Internal Error".
+    Several networks ("wifi": {"nets": [[ssid, psk], …]}, in order of preference): one per look, in turn.
+    No network known, or none joined for wifi.fallback_s (default 300): the access point with its page for new
+    credentials (agent/portal.py, loaded only then), which keeps trying these meanwhile.
     Ctrl-C (KeyboardInterrupt) goes through: the REPL must stay reachable.
     """
     import network
@@ -46,13 +49,27 @@ def join_network(wifi):
 
     wlan = network.WLAN(network.STA_IF)
     wlan.active(True)
-    ssid = wifi.get("ssid", "")
+    wifi = config.get("wifi") or {}
+    nets = wifi.get("nets") or ([[wifi["ssid"], wifi.get("psk", "")]] if "ssid" in wifi else [])
+    left = wifi.get("fallback_s", 300) * 1000
     wait_ms = _JOIN_FIRST_MS
+    n = 0
     while not wlan.isconnected():
-        status = wlan.status()
-        if status != network.STAT_CONNECTING:
+        if left <= 0 or not nets:
+            from agent import portal
+
             try:
-                wlan.connect(ssid, wifi.get("psk", ""))
+                return portal.run(config, path, wlan)
+            finally:
+                forget("portal")
+        ssid, psk = nets[n % len(nets)]
+        n += 1
+        status = wlan.status()
+        if status != network.STAT_CONNECTING or len(nets) > 1:
+            try:
+                if len(nets) > 1:
+                    wlan.disconnect()  # the next network: the station would keep at the last one by itself
+                wlan.connect(ssid, psk)
             except OSError as exc:
                 print("wifi: connect:", exc)
         wait = wait_ms + wait_ms * random_bytes(1)[0] // 1024
@@ -60,6 +77,7 @@ def join_network(wifi):
         while wait > 0 and not wlan.isconnected():
             time.sleep_ms(100) if hasattr(time, "sleep_ms") else time.sleep(0.1)
             wait -= 100
+            left -= 100
         wait_ms = min(wait_ms * 2, _JOIN_MAX_MS)
     return wlan.ifconfig()[0]
 
@@ -90,7 +108,7 @@ def start(path=CONFIG_PATH):
             print("agent: cannot run: this MicroPython's asyncio has no core._io_queue (the agent needs v1.22+)")
             return None
     config = load_config(path)
-    ip = join_network(config.get("wifi", {}))
+    ip = join_network(config, path)
     locate = Locator(config, ip)
     if not config.get("device_id"):
         # no identity here (flashed elsewhere, or factory reset): nothing but adoption until a person confirms

@@ -47,7 +47,7 @@ SETTLE_S = 90.0  # how long a push waits for a board to say which network it end
 Ssid = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]+$")]
 # WPA2: a passphrase of 8..63 printable ASCII characters, or 64 hex digits; "" for an open network
 Psk = Annotated[str, Meta(max_length=64, pattern=r"^(|[\x20-\x7e]{8,63}|[0-9A-Fa-f]{64})$")]
-FallbackS = Annotated[int, Meta(ge=30, le=86400)]
+FallbackS = Annotated[int, Meta(ge=5, le=86400)]
 
 
 class NetworkWrite(Struct, forbid_unknown_fields=True):

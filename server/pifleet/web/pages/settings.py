@@ -86,7 +86,7 @@ async def _wifi_change(wifi_service: WifiService, form: dict[str, str], by: str)
         try:
             change = {"fallback_s": int(form.get("fallback_s", ""))}
         except ValueError:
-            raise InvalidError("a whole number of seconds (30 to 86400)", field="fallback_s") from None
+            raise InvalidError("a whole number of seconds (5 to 86400)", field="fallback_s") from None
     elif action == "add":
         if not ssid:
             raise InvalidError("give the network's name (SSID)", field="ssid")

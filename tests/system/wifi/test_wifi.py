@@ -1,0 +1,257 @@
+"""The fleet's Wi-Fi (issue 17) end to end, on one master: the setting (API, CLI with the key from a file, settings
+page); a virtual board without credentials brought online through its access point's captive page and adopted; a new
+router pushed to the fleet (a wrong key first, a board that was off during the push back through its captive page).
+No key in any log line, API answer or page other than the form that sets it.
+
+The virtual boards' networks are inputs.json "wifi" (micropython/shims/network.py), rewritten while they run."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import httpx
+
+from tests.support.boards import flash
+from tests.support.masters import ADMIN, ADMIN_PASSWORD
+from tests.support.waits import wait_until
+from tests.system.wifi.helpers import access_point, no_wifi_board, portal_url, set_networks, submit
+
+HOME_KEY = "correct-horse-wifi-7731"
+ATTIC_KEY = "attic-key-9f2e1c55"
+PORTAL_KEY = "home-key-4471-xyz"
+OLD_KEY = "old-router-key-1234"
+NEW_KEY = "new-router-key-98765"
+WRONG_KEY = "not-the-new-key-000"
+
+
+def _login(master):
+    client = httpx.Client(base_url=master.url, timeout=30)
+    r = client.post("/api/login", json={"name": ADMIN, "password": ADMIN_PASSWORD})
+    assert r.status_code == 200, r.text
+    return client, r.json()["csrf"]
+
+
+def test_wifi_setting_api_cli_and_page(module_master, tmp_path):
+    master = module_master
+    # nothing set: no networks (the tests' master has no PIFLEET_WIFI_SSID)
+    r = master.put("/api/wifi", json={"networks": [], "fallback_s": 300})  # what another test of the module set
+    assert r.status_code == 200 and r.json()["source"] == "none" and r.json()["networks"] == []
+
+    r = master.put("/api/wifi", json={"networks": [{"ssid": "home", "psk": "short"}]})
+    assert r.status_code == 400 and "psk" in r.json()["field"], r.text  # WPA2: 8..63 characters
+    r = master.put("/api/wifi", json={"networks": [{"ssid": "home"}]})
+    assert r.status_code == 422 and r.json()["field"] == "networks[0].psk", r.text  # a new network needs its key
+
+    r = master.put("/api/wifi", json={"networks": [{"ssid": "home", "psk": HOME_KEY}], "fallback_s": 120})
+    assert r.status_code == 200, r.text
+    assert r.json()["networks"] == [{"ssid": "home", "psk_set": True}] and r.json()["fallback_s"] == 120
+    assert HOME_KEY not in r.text
+
+    # the CLI: the key from a file, never on the command line; the new network comes first
+    key_file = tmp_path / "attic.key"
+    key_file.write_text(ATTIC_KEY + "\n")
+    from click.testing import CliRunner
+
+    from pifleet.cli import main
+
+    env = {"PIFLEET_URL": master.url, "PIFLEET_TOKEN": master.token}
+    out = CliRunner().invoke(main, ["wifi", "set", "attic", "--psk-file", str(key_file)], env=env)
+    assert out.exit_code == 0, out.output
+    shown = CliRunner().invoke(main, ["wifi", "show"], env=env)
+    assert shown.exit_code == 0 and "attic" in shown.output and "home" in shown.output
+    assert ATTIC_KEY not in shown.output + out.output and HOME_KEY not in shown.output
+    wifi = master.get("/api/wifi")
+    assert [n["ssid"] for n in wifi["networks"]] == ["attic", "home"] and all(n["psk_set"] for n in wifi["networks"])
+
+    # the settings page: a section with the networks, a form with an empty key field
+    client, csrf = _login(master)
+    page = client.get("/settings").text
+    assert 'id="wifi-networks"' in page and 'data-ssid="attic"' in page and 'id="wifi-psk"' in page
+    assert HOME_KEY not in page and ATTIC_KEY not in page
+    r = client.post("/settings/wifi", data={"_csrf": csrf, "action": "add", "ssid": "garage", "psk": "2short"})
+    assert r.status_code == 422 and 'id="wifi-error"' in r.text and "2short" not in r.text
+    r = client.post("/settings/wifi", data={"_csrf": csrf, "action": "remove", "ssid": "attic"})
+    assert r.status_code == 200 and 'data-ssid="attic"' not in r.text and 'data-ssid="home"' in r.text
+
+    assert HOME_KEY not in master.log_text() and ATTIC_KEY not in master.log_text()
+
+
+def test_a_board_without_credentials_is_brought_online_through_its_captive_page(module_master, tmp_path):
+    master = module_master
+    started = time.monotonic()
+    board = no_wifi_board("portal-1", tmp_path / "portal-1", master)
+    set_networks(board, {"home": {"psk": PORTAL_KEY}, "neighbour": {"psk": "not-ours-at-all"}})
+    board.start()
+    try:
+        url = portal_url(board)
+        ap = access_point(board)
+        assert ap["active"] and ap["authmode"] == 3, ap  # WPA2
+        mac = "24:0a:" + ":".join("%02x" % int(p) for p in board.ip.split("."))
+        assert ap["essid"] == "pifleet-" + mac.replace(":", "")[-6:]
+        password = re.search(r"portal: password ([a-z2-7]{12})", board.console_text())
+        assert password, board.console_text()
+
+        page = httpx.get(url, timeout=10)
+        assert page.status_code == 200 and "<option>home</option>" in page.text and "neighbour" in page.text
+
+        # a wrong key: said on the page, the access point stays open
+        r = submit(url, "home", "wrong-key-123")
+        assert r.status_code in (200, 303)
+        wait_until(
+            lambda: "Wrong key for home" in httpx.get(url, timeout=10).text,
+            timeout=20,
+            what="the page saying the key was wrong",
+            explain=lambda: board.console_text()[-2000:],
+        )
+        assert access_point(board)["active"]
+
+        submit(url, "home", PORTAL_KEY, master=f"127.0.0.1:{master.coap_port}")
+        wait_until(
+            lambda: "portal: joined 'home'" in board.console_text(),
+            timeout=20,
+            what="the board on the home network",
+            explain=lambda: board.console_text()[-2000:],
+        )
+        assert not access_point(board)["active"]  # closed once a network worked
+
+        code = wait_until(
+            lambda: re.search(r"adopt: code ([0-9A-Z]{4}-[0-9A-Z]{4})", board.console_text()),
+            timeout=20,
+            what="the adoption code",
+            explain=board.console_text,
+        ).group(1)
+        adoption = wait_until(
+            lambda: next((a for a in master.get("/api/adoptions") if a["mac"] == mac), None),
+            what="the board waiting for adoption",
+            explain=master.log_tail,
+        )
+        r = master.post(
+            f"/api/adoptions/{adoption['id']}/confirm", json={"code": code, "name": "porch", "role": "blind"}
+        )
+        assert r.status_code == 200, r.text
+        wait_until(
+            lambda: (d := master.device("porch")) and d["online"] and d["capabilities"],
+            timeout=30,
+            what="the adopted board online",
+            explain=lambda: board.console_text()[-3000:],
+        )
+        online_s = time.monotonic() - started
+        r = master.post("/api/devices/porch/commands", json={"capability": "blind", "command": "stop"})
+        assert r.status_code == 200 and r.json()["state"] == "succeeded", r.text
+        config = board.read_files()["config.json"].decode()
+        assert '"home"' in config and PORTAL_KEY in config  # saved on the board, first in preference
+        print(f"wifi_portal_to_online_s={online_s:.1f}")
+    finally:
+        board.stop()
+
+
+def _board(master, tmp_path, name, board_factory_boards):
+    from pifleet.sim.board import VirtualBoard
+
+    board = VirtualBoard(name, tmp_path / "boards" / name, erased=True, master=master.coap)
+    set_networks(board, {"old-router": {"psk": OLD_KEY}})
+    board.start()
+    board_factory_boards.append(board)
+    flash(master, board, name, "blind")
+    return board
+
+
+def _wifi_of(master, name):
+    return next(b for b in master.get("/api/wifi")["boards"] if b["device"] == name)
+
+
+def _settled(master, name, state):
+    return wait_until(
+        lambda: (b := _wifi_of(master, name))["state"] == state and b,
+        timeout=40,
+        what=f"{name}'s push ending {state}",
+        explain=lambda: f"{master.get('/api/wifi')['boards']}\n{master.log_tail(40)}",
+    )
+
+
+def _online(master, name, board):
+    wait_until(
+        lambda: (d := master.device(name)) and d["online"],
+        timeout=30,
+        what=f"{name} online",
+        explain=lambda: board.console_text()[-2500:],
+    )
+
+
+def test_a_new_router_pushed_to_the_fleet(module_master, tmp_path):
+    master = module_master
+    boards = []
+    try:
+        r = master.put("/api/wifi", json={"networks": [{"ssid": "old-router", "psk": OLD_KEY}], "fallback_s": 5})
+        assert r.status_code == 200, r.text
+        kitchen = _board(master, tmp_path, "kitchen", boards)
+        # flashing wrote the fleet's networks into the board
+        config = json.loads(kitchen.read_files()["config.json"])
+        assert config["wifi"] == {"nets": [["old-router", OLD_KEY]], "fallback_s": 5}
+        attic = _board(master, tmp_path, "attic", boards)
+        _online(master, "kitchen", kitchen)
+        _online(master, "attic", attic)
+        attic.stop()  # the attic board is off while the household changes its router
+
+        # the new router is up beside the old one; first its key is mistyped: the board goes back to the old one
+        set_networks(kitchen, {"old-router": {"psk": OLD_KEY}, "new-router": {"psk": NEW_KEY}})
+        r = master.put("/api/wifi", json={"networks": [{"ssid": "new-router", "psk": WRONG_KEY}]})
+        assert r.status_code == 200 and WRONG_KEY not in r.text
+        r = master.post("/api/wifi/push")
+        assert r.status_code == 202 and "kitchen" in r.json()["pushing"] and "attic" in r.json()["skipped"], r.text
+        kept = _settled(master, "kitchen", "kept_old")
+        assert kept["ssid"] == "old-router" and kept["took_new"] is False
+        assert "wifi: back on 'old-router'" in kitchen.console_text()
+        _online(master, "kitchen", kitchen)
+
+        # the right key: the board takes the new network and forgets the old one
+        r = master.put("/api/wifi", json={"networks": [{"ssid": "new-router", "psk": NEW_KEY}]})
+        assert r.status_code == 200
+        assert master.post("/api/wifi/push").status_code == 202
+        took = _settled(master, "kitchen", "joined")
+        assert took["ssid"] == "new-router" and took["took_new"] is True
+        config = json.loads(kitchen.read_files()["config.json"])
+        assert config["wifi"]["nets"] == [["new-router", NEW_KEY]]  # the old network forgotten once on the new
+
+        # the old router goes away: the kitchen board stays on the new one and keeps answering commands
+        set_networks(kitchen, {"new-router": {"psk": NEW_KEY}})
+        r = master.post("/api/devices/kitchen/commands", json={"capability": "blind", "command": "stop"})
+        assert r.status_code == 200 and r.json()["state"] == "succeeded", r.text
+        assert master.post("/api/wifi/boards/kitchen/refresh").json()["ssid"] == "new-router"
+
+        # the attic board comes back: its only network is gone; after fallback_s it opens its access point, whose
+        # password the master can show, and a person gives it the new network through the page
+        set_networks(attic, {"new-router": {"psk": NEW_KEY}})
+        mark = len(attic.console_text())
+        attic.start()
+        url = portal_url(attic, since=mark, timeout=40)
+        ap = master.get("/api/wifi/ap/attic")  # named after the MAC flashing read (the chip's, 02:e5:32:…)
+        assert ap["ssid"].startswith("pifleet-") and access_point(attic)["essid"].startswith("pifleet-")
+        assert access_point(attic)["active"] and access_point(attic)["authmode"] == 3
+        assert f"portal: password {ap['password']}" in attic.console_text()[mark:]  # the master knows it
+        submit(url, "new-router", NEW_KEY)
+        wait_until(
+            lambda: "portal: joined 'new-router'" in attic.console_text(),
+            timeout=30,
+            what="the attic board on the new network",
+            explain=lambda: attic.console_text()[-2500:],
+        )
+        _online(master, "attic", attic)
+        assert master.post("/api/wifi/boards/attic/refresh").json()["ssid"] == "new-router"
+        r = master.post("/api/devices/attic/commands", json={"capability": "blind", "command": "stop"})
+        assert r.status_code == 200 and r.json()["state"] == "succeeded", r.text
+
+        # the dashboard says which network each board uses and whether it took the new one
+        page = httpx.Client(base_url=master.url, headers=master.headers).get("/settings").text
+        assert re.search(r'data-device="kitchen".*?class="ssid">new-router<.*?class="took-new">yes<', page, re.S)
+        # no key in any log line (the master's, the boards' consoles and what they sent), answer or page
+        texts = [master.log_text(), kitchen.console_text(), attic.console_text(), page]
+        texts += [master.request("GET", "/api/wifi").text, master.request("GET", "/api/devices").text]
+        texts += [master.request("GET", f"/api/devices/{n}/logs").text for n in ("kitchen", "attic")]
+        for key in (OLD_KEY, NEW_KEY, WRONG_KEY):
+            assert not [t for t in texts if key in t], key
+    finally:
+        for board in boards:
+            board.stop()
