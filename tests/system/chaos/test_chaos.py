@@ -1,0 +1,43 @@
+"""The chaos benchmark, short (tools/bench/chaos.py --boards 5 --minutes 2): blinds behind a lossy link, power cuts,
+a master killed twice, PostgreSQL restarted — no run lost, no move done twice."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.xfail(
+    strict=False,
+    reason="known faults outside the master's gateway (issue 14): a board forgets the execution ids it ran when it "
+    "loses power (kept in RAM) and after 8 more commands, so a run re-sent after either moves the blind again; a run "
+    "whose record a PostgreSQL restart interrupted stays running until the master restarts",
+)
+def test_a_short_chaos_run_loses_no_run_and_moves_no_blind_twice():
+    from pifleet.sim import netns
+
+    problem = netns.unavailable()
+    if problem:
+        pytest.skip(f"boards in network namespaces are not possible here: {problem}")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "bench" / "chaos.py"), "--boards", "5", "--minutes", "2"],
+        capture_output=True,
+        text=True,
+        timeout=840,
+        cwd=REPO,
+    )
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and lines, f"chaos.py exited with {done.returncode}:\n{done.stderr[-6000:]}"
+    figures = dict(pair.split("=", 1) for pair in lines[-1].split())
+    print("\n".join(lines))
+    explain = f"{lines[-1]}\n{done.stderr[-6000:]}"
+    assert int(figures["runs_planned"]) >= 40, explain  # 40 runs planned, and the follow-ups of those that succeeded
+    assert figures["runs_final"] == figures["runs_planned"], explain
+    assert figures["runs_lost"] == "0", explain
+    assert figures["effects_doubled"] == "0", explain
