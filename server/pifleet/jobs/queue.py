@@ -54,6 +54,7 @@ class _EmbeddedConsumer(Consumer):
 
 
 _UNKNOWN = object()  # a run whose row is gone: recorded here, its claim finds nothing
+_DDL_LOCK = 0x70660002  # the advisory lock under which Huey's tables are created
 
 
 class JobQueue:
@@ -67,7 +68,8 @@ class JobQueue:
         notice: Callable[[uuid.UUID, int, datetime], str] | None = None,
     ) -> None:
         self.site = site
-        self.huey = PostgresHuey(queue_name(site), dsn=dsn, utc=True, results=False)
+        self.huey = PostgresHuey(queue_name(site), dsn=dsn, utc=True, results=False, create_tables=False)
+        self._create_tables()
         self.workers = workers
         self._live = live or (lambda: frozenset({site}))  # the sites heard of lately (sites.service.Sites.live)
         self._notice = notice  # a run's announcement on another site's channel (Sites.run_notice)
@@ -75,6 +77,15 @@ class JobQueue:
         self._consumer: Consumer | None = None
         self.alarm: Alarm | None = None
         self.task = self.huey.task(name="pifleet.run_execution")(self._execute)
+
+    def _create_tables(self) -> None:
+        """Huey's tables, created once: two masters (sites) starting on a fresh database at the same moment would
+        both run its `create table if not exists` and one would fail, so they take turns under a lock."""
+        storage = self.huey.storage
+        with storage.db(commit=True) as curs:
+            curs.execute("select pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            for sql in storage.ddl:
+                curs.execute(sql)
 
     def _execute(self, execution_id: str, attempt: int, at: str | None = None) -> None:
         """Huey's delivery (a worker thread), LEAD_S early: the event loop's alarm starts the run at `at`. (A

@@ -10,7 +10,10 @@ notices on the site's channel, each one small JSON object:
   one) — it goes to this master's alarm;
 - `{"k": "call", "id"}`: another master wants an exchange with one of this site's boards (a command, a module
   push …): the request is a `site_calls` row; the answer is written there and the caller notified;
-- `{"k": "answer", "id"}`: the answer to a call this master made is there.
+- `{"k": "answer", "id"}`: the answer to a call this master made is there;
+- `{"k": "events", "t": [topics]}`: something changed at another site (a run it made ended, a board of its
+  registered): this master's event hub hears of it, so its dashboard refreshes those parts too. Each master
+  passes on what its own parts publish (not what it heard from another site), a few times a second at most.
 
 A notice lost while the LISTEN connection was down costs a call its answer (the caller times out) or a run its
 early start (its Huey record still delivers it). Layer: service; no litestar, no aiocoap.
@@ -32,6 +35,7 @@ import msgspec
 
 from ..devices.link import BoardLink
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, PifleetError
+from ..events import EventHub
 from ..runtime import Background
 from . import HEARTBEAT_S, channel
 from . import storage as q
@@ -46,6 +50,9 @@ _ERRORS: dict[str, type[PifleetError]] = {
 }
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
+# what the other sites' dashboards refresh on: notices without data ("refresh this part")
+BRIDGED = frozenset({"devices", "jobs", "executions", "roles", "modules", "rollouts", "adoptions"})
+_EVENTS_EVERY_S = 0.2
 
 
 class SiteUnreachableError(BoardError):
@@ -61,10 +68,13 @@ class Sites:
         *,
         local: BoardLink,
         on_run: RunFn,
+        hub: EventHub | None = None,
         http_url: str = "",
         coap: str = "",
     ) -> None:
         self.pool, self.url, self.site = pool, url, site
+        self.hub = hub
+        self._echoes: dict[str, int] = {}  # notices this master republished from other sites, not yet seen again
         self.local = local  # this master's gateway: the boards it owns
         self.on_run = on_run
         self.http_url, self.coap = http_url, coap
@@ -105,6 +115,8 @@ class Sites:
         await self._beat(starting=True)
         await self._listen()
         self._loop_task = asyncio.create_task(self._heartbeats(), name="site-heartbeat")
+        if self.hub is not None:
+            self._background.spawn(self._pass_on_events(self.hub))
         others = sorted(name for name in self.live() if name != self.site)
         log.info("site %s on the database (other sites there now: %s)", self.site, ", ".join(others) or "none")
 
@@ -157,6 +169,12 @@ class Sites:
                 self.on_run(uuid.UUID(notice["id"]), int(notice["a"]), datetime.fromisoformat(notice["at"]))
             elif kind == "call":
                 self._background.spawn(self._serve(uuid.UUID(notice["id"])))
+            elif kind == "events":
+                if self.hub is not None:
+                    for topic in notice["t"]:
+                        if topic in BRIDGED:
+                            self._echoes[topic] = self._echoes.get(topic, 0) + 1
+                            self.hub.publish(topic)
             elif kind == "answer":
                 future = self._waiting.get(uuid.UUID(notice["id"]))
                 if future is not None and not future.done():
@@ -165,6 +183,32 @@ class Sites:
                 log.warning("site %s: unknown notice %r", self.site, payload[:200])
         except (KeyError, ValueError, TypeError, msgspec.DecodeError):
             log.warning("site %s: malformed notice %r", self.site, payload[:200])
+
+    async def _pass_on_events(self, hub: EventHub) -> None:
+        """Tell the other live sites what this master's own parts published (gathered for _EVENTS_EVERY_S)."""
+        loop = asyncio.get_running_loop()
+        with hub.subscribe() as subscription:
+            pending: set[str] = set()
+            deadline: float | None = None
+            while True:
+                notice = await subscription.next(60.0 if deadline is None else max(0.0, deadline - loop.time()))
+                if notice is not None and notice[0] in BRIDGED and notice[1] == "{}":
+                    topic = notice[0]
+                    if self._echoes.get(topic, 0) > 0:  # heard from another site: not passed on again
+                        self._echoes[topic] -= 1
+                    else:
+                        pending.add(topic)
+                        deadline = deadline or loop.time() + _EVENTS_EVERY_S
+                if deadline is None or loop.time() < deadline:
+                    continue
+                payload = _encode({"k": "events", "t": sorted(pending)}).decode()
+                pending.clear()
+                deadline = None
+                try:
+                    for site in self.live() - {self.site}:
+                        await q.notify(self.pool, site, payload)
+                except (OSError, asyncpg.PostgresError):
+                    log.warning("site %s: could not pass on events", self.site)
 
     @staticmethod
     def run_notice(execution_id: uuid.UUID, attempt: int, when: datetime) -> str:

@@ -63,8 +63,8 @@ async def ensure_database(url: str) -> None:
             sql = await admin.fetchval("select format('create database %I', $1::text)", name)
             await admin.execute(sql)
             log.info("created database %s", name)
-        except asyncpg.DuplicateDatabaseError:
-            pass
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            pass  # another master (a site starting at the same moment) created it first
         finally:
             await admin.close()
     else:

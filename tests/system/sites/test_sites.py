@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
 from tests.support.masters import MasterProcess
 from tests.support.pins import high_periods
 from tests.support.waits import wait_until
+from tests.system.auth.test_login import _Stream
 from tests.system.e2e.helpers import DOWN_PIN, iso_in
 
 FINAL = ("succeeded", "failed", "timed_out", "skipped", "missed", "cancelled")
@@ -32,15 +35,24 @@ def sites(tmp_path_factory, pg_url):
 
     url = with_database(pg_url, f"t_{uuid.uuid4().hex[:12]}")
     root = tmp_path_factory.mktemp("sites")
-    a = MasterProcess(root / "a", url, environ={"PIFLEET_SITE": "a"}).start()
-    b = MasterProcess(root / "b", url, environ={"PIFLEET_SITE": "b"}).start()
+    a = MasterProcess(root / "a", url, environ={"PIFLEET_SITE": "a"})
+    b = MasterProcess(root / "b", url, environ={"PIFLEET_SITE": "b"})
     boards = {}
+
+    def bring_up(master: MasterProcess, name: str, setup: bool) -> None:
+        master.start(setup=setup)
+        if not setup:
+            wait_until(lambda: a.token, timeout=120, what="site a set up")
+            master.token = a.token  # one database, one set of users and tokens
+        board = boards[name] = VirtualBoard(name, root / "boards" / name, erased=True, master=master.coap)
+        board.start()
+        flash(master, board, name, "blind")
+
     try:
-        for name, master in (("blind-a", a), ("blind-b", b)):
-            board = VirtualBoard(name, root / "boards" / name, erased=True, master=master.coap)
-            board.start()
-            boards[name] = board
-            flash(master, board, name, "blind")
+        # the two sites come up side by side (b is set up by a's first admin and token)
+        with ThreadPoolExecutor(2) as pool:
+            for done in [pool.submit(bring_up, a, "blind-a", True), pool.submit(bring_up, b, "blind-b", False)]:
+                done.result()
         for name in boards:
             wait_until(
                 lambda name=name: (d := a.device(name)) and d["online"] and d["capabilities"],
@@ -49,10 +61,9 @@ def sites(tmp_path_factory, pg_url):
             )
         yield a, b, boards
     finally:
-        for board in boards.values():
-            board.stop()
-        for master in (a, b):
-            master.stop()
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda board: board.stop(), list(boards.values())))
+            list(pool.map(lambda master: master.stop(), (a, b)))
         for master in (a, b):
             master.assert_no_errors()
 
@@ -93,6 +104,16 @@ def test_any_site_shows_the_whole_fleet_and_moves_the_other_sites_blind(sites):
         assert pulses(boards[other], since) == [], f"{other} moved too"
         # the owner's master made the exchange: the command's row is the same on both sites
         assert a.get(f"/api/executions/{execution['id']}")["state"] == "succeeded"
+
+
+def test_a_dashboard_hears_of_what_another_site_did(sites):
+    a, b, boards = sites
+    with httpx.Client(base_url=b.url, headers=b.headers) as client:
+        stream = _Stream(client)  # site b's live event stream, as its dashboard holds it open
+        assert stream.until("event: hello")[0] == "status 200"
+        r = a.post("/api/devices/blind-a/commands", {"capability": "blind", "command": "position"})
+        assert r.status_code == 200, r.text  # made at site a alone, with its own board
+        stream.until("event: executions")
 
 
 def test_every_run_fires_once_on_the_site_that_owns_its_board(sites):
