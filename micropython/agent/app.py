@@ -72,7 +72,7 @@ class Agent:
         from agent import role
 
         try:
-            return role.switch(self, msg)
+            return await role.switch(self, msg)
         finally:
             forget("role")
             forget("caps")

@@ -53,6 +53,10 @@ def collect():
     """CPython manages its own memory."""
 
 
+async def pause():
+    """CPython manages its own memory."""
+
+
 def reset_loop():
     """CPython's asyncio.run() always starts from a fresh loop: nothing to forget."""
 

@@ -10,15 +10,24 @@ module, never half of one.
 
 The STEM is NAME_HASHPREFIX (the master's naming): a new version never overwrites the one that runs, which
 keeps rollback and power-loss safety trivial. This module must not load or run modules (agent/role.py does).
-It is imported on the first /m request only: a board that never gets a module pays nothing for it.
+It is imported on the first /m request only: a board that never gets a module pays nothing for it (and it does
+not import agent/caps.py).
 """
 
 import os
 from hashlib import sha256
 
 from agent import coap
-from agent.caps import CAPS_DIR, valid_stem
 from agent.port import const
+
+# caps/ and its naming rule, as agent/caps.py has them: not imported from there, because caps.py would take about
+# 2.5 KB of heap during every upload for a constant and one line
+CAPS_DIR = "caps"
+
+
+def valid_stem(stem):
+    return 0 < len(stem) <= 40 and all(c.isdigit() or c == "_" or "a" <= c <= "z" for c in stem)
+
 
 # CoAP numbers (RFC 7252, 7959), inlined: agent/coap.py keeps only what the tests use by name
 _BAD_OPTION = const(130)

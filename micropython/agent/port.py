@@ -44,6 +44,11 @@ if IS_MICROPYTHON:
 
     collect = gc.collect
 
+    async def pause():
+        """A collection point between the phases of a long step (a role switch). The heap32 harness waits here
+        for a collection at the top level: its wasm32 build cannot collect below it (docs/agent.md, "Heap")."""
+        gc.collect()
+
     async def recvfrom(sock, size):
         """Wait for one datagram; return (data, raw_addr). raw_addr can be passed back to sendto()."""
         while True:
@@ -63,6 +68,7 @@ else:  # the agent under CPython (process targets, tests): its edge is a module 
     from agent.cpython import (  # noqa: F401  (re-exported)
         collect,
         const,
+        pause,
         print_exception,
         recvfrom,
         reset_loop,

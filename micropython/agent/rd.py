@@ -29,6 +29,7 @@ class Registration:
         # again before each new registration when mdns is true
         self.ip, self.configured, self.mdns, self.found = locator.ip, locator.configured, locator.mdns, locator.found
         self.master = self.configured
+        self.lookup = True  # look for the master before the next new registration (at boot, after it was silent)
         self.lifetime = lifetime
         self.query = query  # [(key, value)] of POST /rd (agent/register.py's query())
         self.links = links
@@ -69,6 +70,7 @@ class Registration:
                 print("rd: master did not answer:", exc)
                 if self.mdns:
                     self.location = None  # it may have moved: find it again and register anew
+                    self.lookup = True
                 ok = False
             except Exception as exc:  # noqa: BLE001 — registration must never stop the board
                 print_exception(exc)

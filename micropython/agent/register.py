@@ -107,7 +107,7 @@ def _quote(text):
 
 async def register(reg):
     """POST /rd with the board's query and links; True when the master took it (reg.location is set)."""
-    if reg.mdns:
+    if reg.mdns and reg.lookup:  # not when registering anew with a master that answers (a new role)
         reg.master = await find(reg)
     if reg.master is None:
         return False  # nobody to register with yet: back off and look again
@@ -123,6 +123,7 @@ async def register(reg):
         print("rd: registration answer has no Location-Path")
         return False
     reg.location = location
+    reg.lookup = False
     reg.registrations += 1
     print("rd: registered as", location)
     return True

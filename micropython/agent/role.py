@@ -18,7 +18,7 @@ import asyncio
 import json
 import os
 
-from agent import caps
+from agent import caps, port
 from agent.port import collect, const, forget, print_exception
 
 _BAD_REQUEST = const(128)  # 4.00
@@ -66,7 +66,7 @@ def _json(code, obj):
     return code, [(_CONTENT_FORMAT, b"\x32")], json.dumps(obj).encode()  # 50: application/json
 
 
-def switch(agent, msg):
+async def switch(agent, msg):
     """PUT /role on the running agent (agent/app.py): (code, options, payload). Background work of the
     capabilities stops during the switch (it holds them) and starts again for those that run after it."""
     if msg.option(_BLOCK1) is not None:
@@ -80,32 +80,40 @@ def switch(agent, msg):
     try:
         with open(agent.path) as f:
             config = json.load(f)
-        now, _, _, config = apply(agent.capabilities, config, body, agent.path)
+        now, _, _, config = await apply(agent.capabilities, config, body, agent.path)
     except RoleError as exc:
         for cap in agent.capabilities:  # what ran before runs again, set up anew: so is its background work
             agent.start_work(cap)
         return _json(_BAD_REQUEST, {"ok": False, "error": str(exc), "field": exc.field})
     resources = agent.resources
+    from agent import admin  # the links (set_capabilities) and the answer: imported once, forgotten below
+
     agent.capabilities = now
     resources.set_capabilities(now)
     resources.role = config.get("role", "")
     for cap in now:
         agent.start_work(cap)
-    from agent import admin, register  # admin forgotten here, register by the registration that follows
-
-    register.changed(agent.registration, resources.links, resources.role)
+    await port.pause()  # what the switch left is garbage now: collect before the answer is made
     print("role: now %s: %s" % (config.get("role"), ", ".join(c.stem for c in now)))
     answer = admin.describe(resources)
     forget("admin")
     answer["ok"] = True
-    return _json(_CHANGED, answer)
+    answer = _json(_CHANGED, answer)
+    from agent import register
+
+    # register anew with the new links: the registration starts once this answer is on its way
+    register.changed(agent.registration, resources.links, resources.role)
+    forget("register")  # the registration imports it again: not kept meanwhile
+    return answer
 
 
-def apply(current, config, body, path):
+async def apply(current, config, body, path):
     """Switch from the capabilities `current` to the role in `body`.
 
     Returns (capabilities now running, the ones that were replaced, the ones started, new config).
-    Raises RoleError (nothing changed, or everything restored) when the role cannot run.
+    Raises RoleError (nothing changed, or everything restored) when the role cannot run. Between its phases
+    (old code gone, each new module in, config written) it collects (port.pause): the switch is the heap's
+    high point, and what a phase left behind is garbage before the next one allocates.
     """
     role, wanted, stems = _checked(body)
     by_name = {cap.name: cap for cap in current}
@@ -124,11 +132,14 @@ def apply(current, config, body, path):
     for old in replaced:
         old.module = old.instance = None
         caps.unload(old.stem)
+    old = None
+    await port.pause()
     started = []
     try:
         for name, stem, cfg in todo:
             try:
                 started.append(caps.load_one(name, stem, cfg, check=True))
+                await port.pause()
             except Exception as exc:  # noqa: BLE001 — whatever a module raises, the board goes back
                 print("role: %s (%s) cannot run:" % (name, stem))
                 print_exception(exc)
@@ -164,7 +175,7 @@ def apply(current, config, body, path):
     new_config["previous"] = previous
     save_config(new_config, path)
     caps.remove_unused(new_config)
-    collect()
+    await port.pause()
     return now, replaced, started, new_config
 
 

@@ -56,7 +56,10 @@ def board_files(
         source = path.read_bytes() if source is None else source
         if binary is None:
             return f"{name}.py", source
-        return f"{name}.mpy", compile_mpy(binary, source, f"{name}.py")
+        # the agent without line-number tables (-O3: its heap is the board's tightest budget); role modules
+        # keep theirs, for the tracebacks their authors read
+        level = 3 if name.startswith("agent/") else 0
+        return f"{name}.mpy", compile_mpy(binary, source, f"{name}.py", optimize=level)
 
     files: dict[str, bytes] = {
         "boot.py": (agent / "boot.py").read_bytes(),

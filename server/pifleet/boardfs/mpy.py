@@ -89,20 +89,22 @@ def _executable(path: Path) -> Path:
         return copy
 
 
-def compile_mpy(binary: Path, source: bytes, name: str, march: str = "") -> bytes:
+def compile_mpy(binary: Path, source: bytes, name: str, march: str = "", optimize: int = 0) -> bytes:
     """One module to .mpy (`name` is its path on the board, shown in tracebacks). Cached by content.
 
-    march: the native emitter's architecture (mpy-cross -march), for a module with native or viper code."""
-    key = (str(binary), name, hashlib.sha256(source).hexdigest(), march)
+    march: the native emitter's architecture (mpy-cross -march), for a module with native or viper code.
+    optimize: mpy-cross -O level; 3 leaves out the line-number tables (tracebacks then name functions, not
+    lines) and asserts: the agent's own modules are built so, about 6 % less bytecode in the board's heap."""
+    key = (str(binary), name, hashlib.sha256(source).hexdigest(), march, optimize)
     with _cache_lock:
         if key in _compile_cache:
             return _compile_cache[key]
     with tempfile.TemporaryDirectory(prefix="pifleet-mpy-") as tmp:
         src, out = Path(tmp) / "in.py", Path(tmp) / "out.mpy"
         src.write_bytes(source)
-        arch = [f"-march={march}"] if march else []
+        flags = ([f"-march={march}"] if march else []) + ([f"-O{optimize}"] if optimize else [])
         result = subprocess.run(
-            [str(binary), *arch, "-o", str(out), "-s", name, str(src)], capture_output=True, timeout=60
+            [str(binary), *flags, "-o", str(out), "-s", name, str(src)], capture_output=True, timeout=60
         )
         if result.returncode != 0:
             raise CompileError.from_output(name, result.stderr.decode(errors="replace"), str(src))

