@@ -13,7 +13,8 @@ must not hold protocol logic: once joined it returns the board's address and the
   pifleet/wifi.py ap_password); a board never paired makes one up at each start.
 - The page, on the access point's address, port 80 (8080 where 80 cannot be bound: a virtual board run by an
   ordinary user): a form with the networks around (scan) or a typed name, the key and optionally the master's
-  address. No DNS server: open http://192.168.4.1/ (the ESP32 port's AP address).
+  address. A DNS responder on port 53 answers every name with that address, so a phone that joined the access
+  point finds the page by itself (http://192.168.4.1/ on an ESP32 otherwise).
 - While it is open the board keeps trying its known networks (and the one just typed, first) one after the
   other; the first that works closes the page and the access point. A typed network is saved into config.json
   (first in preference) only once the board has joined it: a wrong key is never kept. A wrong key or a missing
@@ -95,6 +96,30 @@ def _form(body):
 def _nets(wifi):
     """The known networks of config.json's "wifi": [[ssid, psk], …] (or the one {"ssid", "psk"} of before)."""
     return wifi.get("nets") or ([[wifi["ssid"], wifi.get("psk", "")]] if wifi.get("ssid") else [])
+
+
+def _answer_dns(sock, ip):
+    """Answer every DNS question for an A record with our own address (the captive part: a phone that joined the
+    access point probes some web address, lands on our page and shows it); other types get no answer record."""
+    try:
+        query, addr = sock.recvfrom(512)
+    except OSError:
+        return  # nothing waiting
+    if len(query) < 17 or query[2] & 0xF8:  # too short, or a response / not a standard query
+        return
+    end = 12
+    while end < len(query) and query[end]:
+        end += 1 + query[end]  # the name's labels
+    end += 5  # its terminating zero, type and class
+    if end > len(query):
+        return
+    a = query[end - 4 : end - 2] == b"\x00\x01"
+    head = query[:2] + b"\x81\x80\x00\x01\x00" + (b"\x01" if a else b"\x00") + b"\x00\x00\x00\x00"
+    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes(int(x) for x in ip.split(".")) if a else b""
+    try:
+        sock.sendto(head + query[12:end] + answer, addr)
+    except OSError:
+        pass
 
 
 def save(config, path):
@@ -225,6 +250,14 @@ class Portal:
         print("portal: access point %s open; no known network for now" % ssid)
         getattr(log, "_print", print)("portal: password %s" % password)
         print("portal: open http://%s:%d/" % (ip, port))
+        dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            dns.bind(sockaddr(ip, 53))
+            dns.setblocking(False)
+        except OSError as exc:  # an ordinary user's virtual board: no captive DNS, the address still works
+            print("portal: no DNS:", exc)
+            dns.close()
+            dns = None
         poller = select.poll()
         poller.register(server, select.POLLIN)
         self.since = None
@@ -238,10 +271,14 @@ class Portal:
                         print("portal: request:", exc)
                     finally:
                         conn.close()
+                if dns is not None:
+                    _answer_dns(dns, ip)
                 self.step()
         finally:
             poller.unregister(server)
             server.close()
+            if dns is not None:
+                dns.close()
             ap.active(False)
         joined = self.current
         if self.typed and joined[0] == self.typed[0]:

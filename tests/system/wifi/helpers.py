@@ -70,3 +70,20 @@ def no_wifi_board(name: str, root: Path, master) -> VirtualBoard:
     board = NoWifiBoard(name, root, role="blind", master=master.coap)
     board.provision(identity=False)
     return board
+
+
+def resolve(board: VirtualBoard, name: str) -> str | None:
+    """Ask the board's access point (its DNS on port 53) for name's A record: the address it answers, or None."""
+    import socket
+    import struct
+
+    question = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00\x00\x01\x00\x01"
+    query = struct.pack(">HHHHHH", 0x4A17, 0x0100, 1, 0, 0, 0) + question
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.sendto(query, (board.ip, 53))
+        answer, _ = s.recvfrom(512)
+    ident, _flags, _qd, an = struct.unpack(">HHHH", answer[:8])
+    if ident != 0x4A17 or not an:
+        return None
+    return socket.inet_ntoa(answer[-4:])

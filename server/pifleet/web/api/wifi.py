@@ -12,7 +12,7 @@ from litestar.connection import ASGIConnection
 
 from ...auth.errors import ForbiddenError
 from ...auth.model import Principal
-from ...errors import BoardError, NotFoundError
+from ...errors import BoardError, InvalidError, NotFoundError
 from ...wifi import AccessPointRead, BoardWifiRead, PushRead, WifiRead, WifiService, WifiWrite
 from ..contract import problems
 
@@ -43,6 +43,7 @@ class WifiController(Controller):
         "/push",
         operation_id="pushWifi",
         status_code=202,
+        opt=problems(InvalidError),
         summary="A new router: send the networks to every board online; each keeps its old ones until it joined",
     )
     async def push_wifi(self, wifi_service: WifiService) -> PushRead:
