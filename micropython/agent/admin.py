@@ -35,6 +35,14 @@ def handle(res, msg, path, segments):
     otherwise."""
     if segments[0] == "m":
         return _modules(res, msg, segments)
+    if segments[0] == "ota":  # MicroPython itself over the air: agent/ota.py, kept only while an update runs
+        from agent import ota
+
+        try:
+            return ota.handle(res, msg, segments)
+        finally:
+            if getattr(res, "ota", None) is None:
+                forget("ota")
     if path == "w":  # the board's Wi-Fi: its network, new credentials (agent/wifi.py)
         from agent import wifi
 

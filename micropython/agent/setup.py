@@ -146,4 +146,12 @@ def start(path=CONFIG_PATH):
     endpoint.handler = resources.handle
     endpoint.stats["telemetry"] = 0
     endpoint.stats["telemetry_lost"] = 0
+    try:
+        __import__("os").stat("ota.try")  # a new MicroPython waits for this boot's verdict (agent/ota.py)
+    except OSError:
+        return agent
+    from agent import ota
+
+    ota.trial(agent)
+    forget("ota")
     return agent

@@ -18,6 +18,7 @@ _ENTRY = "<2sBBLL16sL"
 
 
 _table_cache = None
+_erased = b""
 
 
 def _open_flash(mode, suffix=""):
@@ -54,6 +55,26 @@ def _table():
     return entries
 
 
+def _ota():
+    """The OTA half of the shim, loaded at first use: as the .mpy the virtual chip built beside the flash file
+    (FLASH_DIR/sim/_simota.mpy), so no compiler runs in the board's heap, else from source."""
+    import sys
+
+    if "_simota" not in sys.modules:
+        import gc
+
+        gc.collect()
+        cache = (os.getenv("PIFLEET_SIM_FLASH") or "flash.bin").rsplit("/", 1)[0] + "/sim"
+        sys.path[:0] = ["/host" + cache, cache]  # once _boot put littlefs at /, the host's files are under /host
+        try:
+            import _simota
+        finally:
+            del sys.path[:2]
+    import _simota
+
+    return _simota
+
+
 class Partition:
     BOOT = 0
     RUNNING = 1
@@ -63,7 +84,7 @@ class Partition:
     def __init__(self, id, block_size=4096, _info=None):
         if _info is None:
             if id in (Partition.RUNNING, Partition.BOOT):
-                import _simota
+                _simota = _ota()
 
                 _info = _simota.running() if id == Partition.RUNNING else _simota.boot_partition()
             else:
@@ -79,8 +100,12 @@ class Partition:
         self._block_size = block_size
         self._file = _open_flash("r+b")  # now: the host's files may be out of sight later
         # The port's Partition is C and takes nothing from the MicroPython heap while littlefs works; the shim
-        # allocates once here, never per call, so the board's free heap stays what a real board would show.
-        self._erased = b"\xff" * block_size
+        # allocates its erased block once (shared by every Partition of that block size), never per call, so the
+        # board's free heap stays what a real board would show.
+        global _erased
+        if len(_erased) != block_size:
+            _erased = b"\xff" * block_size
+        self._erased = _erased
 
     @staticmethod
     def find(type=TYPE_APP, subtype=0xFF, label=None, block_size=4096):
@@ -134,22 +159,16 @@ class Partition:
 
     def get_next_update(self):
         """esp_ota_get_next_update_partition(self): the OTA slot after this one, else the first OTA slot."""
-        import _simota
-
-        return Partition(None, 4096, _simota.next_update(self._offset))
+        return Partition(None, 4096, _ota().next_update(self._offset))
 
     def set_boot(self):
         """esp_ota_set_boot_partition()."""
-        import _simota
-
-        _simota.set_boot(self)
+        _ota().set_boot(self)
 
     @classmethod
     def mark_app_valid_cancel_rollback(cls):
         """esp_ota_mark_app_valid_cancel_rollback()."""
-        import _simota
-
-        _simota.mark_valid()
+        _ota().mark_valid()
 
     def __repr__(self):
         return "<Partition type=%d, subtype=%d, address=%d, size=%d, label=%s, encrypted=%d>" % self._info

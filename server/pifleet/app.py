@@ -134,6 +134,7 @@ def services(master: Master) -> dict[str, Provide]:
         "rollouts": provide(lambda: master.rollouts),
         "flashing": provide(lambda: master.flashing),
         "catalog": provide(lambda: master.catalog),
+        "firmware_rollouts": provide(lambda: master.firmware_rollouts),
         "usb": provide(lambda: master.usb),
         "adoption": provide(lambda: master.adoption),
         "hub": provide(lambda: master.hub),

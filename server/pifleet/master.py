@@ -28,6 +28,7 @@ from .devices.service import DeviceService
 from .discovery.advertise import Advertiser
 from .events import EventHub
 from .flashing.catalog import Catalog
+from .flashing.rollout import FirmwareRollouts
 from .flashing.service import FlashService
 from .flashing.usb import UsbWatcher
 from .gateway import adoption as adoption_resource
@@ -73,6 +74,7 @@ class Master:
         self.catalog: Catalog
         self.usb: UsbWatcher
         self.flashing: FlashService
+        self.firmware_rollouts: FirmwareRollouts
         self.queue: JobQueue
         self.registry: Registry
         self.jobs: JobService
@@ -186,6 +188,8 @@ class Master:
             wifi=self.wifi.board_config,
         )
         await self.flashing.recover()
+        # MicroPython itself over the air (docs/flashing.md, "OTA"): this site's boards, through its gateway
+        self.firmware_rollouts = FirmwareRollouts(pool, hub, self.catalog, gateway)
         stack.push_async_callback(self._cancel_background)  # only matters if the start fails before the one below
         self._background(self.usb.run(), "usb-watch")
         await self.locks.start()
@@ -197,6 +201,7 @@ class Master:
         stack.push_async_callback(self._stop_queue)
         stack.push_async_callback(self.sync.stop)
         stack.push_async_callback(self.rollouts.stop)
+        stack.push_async_callback(self.firmware_rollouts.stop)
         stack.push_async_callback(self.wifi.stop)
         stack.push_async_callback(self._cancel_background)  # the watches stop before sync, rollouts and the queue
         # a flash cut short is recorded as failed while the pool is open: the first part to stop

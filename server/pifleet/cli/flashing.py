@@ -175,4 +175,43 @@ def firmware_fetch(url, chip, version, sha256, trust_https) -> None:
     click.echo(f"firmware {entry['id']}: {entry['chip']} MicroPython {entry['version']} (sha256 {entry['sha256']})")
 
 
+@firmware.command("rollout")
+@api_options
+@click.argument("firmware_id", type=int)
+@click.option("--role", default=None, help="Every board of this role.")
+@click.option("--devices", multiple=True, help="The boards named (repeat, or give several: --devices a b …).")
+@click.argument("more_devices", nargs=-1)
+@click.option("--no-wait", is_flag=True, help="Start it and return (follow it with GET /api/firmware/rollouts/ID).")
+@json_option
+def firmware_rollout(url, firmware_id, role, devices, more_devices, no_wait, as_json) -> None:
+    """Update MicroPython over the air to FIRMWARE_ID (an OTA-capable image): one board first, then the rest in
+    waves, halting at the first failure. Boards: --role ROLE, or --devices NAME…"""
+    names = list(devices) + list(more_devices)
+    if (role is None) == (not names):
+        raise click.UsageError("give --role ROLE or --devices NAME…")
+    if more_devices and not devices:
+        raise click.UsageError(f"unexpected argument {more_devices[0]!r}")
+    body = {"role": role} if role is not None else {"devices": names}
+    rollout = call(url, "POST", f"/api/firmware/{firmware_id}/rollouts", json=body)
+    shown: dict[str, tuple] = {}
+    while True:
+        for b in rollout["boards"]:
+            now = (b["state"], b["progress"] // 10 if b["state"] == "transferring" else 0, b["reason"])
+            if not as_json and shown.get(b["device"]) != now:
+                shown[b["device"]] = now
+                detail = f" {b['progress']}%" if b["state"] == "transferring" else ""
+                detail += f": {b['reason']}" if b["reason"] else ""
+                click.echo(f"{b['device']}: {b['state']}{detail}")
+        if no_wait or rollout["state"] != "running":
+            break
+        time.sleep(0.5)
+        rollout = call(url, "GET", f"/api/firmware/rollouts/{rollout['id']}")
+    if as_json:
+        echo_json(rollout)
+        return
+    if rollout["state"] == "halted":
+        raise click.ClickException(f"firmware rollout {rollout['id']} halted: {rollout['reason']}")
+    click.echo(f"firmware rollout {rollout['id']}: {rollout['state']} (MicroPython {rollout['version']})")
+
+
 COMMANDS = [boards, flash, firmware]

@@ -7,7 +7,7 @@ readable; the same rules apply (validated once at each edge, fields named as on 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
@@ -108,3 +108,35 @@ class FlashJobRead(Struct):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+RolloutBoardState = Literal["pending", "transferring", "rebooting", "confirming", "done", "rolled_back", "failed"]
+
+
+class FirmwareRolloutCreate(Struct, forbid_unknown_fields=True):
+    """POST /api/firmware/ID/rollouts: every board of a role, or the boards named."""
+
+    role: Name | None = None
+    devices: Annotated[list[Name], Meta(min_length=1, max_length=1000)] | None = None
+
+
+class FirmwareRolloutBoard(Struct):
+    device: str  # its name
+    device_id: str
+    state: RolloutBoardState
+    progress: int  # of the transfer, 0-100
+    reason: str | None  # why it failed or rolled back
+    from_version: str | None  # the MicroPython it ran before (its running partition's app descriptor)
+    to_version: str | None
+
+
+class FirmwareRolloutRead(Struct):
+    id: int
+    firmware: int
+    version: str  # the MicroPython the boards are moved to
+    target: dict[str, Any]  # {"role": R} or {"devices": [names]}
+    state: Literal["running", "done", "halted"]
+    reason: str | None  # why it halted: "DEVICE: reason"
+    created_at: datetime
+    finished_at: datetime | None
+    boards: list[FirmwareRolloutBoard]  # the canary first

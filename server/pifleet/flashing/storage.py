@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from .model import FirmwareRead, FlashJobRead
+from .model import FirmwareRead, FirmwareRolloutBoard, FirmwareRolloutRead, FlashJobRead
 
 
 def _firmware(row: asyncpg.Record) -> FirmwareRead:
@@ -166,3 +166,88 @@ async def fail_unfinished(db) -> int:
         "finished_at = now() where state not in ('done', 'failed')"
     )
     return int(result.split()[-1])
+
+
+# -- firmware rollouts (sql/0020) ----------------------------------------------------------------------------------
+
+
+async def insert_firmware_rollout(db, firmware_id: int, target: dict, device_ids: list[str], by: str | None) -> int:
+    async with db.acquire() as conn, conn.transaction():
+        rollout_id = await conn.fetchval(
+            "insert into firmware_rollouts (firmware_id, target, created_by) values ($1, $2, $3) returning id",
+            firmware_id,
+            target,
+            by,
+        )
+        await conn.executemany(
+            "insert into firmware_rollout_boards (rollout_id, device_id, position) values ($1, $2, $3)",
+            [(rollout_id, d, n) for n, d in enumerate(device_ids)],
+        )
+    return rollout_id
+
+
+async def devices_in_running_rollouts(db, device_ids: list[str]) -> list[str]:
+    rows = await db.fetch(
+        "select b.device_id from firmware_rollout_boards b join firmware_rollouts r on r.id = b.rollout_id "
+        "where r.state = 'running' and b.device_id = any($1::text[])",
+        device_ids,
+    )
+    return [r["device_id"] for r in rows]
+
+
+async def update_firmware_rollout_board(db, rollout_id: int, device_id: str, **fields) -> None:
+    """Change a board's row while it is not final (done, rolled_back and failed rows are never touched again)."""
+    names = [k for k in fields if k in ("state", "progress", "reason", "from_version", "to_version")]
+    sets = ", ".join(f"{k} = ${n + 3}" for n, k in enumerate(names))
+    await db.execute(
+        f"update firmware_rollout_boards set {sets}, updated_at = now() where rollout_id = $1 and device_id = $2 "
+        "and state not in ('done', 'rolled_back', 'failed')",
+        rollout_id,
+        device_id,
+        *[fields[k] for k in names],
+    )
+
+
+async def finish_firmware_rollout(db, rollout_id: int, state: str, reason: str | None) -> None:
+    await db.execute(
+        "update firmware_rollouts set state = $2, reason = $3, finished_at = now() where id = $1 and state = 'running'",
+        rollout_id,
+        state,
+        reason,
+    )
+
+
+async def get_firmware_rollout(db, rollout_id: int) -> FirmwareRolloutRead | None:
+    row = await db.fetchrow(
+        "select r.*, f.version from firmware_rollouts r join firmware f on f.id = r.firmware_id where r.id = $1",
+        rollout_id,
+    )
+    if row is None:
+        return None
+    boards = await db.fetch(
+        "select b.*, d.name from firmware_rollout_boards b join devices d on d.id = b.device_id "
+        "where b.rollout_id = $1 order by b.position",
+        rollout_id,
+    )
+    return FirmwareRolloutRead(
+        id=row["id"],
+        firmware=row["firmware_id"],
+        version=row["version"],
+        target=row["target"],
+        state=row["state"],
+        reason=row["reason"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+        boards=[
+            FirmwareRolloutBoard(
+                device=b["name"],
+                device_id=b["device_id"],
+                state=b["state"],
+                progress=b["progress"],
+                reason=b["reason"],
+                from_version=b["from_version"],
+                to_version=b["to_version"],
+            )
+            for b in boards
+        ],
+    )

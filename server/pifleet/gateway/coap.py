@@ -308,6 +308,32 @@ class Gateway:
             return self._answer(response, f"module {stem}")
         raise BoardError(f"module {stem}: the board wanted more than {total} blocks")
 
+    async def put_image(self, address: str, port: int, sha256: str, data: bytes, progress=None) -> dict[str, Any]:
+        """PUT /ota?sha=… block-wise: MicroPython's app image into the board's inactive OTA slot (agent/ota.py),
+        512-byte blocks under OSCORE as put_module sends them; progress(done, total) after each block."""
+        uri = _uri(address, port, "ota") + f"?sha={sha256}"
+        szx = 5 if _uri(address, port) + "*" in self._bound.values() else 6
+        size = 16 << szx
+        total = max(1, -(-len(data) // size))
+        for num in range(total):
+            more = num + 1 < total
+            msg = aiocoap.Message(code=Code.PUT, uri=uri, payload=data[num * size : (num + 1) * size])
+            msg.opt.block1 = BlockOption.BlockwiseTuple(num, more, szx)
+            if num == 0:
+                msg.opt.size1 = len(data)
+            response = await self._request(msg, 10, handle_blockwise=False)
+            if progress is not None:
+                progress(num + 1, total)
+            if more and response.code == Code.CONTINUE:
+                continue
+            return self._answer(response, "PUT /ota")
+        raise BoardError(f"PUT /ota: the board wanted more than {total} blocks")
+
+    async def ota(self, address: str, port: int, timeout: float = 5) -> dict[str, Any]:
+        """GET /ota: the running slot, its MicroPython version, the last update's outcome (agent/ota.py)."""
+        msg = aiocoap.Message(code=Code.GET, uri=_uri(address, port, "ota"))
+        return await self._json(msg, timeout, "GET /ota")
+
     async def put_role(self, address: str, port: int, body: dict[str, Any]) -> dict[str, Any]:
         msg = aiocoap.Message(
             code=Code.PUT, uri=_uri(address, port, "role"), payload=msgspec.json.encode(body), content_format=JSON

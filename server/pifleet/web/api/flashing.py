@@ -12,9 +12,20 @@ from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from ...errors import BoardError, InvalidError
+from ...auth.model import Principal
+from ...errors import BoardError, ConflictError, InvalidError
 from ...flashing.catalog import Catalog
-from ...flashing.model import FirmwareFetch, FirmwareRead, FlashJobRead, FlashRequest, ProbeRequest, UsbBoard
+from ...flashing.model import (
+    FirmwareFetch,
+    FirmwareRead,
+    FirmwareRolloutCreate,
+    FirmwareRolloutRead,
+    FlashJobRead,
+    FlashRequest,
+    ProbeRequest,
+    UsbBoard,
+)
+from ...flashing.rollout import FirmwareRollouts
 from ...flashing.service import FlashService
 from ...flashing.usb import UsbWatcher
 from ..contract import RawBody, problems
@@ -86,6 +97,31 @@ class FirmwareController(Controller):
         return Response(entry, status_code=201 if created else 200)
 
 
+class FirmwareRolloutController(Controller):
+    path = "/api/firmware"
+    tags = ["flashing"]
+
+    @post(
+        "/{firmware_id:int}/rollouts",
+        operation_id="startFirmwareRollout",
+        status_code=201,
+        opt=problems(ConflictError),  # a board is in another running firmware rollout
+        summary="Update MicroPython over the air on a role's boards or the boards named: one board, then waves",
+    )
+    async def start_rollout(
+        self, firmware_rollouts: FirmwareRollouts, principal: Principal, firmware_id: RowId, data: FirmwareRolloutCreate
+    ) -> FirmwareRolloutRead:
+        return await firmware_rollouts.start(firmware_id, role=data.role, devices=data.devices, by=principal.name)
+
+    @get(
+        "/rollouts/{rollout_id:int}",
+        operation_id="getFirmwareRollout",
+        summary="A firmware rollout: its state and each board's (pending, transferring %, rebooting, confirming …)",
+    )
+    async def get_rollout(self, firmware_rollouts: FirmwareRollouts, rollout_id: RowId) -> FirmwareRolloutRead:
+        return await firmware_rollouts.get(rollout_id)
+
+
 class FlashController(Controller):
     path = "/api/flash"
     tags = ["flashing"]
@@ -110,4 +146,4 @@ class FlashController(Controller):
         return await flashing.get(job_id)
 
 
-CONTROLLERS = [BoardController, FirmwareController, FlashController]
+CONTROLLERS = [BoardController, FirmwareController, FirmwareRolloutController, FlashController]

@@ -1,0 +1,191 @@
+"""Firmware rollouts: MicroPython itself moved over the air to another image, one board first, then in waves,
+halting at the first failure (docs/flashing.md, "OTA").
+
+Layer: service (no litestar, no aiocoap). The boards are reached through the gateway's `put_image` (PUT /ota,
+block-wise under OSCORE) and `ota` (GET /ota); the board side is micropython/agent/ota.py. Per board:
+pending → transferring (progress %) → rebooting → confirming → done | rolled_back (the bootloader went back to
+the old image: the board says why) | failed (reason). The canary (position 0) goes alone; the rest follow WAVE
+at a time; a board that does not end `done` halts the rollout and the boards after it stay `pending`, on their
+old image. A rollout is a task of the master's event loop; a restart of the master leaves it `running` (left
+for later: resuming it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from typing import Any, Protocol
+
+import asyncpg
+
+from ..boardfs import layout
+from ..errors import BoardError, ConflictError, InvalidError, NotFoundError
+from ..events import EventHub
+from ..storage import devices as devices_q
+from . import storage as q
+from .catalog import Catalog
+from .model import FirmwareRolloutRead
+
+log = logging.getLogger(__name__)
+
+WAVE = 4
+
+
+class OtaLink(Protocol):
+    async def put_image(self, address: str, port: int, sha256: str, data: bytes, progress=None) -> dict[str, Any]: ...
+
+    async def ota(self, address: str, port: int, timeout: float = 5) -> dict[str, Any]: ...
+
+
+def app_image(image: bytes, offset: int) -> bytes:
+    """The app part of a merged image: from its first OTA slot's (or factory's) offset to the end of the file."""
+    at = layout.TABLE_OFFSET - offset
+    parts = layout.parse_partition_table(image[at : at + layout.TABLE_SIZE])
+    app = layout.find_app(parts)
+    if app is None:
+        raise InvalidError("the image's partition table names no app", field="firmware")
+    return image[app.offset - offset :]
+
+
+class FirmwareRollouts:
+    def __init__(
+        self, pool: asyncpg.Pool, hub: EventHub, catalog: Catalog, link: OtaLink, *, confirm_s: float = 90
+    ) -> None:
+        self.pool = pool
+        self.hub = hub
+        self.catalog = catalog
+        self.link = link
+        self.confirm_s = confirm_s
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(
+        self, firmware_id: int, *, role: str | None = None, devices: list[str] | None = None, by: str | None = None
+    ) -> FirmwareRolloutRead:
+        if (role is None) == (not devices):
+            raise InvalidError("give either role or devices", field="role" if role is None else "devices")
+        entry = await self.catalog.get(firmware_id)
+        if not entry.ota:
+            raise InvalidError(
+                f"firmware {entry.id} (MicroPython {entry.version}) has no OTA partition table", field="firmware"
+            )
+        everyone = await devices_q.list_devices(self.pool)
+        if role is not None:
+            targets = [d for d in everyone if d.role == role]
+            if not targets:
+                raise NotFoundError(f"no board has the role {role!r}", field="role")
+        else:
+            by_name = {d.name: d for d in everyone}
+            missing = [n for n in devices if n not in by_name]
+            if missing:
+                raise NotFoundError(f"no device named {', '.join(missing)}", field="devices")
+            targets = [by_name[n] for n in devices]
+        busy = await q.devices_in_running_rollouts(self.pool, [d.id for d in targets])
+        if busy:
+            raise ConflictError(f"{', '.join(busy)} already in a running firmware rollout", field="devices")
+        image = app_image(await self.catalog.read_verified(entry), entry.offset)
+        target = {"role": role} if role is not None else {"devices": list(devices)}
+        # the canary: the first board online (by name), the others in name order
+        targets.sort(key=lambda d: (not d.online, d.name))
+        rollout_id = await q.insert_firmware_rollout(self.pool, firmware_id, target, [d.id for d in targets], by)
+        names = {d.id: d.name for d in targets}
+        task = asyncio.create_task(self._run(rollout_id, image, entry.version, [d.id for d in targets], names))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self.hub.publish("flash")
+        return await self.get(rollout_id)
+
+    async def get(self, rollout_id: int) -> FirmwareRolloutRead:
+        found = await q.get_firmware_rollout(self.pool, rollout_id)
+        if found is None:
+            raise NotFoundError(f"no firmware rollout {rollout_id}", field="rollout_id")
+        return found
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(
+        self, rollout_id: int, image: bytes, version: str, device_ids: list[str], names: dict[str, str]
+    ) -> None:
+        sha = hashlib.sha256(image).hexdigest()
+        started = time.monotonic()
+        try:
+            waves = [device_ids[:1]] + [device_ids[i : i + WAVE] for i in range(1, len(device_ids), WAVE)]
+            for n, wave in enumerate(waves):
+                results = await asyncio.gather(*(self._one(rollout_id, d, image, sha, version) for d in wave))
+                if n == 0:
+                    took = time.monotonic() - started
+                    log.info("firmware rollout %d: canary %s after %.1f s", rollout_id, names[wave[0]], took)
+                failed = [(d, r) for d, r in zip(wave, results, strict=True) if r is not None]
+                if failed:
+                    device, reason = failed[0]
+                    await q.finish_firmware_rollout(self.pool, rollout_id, "halted", f"{names[device]}: {reason}")
+                    return
+            await q.finish_firmware_rollout(self.pool, rollout_id, "done", None)
+        except Exception as exc:  # noqa: BLE001 — a rollout that breaks says so in its row
+            log.exception("firmware rollout %d failed", rollout_id)
+            await q.finish_firmware_rollout(self.pool, rollout_id, "halted", repr(exc))
+        finally:
+            self.hub.publish("flash")
+
+    async def _state(self, rollout_id: int, device_id: str, state: str, **fields: Any) -> None:
+        await q.update_firmware_rollout_board(self.pool, rollout_id, device_id, state=state, **fields)
+        self.hub.publish("flash")
+
+    async def _one(self, rollout_id: int, device_id: str, image: bytes, sha: str, version: str) -> str | None:
+        """Move one board; None when it runs the new image and confirmed it, else the reason."""
+        device = await devices_q.get_by_id(self.pool, device_id)
+        if device is None or device.address is None or not device.online:
+            reason = "offline"
+            await self._state(rollout_id, device_id, "failed", reason=reason)
+            return reason
+        address, port = device.address, device.port
+        try:
+            before = await self.link.ota(address, port, timeout=30)
+            await self._state(rollout_id, device_id, "transferring", from_version=before.get("version"))
+            shown = [0]
+            loop = asyncio.get_running_loop()
+            pending: set[asyncio.Task] = set()
+
+            def progress(done: int, total: int) -> None:
+                percent = 100 * done // total
+                if percent >= shown[0] + 5 or done == total:
+                    shown[0] = percent
+                    t = loop.create_task(
+                        q.update_firmware_rollout_board(self.pool, rollout_id, device_id, progress=percent)
+                    )
+                    pending.add(t)
+                    t.add_done_callback(pending.discard)
+
+            answer = await self.link.put_image(address, port, sha, image, progress)
+            await asyncio.gather(*pending)
+            await self._state(rollout_id, device_id, "rebooting", progress=100, to_version=answer.get("version"))
+        except BoardError as exc:
+            await self._state(rollout_id, device_id, "failed", reason=str(exc))
+            return str(exc)
+        deadline = time.monotonic() + self.confirm_s
+        await asyncio.sleep(1)
+        seen_trial = False
+        while time.monotonic() < deadline:
+            try:
+                now = await self.link.ota(address, port, timeout=3)
+            except BoardError:
+                await asyncio.sleep(0.5)
+                continue
+            if now.get("state") == "trial" and not seen_trial:
+                seen_trial = True
+                await self._state(rollout_id, device_id, "confirming")
+            elif now.get("state") == "valid" and now.get("version") == version:
+                await self._state(rollout_id, device_id, "done")
+                return None
+            elif now.get("state") == "rolled_back":
+                reason = now.get("reason") or "the board went back to its previous image"
+                await self._state(rollout_id, device_id, "rolled_back", reason=reason)
+                return reason
+            await asyncio.sleep(0.5)
+        reason = f"no confirmation from the board within {self.confirm_s:g} s"
+        await self._state(rollout_id, device_id, "failed", reason=reason)
+        return reason
