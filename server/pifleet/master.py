@@ -146,7 +146,7 @@ class Master:
         await self.wifi.load()
         self.jobs = JobService(pool, self.queue, hub, self.household.location)
         self.modules = ModuleService(pool, hub)
-        self.sync = Syncer(pool, hub, link, self.modules, self.metrics)
+        self.sync = Syncer(pool, hub, link, self.modules, self.metrics, locks=self.locks)
         self.rollouts = RolloutService(pool, hub, link, self.modules, self.sync)
         self.roles = RoleService(pool, hub, self.modules, self.jobs, self.sync)
         self.registry = Registry(pool, hub, gateway, described=self.sync.registered)

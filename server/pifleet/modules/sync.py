@@ -60,12 +60,15 @@ class Syncer:
         link: BoardLink,
         modules: ModuleService,
         metrics: Metrics | None = None,
+        locks=None,
     ) -> None:
         self.pool = pool
         self.hub = hub
         self.link = link
         self.modules = modules
         self.metrics = metrics or Metrics()
+        # the runner's device locks (sites/locks.py): a role switch waits for a run on the board to end
+        self.locks = locks
         self._locks: dict[str, asyncio.Lock] = {}
         self._background = Background(log, "sync task")
 
@@ -152,7 +155,19 @@ class Syncer:
                 self.metrics.module_pushes.labels("failed").inc()
                 raise
             self.metrics.module_pushes.labels("succeeded").inc()
-        return await self.link.put_role(device.address, device.port, want.body())
+        return await self._switch(device, want.body())
+
+    async def _switch(self, device: DeviceRead, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT /role while no run is on the board: the switch stops the capability the run drives (a blind's
+        motor mid-move; found by tools/bench/chaos.py), so it takes the device's run lock like a run does."""
+        assert device.address is not None and device.port is not None
+        if self.locks is None:
+            return await self.link.put_role(device.address, device.port, body)
+        await self.locks.acquire(device.id)
+        try:
+            return await self.link.put_role(device.address, device.port, body)
+        finally:
+            await self.locks.release(device.id)
 
     async def _state(self, device: DeviceRead, state: str, reason: str, applied: dict | None = None) -> str:
         await rq.set_sync(self.pool, device.id, state, reason, applied)
