@@ -287,15 +287,32 @@ class Chaos:
         say("PostgreSQL: up again")
 
     def poll_metrics(self) -> None:
+        """The master's oscore_refused, and runs stuck under way (claimed more than 60 s ago, not final)."""
         self.polling = True
+        self.stuck: dict[str, float] = {}  # execution -> the longest it was seen under way, seconds
         while self.polling:
             try:
                 value = self.master.get("/api/metrics").get("oscore_refused", 0)
                 with self.lock:
                     self.refused_now = max(self.refused_now, value)
-            except Exception:  # noqa: BLE001 - the master may be down right now
+                for run_id, age in asyncio.run(self._under_way()):
+                    self.stuck[run_id] = max(age, self.stuck.get(run_id, 0))
+            except Exception:  # noqa: BLE001 - the master or the database may be down right now
                 pass
             time.sleep(2)
+
+    async def _under_way(self) -> list[tuple[str, float]]:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.db_url)
+        try:
+            rows = await conn.fetch(
+                "select id::text, extract(epoch from now() - started_at) as age from job_executions"
+                " where state in ('dispatched', 'running') and started_at < now() - interval '60 seconds'"
+            )
+        finally:
+            await conn.close()
+        return [(r["id"], float(r["age"])) for r in rows]
 
     # -- the reckoning -------------------------------------------------------------------------------------------
 
@@ -401,6 +418,9 @@ class Chaos:
                 lost.append(f"{r['job']} step {r['step']}: succeeded, but no pulse on {r['device']}")
         for line in lost + doubled:
             say("  " + line)
+        stuck = getattr(self, "stuck", {})
+        if stuck:
+            say(f"  {len(stuck)} runs were seen under way for more than 60 s (longest {max(stuck.values()):.0f} s)")
         failed = [r for r in runs if r["state"] == "failed"]
         for r in failed[:10]:
             say(f"  failed: {r['job']} step {r['step']} on {r['device']} after {r['attempt']} attempts: {r['error']}")
