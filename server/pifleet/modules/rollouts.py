@@ -1,7 +1,11 @@
 """Rolling a new module version out across the fleet, and the one way an upload leads to a rollout.
 
 Layer: service. A rollout syncs one board first (modules/sync.py). The rest follow only when that one is in
-sync and answers /stats (healthy). The first failure halts the rollout: boards not started keep their version.
+sync and answers /stats (healthy): a few at once, and one more for every board that comes through healthy (so
+the number at once doubles with each round, as TCP's slow start does, up to _PARALLEL). The boards are separate
+machines and a push is mostly waiting for one board's answers, so many at once is what makes a big rollout quick;
+growing from a few keeps a bad version on few boards. The first failure halts the rollout: boards not started
+keep their version.
 An upload of a new version (API or dashboard: `upload()`) starts a rollout to the boards whose role uses it.
 """
 
@@ -24,7 +28,8 @@ from .sync import Syncer
 
 log = logging.getLogger(__name__)
 
-_PARALLEL = 8  # boards synced at once in a rollout's second phase
+_FIRST = 8  # boards synced at once right after the first one (as many as before this grew)
+_PARALLEL = 64  # at most, once as many have come through healthy
 
 
 class RolloutService:
@@ -79,14 +84,23 @@ class RolloutService:
                 return
             if outcome == "done":
                 break
-        # phase 2: the rest, a few at a time; a failure stops boards not yet started
+        # phase 2: the rest, a few at a time, one more for each that comes through healthy; a failure stops boards
+        # not yet started
         halted = asyncio.Event()
-        gate = asyncio.Semaphore(_PARALLEL)
+        slots = asyncio.Semaphore(_FIRST)
+        allowed = _FIRST
 
         async def one(device_id: str) -> None:
-            async with gate:
-                if not halted.is_set() and await self._roll_one(rollout_id, device_id) == "failed":
+            nonlocal allowed
+            async with slots:
+                if halted.is_set():
+                    return
+                if await self._roll_one(rollout_id, device_id) == "failed":
                     halted.set()
+                    return
+            if allowed < _PARALLEL:  # did not fail: one more at once
+                allowed += 1
+                slots.release()
 
         await asyncio.gather(*(one(d) for d in pending))
         if not halted.is_set():
