@@ -59,7 +59,7 @@ def sim() -> None:
 @click.option(
     "--netem",
     default=None,
-    help='tc netem on the namespace\'s link, each direction: "loss 20%% delay 40ms 30ms reorder 5%% duplicate 1%%" '
+    help='tc netem on the namespace\'s link, each direction: "loss 20% delay 40ms 30ms reorder 5% duplicate 1%" '
     "(implies --netns NAME). A kernel without sch_netem gets the loss alone, and says so.",
 )
 def start(
