@@ -7,10 +7,12 @@ while a switch to new credentials runs (then forgotten). It must not hold protoc
 
 PUT /w {"nets": [[ssid, psk], …], "fallback_s": N} answers at once (2.04, the board's state) and then, in the
 background: the new networks go first into config.json, the old ones stay behind them ("old": their count), and the
-board tries the new ones in order (each for up to _JOIN_MS), then the old ones. On a new one it drops the old from
-config.json; back on an old one it keeps both (the next boot tries the new first again); on none it resets, and the
-boot tries them all, then opens its access point after fallback_s (agent/setup.py, agent/portal.py). A key never
-goes to the console.
+board tries the new ones in order (each for up to _JOIN_MS; one that is not there fails after a few attempts), then
+the old ones. On a new one it drops the old from config.json; back on an old one it keeps both (the next boot tries
+the new first again) and watches the link: gone for _LOST_LOOKS looks (the old router taken away), it switches
+again, new ones first. On none it resets, and the boot tries them all, then opens its access point after
+fallback_s (agent/setup.py, agent/portal.py). The watch (this module, kept in the heap only on a board with new
+networks pending) starts again when the master asks GET /w after a restart. A key never goes to the console.
 GET /w: {"ssid": the network it is on (null: none), "busy": a switch is running, "old": old networks kept}.
 """
 
@@ -34,6 +36,9 @@ _PUT = const(3)
 
 _JOIN_MS = const(20000)  # how long one network is given during a switch
 _LOOK_MS = const(250)
+_TRIES = const(2)  # a network that is not there: the station gives up after 3 attempts (reconnects=2)
+_WATCH_MS = const(2000)  # with new networks pending: how often the link is looked at
+_LOST_LOOKS = const(3)  # looks without a link before the board switches again (a short drop heals by itself)
 _CONFIG = "config.json"
 
 
@@ -90,6 +95,8 @@ def _checked(payload):
 
 def handle(res, msg):
     if msg.code == _GET:
+        if (_load().get("wifi") or {}).get("old") and not getattr(res, "wifi_busy", 0):
+            _watching(res)  # new networks pending (from before a restart): watch the link again
         forget("wifi")
         return _state(res, _CONTENT)
     if msg.code != _PUT:
@@ -100,7 +107,12 @@ def handle(res, msg):
         forget("wifi")
         return _refused(nets, fallback)
     if getattr(res, "wifi_busy", 0):
+        forget("wifi")
         return _state(res, _CHANGED)  # the switch in progress goes on; the master asks again
+    watch = getattr(res, "wifi_watch", None)
+    if watch is not None:
+        watch.cancel()  # these networks replace the pending ones
+        res.wifi_watch = None
     config = _load()
     wifi = config.get("wifi") or {}
     names = [n[0] for n in nets]
@@ -111,6 +123,7 @@ def handle(res, msg):
     _save(config)
     res.wifi_busy = 1
     asyncio.create_task(_switch(res, nets, old))
+    forget("wifi")  # the task keeps what it needs
     return _state(res, _CHANGED)
 
 
@@ -118,6 +131,7 @@ async def _join(sta, ssid, psk):
     print("wifi: trying %r" % ssid)
     try:
         sta.disconnect()
+        sta.config(reconnects=_TRIES)  # a network that is not there fails in a few seconds, not at _JOIN_MS
         sta.connect(ssid, psk)
     except OSError as exc:
         print("wifi: connect:", exc)
@@ -134,9 +148,11 @@ async def _join(sta, ssid, psk):
 
 
 async def _switch(res, nets, old):
-    """Try the new networks, then the old ones; keep the old ones in config.json until a new one worked."""
+    """Try the new networks, then the old ones; keep the old ones in config.json until a new one worked. Back on an
+    old one, watch the link: when it goes, switch again (the household took the old router away)."""
     sta = network.WLAN(network.STA_IF)
     names = [n[0] for n in nets]
+    res.wifi_busy = 1
     try:
         joined = sta.config("ssid") if sta.isconnected() else None
         if joined not in names:
@@ -153,6 +169,7 @@ async def _switch(res, nets, old):
             print("wifi: on the new network %r; the old ones are forgotten" % joined)
         elif joined is not None:
             print("wifi: back on %r; the new networks are kept for later" % joined)
+            _watching(res)
         else:
             print("wifi: no network works; restarting (the access point follows after fallback_s)")
             if IS_MICROPYTHON:
@@ -160,5 +177,38 @@ async def _switch(res, nets, old):
 
                 machine.reset()
     finally:
+        sta.config(reconnects=-1)  # from now on the station keeps at its network by itself again
         res.wifi_busy = 0
-        forget("wifi")
+
+
+def _watching(res):
+    if getattr(res, "wifi_watch", None) is None:
+        res.wifi_watch = asyncio.create_task(_watch(res))
+
+
+async def _watch(res):
+    """New networks pending, the board on an old one: when the link has been gone for _LOST_LOOKS looks, try the new
+    networks, then the old ones again (_switch resets the board when none works). Ends once a new one worked."""
+    sta = network.WLAN(network.STA_IF)
+    lost = 0
+    try:
+        while True:  # noqa: ASYNC110 — a look every _WATCH_MS is the point (there is no link event to wait on)
+            await sleep_ms(_WATCH_MS)
+            if sta.isconnected() or getattr(res, "wifi_busy", 0):
+                lost = 0
+                continue
+            lost += 1
+            if lost < _LOST_LOOKS:
+                continue
+            wifi = _load().get("wifi") or {}
+            nets = _nets(wifi)
+            pending = len(nets) - wifi.get("old", 0)
+            if not wifi.get("old"):
+                res.wifi_watch = None  # a new network worked meanwhile
+                return
+            print("wifi: the link is gone; trying the new networks again")
+            res.wifi_watch = None  # _switch starts a new watch if it ends on an old network again
+            await _switch(res, nets[:pending], nets[pending:])
+            return
+    except asyncio.CancelledError:
+        pass  # new credentials came: their switch watches again if it must

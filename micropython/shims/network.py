@@ -11,8 +11,9 @@ inputs.json "wifi" (read at every call, so a test may change it while the board 
               The network the station is on going away (or its key changing) drops the link (beacon timeout).
   join_ms     how long one attempt to join takes (default 0: at once)
   fail        how many attempts fail (no AP found) before one succeeds (counted from the board's start)
-  reconnects  like wlan.config(reconnects=N): the station gives up after N failed attempts and status() is the
-              failure's reason until connect() is called again; 0 (the port's default) retries for ever
+  reconnects  the station gives up after N failed attempts and status() is the failure's reason until connect()
+              is called again; 0 (the port's default) retries for ever. wlan.config(reconnects=N) does the same
+              from the board's side, as on the port (N + 1 attempts; -1: for ever); inputs.json's value wins
   drop        a number: each new value drops the link (beacon timeout); the station joins again by itself
 As on the port, connect() while the station is connecting raises OSError("Wifi Internal Error"), and status()
 is STAT_CONNECTING from connect() until the link is up or the attempts given are used up. WLAN(STA_IF) and
@@ -94,6 +95,7 @@ class _WLAN:
         self._tries = 0  # failed attempts since connect()
         self._started = 0  # ticks_ms of the attempt in progress
         self._drop = None
+        self._reconnects = 0  # wlan.config(reconnects=N): N + 1 attempts (the port's conf_wifi_sta_reconnects)
         self._ap = {"active": False, "essid": "ESP_%s" % _ip().replace(".", ""), "authmode": AUTH_OPEN}
 
     def _settings(self):
@@ -141,7 +143,7 @@ class _WLAN:
                 self._reason = 0
 
     def _given_up(self, wifi):
-        reconnects = int(wifi.get("reconnects", 0))
+        reconnects = int(wifi.get("reconnects", 0)) or self._reconnects
         return reconnects > 0 and self._tries >= reconnects
 
     def _publish_ap(self):
@@ -224,6 +226,9 @@ class _WLAN:
             if kwargs.get("password") and "authmode" not in kwargs:
                 self._ap["authmode"] = AUTH_WPA2_PSK
             self._publish_ap()
+            return None
+        if "reconnects" in kwargs:  # the port: -1 retries for ever (0 inside), N makes N + 1 attempts
+            self._reconnects = 0 if kwargs["reconnects"] == -1 else int(kwargs["reconnects"]) + 1
             return None
         if name == "mac":
             return bytes([0x24, 0x0A] + [int(part) for part in _ip().split(".")])

@@ -208,6 +208,7 @@ class Master:
         stack.push_async_callback(self.flashing.stop)
         await self.jobs.recover()
         self._background(self.registry.watch(), "device-watch")
+        self._background(self.wifi.watch(), "wifi-watch")  # boards back on an old network after a push
         # each site reads the threshold sources it owns (two sites reading one would plan its runs twice)
         self.thresholds = ThresholdWatcher(pool, gateway, self.jobs, settings.command_timeout_s, owns=gateway.paired)
         self._background(self.thresholds.run(), "threshold-watch")

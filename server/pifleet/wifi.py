@@ -313,6 +313,22 @@ class WifiService:
         await q.record(self.pool, device.id, "joined" if took else "kept_old", ssid=ssid, took_new=took)
         return next(b for b in await self.boards() if b.device_id == device.id)
 
+    async def watch(self, every_s: float = 30.0) -> None:
+        """Ask the boards that went back to an old network (state kept_old) which one they are on, every every_s: a
+        board that took the new one since (the household took the old router away) shows as joined, and a board
+        that restarted meanwhile watches its link again (GET /w starts that on the board)."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                for row in await q.boards(self.pool):
+                    if row["state"] == "kept_old" and row["online"]:
+                        try:
+                            await self.refresh(row["name"])
+                        except BoardError as exc:
+                            log.info("wifi: could not ask %s: %s", row["name"], exc)
+            except Exception:  # a background loop never dies (huey's Worker)
+                log.exception("wifi watch failed; trying again in %g s", every_s)
+
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
