@@ -21,9 +21,11 @@ create table sites (
 );
 
 -- down: its master stopped, or has not heartbeated for 10 s (sites/ heartbeats every 2 s). A site without a row
--- has never had a master since sites exist: not down (its boards are offline or online by their own lifetime)
+-- has never had a master since sites exist: not down (its boards are offline or online by their own lifetime).
+-- A master never finds its own site down (it is asking: it is up, even before its first heartbeat after a restart
+-- or when a loaded machine delays one)
 create function pifleet_site_down(site_name text) returns boolean language sql stable as
-$$ select exists (select 1 from sites where name = site_name
+$$ select site_name <> pifleet_site() and exists (select 1 from sites where name = site_name
                   and (stopped_at is not null or heartbeat_at < now() - interval '10 seconds')) $$;
 
 -- boards known before sites existed belong to the site that had them all: `default`

@@ -194,10 +194,11 @@ class Master:
         self._background(self.usb.run(), "usb-watch")
         await self.locks.start()
         stack.push_async_callback(self.locks.stop)
-        self.queue.start(asyncio.get_running_loop(), self.runner.run)
-        # the site stops after the runs in progress (they may wait for another site's answer)
+        # the site is there (heartbeat, LISTEN) before its first run; it stops after the runs in progress (they may
+        # wait for another site's answer)
         await self.sites.start()
         stack.push_async_callback(self.sites.stop)
+        self.queue.start(asyncio.get_running_loop(), self.runner.run)
         stack.push_async_callback(self._stop_queue)
         stack.push_async_callback(self.sync.stop)
         stack.push_async_callback(self.rollouts.stop)
