@@ -9,7 +9,12 @@ ends with set_boot and the board's reset into the new image (whose confirmation 
 Baseline (same run): the one-board transfer; the ratio is what N boards at once cost against it. The board's
 heap at the peak of an update on a 32-bit ESP32 comes from tools/bench/board_heap.py, not from here.
 
-    python tools/bench/ota.py [--size 1560000] [--boards 20]
+    python tools/bench/ota.py [--size 1560000] [--boards 20] [--heap32]
+
+--heap32: instead, the board's heap at the peak of an update on a 32-bit MicroPython (tools/bench/heap32: the
+wasm32 build, the paired blind board as flashing builds it, booted and registered; then PUT /ota in 512-byte
+protected blocks, the peak read at each block as board_heap.py reads its push peak). esp32.Partition is C on a
+board: here a stand-in that keeps nothing, measured and taken off like the harness's other stand-ins.
 
 A 1.6 MB image does not fit MicroPython's 1.5 MiB (1,572,864-byte) OTA slot; the default is the largest round
 size that does. Last line: name=value figures.
@@ -72,11 +77,98 @@ async def transfer(gateway: Gateway, boards: list[VirtualBoard], app: bytes, sha
     return took
 
 
+ESP32_STANDIN = b"""
+class Partition:
+    RUNNING = 1
+    BOOT = 0
+
+    def __init__(self, id=1, label="ota_0"):
+        self.label = label
+
+    def get_next_update(self):
+        return Partition(0, "ota_1" if self.label == "ota_0" else "ota_0")
+
+    def info(self):
+        return (0, 0x10, 0x10000, 0x180000, self.label, False)
+
+    def readblocks(self, block, buf, offset=0):
+        for i in range(len(buf)):
+            buf[i] = 0
+
+    def writeblocks(self, block, buf, offset=None):
+        pass
+
+    def ioctl(self, op, arg):
+        return 0
+
+    def set_boot(self):
+        pass
+
+    @classmethod
+    def mark_app_valid_cancel_rollback(cls):
+        pass
+"""
+
+
+def heap32(blocks: int) -> dict[str, int]:
+    """The 32-bit board's heap: after boot, and at the peak of an update of `blocks` blocks."""
+    sys.path.insert(0, str(ROOT / "tools" / "bench"))
+    from aiocoap.numbers.codes import Code
+    from heap32 import harness
+
+    interp, root = harness.wasm32()
+    try:
+        interp.put(
+            "/lib/esp32.mpy", harness.compile_mpy(harness.mpy_cross_for(harness.VERSION), ESP32_STANDIN, "esp32.py")
+        )
+        before = interp.heap()
+        interp.run("import esp32")
+        standin = interp.heap() - before
+        figures = harness.measure(interp, root, commands=0, push_kb=0, log=lambda *a: None)
+        harness_b = figures["standins_b"] - figures["stdlib_b"] + standin
+        master = harness.Master(interp)  # a fresh sender: the one inside measure() sent no request
+        app = build_app("esp32", "v1.25.0", size=blocks * 512)
+        sha = hashlib.sha256(app).hexdigest()
+        total = -(-len(app) // 512)
+        highs = []
+        for num in range(total):
+            more = num + 1 < total
+            answer = master.request(
+                Code.PUT,
+                "ota",
+                app[num * 512 : (num + 1) * 512],
+                query=(f"sha={sha}",),
+                block1=(num, more, 5),
+                size1=len(app) if num == 0 else None,
+                measure=True,
+            )
+            if answer.code != (Code.CONTINUE if more else Code.CHANGED):
+                raise SystemExit(f"block {num}: {answer.code} {answer.payload[:200]!r}")
+            highs.append(interp.run("_r = h32.peak[0]"))
+        return {
+            "boot_b": figures["boot_b"] - standin,
+            "ota_peak_b": max(highs) - harness_b,
+            "ota_first_block_b": highs[0] - harness_b,
+            "ota_blocks": total,
+        }
+    finally:
+        interp.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1_560_000, help="app image bytes (default 1,560,000)")
     parser.add_argument("--boards", type=int, default=20, help="boards at once (default 20)")
+    parser.add_argument("--heap32", action="store_true", help="the 32-bit heap at the peak of an update instead")
     args = parser.parse_args()
+    if args.heap32:
+        h = heap32(blocks=40)
+        print(
+            f"32-bit board: {h['boot_b']} B after boot, {h['ota_peak_b']} B at the peak of an update "
+            f"({h['ota_peak_b'] - h['boot_b']:+d} B; first block {h['ota_first_block_b']} B; {h['ota_blocks']} blocks)"
+        )
+        print(f"heap32_boot_b={h['boot_b']} heap32_ota_peak_b={h['ota_peak_b']}")
+        return
     if micropython_binary() is None:
         raise SystemExit("ota: no MicroPython unix port here")
     app = build_app("esp32", "v1.25.0", size=args.size)

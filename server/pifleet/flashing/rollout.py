@@ -6,7 +6,9 @@ block-wise under OSCORE) and `ota` (GET /ota); the board side is micropython/age
 pending → transferring (progress %) → rebooting → confirming → done | rolled_back (the bootloader went back to
 the old image: the board says why) | failed (reason). The canary (position 0) goes alone; the rest follow WAVE
 at a time; a board that does not end `done` halts the rollout and the boards after it stay `pending`, on their
-old image. A rollout is a task of the master's event loop; a restart of the master leaves it `running` (left
+old image. Boards offline at their turn stay `pending` ("offline: follows when it registers") and are moved
+when they are online again (the registry marks them so), for up to a week. A rollout is a task of the master's
+event loop; a restart of the master leaves it `running` (left
 for later: resuming it).
 """
 
@@ -31,6 +33,7 @@ from .model import FirmwareRolloutRead
 log = logging.getLogger(__name__)
 
 WAVE = 4
+OFFLINE = "offline: follows when it registers"
 
 
 class OtaLink(Protocol):
@@ -51,13 +54,21 @@ def app_image(image: bytes, offset: int) -> bytes:
 
 class FirmwareRollouts:
     def __init__(
-        self, pool: asyncpg.Pool, hub: EventHub, catalog: Catalog, link: OtaLink, *, confirm_s: float = 90
+        self,
+        pool: asyncpg.Pool,
+        hub: EventHub,
+        catalog: Catalog,
+        link: OtaLink,
+        *,
+        confirm_s: float = 90,
+        follow_s: float = 7 * 86400,
     ) -> None:
         self.pool = pool
         self.hub = hub
         self.catalog = catalog
         self.link = link
         self.confirm_s = confirm_s
+        self.follow_s = follow_s  # how long boards that were offline are waited for
         self._tasks: set[asyncio.Task] = set()
 
     async def start(
@@ -114,16 +125,34 @@ class FirmwareRollouts:
         started = time.monotonic()
         try:
             waves = [device_ids[:1]] + [device_ids[i : i + WAVE] for i in range(1, len(device_ids), WAVE)]
+            waiting: list[str] = []  # offline now: they follow when they register
             for n, wave in enumerate(waves):
                 results = await asyncio.gather(*(self._one(rollout_id, d, image, sha, version) for d in wave))
                 if n == 0:
                     took = time.monotonic() - started
                     log.info("firmware rollout %d: canary %s after %.1f s", rollout_id, names[wave[0]], took)
-                failed = [(d, r) for d, r in zip(wave, results, strict=True) if r is not None]
+                waiting += [d for d, r in zip(wave, results, strict=True) if r == OFFLINE]
+                failed = [(d, r) for d, r in zip(wave, results, strict=True) if r not in (None, OFFLINE)]
                 if failed:
                     device, reason = failed[0]
                     await q.finish_firmware_rollout(self.pool, rollout_id, "halted", f"{names[device]}: {reason}")
                     return
+            deadline = time.monotonic() + self.follow_s
+            while waiting and time.monotonic() < deadline:
+                online = await devices_q.online_map(self.pool)
+                for device in [d for d in waiting if online.get(d)]:
+                    reason = await self._one(rollout_id, device, image, sha, version)
+                    if reason == OFFLINE:
+                        continue  # gone again before its turn
+                    waiting.remove(device)
+                    if reason is not None:
+                        await q.finish_firmware_rollout(self.pool, rollout_id, "halted", f"{names[device]}: {reason}")
+                        return
+                await asyncio.sleep(1)
+            if waiting:
+                reason = f"{', '.join(names[d] for d in waiting)} did not come online within {self.follow_s:g} s"
+                await q.finish_firmware_rollout(self.pool, rollout_id, "halted", reason)
+                return
             await q.finish_firmware_rollout(self.pool, rollout_id, "done", None)
         except Exception as exc:  # noqa: BLE001 — a rollout that breaks says so in its row
             log.exception("firmware rollout %d failed", rollout_id)
@@ -139,13 +168,12 @@ class FirmwareRollouts:
         """Move one board; None when it runs the new image and confirmed it, else the reason."""
         device = await devices_q.get_by_id(self.pool, device_id)
         if device is None or device.address is None or not device.online:
-            reason = "offline"
-            await self._state(rollout_id, device_id, "failed", reason=reason)
-            return reason
+            await self._state(rollout_id, device_id, "pending", reason=OFFLINE)
+            return OFFLINE
         address, port = device.address, device.port
         try:
             before = await self.link.ota(address, port, timeout=30)
-            await self._state(rollout_id, device_id, "transferring", from_version=before.get("version"))
+            await self._state(rollout_id, device_id, "transferring", reason=None, from_version=before.get("version"))
             shown = [0]
             loop = asyncio.get_running_loop()
             pending: set[asyncio.Task] = set()

@@ -14,6 +14,9 @@ from pifleet.sim.board import VirtualBoard
 from pifleet.sim.firmware import build_image
 from tests.support.waits import wait_until
 
+# boards flashed by the master with esptool, then updated and rebooted, some several times
+pytestmark = pytest.mark.timeout(300)
+
 A, B = "v1.24.1", "v1.25.0"
 
 
@@ -162,7 +165,6 @@ def power_cycle(board: VirtualBoard) -> None:
     board.start()
 
 
-@pytest.mark.timeout(300)  # three rollouts and three power cycles of one board
 def test_power_cut_during_the_transfer_and_during_the_switch_boots_a_then_a_second_rollout_completes(
     module_master, images, ota_boards
 ):
@@ -206,7 +208,6 @@ def test_power_cut_during_the_transfer_and_during_the_switch_boots_a_then_a_seco
     assert running_version(board) == B
 
 
-@pytest.mark.timeout(300)  # ten boards flashed by the master with esptool, then three waves of updates
 def test_a_rollout_over_ten_boards_halts_at_the_one_that_fails_leaving_the_rest_on_a(
     module_master, images, ota_boards, tmp_path
 ):
@@ -235,3 +236,23 @@ def test_a_rollout_over_ten_boards_halts_at_the_one_that_fails_leaving_the_rest_
     assert pending, done
     for board in boards:
         assert running_version(board) == (B if rows[board.name]["state"] == "done" else A), board.name
+
+
+def test_a_board_offline_at_the_start_follows_when_it_registers(module_master, images, ota_boards):
+    on, off = ota_boards("ota-on", "ota-off")
+    off.stop()  # an orderly stop: it deregisters, the master sees it offline at once
+    wait_until(lambda: not module_master.device("ota-off")["online"], timeout=30, what="ota-off offline")
+    r = rollout(module_master, images["B"], devices=["ota-on", "ota-off"])
+    assert [b["device"] for b in r["boards"]] == ["ota-on", "ota-off"]  # the canary is a board that is online
+
+    def waiting():
+        now = module_master.get(f"/api/firmware/rollouts/{r['id']}")
+        rows = {b["device"]: b for b in now["boards"]}
+        return now["state"] == "running" and rows["ota-on"]["state"] == "done" and rows["ota-off"]
+
+    row = wait_until(waiting, timeout=90, what="the canary done, ota-off waiting", explain=module_master.log_tail)
+    assert row["state"] == "pending" and row["reason"] == "offline: follows when it registers"
+    off.start()  # back: it registers on A, and the rollout moves it
+    done = finished(module_master, r["id"], (on, off))
+    assert done["state"] == "done" and [b["state"] for b in done["boards"]] == ["done", "done"], done
+    assert running_version(on) == B and running_version(off) == B
