@@ -173,6 +173,9 @@ class FirmwareRollouts:
         address, port = device.address, device.port
         try:
             before = await self.link.ota(address, port, timeout=30)
+            if before.get("version") == version and before.get("state") in ("idle", "valid"):
+                await self._state(rollout_id, device_id, "done", progress=100, reason=None, to_version=version)
+                return None  # it runs that image already
             await self._state(rollout_id, device_id, "transferring", reason=None, from_version=before.get("version"))
             shown = [0]
             loop = asyncio.get_running_loop()
