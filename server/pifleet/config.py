@@ -53,6 +53,10 @@ class Settings(msgspec.Struct, kw_only=True):
     longitude: float | None = msgspec.field(default_factory=lambda: _float_env("PIFLEET_LONGITUDE"))
     # Huey worker threads inside the master process.
     workers: int = 4
+    # Which site this master is, when several share one database (`pifleet serve --site NAME`, PIFLEET_SITE;
+    # docs/operations.md, "Scaling out"): it owns the boards paired through it and runs their jobs. One master
+    # alone is the site `default`.
+    site: str = msgspec.field(default_factory=lambda: os.environ.get("PIFLEET_SITE") or "default")
 
     @property
     def location(self) -> tuple[float, float] | None:
