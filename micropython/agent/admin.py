@@ -31,8 +31,8 @@ def _json(obj):
 
 
 def handle(res, msg, path, segments):
-    """(code, options, payload) for GET /.well-known/core, /cap, /stats, GET or PUT /m… and POST /restart; 4.04
-    otherwise."""
+    """(code, options, payload) for GET /.well-known/core, /cap, /stats, GET or PUT /m…, POST /restart and PUT /plan;
+    4.04 otherwise."""
     if segments[0] == "m":
         return _modules(res, msg, segments)
     if segments[0] == "ota":  # MicroPython itself over the air: agent/ota.py, kept only while an update runs
@@ -43,6 +43,13 @@ def handle(res, msg, path, segments):
         finally:
             if getattr(res, "ota", None) is None:
                 forget("ota")
+    if path == "plan":  # the plan of the board's own timed runs, and those it ran itself (agent/plan.py)
+        from agent import plan
+
+        try:
+            return plan.handle(res, msg)
+        finally:
+            forget("plan")
     if path == "w":  # the board's Wi-Fi: its network, new credentials (agent/wifi.py)
         from agent import wifi
 
@@ -112,6 +119,10 @@ def stats(res):
         )
     except (ImportError, AttributeError):
         pass  # CPython without the shims
+    from agent import boots  # the starts by their reason, and safe mode (agent/boots.py)
+
+    boots.stats(out)
+    forget("boots")
     if res.registration is not None:
         out["registered"] = res.registration.location
         out["registrations"] = res.registration.registrations

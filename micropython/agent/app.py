@@ -47,6 +47,21 @@ class Agent:
             if self._reporter is not None:
                 self._reporter.stop()
 
+    def pulse(self):
+        """Every 250 ms (agent/endpoint.py's acker calls it, a loop that never waits on the network): the watchdog
+        fed (setup.py started it: a wedged loop starves it, and the board resets), and a planned run past its grace
+        looked at (agent/plan.py, loaded for it)."""
+        import agent
+
+        if agent.WDT:
+            agent.WDT.feed()
+        res = self.resources
+        if res.due and time.time() >= res.due:
+            res.due = 0
+            from agent import plan  # due() forgets it when done
+
+            asyncio.create_task(plan.due(self))
+
     # -- a capability's background work: periodic telemetry and its own run(emit) (agent/telemetry.py) ------
 
     def start_work(self, cap):

@@ -69,6 +69,8 @@ class _Pending:
 
 
 class Endpoint:
+    pulse = int  # called by the acker every _ACKER_MS: agent/app.py's pulse (the watchdog), a no-op until set
+
     def __init__(self, sock, handler, oscore=None):
         self.sock = sock
         self.handler = handler
@@ -126,6 +128,7 @@ class Endpoint:
         """Send the empty ACK of every CON whose handler is slower than _PIGGYBACK_MS (RFC 7252 §5.2.2)."""
         while True:
             await sleep_ms(_ACKER_MS)
+            self.pulse()
             if not self._running:
                 continue
             now = ticks_ms()

@@ -120,12 +120,18 @@ def start(path=CONFIG_PATH):
             return None
     port = int(config.get("listen_port", 5683))
     stems = config.get("modules", {})
+    import agent as package
+
+    # from here on a hang resets the board (agent/app.py feeds it; main.py counts the boots); a process target's
+    # host restarts it instead
+    package.WDT = __import__("machine").WDT(timeout=30000) if IS_MICROPYTHON else None
     try:
         # leftovers of an install a power loss interrupted: unfinished uploads, versions no longer named
         caps.remove_unused(config)
     except OSError:
         pass  # no caps/ directory: nothing to tidy
-    capabilities, failed = caps.load(config.get("caps", {}), stems)
+    # safe mode (main.py: the boots before failed): no role module, so the master can push a fix
+    capabilities, failed = ([], []) if getattr(package, "safe", None) else caps.load(config.get("caps", {}), stems)
     if failed and config.get("previous"):
         from agent import role  # a version that cannot start: back to the one it replaced
 
@@ -137,11 +143,18 @@ def start(path=CONFIG_PATH):
     endpoint = Endpoint(sock, None, security_context(config))
     resources = Resources(config["device_id"], capabilities, endpoint.stats, failed)
     resources.role = config.get("role", "")
+    resources.due = 0
+    try:  # a plan of runs kept from before this boot (agent/plan.py): looked at once the agent runs
+        open("plan").close()
+        resources.due = 1
+    except OSError:
+        pass
     lifetime, rd_query = query(config, VERSION)
     registration = Registration(endpoint, lifetime, rd_query, resources.links, locate)
     forget("register")  # loaded again for each new registration (agent/rd.py)
     agent = Agent(config, path, ip, port, sock, endpoint, resources, registration, capabilities)
     resources.apply_role = agent.apply_role
+    endpoint.pulse = agent.pulse
     resources.registration = registration
     endpoint.handler = resources.handle
     endpoint.stats["telemetry"] = 0

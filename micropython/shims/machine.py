@@ -260,13 +260,15 @@ class WDT:
     """A watchdog: if feed() is not called within `timeout` ms, the process ends by SIGUSR1.
 
     The runner reads that as "reset by the watchdog" (returncode -10), distinct from a clean exit (0), a
-    crash (1) and a power cut (SIGKILL, -9).
+    crash (1) and a power cut (SIGKILL, -9). PIFLEET_SIM_WDT_MS, when set, shortens the timeout (tests: a wedged
+    board resets in seconds, not after the agent's 30 s). As on the ESP32 it cannot be stopped.
     """
 
     def __init__(self, id=0, timeout=5000):
         import _thread
 
-        self._timeout = timeout
+        cap = os.getenv("PIFLEET_SIM_WDT_MS")
+        self._timeout = min(timeout, int(cap)) if cap else timeout
         self._fed = time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.monotonic() * 1000)
         _thread.start_new_thread(self._watch, ())
 
@@ -284,6 +286,61 @@ class WDT:
                 print("WDT: not fed for %d ms, resetting" % self._timeout)
                 _die_by_watchdog()
                 return
+
+
+class Timer:
+    """A periodic or one-shot timer whose callback runs on a thread of its own (the ESP32's run from its timer
+    interrupt, through the scheduler); deinit() stops it. main.py feeds the watchdog with one at the REPL."""
+
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id=0, **kw):
+        self._generation = 0
+        if kw:
+            self.init(**kw)
+
+    def init(self, *, mode=PERIODIC, period=1000, callback=None, freq=None):
+        import _thread
+
+        self.deinit()
+        generation = self._generation
+        period_s = 1 / freq if freq else period / 1000
+
+        def tick():
+            while self._generation == generation:
+                time.sleep(period_s)
+                if self._generation != generation:
+                    return
+                if callback is not None:
+                    callback(self)
+                if mode == Timer.ONE_SHOT:
+                    return
+
+        _thread.start_new_thread(tick, ())
+
+    def deinit(self):
+        self._generation += 1
+
+
+class RTC:
+    """The real-time clock: the virtual board's is its host's clock (time.time()), so setting it changes nothing
+    here; what was set is kept to be read back. memory() is not offered (the agent keeps its file, boots.json)."""
+
+    _set = None
+
+    def __init__(self, id=0):
+        pass
+
+    def datetime(self, value=None):
+        if value is None:
+            t = time.gmtime()
+            return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
+        RTC._set = tuple(value)
+        return None
+
+    def init(self, value):
+        self.datetime(value)
 
 
 # machine.reset_cause() values of the ESP32 port

@@ -34,6 +34,7 @@ from .flashing.usb import UsbWatcher
 from .gateway import adoption as adoption_resource
 from .gateway import logs as logs_resource
 from .gateway.coap import Gateway
+from .jobs.autonomy import Autonomy
 from .jobs.commands import CommandService
 from .jobs.queue import JobQueue
 from .jobs.runner import Runner
@@ -99,6 +100,11 @@ class Master:
             self._pg_server = postgres.start_embedded(self.settings.data_dir / "pg")
         return postgres.embedded_url(self._pg_server)
 
+    async def _described(self, device_id: str, described: dict) -> None:
+        """A board registered and said what it runs: its role in line first, then its plan."""
+        await self.sync.registered(device_id, described)
+        await self.autonomy.described(device_id, described)
+
     async def start(self) -> None:
         stack = contextlib.AsyncExitStack()
         try:
@@ -149,7 +155,10 @@ class Master:
         self.sync = Syncer(pool, hub, link, self.modules, self.metrics, locks=self.locks)
         self.rollouts = RolloutService(pool, hub, link, self.modules, self.sync)
         self.roles = RoleService(pool, hub, self.modules, self.jobs, self.sync)
-        self.registry = Registry(pool, hub, gateway, described=self.sync.registered)
+        # a board's own timed runs while the master is away: its plan after each registration (jobs/autonomy.py)
+        self.autonomy = Autonomy(self.jobs, gateway, hub)
+        self.registry = Registry(pool, hub, gateway, described=self._described)
+        self.registry.on_heard = self.autonomy.soon
         self.pairing = PairingService(pool, hub, keys=gateway)
         self.devices = DeviceService(pool, link, self.pairing, self.sync.sync)
         self.metrics.read_boards(self.devices.list)
@@ -208,6 +217,8 @@ class Master:
         # a flash cut short is recorded as failed while the pool is open: the first part to stop
         stack.push_async_callback(self.flashing.stop)
         await self.jobs.recover()
+        self.autonomy.start()
+        stack.push_async_callback(self.autonomy.stop)
         self._background(self.registry.watch(), "device-watch")
         self._background(self.wifi.watch(), "wifi-watch")  # boards back on an old network after a push
         # each site reads the threshold sources it owns (two sites reading one would plan its runs twice)

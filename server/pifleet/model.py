@@ -52,6 +52,7 @@ class DeviceRead(Struct):
     capabilities: list[CapabilityRead]
     sync: SyncRead | None = None
     role_config: dict[str, dict[str, Any]] = {}
+    safe_mode: str | None = None  # why the board runs in safe mode (no role modules), as its registration said
 
 
 class GroupWrite(Struct, forbid_unknown_fields=True):
@@ -257,6 +258,9 @@ class JobSpec(Struct, forbid_unknown_fields=True):
     # was doing), or record this one as skipped.
     concurrency: Literal["queue", "replace", "refuse"] = "queue"
     enabled: bool = True
+    # How long after a timed run's instant the board waits for the master before it runs the run itself, when the
+    # master does not answer (docs/jobs.md, "When the master is away"); null: never on the board.
+    autonomy_grace_s: Annotated[int, Meta(ge=0, le=86400)] | None = 30
 
 
 class JobRead(Struct):
@@ -295,6 +299,7 @@ class ExecutionRead(Struct):
     error: str | None
     source: Literal["job", "person", "token"] = "job"  # who started it: the job engine, or a command sent at once
     actor: str | None = None  # a command's sender: the person's or the API token's name
+    ran_by: Literal["master", "board"] = "master"  # board: it ran it by itself while the master was away
 
 
 class CommandRequest(Struct, forbid_unknown_fields=True):

@@ -48,6 +48,10 @@ class BoardLink(Protocol):
         """PUT /role; the board's /cap description once it runs the role, BoardError when it went back."""
         ...
 
+    async def put_plan(self, address: str, port: int, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT /plan (jobs/autonomy.py): the board's timed runs while the master is away; the runs it did."""
+        ...
+
 
 class BoardKeys(Protocol):
     """The OSCORE contexts of paired boards: the gateway keeps them."""

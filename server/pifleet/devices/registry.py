@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -32,6 +33,10 @@ class Registry:
         self._online: dict[str, bool] = {}
         # called with (device id, its /cap description) after each registration: the role sync hooks in here
         self.on_described = described
+        # called with the device id at the first heartbeat this master hears from a board since it started or since
+        # the board was offline (it may have run planned runs by itself meanwhile: jobs/autonomy.py)
+        self.on_heard: Callable[[str], None] | None = None
+        self._heard: set[str] = set()
 
     async def register(
         self,
@@ -47,6 +52,7 @@ class Registry:
         links: str,
         address: str,
         port: int,
+        safe_mode: str | None = None,
     ) -> str:
         registration_id = secrets.token_hex(4)
         if role:
@@ -65,8 +71,11 @@ class Registry:
             mpy=mpy,
             agent_version=agent_version,
             links=links,
+            safe_mode=safe_mode,
         )
         self.link.bind(ep, address, port)
+        if safe_mode:
+            log.warning("board %s is in safe mode: %s", ep, safe_mode, extra={"device": ep})
         log.info(
             "board %s registered from %s:%d (role %s, lifetime %d s)",
             ep,
@@ -87,6 +96,10 @@ class Registry:
         self.link.bind(device_id, address, port)
         if not self._online.get(device_id):
             self.hub.publish("devices")
+        if device_id not in self._heard:
+            self._heard.add(device_id)
+            if self.on_heard is not None:
+                self.on_heard(device_id)
         return True
 
     async def owner(self, registration_id: str) -> str | None:
@@ -150,6 +163,7 @@ class Registry:
             try:
                 online = await q.online_map(self.pool)
                 if online != self._online:
+                    self._heard -= {d for d, up in online.items() if not up}
                     self._online = online
                     self.hub.publish("devices")
             except (OSError, asyncpg.PostgresError):

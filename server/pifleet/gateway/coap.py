@@ -334,6 +334,14 @@ class Gateway:
         msg = aiocoap.Message(code=Code.GET, uri=_uri(address, port, "ota"))
         return await self._json(msg, timeout, "GET /ota")
 
+    async def put_plan(self, address: str, port: int, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT /plan: the board's own timed runs, the time, and the runs it did by itself that the master recorded
+        (jobs/autonomy.py); the answer lists runs it did that are not recorded yet."""
+        msg = aiocoap.Message(
+            code=Code.PUT, uri=_uri(address, port, "plan"), payload=msgspec.json.encode(body), content_format=50
+        )
+        return await self._json(msg, 30, "PUT /plan")
+
     async def put_role(self, address: str, port: int, body: dict[str, Any]) -> dict[str, Any]:
         msg = aiocoap.Message(
             code=Code.PUT, uri=_uri(address, port, "role"), payload=msgspec.json.encode(body), content_format=JSON

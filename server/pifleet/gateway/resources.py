@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
+from urllib.parse import unquote
 
 import aiocoap
 import aiocoap.resource as resource
@@ -148,9 +150,16 @@ class Directory(resource.Resource):
             links=links,
             address=address,
             port=port,
+            safe_mode=unquote(query.get("safe", "")) or None,  # the board percent-encodes its query values
         )
         self.counters["registrations"] += 1
-        return aiocoap.Message(code=Code.CREATED, location_path=("rd", registration_id))
+        # the master's time in the answer: the board's clock (docs/protocol.md, "Registration")
+        return aiocoap.Message(
+            code=Code.CREATED,
+            location_path=("rd", registration_id),
+            content_format=50,
+            payload=b'{"time": %.3f}' % time.time(),
+        )
 
     def get_link_description(self):
         return {"rt": "core.rd", "ct": str(int(LINK_FORMAT))}

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..devices.link import BoardLink
@@ -31,9 +31,11 @@ from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError, Pifle
 from ..metrics import Metrics
 from ..model import DeviceRead, JobSpec
 from ..sites.locks import LocalLocks
+from ..storage import autonomy as autonomy_q
 from ..storage import devices as devices_q
 from ..storage import job_batches as batches
 from ..storage import jobs as q
+from .autonomy import autonomous
 from .service import JobService
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,8 @@ class Runner:
             return await self._ended(row, spec, "skipped", error="skipped: the job is paused")
         if row["parent_id"] is None and spec.target.fans_out:
             return await self._fan_out(row, job)
+        if not await self._await_board(row, job):
+            return  # the board ran it by itself, and said so (jobs/autonomy.py)
         device_id = row["device_id"]
         if device_id is None or spec.concurrency == "replace":
             return await self._attempt(row, job)
@@ -131,6 +135,34 @@ class Runner:
             await self._attempt(row, job)
         finally:
             await self.locks.release(device_id)
+
+    async def _await_board(self, row, job) -> bool:
+        """A run its board may carry out by itself (jobs/autonomy.py) while that board is offline: wait, until the
+        run's misfire window ends, for the board to be heard again (it then reports what it did). False when the
+        run finished meanwhile (the board did it); True to send it."""
+        spec = job.spec
+        if row["parent_id"] is not None or not autonomous(job, spec.target.device or ""):
+            return True
+        window = spec.misfire.grace_s if spec.misfire.policy == "run_late" else 5.0
+        end = row["scheduled_for"] + timedelta(seconds=window)
+        said = False
+        while self.planner.clock() < end:
+            device = await devices_q.get_by_id(self.pool, row["device_id"])
+            if device is None or device.online:
+                break
+            if not said:
+                log.info(
+                    "execution %s of %s waits for board %s (offline): it may have run it by itself",
+                    row["id"],
+                    job.name,
+                    device.name,
+                    extra=_fields(row, job),
+                )
+                said = True
+            await asyncio.sleep(1)
+            if not await autonomy_q.live(self.pool, row["id"]):
+                return False
+        return True
 
     async def _fan_out(self, row, job) -> None:
         """A role or group run: the planner writes one run per device; they are claimed in one statement, marked

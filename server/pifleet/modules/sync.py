@@ -191,6 +191,8 @@ class Syncer:
         device = await dq.get_by_id(self.pool, device_id)
         if device is None or not self.syncable(device):
             return
+        if device.safe_mode:
+            return  # its boots failed with what it has: pushing that again would repeat them; a person pushes a fix
         known = await rq.sync_state(self.pool, device_id)
         if known is not None and known[0] == "failed":
             return  # the board refused what its role says: a person looks at that first

@@ -48,6 +48,7 @@ def _read(row: asyncpg.Record) -> DeviceRead:
         if row["sync_state"]
         else None,
         role_config=row["role_config"],
+        safe_mode=row["safe_mode"],
     )
 
 
@@ -88,6 +89,7 @@ async def upsert_registration(
     mpy: int | None,
     agent_version: str | None,
     links: str,
+    safe_mode: str | None = None,
 ) -> None:
     """Record a (re-)registration. A name already used by another device gets the device id appended."""
     taken = await db.fetchval("select id from devices where name = $1 and id <> $2", name, device_id)
@@ -96,15 +98,16 @@ async def upsert_registration(
     await db.execute(
         """
         insert into devices (id, name, kind, role, address, port, registration_id, lifetime_s, last_seen,
-                             firmware, mpy, agent_version, links, unreachable)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10, $11, $12, null)
+                             firmware, mpy, agent_version, links, unreachable, safe_mode)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10, $11, $12, null, $13)
         on conflict (id) do update set
             -- the master's assignment wins over what the board says; the board's fills in a role never assigned
             name = excluded.name, kind = excluded.kind, role = coalesce(devices.role, excluded.role),
             address = excluded.address,
             port = excluded.port, registration_id = excluded.registration_id, lifetime_s = excluded.lifetime_s,
             last_seen = now(), firmware = excluded.firmware, mpy = excluded.mpy,
-            agent_version = excluded.agent_version, links = excluded.links, unreachable = null
+            agent_version = excluded.agent_version, links = excluded.links, unreachable = null,
+            safe_mode = excluded.safe_mode
         """,
         device_id,
         name,
@@ -118,6 +121,7 @@ async def upsert_registration(
         mpy,
         agent_version,
         links,
+        safe_mode,
     )
 
 

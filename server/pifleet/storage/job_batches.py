@@ -14,6 +14,7 @@ import asyncpg
 import msgspec
 
 from ..model import JobSpec
+from .jobs import root_id
 
 
 async def upsert_jobs(db, specs: list[JobSpec]) -> list[asyncpg.Record]:
@@ -52,7 +53,11 @@ class RootRun(msgspec.Struct):
     params: Any  # the action's parameters as the job spec holds them
     at: datetime
     max_attempts: int
-    id: uuid.UUID = msgspec.field(default_factory=uuid.uuid4)
+    id: uuid.UUID | None = None  # root_id(job_id, at): a board's plan knows it before the run is planned
+
+    def __post_init__(self) -> None:
+        if self.id is None:
+            self.id = root_id(self.job_id, self.at)
 
 
 async def insert_roots(db, runs: list[RootRun]) -> list[asyncpg.Record]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -100,6 +100,16 @@ from job_executions e left join jobs j on j.id = e.job_id left join devices d on
 """
 
 
+_ROOT_IDS = uuid.UUID("5f0b6c0e-7d1c-4b8e-9a51-0c14a2f3e9d7")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def root_id(job_id: int, at: datetime) -> uuid.UUID:
+    """The id of a job's own run at `at`, known before the run is planned: a board's plan names its runs by it
+    (jobs/autonomy.py), so the run the board did and the one the master plans are one execution."""
+    return uuid.uuid5(_ROOT_IDS, f"{job_id}@{(at - _EPOCH) // timedelta(microseconds=1)}")
+
+
 def _execution(row: asyncpg.Record) -> ExecutionRead:
     return ExecutionRead(
         id=str(row["id"]),
@@ -120,6 +130,7 @@ def _execution(row: asyncpg.Record) -> ExecutionRead:
         error=row["error"],
         source=row["source"],
         actor=row["actor"],
+        ran_by=row["ran_by"],
     )
 
 
@@ -140,7 +151,7 @@ async def insert_execution(
 ) -> uuid.UUID | None:
     """Plan one run (or record one that will not run: state skipped/failed with the reason). Returns its id, or
     None when that run was already planned (same job and time, or same follow-up)."""
-    new_id = uuid.uuid4()
+    new_id = root_id(job_id, scheduled_for) if parent_id is None and job_id is not None else uuid.uuid4()
     conflict = (
         "(job_id, scheduled_for) where parent_id is null"
         if parent_id is None

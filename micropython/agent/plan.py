@@ -1,0 +1,155 @@
+"""The board's own timed runs for when the master is away (docs/jobs.md, "When the master is away").
+
+Layer: device side, application. Loaded only when the master pushes a plan (PUT /plan, through agent/admin.py) or a
+planned run's grace has passed (agent/app.py's pulse, which keeps nothing of the plan but the time to look
+again, `resources.due`); forgotten after. The plan lives in plan, what the board ran itself in done,
+both surviving a reboot.
+
+A plan entry is [eid, due, grace_s, until, capability, command, params] (due and until in unix seconds, soonest
+first). When `due + grace_s` has passed, the board has the master's time (agent/boots.py), the master has not
+sent that execution (its id is not among the commands the board remembers) and the master does not answer now,
+the board runs it itself — unless it is past `until` (the job's misfire window) — and remembers it in done
+until the master acknowledges it (PUT /plan's "ack"). A run the board did is answered as a duplicate if the master
+sends it later ("by": "board" in the answer): its effect happens once.
+"""
+
+import json
+import os
+
+from agent import boots
+from agent.port import const, forget, print_exception, wait_for_ms
+
+forget("boots")  # held by this module alone: it goes when this one is forgotten
+
+_PLAN = "plan"
+_DONE = "done"
+_CHANGED = const(68)
+_BAD_REQUEST = const(128)
+_METHOD_NOT_ALLOWED = const(133)
+_PUT = const(3)
+_POST = const(2)
+_URI_PATH = const(11)
+_CONTENT_FORMAT = const(12)
+_REACH_MS = const(2000)  # how long the master has to answer before the board runs a run itself
+_REPORT = const(4)  # runs done by the board per answer (one datagram)
+
+
+def _load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return []
+
+
+def _save(path, items):
+    if not items:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        return
+    with open(path + ".new", "w") as f:  # a power cut while writing leaves the old file whole
+        json.dump(items, f)
+    os.rename(path + ".new", path)
+
+
+def _answer(code, obj):
+    return code, [(_CONTENT_FORMAT, b"\x32")], json.dumps(obj).encode()
+
+
+def handle(res, msg):
+    """PUT /plan {"time": unix seconds, "plan": [entry …], "ack": [eid …]}: the master's time, the new plan, and the
+    runs done by the board that the master has recorded. The answer lists (some of) the runs done by the board that it
+    has not acknowledged yet: {"done": [{"eid", "at", "code", "answer"}], "more": n}."""
+    if msg.code != _PUT:
+        return _METHOD_NOT_ALLOWED, [], b""
+    try:
+        body = json.loads(msg.payload)
+        plan = body["plan"]
+        ack = body.get("ack") or []
+        boots.start(body["time"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return _answer(_BAD_REQUEST, {"ok": False, "error": "plan: " + repr(exc), "field": "plan"})
+    done = [d for d in _load(_DONE) if d["eid"] not in ack]
+    _save(_DONE, done)
+    ran = [d["eid"] for d in done]
+    plan = sorted((e for e in plan if e[0] not in ran), key=lambda e: e[1])
+    _save(_PLAN, plan)
+    _next(res, plan)
+    print("plan: %d runs planned, %d done by myself to report" % (len(plan), len(done)))
+    return _answer(_CHANGED, {"planned": len(plan), "done": done[:_REPORT], "more": max(len(done) - _REPORT, 0)})
+
+
+def _next(res, plan):
+    """When the pulse looks again (board time): the first entry's due time plus its grace; 0 for never."""
+    res.due = min(e[1] + e[2] for e in plan) - boots.EPOCH if plan else 0
+
+
+async def _reachable(agent):
+    reg = agent.registration
+    if reg.master is None:
+        return False
+    from agent import coap
+
+    path = reg.location or "rd"
+    try:
+        await wait_for_ms(agent.endpoint.request(reg.master, _POST, coap.path_options(_URI_PATH, path)), _REACH_MS)
+        return True  # any answer, even a refusal: the master is there, and decides
+    except Exception:  # noqa: BLE001 — timeout, RequestError: nobody answers
+        return False
+
+
+async def due(agent):
+    """The pulse saw a planned run's grace pass: run what the master did not send and cannot, keep the rest (a task
+    of its own; this module is forgotten when it ends)."""
+    try:
+        await _due(agent)
+    except Exception as exc:  # noqa: BLE001 — the board serves on; the plan is looked at again when pushed
+        print_exception(exc)
+    finally:
+        forget("plan")
+
+
+async def _due(agent):
+    res = agent.resources
+    now = boots.now()
+    plan = _load(_PLAN)
+    if now is None:
+        print("plan: no time from the master since the power came: running nothing by myself")
+        res.due = 0
+        return
+    keep = []
+    reachable = None
+    for entry in plan:
+        eid, at, grace, until, cap, command, params = entry
+        if now < at + grace:
+            keep.append(entry)
+            continue
+        if eid in res.executions:
+            print("plan: %s came from the master" % eid)
+            continue  # done (or under way) by its command
+        if now > until:
+            print("plan: %s %s.%s is past its window: not run" % (eid, cap, command))
+            continue
+        if reachable is None:
+            reachable = await _reachable(agent)
+        if reachable:
+            print("plan: %s %s.%s not sent, but the master answers: it decides" % (eid, cap, command))
+            continue
+        await _run(res, eid, cap, command, params, now)
+    _save(_PLAN, keep)
+    _next(res, keep)
+
+
+async def _run(res, eid, cap, command, params, now):
+    payload = json.dumps({"eid": eid, "ep": res.device_id, "params": params}).encode()
+    code, _, data = await res._command(cap, command, payload)
+    answer = json.loads(data)
+    print("plan: ran %s %s.%s myself (the master does not answer): %s" % (eid, cap, command, code == _CHANGED))
+    answer["by"] = "board"
+    if eid in res.executions:  # a later send of it by the master gets this answer, and nothing moves again
+        res.executions[eid] = (code, json.dumps(answer).encode())
+    done = _load(_DONE)
+    done.append({"eid": eid, "at": now, "code": code, "answer": answer})
+    _save(_DONE, done)

@@ -1,0 +1,41 @@
+"""Queries of the boards' own runs while the master is away (jobs/autonomy.py)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+
+async def scheduled_roots(db, job_ids: list[int]) -> list[asyncpg.Record]:
+    """The planned own runs (not follow-ups) of these jobs: id, job_id, scheduled_for."""
+    return await db.fetch(
+        "select id, job_id, scheduled_for from job_executions"
+        " where job_id = any($1::bigint[]) and parent_id is null and state = 'scheduled'",
+        job_ids,
+    )
+
+
+async def execution_row(db, execution_id: uuid.UUID) -> asyncpg.Record | None:
+    return await db.fetchrow("select * from job_executions where id = $1", execution_id)
+
+
+async def mark_ran_by_board(db, execution_id: uuid.UUID, at: datetime) -> None:
+    """The board ran it by itself at `at` (its one attempt), whatever state the row is in."""
+    await db.execute(
+        "update job_executions set ran_by = 'board', started_at = coalesce(started_at, $2),"
+        " attempt = greatest(attempt, 1) where id = $1",
+        execution_id,
+        at,
+    )
+
+
+async def live(db, execution_id: uuid.UUID) -> bool:
+    """Whether the run has not finished yet."""
+    return bool(
+        await db.fetchval(
+            "select true from job_executions where id = $1 and state in ('scheduled', 'dispatched', 'running')",
+            execution_id,
+        )
+    )

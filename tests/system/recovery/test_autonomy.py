@@ -1,0 +1,101 @@
+"""Offline autonomy (issue 14, item 3): the board keeps its timed runs while the master is away.
+
+The issue's story — the master is stopped at 19:59:50, the board runs the 20:00 down move itself by 20:00:30, the
+master comes back: one execution, ran_by board, its 07:00 follow-up planned, one move on the pin; a master back at
+20:00:10 sends the run itself: still one move — with short times: the run is due a few seconds after the job is
+saved, the board's grace is 3 s (second case: 60 s, longer than the master takes to start again on a loaded
+machine).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.pins import high_periods
+from tests.support.waits import wait_until
+from tests.system.e2e.helpers import DOWN_PIN, blind_job
+from tests.system.e2e.test_blind_job import online_with_caps
+
+# a master started, a board flashed through it, the master stopped and started again: minutes on a loaded CI machine
+pytestmark = pytest.mark.timeout(300)
+
+
+def planned(board, runs: int, before: int) -> bool:
+    return board.console_text().count(f"plan: {runs} runs planned") > before
+
+
+def the_run(master, job: str) -> list[dict]:
+    return [e for e in master.executions(job) if e["step"] == 0]
+
+
+def test_the_board_runs_its_timed_run_itself_while_the_master_is_away_and_once(master, board_factory):
+    board = board_factory("au1", master, role="blind", lifetime=15)
+    wait_until(lambda: online_with_caps(master, "au1"), what="au1 online", explain=master.log_tail)
+    before = board.console_text().count("plan: 1 runs planned")
+    job = blind_job("evening", "au1", at_in=8, down_s=0.5, up_after_s=3600, up_s=0.5)
+    job["autonomy_grace_s"] = 3
+    assert master.post("/api/jobs", job).status_code == 201
+    # the job's save sends the board its plan: one run, the down move
+    wait_until(lambda: planned(board, 1, before), timeout=10, what="au1's plan", explain=board.console_text)
+    run = the_run(master, "evening")[0]
+    master.kill()  # the Pi goes away just before the run is due
+
+    wait_until(
+        lambda: "plan: ran %s blind.move myself" % run["id"] in board.console_text(),
+        timeout=20,
+        what="au1 to run the move by itself within its grace",
+        explain=board.console_text,
+    )
+    assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), DOWN_PIN)] == [0.5]
+
+    master.start()
+    done = wait_until(
+        lambda: (r := the_run(master, "evening")) and r[0]["state"] == "succeeded" and r[0]["ran_by"] == "board" and r,
+        timeout=40,
+        what="the master to record the board's run",
+        explain=master.log_tail,
+    )
+    assert len(done) == 1 and done[0]["id"] == run["id"], done
+    follow_up = wait_until(
+        lambda: [e for e in master.executions("evening") if e["step"] == 1],
+        what="the follow-up of the board's run",
+        explain=master.log_tail,
+    )
+    assert len(follow_up) == 1 and follow_up[0]["state"] == "scheduled", follow_up
+    # the board does not keep it to report again, and nothing moved twice
+    wait_until(
+        lambda: "plan: 0 runs planned, 0 done" in board.console_text(),
+        timeout=30,
+        what="au1's report acknowledged",
+        explain=board.console_text,
+    )
+    assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), DOWN_PIN)] == [0.5]
+
+
+def test_a_master_back_within_the_grace_sends_the_run_itself_and_the_board_does_not(master, board_factory):
+    board = board_factory("au2", master, role="blind", lifetime=15)
+    wait_until(lambda: online_with_caps(master, "au2"), what="au2 online", explain=master.log_tail)
+    before = board.console_text().count("plan: 1 runs planned")
+    job = blind_job("evening2", "au2", at_in=8, down_s=0.5, up_after_s=3600, up_s=0.5)
+    job["autonomy_grace_s"] = 60
+    assert master.post("/api/jobs", job).status_code == 201
+    wait_until(lambda: planned(board, 1, before), timeout=10, what="au2's plan", explain=board.console_text)
+    master.kill()
+    master.start()  # back a few seconds after the run's instant, within the board's grace: the master sends it
+    done = wait_until(
+        lambda: (r := the_run(master, "evening2")) and r[0]["state"] == "succeeded" and r,
+        timeout=40,
+        what="the master to send the run itself",
+        explain=master.log_tail,
+    )
+    assert done[0]["ran_by"] == "master", done
+    # past the grace, the board saw the master's command: it runs nothing itself
+    run = done[0]
+    wait_until(
+        lambda: f"plan: {run['id']} came from the master" in board.console_text(),
+        timeout=40,
+        what="au2 past its grace",
+        explain=board.console_text,
+    )
+    assert "myself" not in board.console_text()
+    assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), DOWN_PIN)] == [0.5]
