@@ -106,14 +106,35 @@ class Cron:
 
     def between(self, after: datetime, end: datetime, tz: ZoneInfo, limit: int) -> list[datetime]:
         """Every instant in (after, end], in order, at most `limit` — what next_after, called again and again,
-        gives, in one pass over the days."""
+        gives, in one pass over the days (the window's days are worked out once for every expression)."""
         found: set[datetime] = set()
-        day, last = after.astimezone(tz).date() - timedelta(days=1), end.astimezone(tz).date() + timedelta(days=1)
-        while day <= last and len(found) < limit + len(self.times):
-            if self._day_matches(day):
-                found.update(w for clock in self.times if after < (w := resolve_local(day, clock, tz)) <= end)
-            day += timedelta(days=1)
+        enough = limit + len(self.times)
+        for day, month, dom, dow in _days(after, end, tz):
+            if len(found) >= enough:
+                break
+            if month not in self.months:
+                continue
+            if not (self.day_any and self.weekday_any):  # cron's rule for the two day fields, as _day_matches
+                on_dom, on_dow = dom in self.days, dow in self.weekdays
+                if not (on_dow if self.day_any else on_dom if self.weekday_any else on_dom or on_dow):
+                    continue
+            for clock in self.times:
+                when = resolve_local(day, clock, tz)
+                if after < when <= end:
+                    found.add(when)
         return sorted(found)[:limit]
+
+
+@functools.lru_cache(maxsize=32)
+def _days(after: datetime, end: datetime, tz: ZoneInfo) -> tuple[tuple[date, int, int, int], ...]:
+    """The local days a window (after, end] can fire on — one before (a gap-shifted time may land a day later)
+    and one after — each with its month, day of the month and weekday (0 = Sunday)."""
+    day, last = after.astimezone(tz).date() - timedelta(days=1), end.astimezone(tz).date() + timedelta(days=1)
+    days = []
+    while day <= last:
+        days.append((day, day.month, day.day, day.isoweekday() % 7))
+        day += timedelta(days=1)
+    return tuple(days)
 
 
 @functools.lru_cache(maxsize=16384)
@@ -226,6 +247,12 @@ def occurrences(
         if key not in memo:
             memo[key] = cron(trigger.expr).between(after, end, zone(trigger.tz), limit)
         return memo[key]
+    if isinstance(trigger, EveryTrigger):  # evenly spaced: the first, then arithmetic
+        first = next_fire(trigger, after, created=created)
+        if first is None or first > end:
+            return []
+        step = timedelta(seconds=trigger.seconds)
+        return [first + k * step for k in range(min(limit, (end - first) // step + 1))]
     found: list[datetime] = []
     while len(found) < limit:
         when = next_fire(trigger, after, created=created, location=location)
