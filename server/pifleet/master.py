@@ -158,6 +158,7 @@ class Master:
         # a board's own timed runs while the master is away: its plan after each registration (jobs/autonomy.py)
         self.autonomy = Autonomy(self.jobs, gateway, hub)
         self.registry = Registry(pool, hub, gateway, described=self._described)
+        stack.push_async_callback(self.registry.close)  # buffered telemetry is written after the gateway stopped
         self.registry.on_heard = self.autonomy.soon
         self.pairing = PairingService(pool, hub, keys=gateway)
         self.devices = DeviceService(pool, link, self.pairing, self.sync.sync)

@@ -2,6 +2,10 @@
 
 A board registers in the style of RFC 9176 (docs/protocol.md); the registry records it, answers with a
 registration id, and then reads the board's capability descriptions over the BoardLink.
+
+Heartbeats and telemetry are the master's busiest input: they are checked here one by one and written in batches
+(storage/batch.py: one statement and one commit for all that arrived together); each caller still gets its own
+answer once its batch is committed. `close()` writes what is still buffered (before the pool closes).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -17,6 +22,8 @@ import asyncpg
 from ..errors import BoardError, InvalidError
 from ..events import EventHub
 from ..storage import devices as q
+from ..storage import readings as readings_q
+from ..storage.batch import Batcher
 from .link import BoardLink, Described
 
 log = logging.getLogger(__name__)
@@ -33,6 +40,8 @@ class Registry:
         self._online: dict[str, bool] = {}
         # called with (device id, its /cap description) after each registration: the role sync hooks in here
         self.on_described = described
+        self._heartbeats = Batcher(self._touch, name="heartbeats")
+        self._reports = Batcher(self._store, name="telemetry")
         # called with the device id at the first heartbeat this master hears from a board since it started or since
         # the board was offline (it may have run planned runs by itself meanwhile: jobs/autonomy.py)
         self.on_heard: Callable[[str], None] | None = None
@@ -89,8 +98,19 @@ class Registry:
         self.hub.publish("devices")
         return registration_id
 
+    async def close(self) -> None:
+        """Write the heartbeats and telemetry still buffered."""
+        await asyncio.gather(self._heartbeats.close(), self._reports.close())
+
     async def update(self, registration_id: str, lifetime_s: int | None, address: str, port: int) -> bool:
-        device_id = await q.touch_registration(self.pool, registration_id, lifetime_s, address, port)
+        return await self.heartbeat(registration_id, None, lifetime_s, address, port)
+
+    async def heartbeat(
+        self, registration_id: str, device_id: str | None, lifetime_s: int | None, address: str, port: int
+    ) -> bool:
+        """A registration update from `device_id` (None: from whoever owns the registration); False if there is no
+        such registration, or it is another board's."""
+        device_id = await self._heartbeats.submit(q.Heartbeat(registration_id, device_id, lifetime_s, address, port))
         if device_id is None:
             return False
         self.link.bind(device_id, address, port)
@@ -139,19 +159,21 @@ class Registry:
             await self.on_described(device_id, described)
 
     async def telemetry(self, ep: str, address: str, capability: str, values: dict[str, Any]) -> str | None:
-        """Store what a board reported by itself; None, or why it was refused."""
-        device = await q.get_by_id(self.pool, ep)
-        if device is None:
-            return f"unknown board {ep!r}"
-        if device.address != address:
-            return f"board {ep} is registered from {device.address}, not {address}"
+        """Store what a board reported by itself; None, or why it was refused (an unknown board, or one registered
+        from another address). InvalidError for what cannot be stored."""
         if "\x00" in capability:
             raise InvalidError("must not contain NUL characters", field="cap")
-        rows = [(ep, capability, path, value) for path, value in _numbers(values)]
-        if rows:
-            await q.add_readings(self.pool, rows)
-        self.hub.publish("telemetry")
-        return None
+        report = readings_q.Report(ep, address, capability, _numbers(values), datetime.now(UTC))
+        return await self._reports.submit(report)
+
+    async def _touch(self, beats: list[q.Heartbeat]) -> list[str | None]:
+        return await q.touch_registrations(self.pool, beats)
+
+    async def _store(self, reports: list[readings_q.Report]) -> list[str | None]:
+        findings = await readings_q.store_reports(self.pool, reports)
+        if any(found.refusal is None for found in findings):
+            self.hub.publish("telemetry")  # one notice for the batch: "readings changed"
+        return [found.refusal for found in findings]
 
     async def mark_unreachable(self, device_id: str, reason: str) -> None:
         await q.mark_unreachable(self.pool, device_id, reason)

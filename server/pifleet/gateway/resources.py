@@ -55,6 +55,17 @@ def _query(request: aiocoap.Message) -> dict[str, str]:
     return out
 
 
+def _lifetime(query: dict[str, str]) -> int | None | bool:
+    """An update's lifetime: None when it names none, False when it is not a valid one."""
+    if "lt" not in query:
+        return None
+    try:
+        lifetime = int(query["lt"])
+    except ValueError:
+        return False
+    return lifetime if MIN_LIFETIME_S <= lifetime <= MAX_LIFETIME_S else False
+
+
 def valid_ep(ep: str) -> bool:
     return 0 < len(ep) <= 63 and all(c.isalnum() or c in "-_." for c in ep)
 
@@ -178,6 +189,14 @@ class Registrations(resource.Resource, resource.PathCapable):
         path = request.opt.uri_path
         if len(path) != 1:
             return aiocoap.Message(code=Code.NOT_FOUND)
+        who = sender(request)
+        if request.code == Code.POST and who is not None:
+            # the common case, a paired board's heartbeat: "is it the owner's" and the update in one batched
+            # statement; anything else (another board's registration, none, a bad lt) takes the path below
+            lifetime = _lifetime(_query(request))
+            if lifetime is not False and await self.registry.heartbeat(path[0], who, lifetime, *peer(request)):
+                self.counters["updates"] += 1
+                return aiocoap.Message(code=Code.CHANGED)
         owner = await self.registry.owner(path[0])
         if owner is None:
             return aiocoap.Message(code=Code.NOT_FOUND)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -138,6 +138,37 @@ async def touch_registration(db, registration_id: str, lifetime_s: int | None, a
         address,
         port,
     )
+
+
+class Heartbeat(NamedTuple):
+    """A registration update: the registration, the board that sent it (None: whoever owns it), from where."""
+
+    registration_id: str
+    device_id: str | None
+    lifetime_s: int | None
+    address: str
+    port: int
+
+
+async def touch_registrations(db, beats: list[Heartbeat]) -> list[str | None]:
+    """Registration updates in one statement (one round trip, one commit): each registration that exists and
+    belongs to the board named in the update (if one is named) is seen now, from the update's address. For each
+    update: the device id, or None (no such registration, or another board's). The last update of a registration
+    in the batch is the one whose address and lifetime stay."""
+    last = {(b.registration_id, b.device_id): b for b in beats}
+    rows = await db.fetch(
+        """
+        update devices d set last_seen = now(), unreachable = null, address = u.address, port = u.port,
+                             lifetime_s = coalesce(u.lifetime_s, d.lifetime_s)
+        from unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[])
+             as u(registration_id, device_id, lifetime_s, address, port)
+        where d.registration_id = u.registration_id and (u.device_id is null or d.id = u.device_id)
+        returning d.registration_id, d.id
+        """,
+        *zip(*[tuple(b) for b in last.values()], strict=True),
+    )
+    owners = {r["registration_id"]: r["id"] for r in rows}
+    return [owner if (owner := owners.get(b.registration_id)) and b.device_id in (None, owner) else None for b in beats]
 
 
 async def remove_registration(db, registration_id: str) -> str | None:
