@@ -202,8 +202,7 @@ def trial(agent):
     if running != mark.get("to"):
         mark["reason"] = mark.get("reason") or (
             "MicroPython %s in %s did not confirm itself (its agent did not start, or the power failed first): "
-            "the bootloader went back to %s"
-            % (mark.get("target"), mark.get("to"), running)
+            "the bootloader went back to %s" % (mark.get("target"), mark.get("to"), running)
         )
         _write(ROLLED_BACK, mark)
         _remove(TRY)
