@@ -11,7 +11,9 @@ over the full travel time of that direction (`up_s`, `down_s`). A move to 0 or 1
 any move at least as long as the full travel. Until then the position of a new board is unknown (null), and
 a goto to anything but 0 or 100 is refused. The position is kept in state_blind.json, written when a move
 starts (marked "moving", so a power cut during a move makes the position unknown rather than wrong) and when
-it ends; never during a move. It must not talk to the network.
+it ends; never during a move. It must not talk to the network: its STATE (position, moving) goes to the master
+through the agent (agent/state.py), reported when a move starts, every half second while it runs, and when it
+ends.
 """
 
 import json
@@ -35,6 +37,10 @@ COMMANDS = {
         "up_s": {"type": "number", "min": 1, "max": 300, "unit": "s", "required": False},
         "down_s": {"type": "number", "min": 1, "max": 300, "unit": "s", "required": False},
     },
+}
+STATE = {
+    "position": {"type": "integer", "min": 0, "max": 100, "unit": "%"},
+    "moving": {"type": "enum", "values": ["up", "down"], "null": "idle"},  # null: standing still
 }
 CONFIG = {
     "up_pin": {"type": "integer", "pin": "out"},
@@ -128,7 +134,15 @@ class Blind(Actuator):
 
     def _on(self, direction):
         self._save(moving=direction)  # a power cut from here on leaves the position unknown, not wrong
+        self._report(True)  # reported again and again while it moves (before the pin: its time is counted from it)
         Actuator._on(self, direction)
+
+    def _report(self, live):
+        try:
+            from agent.state import changed  # loaded while there is something to send
+        except ImportError:  # an agent older than STATE reports
+            return
+        changed(NAME, self.position, live)  # its STATE is what the position command answers
 
     def _settle(self, motion, end):
         """The motor stopped: account for the time it ran (once, whoever stops it first); `end` when a run
@@ -136,6 +150,7 @@ class Blind(Actuator):
         self._pos = end if end is not None else self._after(motion[0], ticks_diff(self._off_at, motion[1]))
         self._motion = None
         self._save()
+        self._report(False)
 
     def _position(self):
         pos = self._pos

@@ -1,6 +1,7 @@
 """Relay: one output switched on, off, toggled, or pulsed for a time the board enforces.
 
-Layer: role module (runs on the board, loaded by agent/caps.py). It must not talk to the network.
+Layer: role module (runs on the board, loaded by agent/caps.py). It must not talk to the network: its STATE
+(on, pulsing) goes to the master through the agent (agent/state.py) whenever the output changes.
 
 The relay has a steady state (what on/off/toggle set) and may be in a pulse: `pulse` flips it away from the
 steady state for `seconds`, then the board's own timer puts it back, master or not (a momentary contact for
@@ -31,6 +32,7 @@ COMMANDS = {
     "pulse": {"seconds": {"type": "number", "min": 0.05, "max": 86400, "unit": "s"}},
     "state": {},
 }
+STATE = {"on": {"type": "boolean"}, "pulsing": {"type": "boolean"}}
 CONFIG = {
     "out_pin": {"type": "integer", "pin": "out"},
     "inverted": {"type": "boolean", "required": False, "default": False},
@@ -72,6 +74,11 @@ class Relay:
     def drive(self, on):
         self._on = on
         self._pin.value(on != self._inverted)
+        try:
+            from agent.state import changed  # loaded while there is something to send
+        except ImportError:  # an agent older than STATE reports
+            return
+        changed(NAME, self.state)  # its STATE is what the state command answers
 
     def _cancel_pulse(self):
         task, self._pulse = self._pulse, None

@@ -9,6 +9,8 @@ itself by module-level names:
     CONFIG    {'up_pin': {...}, ...}: the per-device configuration setup() takes (checked by the master);
               dropped once the capability is set up (and self-checked): read it in setup(), not later
     TELEMETRY optional {'celsius': {...}}: what read() returns, sent every cfg['telemetry_s'] seconds
+    STATE     optional {'position': {...}}: what the capability reports as it changes (agent/state.py); dropped
+              once set up, like CONFIG
     setup(cfg) -> an object with one coroutine method per command (and optionally `run(emit)`, a background
                task that reports events through emit(dict))
     stop(obj)  optional: bring the hardware to a safe state (agent shutdown, or the module being replaced)
@@ -59,10 +61,11 @@ def load_one(name, stem, cfg, check=False):
             except Exception:
                 cap.stop()
                 raise
-        if hasattr(module, "CONFIG"):
-            # CONFIG serves setup() (and the master, which reads it from the source): its dicts need no heap
-            # while the capability runs. A module reads what it needs from cfg in setup().
-            delattr(module, "CONFIG")
+        for declared in ("CONFIG", "STATE"):
+            # CONFIG serves setup(), STATE the master (both read by it from the source): their dicts need no
+            # heap while the capability runs. A module reads what it needs from cfg in setup().
+            if hasattr(module, declared):
+                delattr(module, declared)
     except Exception:
         unload(stem)  # a module that cannot run does not stay in the heap
         raise

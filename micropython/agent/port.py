@@ -15,6 +15,7 @@ IS_MICROPYTHON = sys.implementation.name == "micropython"
 # own would be "linux [GCC …] version".
 MACHINE = None
 LOG = None  # agent/log.py's ring, once installed: tracebacks are written there too
+AGENT = None  # the running agent (set by agent/setup.py): agent/state.py sends through it
 
 if IS_MICROPYTHON:
     from micropython import const  # noqa: F401  (re-exported)

@@ -10,6 +10,7 @@ import json
 import time
 
 from agent import VERSION, caps
+from agent import port as agent_port
 from agent.app import Agent
 from agent.endpoint import Endpoint
 from agent.port import IS_MICROPYTHON, const, forget, udp_socket
@@ -159,6 +160,7 @@ def start(path=CONFIG_PATH):
     endpoint.handler = resources.handle
     endpoint.stats["telemetry"] = 0
     endpoint.stats["telemetry_lost"] = 0
+    agent_port.AGENT = agent  # for capabilities that report their state (agent/state.py)
     try:
         __import__("os").stat("ota.try")  # a new MicroPython waits for this boot's verdict (agent/ota.py)
     except OSError:

@@ -29,6 +29,7 @@ TOPICS = (
     "rollouts",
     "telemetry",
     "logs",
+    "state",  # a capability's live state changed: {"device", "capability", "values", "at"} (devices/state.py)
 )
 
 Notice = tuple[str, str]  # (topic, data: JSON text)

@@ -36,6 +36,15 @@ class SyncRead(Struct):
     updated_at: datetime
 
 
+class StateRead(Struct):
+    """A capability's live state: its values as the board last reported them, when, and what its module declares
+    about each value (type, unit; its STATE, or else its TELEMETRY)."""
+
+    values: dict[str, Any]
+    at: datetime
+    declared: dict[str, dict[str, Any]] = {}
+
+
 class DeviceRead(Struct):
     id: str
     name: str
@@ -52,6 +61,7 @@ class DeviceRead(Struct):
     capabilities: list[CapabilityRead]
     sync: SyncRead | None = None
     role_config: dict[str, dict[str, Any]] = {}
+    state: dict[str, StateRead] = {}  # capability -> its live state (one device's answer only; {} in lists)
     safe_mode: str | None = None  # why the board runs in safe mode (no role modules), as its registration said
 
 

@@ -1,7 +1,8 @@
 """The dashboard's pages in a real browser, on one master with one virtual blind (blind-1), in the order a person
 would go: every page under the header menu renders at a phone's and a desk's width without console errors; the
 board page's controls come from the blind's declared commands, and pressing "move" (down, 2 s) drives the virtual
-board's down pin for 2 s and shows the execution, sent by the person; the chart draws stored readings
+board's down pin for 2 s, shows the blind's position falling while it runs (the board's state reports, pushed on
+the event stream) and shows the execution, sent by the person; the chart draws stored readings
 (downsampled by the master); the job editor shows a refusal at its field, previews the next runs, saves a job that
 then shows in the list and on the timeline picture; a viewer sees the same pages without any control that changes
 something, and the API refuses their command.
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
+import pytest
 
 from tests.browser.conftest import log_in
 from tests.support.masters import ADMIN, ADMIN_PASSWORD
@@ -24,6 +26,7 @@ from tests.system.e2e.helpers import DOWN_PIN
 LOADED = "() => !document.querySelector('main').innerText.includes('loading')"
 PAGES = ["/", "/devices/blind-1", "/jobs", "/timeline", "/roles", "/flashing", "/adoption", "/people"]
 VIEWER, VIEWER_PASSWORD = "guest", "a viewer's password"
+SPARE_MIN = 15  # the stored day of readings is this much younger than 24 h
 
 
 def _store_readings(database_url: str, device_id: str, n: int) -> None:
@@ -33,7 +36,7 @@ def _store_readings(database_url: str, device_id: str, n: int) -> None:
     now = datetime.now(UTC)
     rows = [
         (device_id, "climate", "celsius", 20 + (i % 60) / 10, now - timedelta(minutes=i))
-        for i in range(n)
+        for i in range(n - SPARE_MIN)  # the oldest minutes left out: a slow run must not see them leave the 24 h
         if not 300 <= i < 360
     ]
     # psycopg (Huey's driver), not asyncpg: sync Playwright keeps an event loop running in this thread
@@ -52,6 +55,7 @@ def _add_viewer(master) -> None:
         assert r.status_code == 201, r.text
 
 
+@pytest.mark.timeout(300)  # a person's whole visit, page after page: ~100 s alone, more beside other test runs
 def test_pages_board_controls_chart_job_editor_and_a_viewer(master, board_factory, browser, page, database_url):
     board = board_factory("blind-1", master, role="blind")
     wait_until(
@@ -97,7 +101,31 @@ def test_pages_board_controls_chart_job_editor_and_a_viewer(master, board_factor
     assert [e for e in page.console_errors if "422" not in e] == [], page.console_errors
     page.console_errors.clear()
 
-    # press "move", down for 2 s: the down pin is high for 2 s, the execution shows, sent by this person
+    # a known position first: travel times of 3 s, then a calibration run (fully up: 3.3 s); the page shows it live
+    for params in ({"up_s": 3, "down_s": 3}, {}):
+        answer = master.post(
+            "/api/devices/blind-1/commands", json={"capability": "blind", "command": "calibrate", "params": params}
+        )
+        assert answer.status_code in (200, 202), answer.text
+    position = page.locator('#device-live [data-state="blind.position"] .state-value')
+    wait_until(
+        lambda: position.count() and position.inner_text() == "100",
+        timeout=20,
+        what="the page showing the blind at 100 %",
+        explain=lambda: f"{master.log_tail()}\nstate: {master.get('/api/devices/blind-1/state')}",
+    )
+    assert master.get("/api/devices/blind-1")["state"]["blind"]["values"] == {"position": 100, "moving": None}
+    # every position the page shows from now on, as it shows it (no reload: the panel is updated in place)
+    page.evaluate(
+        """() => { window.shown = [];
+        new MutationObserver(() => {
+          const v = document.querySelector('#device-live [data-state="blind.position"] .state-value');
+          if (v && v.textContent !== window.shown[window.shown.length - 1]) window.shown.push(v.textContent);
+        }).observe(document.querySelector('main'), {subtree: true, childList: true, characterData: true}); }"""
+    )
+
+    # press "move", down for 2 s: the down pin is high for 2 s, the position falls on the page while the motor
+    # runs, the execution shows, sent by this person
     since = board.pin_history()[-1][0] if board.pin_history() else 0.0
     move.locator('input[name="seconds"]').fill("2")
     move.locator("button[type=submit]").click()
@@ -109,6 +137,15 @@ def test_pages_board_controls_chart_job_editor_and_a_viewer(master, board_factor
     )
     ((start, end),) = high_periods(board.pin_history(), DOWN_PIN, since)
     assert abs((end - start) - 2.0) <= 0.1, end - start
+    wait_until(
+        lambda: position.inner_text() == "33",  # 2 s of a 3 s travel down from 100 %
+        timeout=5,
+        what="the page showing where the blind stopped",
+        explain=lambda: f"shown: {page.evaluate('window.shown')}, state: {master.get('/api/devices/blind-1/state')}",
+    )
+    shown = [int(v) for v in page.evaluate("window.shown")]
+    assert shown == sorted(shown, reverse=True) and len(shown) >= 4, shown  # falling, and seen on the way down
+    assert shown[-1] == 33 and any(33 < v < 100 for v in shown), shown
     row = page.locator("#device-executions [data-execution]").first
     row.locator(".state.succeeded").wait_for(timeout=10_000)  # live: the page is not reloaded
     assert "blind.move" in row.inner_text() and f"sent by {ADMIN}" in row.inner_text(), row.inner_text()
@@ -118,7 +155,7 @@ def test_pages_board_controls_chart_job_editor_and_a_viewer(master, board_factor
     # -- the chart: a day of readings, downsampled by the master, with the gap where the board was off ----------
     figure = page.locator('figure[data-series="climate.celsius"]')
     figure.wait_for()
-    assert int(figure.get_attribute("data-readings")) == 24 * 60 - 60
+    assert int(figure.get_attribute("data-readings")) == 24 * 60 - 60 - SPARE_MIN
     assert 0 < int(figure.get_attribute("data-points")) <= 240
     assert figure.locator("polyline.line").count() == 2  # broken where an hour is missing
     figure.locator('button:text-is("30d")').click()

@@ -25,6 +25,7 @@ from ..storage import devices as q
 from ..storage import readings as readings_q
 from ..storage.batch import Batcher
 from .link import BoardLink, Described
+from .state import StateService, numbers
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,13 @@ class Registry:
         self._online: dict[str, bool] = {}
         # called with (device id, its /cap description) after each registration: the role sync hooks in here
         self.on_described = described
-        self._heartbeats = Batcher(self._touch, name="heartbeats")
-        self._reports = Batcher(self._store, name="telemetry")
         # called with the device id at the first heartbeat this master hears from a board since it started or since
         # the board was offline (it may have run planned runs by itself meanwhile: jobs/autonomy.py)
         self.on_heard: Callable[[str], None] | None = None
         self._heard: set[str] = set()
+        self._heartbeats = Batcher(self._touch, name="heartbeats")
+        self._reports = Batcher(self._store, name="telemetry")
+        self.states = StateService(pool, hub)  # live state: POST /s, and the last telemetry of each capability
 
     async def register(
         self,
@@ -163,14 +165,20 @@ class Registry:
         from another address). InvalidError for what cannot be stored."""
         if "\x00" in capability:
             raise InvalidError("must not contain NUL characters", field="cap")
-        report = readings_q.Report(ep, address, capability, _numbers(values), datetime.now(UTC))
-        return await self._reports.submit(report)
+        report = readings_q.Report(ep, address, capability, numbers(values), datetime.now(UTC))
+        return await self._reports.submit((report, values))
 
     async def _touch(self, beats: list[q.Heartbeat]) -> list[str | None]:
         return await q.touch_registrations(self.pool, beats)
 
-    async def _store(self, reports: list[readings_q.Report]) -> list[str | None]:
-        findings = await readings_q.store_reports(self.pool, reports)
+    async def _store(self, batch: list[tuple[readings_q.Report, dict[str, Any]]]) -> list[str | None]:
+        """A batch of telemetry in one transaction: the readings in one statement, then each stored report's values
+        as its capability's last state."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            findings = await readings_q.store_reports(conn, [report for report, _ in batch])
+            for (report, values), found in zip(batch, findings, strict=True):
+                if found.refusal is None:
+                    await self.states.record(report.device_id, found.name, report.capability, values, conn)
         if any(found.refusal is None for found in findings):
             self.hub.publish("telemetry")  # one notice for the batch: "readings changed"
         return [found.refusal for found in findings]
@@ -196,21 +204,3 @@ class Registry:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _numbers(values: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
-    """(dotted path, number) of every number and boolean in a reading (true is 1). InvalidError for what
-    cannot be stored: a name with NUL (PostgreSQL text takes none), an integer beyond a float."""
-    out = []
-    for key, value in values.items():
-        path = f"{prefix}{key}"
-        if "\x00" in path:
-            raise InvalidError("names must not contain NUL characters", field="values")
-        if isinstance(value, bool | int | float):
-            try:
-                out.append((path, float(value)))
-            except OverflowError:
-                raise InvalidError(f"{path}: number out of range", field="values") from None
-        elif isinstance(value, dict):
-            out.extend(_numbers(value, path + "."))
-    return out

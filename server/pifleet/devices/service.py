@@ -16,9 +16,10 @@ from typing import Any
 import asyncpg
 
 from ..errors import ConflictError, InvalidError, NotFoundError
-from ..model import DeviceRead, GroupRead, ReadingRead
+from ..model import DeviceRead, GroupRead, ReadingRead, StateRead
 from ..storage import devices as q
 from ..storage import readings as readings_q
+from . import state as live
 from .link import BoardLink
 from .pairing import PairingService
 
@@ -44,6 +45,20 @@ class DeviceService:
         if device is None:
             raise NotFoundError(f"no device named {name!r}", field="name")
         return device
+
+    async def one(self, name: str) -> DeviceRead:
+        """A device with its live state (what GET /api/devices/NAME answers)."""
+        device = await self.get(name)
+        device.state = await live.of_device(self.pool, device.id)
+        return device
+
+    async def state(self, name: str) -> dict[str, StateRead]:
+        """The live state of each capability of a device, as its board last reported it."""
+        return await live.of_device(self.pool, (await self.get(name)).id)
+
+    async def units(self, name: str) -> dict[tuple[str, str], str]:
+        """The unit of each (capability, path) of a device's readings, as its modules declare them."""
+        return await live.units(self.pool, (await self.get(name)).id)
 
     async def sync(self, name: str) -> DeviceRead:
         """Bring a board in line with its role now; the device as it is afterwards."""

@@ -99,6 +99,10 @@ def declarations(name: str, source: str) -> dict:
     if "CONFIG" in values and not (isinstance(config, dict) and all(isinstance(v, dict) for v in config.values())):
         raise InvalidError(f"{filename}: CONFIG must be a dict literal of key → schema", field="source")
     telemetry = values.get("TELEMETRY")
+    telemetry = telemetry if _schemas(telemetry) else {}
+    state = values.get("STATE")
+    if "STATE" in values and not _schemas(state):
+        raise InvalidError(f"{filename}: STATE must be a dict literal of value → schema", field="source")
     return {
         "name": name,
         "version": values["VERSION"],
@@ -106,8 +110,20 @@ def declarations(name: str, source: str) -> dict:
         "schema": commands,
         "config": config,
         "native": has_native_code(tree),
-        "telemetry": sorted(telemetry) if isinstance(telemetry, dict) else [],
+        "telemetry": sorted(telemetry),
+        # what its live state holds (devices/state.py): its STATE, or else its telemetry, which is then its state
+        "state": state or telemetry,
+        "units": {
+            key: schema["unit"]
+            for key, schema in {**telemetry, **(state or {})}.items()
+            if isinstance(schema.get("unit"), str) and not schema["unit"].startswith("(")  # "(CONFIG unit)"
+        },
     }
+
+
+def _schemas(value: object) -> bool:
+    """A dict literal of name → schema (TELEMETRY, STATE)."""
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items())
 
 
 class ModuleService:

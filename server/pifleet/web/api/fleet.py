@@ -9,7 +9,7 @@ from litestar.params import Parameter
 
 from ...devices.service import DeviceService
 from ...errors import BoardError, ConflictError
-from ...model import DeviceRead, GroupRead, GroupWrite, ReadingRead
+from ...model import DeviceRead, GroupRead, GroupWrite, ReadingRead, StateRead
 from ..contract import problems
 
 
@@ -21,9 +21,19 @@ class DeviceController(Controller):
     async def list_devices(self, device_service: DeviceService) -> list[DeviceRead]:
         return await device_service.list()
 
-    @get("/{name:str}", operation_id="getDevice", summary="One device by name")
+    @get("/{name:str}", operation_id="getDevice", summary="One device by name, with its live state")
     async def get_device(self, device_service: DeviceService, name: str) -> DeviceRead:
-        return await device_service.get(name)
+        return await device_service.one(name)
+
+    @get(
+        "/{name:str}/state",
+        operation_id="getDeviceState",
+        summary="The live state of each capability (position, on/off, last values), as the board last reported it",
+    )
+    async def get_device_state(self, device_service: DeviceService, name: str) -> dict[str, StateRead]:
+        """Boards report a capability's state as it changes (a blind's position every half second while it
+        moves); each change also comes on GET /api/events as a `state` event."""
+        return await device_service.state(name)
 
     @post(
         "/{name:str}/sync",

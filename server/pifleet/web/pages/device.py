@@ -3,7 +3,9 @@ of its stored readings, its recent executions, its modules and sync state, and i
 
 Layer: adapter (Litestar + htmx). The controls send `POST /api/devices/NAME/commands` from dashboard/static/
 pifleet.js (the API answers, no page route in between); the page's parts re-render on the event stream's
-"devices", "executions" and "telemetry" notices. Readers see everything but the controls and actions.
+"devices", "executions" and "telemetry" notices; the live state (what the board's capabilities report as it
+changes: a blind's position while it moves) is updated in place from the stream's `state` events by
+dashboard/static/device-state.js. Readers see everything but the controls and actions.
 """
 
 from __future__ import annotations
@@ -59,8 +61,15 @@ class DevicePageController(Controller):
                 "commands": controls.commands(device.capabilities),
                 "series": await device_service.latest_readings(name),
                 "ranges": list(RANGES),
+                "state": await device_service.state(name),
             },
         )
+
+    @get("/ui/devices/{name:str}/live", operation_id="uiDeviceLive")
+    async def live(self, device_service: DeviceService, name: str) -> Template:
+        """The live state panel again (device-state.js asks for it when a value it has no place for arrives)."""
+        device = await device_service.get(name)
+        return Template("_device_live.html", context={"device": device, "state": await device_service.state(name)})
 
     @get("/ui/devices/{name:str}/state", operation_id="uiDeviceState")
     async def state(self, device_service: DeviceService, job_service: JobService, name: str) -> Template:
