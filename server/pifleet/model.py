@@ -155,10 +155,11 @@ class AtTrigger(Struct, tag="at", tag_field="type", forbid_unknown_fields=True):
 
 
 class CronTrigger(Struct, tag="cron", tag_field="type", forbid_unknown_fields=True):
-    """Five-field cron (minute hour day-of-month month day-of-week) in a time zone."""
+    """Five-field cron (minute hour day-of-month month day-of-week) in a time zone (absent: the master's, as its
+    settings say)."""
 
     expr: Annotated[str, Meta(min_length=9, max_length=120)]
-    tz: TimeZone = "UTC"
+    tz: TimeZone | None = None
 
 
 class EveryTrigger(Struct, tag="every", tag_field="type", forbid_unknown_fields=True):

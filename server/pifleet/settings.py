@@ -35,6 +35,18 @@ KEYS = ("latitude", "longitude", "timezone")
 
 Changed = Callable[[], Awaitable[Any]]  # called after the location changed
 
+_house = [ZoneInfo("UTC")]  # this process's master's zone, once it loaded its settings
+
+
+def house_zone() -> ZoneInfo:
+    """The master's time zone (its settings): what a cron trigger without `tz` runs in (jobs/triggers.py). UTC in a
+    process without a master."""
+    return _house[0]
+
+
+def use_house_zone(tz: ZoneInfo) -> None:
+    _house[0] = tz
+
 
 def zone(name: str, field: str = "timezone") -> ZoneInfo:
     try:
@@ -83,6 +95,7 @@ class SettingsService:
         self._stored = {r["key"]: r["value"] for r in rows if r["key"] in KEYS}
         latest = max(rows, key=lambda r: r["updated_at"], default=None)
         self._updated = (latest["updated_at"], latest["updated_by"]) if latest else None
+        use_house_zone(self.zone())
 
     def get(self) -> SettingsRead:
         values = self._defaults | self._stored

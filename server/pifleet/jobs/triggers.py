@@ -26,6 +26,7 @@ from ..model import (
     ThresholdTrigger,
     Trigger,
 )
+from ..settings import house_zone
 
 Location = tuple[float, float]
 
@@ -33,7 +34,9 @@ _FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12),
 _SEARCH_DAYS = 366 * 5  # "0 0 29 2 1" (Feb 29th on a Monday) is rare, but exists within a few years
 
 
-def zone(name: str, field: str = "trigger.tz") -> ZoneInfo:
+def zone(name: str | None, field: str = "trigger.tz") -> ZoneInfo:
+    if name is None:
+        return house_zone()  # a cron trigger without tz: the master's zone (settings)
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory of zones ("America"), too long
