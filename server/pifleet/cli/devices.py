@@ -9,6 +9,8 @@ import click
 
 from .client import api_options, call, echo_json, json_option, local_time, table
 
+SITE_DOWN = "site unreachable"  # a board of another site whose master is down (docs/operations.md, "Scaling out")
+
 
 @click.command()
 @api_options
@@ -23,7 +25,7 @@ def devices(url, as_json) -> None:
         [
             [
                 d["name"],
-                "online" if d["online"] else "offline",
+                "online" if d["online"] else (SITE_DOWN if d["unreachable"] == SITE_DOWN else "offline"),
                 d["role"] or "-",
                 ",".join(c["name"] for c in d["capabilities"]) or "-",
                 f"{d['address']}:{d['port']}",

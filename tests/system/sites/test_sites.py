@@ -9,6 +9,8 @@ site from PIFLEET_SITE, the environment variable of `--site` (tests/support/mast
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +26,8 @@ from tests.system.auth.test_login import _Stream
 from tests.system.e2e.helpers import DOWN_PIN, iso_in
 
 FINAL = ("succeeded", "failed", "timed_out", "skipped", "missed", "cancelled")
+# the first test carries the module's set-up (two masters started, two boards flashed): long on a busy machine
+pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
@@ -39,19 +43,16 @@ def sites(tmp_path_factory, pg_url):
     b = MasterProcess(root / "b", url, environ={"PIFLEET_SITE": "b"})
     boards = {}
 
-    def bring_up(master: MasterProcess, name: str, setup: bool) -> None:
-        master.start(setup=setup)
-        if not setup:
-            wait_until(lambda: a.token, timeout=120, what="site a set up")
-            master.token = a.token  # one database, one set of users and tokens
+    def bring_up(master: MasterProcess, name: str) -> None:
         board = boards[name] = VirtualBoard(name, root / "boards" / name, erased=True, master=master.coap)
         board.start()
         flash(master, board, name, "blind")
 
     try:
-        # the two sites come up side by side (b is set up by a's first admin and token)
-        with ThreadPoolExecutor(2) as pool:
-            for done in [pool.submit(bring_up, a, "blind-a", True), pool.submit(bring_up, b, "blind-b", False)]:
+        a.start()
+        b.start()  # set up already: one database, one set of people and tokens
+        with ThreadPoolExecutor(2) as pool:  # the two boards are flashed side by side, each through its site
+            for done in [pool.submit(bring_up, a, "blind-a"), pool.submit(bring_up, b, "blind-b")]:
                 done.result()
         for name in boards:
             wait_until(
@@ -204,6 +205,11 @@ def test_a_killed_site_is_unreachable_and_catches_up_when_back(sites):
         explain=explain(a),
     )
     assert not blind_b["online"] and a.device("blind-a")["online"]
+    listed = subprocess.run(
+        [sys.executable, "-m", "pifleet", "devices"], capture_output=True, text=True, env=a.env(), timeout=60
+    )
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:] if line.strip()}
+    assert "site unreachable" in rows["blind-b"] and " online " in rows["blind-a"], listed.stdout + listed.stderr
     r = a.post("/api/devices/blind-b/commands", move(0.3))
     assert r.status_code == 502 and "site unreachable" in r.json()["detail"], r.text
     assert [e["state"] for e in a.executions("b-late")] == ["scheduled"]
