@@ -16,7 +16,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
@@ -54,6 +53,7 @@ from .web.pages.roles import RolePanelController
 from .web.pages.settings import SettingsPageController, local_filter
 from .web.pages.timeline import TimelinePageController
 from .web.problems import HANDLERS, problem
+from .web.schema import LocalRedoc
 
 DASHBOARD = resources.dashboard()
 
@@ -200,7 +200,7 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
             title="pifleet",
             version=__version__,
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[LocalRedoc()],  # Redoc, vendored in dashboard/static (web/schema.py)
             description="The master of a home fleet of MicroPython boards: devices, jobs, executions. Every route "
             "but login, setup and health needs a session cookie (and X-CSRF-Token on unsafe requests) "
             "or an API token: Authorization: Bearer pft_….",

@@ -10,9 +10,9 @@ Pages that hold buttons which move motors must not run anyone else's code and mu
 - X-Content-Type-Options: nosniff (a file is only ever what its Content-Type says);
 - Referrer-Policy: same-origin (a link out does not tell the other site which board page it came from).
 
-The one exception is the API reference at /schema (Litestar's Scalar page): its script and style come from a CDN
-until they are vendored, so that page's policy also allows exactly that origin (still no inline script, still never
-framed).
+The one exception is the API reference at /schema (Redoc, vendored: web/schema.py): its scripts are the master's
+too, but Redoc styles its page with <style> elements it adds, so that page's policy allows inline styles (still no
+inline script, nothing from elsewhere, never framed).
 
 Layer: web adapter; no service, no I/O.
 """
@@ -26,12 +26,10 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-# The Scalar API reference (litestar.openapi.plugins.ScalarRenderPlugin) loads its bundle and stylesheet from
-# jsDelivr and puts one <style> block in its page; its configuration is a JSON script element, never executed.
-SCHEMA_CDN = "https://cdn.jsdelivr.net"
+# The API reference (Redoc, from /static: web/schema.py) adds its own <style> elements and data: images
 SCHEMA_CSP = (
-    f"default-src 'self'; script-src 'self' {SCHEMA_CDN}; style-src 'self' 'unsafe-inline' {SCHEMA_CDN}; "
-    f"img-src 'self' data:; font-src 'self' data: {SCHEMA_CDN}; connect-src 'self'; object-src 'none'; "
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 FIXED = {

@@ -4,6 +4,7 @@ and pages that work under that policy: no inline script, event handler or style 
 
 from __future__ import annotations
 
+import re
 import warnings
 from html.parser import HTMLParser
 
@@ -97,10 +98,19 @@ def test_every_answer_carries_the_headers(module_master):
     assert_secured(nobody.post("/api/login", json={"name": ADMIN, "password": ADMIN_PASSWORD + "x"}))
 
 
-def test_the_api_reference_may_load_its_cdn_bundle_but_is_never_framed(module_master):
-    r = session(module_master).get("/schema")
+def test_the_api_reference_is_served_by_the_master_alone_and_never_framed(module_master):
+    """/schema (Redoc, vendored: web/schema.py) references only the master's own URLs, which it serves; nothing
+    from a CDN, no inline script."""
+    person = session(module_master)
+    r = person.get("/schema")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert_secured(r, strict=False)
     csp = directives(r.headers["content-security-policy"])
-    assert csp["script-src"] == ["'self'", "https://cdn.jsdelivr.net"]
-    assert [s for s in inline_code(r.text) if "inline <script>" in s and "api-reference" not in s] == []
+    assert csp["script-src"] == ["'self'"] and csp["connect-src"] == ["'self'"]
+    assert [s for s in inline_code(r.text) if "inline <script>" in s] == []
+    urls = re.findall(r"""(?:src|href|data-spec-url)=["']([^"']+)""", r.text)
+    assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+    for url in urls:
+        assert person.get(url).status_code == 200, url
+    bundle = person.get("/static/vendor/redoc-2.5.0.standalone.js")  # the whole of Redoc, from the master
+    assert "javascript" in bundle.headers["content-type"] and len(bundle.content) > 500_000
