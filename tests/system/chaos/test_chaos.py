@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[3]
 @pytest.mark.timeout(900)
 @pytest.mark.xfail(
     strict=False,
+    raises=AssertionError,
     reason="known faults outside the master's gateway (issue 14): a board forgets the execution ids it ran when it "
     "loses power (kept in RAM) and after 8 more commands, so a run re-sent after either moves the blind again; a run "
     "whose record a PostgreSQL restart interrupted stays running until the master restarts",
