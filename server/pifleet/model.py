@@ -423,6 +423,34 @@ class ReadingRead(Struct):
     at: datetime
 
 
+class BucketRead(Struct):
+    """The readings of a series within [at, at + the bucket's width): how many, least, greatest, mean."""
+
+    at: datetime
+    count: int
+    min: float
+    max: float
+    avg: float
+
+
+class SeriesRead(Struct):
+    capability: str
+    path: str
+    unit: str | None  # as the module the board runs declares it (TELEMETRY or STATE)
+    buckets: list[BucketRead]  # oldest first; a bucket without readings is absent (a gap)
+
+
+class ReadingsRange(Struct):
+    """A device's readings over a range, downsampled by the database (the charts' query): at most 240 buckets."""
+
+    device: str
+    range: Literal["24h", "7d", "30d"]
+    since: datetime
+    until: datetime
+    bucket_s: int
+    series: list[SeriesRead]
+
+
 class ModuleUpload(Struct, forbid_unknown_fields=True):
     """A role module's source, as uploaded (`pifleet module upload blind.py`)."""
 

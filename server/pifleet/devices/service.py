@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from ..errors import ConflictError, InvalidError, NotFoundError
-from ..model import DeviceRead, GroupRead, ReadingRead, StateRead
+from ..model import BucketRead, DeviceRead, GroupRead, ReadingRead, ReadingsRange, SeriesRead, StateRead
 from ..storage import devices as q
 from ..storage import readings as readings_q
 from . import state as live
@@ -100,6 +100,36 @@ class DeviceService:
     async def latest_readings(self, name: str) -> list[readings_q.Latest]:
         """Each series (capability, path) the device has readings of, with its newest value."""
         return await readings_q.latest(self.pool, (await self.get(name)).id)
+
+    async def downsampled(
+        self, name: str, range_name: str, span: timedelta, until: datetime, buckets: int, capability=None, path=None
+    ) -> ReadingsRange:
+        """Every series of the device (or the one named) over [until - span, until), downsampled like the charts."""
+        device = await self.get(name)
+        units = await live.units(self.pool, device.id)
+        since = until - span
+        series = []
+        for s in await readings_q.latest(self.pool, device.id):
+            if (capability is not None and s.capability != capability) or (path is not None and s.path != path):
+                continue
+            width, found = await self.history(name, s.capability, s.path, since, until, buckets)
+            series.append(
+                SeriesRead(
+                    capability=s.capability,
+                    path=s.path,
+                    unit=units.get((s.capability, s.path)),
+                    buckets=[BucketRead(b.at, b.count, b.low, b.high, b.mean) for b in found],
+                )
+            )
+        width = timedelta(seconds=max(1, math.ceil(span.total_seconds() / max(1, buckets))))
+        return ReadingsRange(
+            device=device.name,
+            range=range_name,
+            since=since,
+            until=until,
+            bucket_s=int(width.total_seconds()),
+            series=series,
+        )
 
     async def history(
         self, name: str, capability: str, path: str, since: datetime, until: datetime, buckets: int

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, delete, get, post, put
 from litestar.params import Parameter
 
 from ...devices.service import DeviceService
 from ...errors import BoardError, ConflictError
-from ...model import DeviceRead, GroupRead, GroupWrite, ReadingRead, StateRead
+from ...model import DeviceRead, GroupRead, GroupWrite, ReadingRead, ReadingsRange, StateRead
 from ..contract import problems
+
+RANGES = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+BUCKETS = 240  # at most this many buckets per series (the charts draw one point each)
 
 
 class DeviceController(Controller):
@@ -82,11 +86,29 @@ class DeviceController(Controller):
     async def revoke_device(self, device_service: DeviceService, name: str) -> DeviceRead:
         return await device_service.revoke(name)
 
-    @get("/{name:str}/readings", operation_id="listReadings", summary="Sensor readings the master took, newest first")
+    @get(
+        "/{name:str}/readings",
+        operation_id="listReadings",
+        summary="Readings the boards reported: the newest, or with ?range=24h|7d|30d each series downsampled",
+    )
     async def list_readings(
-        self, device_service: DeviceService, name: str, limit: Annotated[int, Parameter(ge=1, le=1000)] = 100
-    ) -> list[ReadingRead]:
-        return await device_service.readings(name, limit)
+        self,
+        device_service: DeviceService,
+        name: str,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        range: Literal["24h", "7d", "30d"] | None = None,  # noqa: A002 — the query parameter's name
+        capability: Annotated[str | None, Parameter(max_length=64)] = None,
+        path: Annotated[str | None, Parameter(max_length=128)] = None,
+    ) -> list[ReadingRead] | ReadingsRange:
+        """Without `range`: the newest `limit` readings, newest first. With `range`: every series (or the one named
+        by `capability` and `path`) over the last 24 hours, 7 or 30 days as at most 240 buckets of equal width, each
+        with count, min, max and avg (the dashboard's charts use the same query), and the unit its module declares;
+        a bucket without readings is absent (the board was offline)."""
+        if range is None:
+            return await device_service.readings(name, limit)
+        span = RANGES[range]
+        until = datetime.now().astimezone()
+        return await device_service.downsampled(name, range, span, until, BUCKETS, capability, path)
 
 
 class GroupController(Controller):

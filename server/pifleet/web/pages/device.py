@@ -103,6 +103,7 @@ class DevicePageController(Controller):
         until = _now()
         since = until - RANGES[range]
         width, buckets = await device_service.history(name, capability, path, since, until, BUCKETS)
+        unit = (await device_service.units(name)).get((capability, path))  # as the board's module declares it
         return Template(
             "_chart.html",
             context={
@@ -114,6 +115,7 @@ class DevicePageController(Controller):
                 "bucket": width,
                 "chart": charts.line_chart(buckets, since, until, width, settings_service.zone()),
                 "zone": str(settings_service.zone()),
+                "unit": unit or "",
             },
         )
 
