@@ -112,6 +112,18 @@ class Sites:
     # -- life cycle ---------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        host, pid = socket.gethostname(), os.getpid()
+        for row in await q.list_sites(self.pool):
+            if row["name"] == self.site and row["reachable"] and (row["host"], row["pid"]) != (host, pid):
+                # one master per site: two would each keep the boards' OSCORE sequence numbers
+                log.warning(
+                    "site %s: a master on %s (pid %s) heartbeated %s; run one master per site (or it was killed"
+                    " a few seconds ago)",
+                    self.site,
+                    row["host"],
+                    row["pid"],
+                    row["heartbeat_at"].isoformat(timespec="seconds"),
+                )
         await self._beat(starting=True)
         await self._listen()
         self._loop_task = asyncio.create_task(self._heartbeats(), name="site-heartbeat")
