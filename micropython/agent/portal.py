@@ -30,7 +30,7 @@ from hashlib import sha256
 
 import network
 
-from agent.port import IS_MICROPYTHON, const, random_bytes, sockaddr, ticks_diff, ticks_ms
+from agent.port import IS_MICROPYTHON, collect, const, random_bytes, sockaddr, ticks_diff, ticks_ms
 
 _LOOK_MS = const(10000)  # how long one network is given before the next is tried
 _MIN_MS = const(3000)
@@ -50,11 +50,15 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta name="viewport
 def ap_password(secret_hex):
     """The access point's WPA2 password: derived from the board's secret (the master can show it), else random."""
     if secret_hex:
-        key = bytes.fromhex(secret_hex)
-        key = key + bytes(64 - len(key))
-        inner = sha256(bytes(b ^ 0x36 for b in key))
+        pad = bytearray(64)  # HMAC's padded key, XORed in place (no generator: the start-up's heap is full of code)
+        pad[:32] = bytes.fromhex(secret_hex)[:32]
+        for i in range(64):
+            pad[i] ^= 0x36
+        inner = sha256(pad)
         inner.update(b"pifleet-ap")
-        outer = sha256(bytes(b ^ 0x5C for b in key))
+        for i in range(64):
+            pad[i] ^= 0x36 ^ 0x5C
+        outer = sha256(pad)
         outer.update(inner.digest())
         raw = outer.digest()
     else:
@@ -227,6 +231,7 @@ class Portal:
 
     def run(self):
         """Serve the page and try the networks until one works; return the board's address on it."""
+        collect()  # what the join left, before the page's buffers
         sta = self.sta
         mac = sta.config("mac")
         ssid = "pifleet-%02x%02x%02x" % (mac[3], mac[4], mac[5])

@@ -220,7 +220,9 @@ def test_a_new_router_pushed_to_the_fleet(module_master, tmp_path):
         r = master.put("/api/wifi", json={"networks": [{"ssid": "new-router", "psk": NEW_KEY}]})
         assert r.status_code == 200
         mark = len(kitchen.console_text())
-        assert master.post("/api/wifi/push").status_code == 202
+        client, csrf = _login(master)  # from the dashboard this time: the settings page's push button
+        pushed = client.post("/settings/wifi", data={"_csrf": csrf, "action": "push"})
+        assert pushed.status_code == 200 and "Pushing to 1 boards; offline: attic" in pushed.text, pushed.text[-3000:]
         wait_until(
             lambda: "wifi: back on 'old-router'" in kitchen.console_text()[mark:],
             timeout=30,
@@ -250,7 +252,7 @@ def test_a_new_router_pushed_to_the_fleet(module_master, tmp_path):
         set_networks(attic, {"new-router": {"psk": NEW_KEY}})
         mark = len(attic.console_text())
         attic.start()
-        url = portal_url(attic, since=mark, timeout=40)
+        url = portal_url(attic, since=mark, timeout=60)
         ap = master.get("/api/wifi/ap/attic")  # named after the MAC flashing read (the chip's, 02:e5:32:…)
         assert ap["ssid"].startswith("pifleet-") and access_point(attic)["essid"].startswith("pifleet-")
         assert access_point(attic)["active"] and access_point(attic)["authmode"] == 3
