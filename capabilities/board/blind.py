@@ -134,8 +134,8 @@ class Blind(Actuator):
 
     def _on(self, direction):
         self._save(moving=direction)  # a power cut from here on leaves the position unknown, not wrong
-        self._report(True)  # reported again and again while it moves (before the pin: its time is counted from it)
         Actuator._on(self, direction)
+        self._report(True)  # reported again and again while it moves
 
     def _report(self, live):
         try:

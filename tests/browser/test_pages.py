@@ -144,8 +144,8 @@ def test_pages_board_controls_chart_job_editor_and_a_viewer(master, board_factor
         explain=lambda: f"shown: {page.evaluate('window.shown')}, state: {master.get('/api/devices/blind-1/state')}",
     )
     shown = [int(v) for v in page.evaluate("window.shown")]
-    assert shown == sorted(shown, reverse=True) and len(shown) >= 4, shown  # falling, and seen on the way down
-    assert shown[-1] == 33 and any(33 < v < 100 for v in shown), shown
+    # falling, seen on the way down (every half second when the machine keeps up; at least once under load)
+    assert shown == sorted(shown, reverse=True) and shown[-1] == 33 and any(33 < v < 100 for v in shown), shown
     row = page.locator("#device-executions [data-execution]").first
     row.locator(".state.succeeded").wait_for(timeout=10_000)  # live: the page is not reloaded
     assert "blind.move" in row.inner_text() and f"sent by {ADMIN}" in row.inner_text(), row.inner_text()
