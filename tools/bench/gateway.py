@@ -28,7 +28,8 @@ stored readings counted: telemetry x values rows must be there.
     python tools/bench/gateway.py [--boards 50] [--messages 400] [--rounds 3] [--inflight 1] [--values 2]
                                   [--update-every 10] [--registrations 2] [--profile FILE]
 
---profile runs the master's process under cProfile and prints where its time went (top functions by own time).
+--profile runs the master's process under cProfile and prints where its time went (top functions by own time);
+the profiler slows that process several times over, so rates and CPU figures compare only between runs without it.
 Last line: telemetry_per_s=… echo_per_s=… ratio_vs_echo=… p99_ingest_ms=… and more name=value figures.
 """
 
