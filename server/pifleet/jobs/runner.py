@@ -137,11 +137,14 @@ class Runner:
             await self.locks.release(device_id)
 
     async def _await_board(self, row, job) -> bool:
-        """A run its board may carry out by itself (jobs/autonomy.py) while that board is offline: wait, until the
-        run's misfire window ends, for the board to be heard again (it then reports what it did). False when the
-        run finished meanwhile (the board did it); True to send it."""
+        """A run its board may have carried out by itself (jobs/autonomy.py: the master starts it only after the
+        board's grace, and the board is offline): wait, until the run's misfire window ends, for the board to be heard
+        again (it then reports what it did). False when the run finished meanwhile (the board did it); True to send
+        it. A run started on time, or a retry, goes out at once: the board runs nothing before its grace."""
         spec = job.spec
-        if row["parent_id"] is not None or not autonomous(job, spec.target.device or ""):
+        if row["parent_id"] is not None or row["attempt"] > 1 or not autonomous(job, spec.target.device or ""):
+            return True
+        if self.planner.clock() < row["scheduled_for"] + timedelta(seconds=spec.autonomy_grace_s or 0):
             return True
         window = spec.misfire.grace_s if spec.misfire.policy == "run_late" else 5.0
         end = row["scheduled_for"] + timedelta(seconds=window)
