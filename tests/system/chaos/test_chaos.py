@@ -3,6 +3,7 @@ a master killed twice, PostgreSQL restarted — no run lost, no move done twice.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 
 
+KNOWN_FAULTS = (
+    "known faults (issue 14, open): a board forgets the execution ids it ran when it loses power (kept in RAM) and "
+    "after 8 more commands, so a run re-sent after either moves the blind again; a run whose record a PostgreSQL "
+    "restart interrupted stays running until the master restarts"
+)
+
+
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(
-    strict=False,
-    raises=AssertionError,
-    reason="known faults outside the master's gateway (issue 14): a board forgets the execution ids it ran when it "
-    "loses power (kept in RAM) and after 8 more commands, so a run re-sent after either moves the blind again; a run "
-    "whose record a PostgreSQL restart interrupted stays running until the master restarts",
+@pytest.mark.skipif(
+    os.environ.get("PIFLEET_CHAOS") != "1",
+    reason="7-9 minutes, and its targets are not met yet: run with PIFLEET_CHAOS=1 (" + KNOWN_FAULTS + ")",
 )
 def test_a_short_chaos_run_loses_no_run_and_moves_no_blind_twice():
     from pifleet.sim import netns
