@@ -7,10 +7,12 @@ the boards. Also home of FakeBoards, the in-memory BoardLink that test_sync.py a
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
 
+from pifleet.devices import state as live
 from pifleet.devices.registry import Registry
 from pifleet.errors import BoardError, BoardUnreachableError, InvalidError
 from pifleet.events import EventHub
@@ -229,3 +231,29 @@ async def test_telemetry_stores_numbers_from_the_board_at_its_address(pool, regi
     assert await registry.telemetry("nobody", "127.0.1.10", "temperature", {"c": 1}) == "unknown board 'nobody'"
     with pytest.raises(InvalidError):
         await registry.telemetry("r-temp", "127.0.1.10", "temperature", {"c\x00": 1})
+
+
+async def test_state_reports_keep_the_newest_values_and_a_sensors_state_is_its_telemetry(pool, registry, boards):
+    boards.add("r-blind", "127.0.1.11", caps=[{"name": "blind", "version": "3", "commands": {"stop": {}}}])
+    await registry.register(**registration("r-blind", "127.0.1.11", name="state-blind"))
+    await settled(registry)
+    states = registry.states
+    with registry.hub.subscribe() as stream:
+        assert await states.report("r-blind", "127.0.1.11", "blind", {"position": 40, "moving": "down"}) is None
+        assert await states.report("r-blind", "127.0.1.11", "blind", {"position": 30}) is None  # merged
+        notices = [await stream.next(1) for _ in range(3)]
+    state_notices = [json.loads(n[1]) for n in notices if n and n[0] == "state"]
+    assert [n["values"]["position"] for n in state_notices] == [40, 30] and state_notices[0]["device"] == "state-blind"
+    got = await live.of_device(pool, "r-blind")
+    assert got["blind"].values == {"position": 30, "moving": "down"}
+    positions = [r.value for r in await devices_q.readings(pool, "state-blind") if r.path == "position"]
+    assert sorted(positions) == [30.0, 40.0]  # the numbers have a history, like telemetry
+    assert await states.report("r-blind", "127.0.9.9", "blind", {"position": 1}) == (
+        "board r-blind is registered from 127.0.1.11, not 127.0.9.9"
+    )
+    assert await states.report("nobody", "127.0.1.11", "blind", {"position": 1}) == "unknown board 'nobody'"
+    with pytest.raises(InvalidError):
+        await states.report("r-blind", "127.0.1.11", "blind", {f"v{i}": i for i in range(40)})
+    # a capability without STATE: its last telemetry is its state
+    assert await registry.telemetry("r-blind", "127.0.1.11", "temperature", {"celsius": 21.5}) is None
+    assert (await live.of_device(pool, "r-blind"))["temperature"].values == {"celsius": 21.5}
