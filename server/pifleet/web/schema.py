@@ -5,7 +5,9 @@ page starts it with an inline script; a master on a home network without Interne
 the dashboard's Content-Security-Policy allows neither. Here the bundle is dashboard/static/vendor/ (Redoc 2.5.0,
 redoc.standalone.js, MIT: LICENSE.redoc beside it) and /static/schema.js starts it on the page's element, which
 names the schema's URL: no request leaves the Pi, and no script is inline. Redoc's search runs in a web worker
-made from a blob, which the policy does not allow: it is off (the headings are in the side menu).
+made from a blob, which the policy does not allow: it is off (the headings are in the side menu). The one thing
+Redoc still asks for elsewhere, the small "Redocly" logo under its menu, is blocked by the page's policy: the
+browser never requests it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class LocalRedoc(RedocRenderPlugin):
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>{title}</title>
+  <link rel="icon" href="data:,">
   <script src="{REDOC_JS}" defer></script>
   <script src="{START_JS}" defer></script>
 </head>
