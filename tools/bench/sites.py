@@ -31,34 +31,14 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "server"))
 sys.path.insert(0, str(REPO))
 
+# the press and its pin edge, as command.py (the single-master bench) measures them
+from command import MOVE, edge_after, settle  # noqa: E402
+
 from pifleet.sim.board import VirtualBoard  # noqa: E402
 from pifleet.storage import postgres  # noqa: E402
 from tests.support.boards import flash  # noqa: E402 — paired as in the tests: flashed
 from tests.support.masters import MasterProcess  # noqa: E402
 from tests.support.waits import wait_until  # noqa: E402
-
-DOWN_PIN = 26  # the blind role's preset down pin on a virtual board
-MOVE = {"capability": "blind", "command": "move", "params": {"direction": "down", "seconds": 0.1}}
-
-
-def edge_after(board: VirtualBoard, since: float) -> float:
-    """Seconds from `since` to the down pin's first rising edge after it."""
-    edges = wait_until(
-        lambda: [t for t, pin, level in board.pin_history() if pin == DOWN_PIN and level and t >= since],
-        timeout=30,
-        what="the down pin's rising edge",
-    )
-    return edges[0] - since
-
-
-def settle(board: VirtualBoard) -> None:
-    """Wait until the move has ended (the pin is low again), so the next press starts from rest."""
-    wait_until(
-        lambda: [level for _, pin, level in board.pin_history() if pin == DOWN_PIN][-1:] != [1],
-        timeout=10,
-        what="the down pin low again",
-    )
-    time.sleep(0.05)
 
 
 def p99(values: list[float]) -> float:
