@@ -295,25 +295,19 @@ class Gateway:
         blocks, which a board cannot verify piece by piece. So a paired board gets 512-byte blocks (protected,
         one datagram each), an unpaired one 1024-byte blocks."""
         uri = _uri(address, port, "m", stem) + f"?sha={sha256}"
-        szx = 5 if _uri(address, port) + "*" in self._bound.values() else 6
-        size = 16 << szx
-        total = max(1, -(-len(data) // size))
-        for num in range(total):
-            more = num + 1 < total
-            msg = aiocoap.Message(code=Code.PUT, uri=uri, payload=data[num * size : (num + 1) * size])
-            msg.opt.block1 = BlockOption.BlockwiseTuple(num, more, szx)
-            if num == 0:
-                msg.opt.size1 = len(data)
-            response = await self._request(msg, 120, handle_blockwise=False)
-            if more and response.code == Code.CONTINUE:
-                continue
-            return self._answer(response, f"module {stem}")
-        raise BoardError(f"module {stem}: the board wanted more than {total} blocks")
+        return await self._put_blocks(address, port, uri, data, 120, f"module {stem}")
 
     async def put_image(self, address: str, port: int, sha256: str, data: bytes, progress=None) -> dict[str, Any]:
         """PUT /ota?sha=… block-wise: MicroPython's app image into the board's inactive OTA slot (agent/ota.py),
         512-byte blocks under OSCORE as put_module sends them; progress(done, total) after each block."""
         uri = _uri(address, port, "ota") + f"?sha={sha256}"
+        return await self._put_blocks(address, port, uri, data, 10, "PUT /ota", progress)
+
+    async def _put_blocks(
+        self, address: str, port: int, uri: str, data: bytes, timeout: float, what: str, progress=None
+    ) -> dict[str, Any]:
+        """PUT `data` to `uri` in Block1 blocks, one request each (put_module says why): 512 bytes to a paired
+        board, 1024 to an unpaired one; progress(done, total) after each block."""
         szx = 5 if _uri(address, port) + "*" in self._bound.values() else 6
         size = 16 << szx
         total = max(1, -(-len(data) // size))
@@ -323,13 +317,13 @@ class Gateway:
             msg.opt.block1 = BlockOption.BlockwiseTuple(num, more, szx)
             if num == 0:
                 msg.opt.size1 = len(data)
-            response = await self._request(msg, 10, handle_blockwise=False)
+            response = await self._request(msg, timeout, handle_blockwise=False)
             if progress is not None:
                 progress(num + 1, total)
             if more and response.code == Code.CONTINUE:
                 continue
-            return self._answer(response, "PUT /ota")
-        raise BoardError(f"PUT /ota: the board wanted more than {total} blocks")
+            return self._answer(response, what)
+        raise BoardError(f"{what}: the board wanted more than {total} blocks")
 
     async def ota(self, address: str, port: int, timeout: float = 5) -> dict[str, Any]:
         """GET /ota: the running slot, its MicroPython version, the last update's outcome (agent/ota.py)."""
