@@ -114,7 +114,13 @@ def test_pages_board_controls_chart_job_editor_and_a_viewer(master, board_factor
         what="the page showing the blind at 100 %",
         explain=lambda: f"{master.log_tail()}\nstate: {master.get('/api/devices/blind-1/state')}",
     )
-    assert master.get("/api/devices/blind-1")["state"]["blind"]["values"] == {"position": 100, "moving": None}
+    # the calibration over-runs the end stop: the board says "100 %, moving up" first, then that it stopped
+    wait_until(
+        lambda: master.get("/api/devices/blind-1")["state"]["blind"]["values"] == {"position": 100, "moving": None},
+        timeout=10,
+        what="the blind stopped at 100 %",
+        explain=lambda: str(master.get("/api/devices/blind-1/state")),
+    )
     # every position the page shows from now on, as it shows it (no reload: the panel is updated in place)
     page.evaluate(
         """() => { window.shown = [];

@@ -51,6 +51,8 @@ def test_upload_versions_by_content_and_refuses_syntax_errors_with_their_line(mo
         "config": None,
         "native": False,
         "telemetry": [],
+        "state": {},
+        "units": {},
     }
     assert first["latest"]
     assert first["stem"] == "relay_" + first["sha256"][:10]
