@@ -153,13 +153,15 @@ def test_pifleet_logs_prints_and_follows(module_master, board):
     board.log("cli: before\n")
     follow = cli(module_master, "printer-1", "-f", "--since", "1m", "--limit", "1")
     seen: list[str] = []
+    said: list[str] = []  # its stderr, read as it comes: a pipe nobody reads can stop a process when it fills
     reader = threading.Thread(target=lambda: seen.extend(iter(follow.stdout.readline, "")), daemon=True)
     reader.start()
+    threading.Thread(target=lambda: said.extend(iter(follow.stderr.readline, "")), daemon=True).start()
     wait_until(
         lambda: any(line.endswith(" cli: before\n") for line in seen),
         timeout=30,
         what="the line printed before",
-        explain=lambda: (seen, follow.poll() is not None and follow.stderr.read()),
+        explain=lambda: (seen, said),
     )
     assert len(seen) == 1  # --limit 1: the newest line only
     datetime.strptime(seen[0][:23], "%Y-%m-%d %H:%M:%S.%f")  # "TIME line", in local time
@@ -170,6 +172,11 @@ def test_pifleet_logs_prints_and_follows(module_master, board):
         what="the followed line",
         explain=lambda: (seen, module_master.log_tail(30)),
     )
-    follow.send_signal(signal.SIGINT)
-    assert follow.wait(timeout=10) == 0, follow.stderr.read()
+    follow.send_signal(signal.SIGINT)  # Ctrl-C
+    try:
+        code = follow.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        follow.kill()
+        raise AssertionError(f"pifleet logs -f did not stop on Ctrl-C; it said: {''.join(said)}") from None
+    assert code == 0, "".join(said)
     assert [line.split(" ", 2)[2] for line in seen] == ["cli: before\n", "cli: while following\n"]
