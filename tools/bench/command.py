@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "server"))
 sys.path.insert(0, str(REPO))
 
+import benchdb  # noqa: E402
+
 from pifleet.sim.board import VirtualBoard  # noqa: E402
 from pifleet.storage import postgres  # noqa: E402
 from tests.support.boards import firmware_id, flash  # noqa: E402 — paired as in the tests: flashed
@@ -71,12 +73,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="pifleet-bench-command-"))
-    pg = None
-    if os.environ.get("DATABASE_URL"):
-        base = os.environ["DATABASE_URL"]
-    else:
-        pg = postgres.start_embedded(tmp / "pg")
-        base = postgres.embedded_url(pg, "postgres")
+    base, pg = benchdb.server(tmp)
     master = MasterProcess(tmp / "data", postgres.with_database(base, f"bench_command_{os.getpid()}"))
     board = VirtualBoard("press-1", tmp / "board", erased=True, master=master.coap)
     try:

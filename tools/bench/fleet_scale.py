@@ -42,6 +42,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "server"))
 sys.path.insert(0, str(REPO))
 
+import benchdb  # noqa: E402
+
 from pifleet.model import FINAL_STATES  # noqa: E402
 from pifleet.sim.board import VirtualBoard  # noqa: E402
 from pifleet.storage import postgres  # noqa: E402
@@ -78,12 +80,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="pifleet-bench-fleet-"))
-    pg = None
-    if os.environ.get("DATABASE_URL"):
-        base = os.environ["DATABASE_URL"]
-    else:
-        pg = postgres.start_embedded(tmp / "pg")
-        base = postgres.embedded_url(pg, "postgres")
+    base, pg = benchdb.server(tmp)
     master = MasterProcess(tmp / "data", postgres.with_database(base, f"bench_fleet_{os.getpid()}"))
     # addresses of their own (127.77.0.0/16, all of 127/8 is loopback): the 253 of 127.0.0.x that boards take by
     # default are shared by every test run on the machine

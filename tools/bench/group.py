@@ -42,6 +42,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "server"))
 sys.path.insert(0, str(REPO))
 
+import benchdb  # noqa: E402
+
 from pifleet.model import FINAL_STATES  # noqa: E402
 from pifleet.sim.board import VirtualBoard  # noqa: E402
 from pifleet.storage import postgres  # noqa: E402
@@ -105,12 +107,7 @@ def main() -> None:
     sweep = [int(n) for n in args.sweep.split(",") if n.strip() and int(n) < args.boards]
 
     tmp = Path(tempfile.mkdtemp(prefix="pifleet-bench-group-"))
-    pg = None
-    if os.environ.get("DATABASE_URL"):
-        base = os.environ["DATABASE_URL"]
-    else:
-        pg = postgres.start_embedded(tmp / "pg")
-        base = postgres.embedded_url(pg, "postgres")
+    base, pg = benchdb.server(tmp)
     master = MasterProcess(tmp / "data", postgres.with_database(base, f"bench_group_{os.getpid()}"))
     boards = [
         VirtualBoard(f"g-blind-{i:02d}", tmp / f"board{i}", erased=True, master=master.coap)

@@ -217,18 +217,15 @@ def upload_and_roll(master, boards: list[VirtualBoard], source: str) -> tuple[fl
 
 def rollout(n: int, source: str, repeat: int) -> dict[str, str]:
     """The product's path: a module uploaded through the API, rolled out by the master to N flashed boards."""
+    import benchdb
+
     from pifleet.storage import postgres
     from tests.support.boards import firmware_id, flash
     from tests.support.masters import MasterProcess
     from tests.support.waits import wait_until
 
     tmp = Path(tempfile.mkdtemp(prefix="pifleet-bench-rollout-"))
-    pg = None
-    if os.environ.get("DATABASE_URL"):
-        base = os.environ["DATABASE_URL"]
-    else:
-        pg = postgres.start_embedded(tmp / "pg")
-        base = postgres.embedded_url(pg, "postgres")
+    base, pg = benchdb.server(tmp)
     master = MasterProcess(tmp / "data", postgres.with_database(base, f"bench_rollout_{os.getpid()}"))
     boards = [VirtualBoard(f"r-{i:02d}", tmp / f"board{i}", erased=True, master=master.coap) for i in range(n)]
     try:

@@ -43,6 +43,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "server"))
 sys.path.insert(0, str(REPO))
 
+import benchdb  # noqa: E402
+
 from pifleet.sim.board import VirtualBoard  # noqa: E402
 from pifleet.storage import postgres  # noqa: E402
 from tests.support.boards import flash  # noqa: E402 — a board paired as in the tests: flashed by the master
@@ -106,12 +108,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="pifleet-bench-sched-"))
-    pg = None
-    if os.environ.get("DATABASE_URL"):
-        base = os.environ["DATABASE_URL"]
-    else:
-        pg = postgres.start_embedded(tmp / "pg")
-        base = postgres.embedded_url(pg, "postgres")
+    base, pg = benchdb.server(tmp)
     database = postgres.with_database(base, f"bench_sched_{os.getpid()}")
     master = MasterProcess(tmp / "data", database)
     board = VirtualBoard("bench-blind", tmp / "board", erased=True)

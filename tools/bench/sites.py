@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO / "server"))
 sys.path.insert(0, str(REPO))
 
 # the press and its pin edge, as command.py (the single-master bench) measures them
+import benchdb  # noqa: E402
 from command import MOVE, edge_after, settle  # noqa: E402
 
 from pifleet.sim.board import VirtualBoard  # noqa: E402
@@ -62,12 +63,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="pifleet-bench-sites-"))
-    pg = None
-    if os.environ.get("DATABASE_URL"):
-        base = os.environ["DATABASE_URL"]
-    else:
-        pg = postgres.start_embedded(tmp / "pg")
-        base = postgres.embedded_url(pg, "postgres")
+    base, pg = benchdb.server(tmp)
     url = postgres.with_database(base, f"bench_sites_{os.getpid()}")
     a = MasterProcess(tmp / "a", url, environ={"PIFLEET_SITE": "a"})
     b = MasterProcess(tmp / "b", url, environ={"PIFLEET_SITE": "b"})
