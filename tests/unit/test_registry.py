@@ -211,6 +211,23 @@ async def test_an_unreachable_board_is_offline_until_it_is_heard_again(pool, reg
     assert device.online and device.unreachable is None
 
 
+async def test_a_board_heard_since_the_failed_request_went_out_is_not_marked_unreachable(pool, registry, boards):
+    # a board that restarted refuses the master's retransmission of a request from before (OSCORE replay): it is
+    # not unreachable when it registered again after the request went out
+    boards.add("r-restarted", "127.0.1.10")
+    rid = await registry.register(**registration("r-restarted", "127.0.1.10"))
+    await settled(registry)
+    sent_when_seen = (await devices_q.get_by_id(pool, "r-restarted")).last_seen
+    await registry.update(rid, None, "127.0.1.10", 5683)  # heard after the request went out
+    await registry.mark_unreachable("r-restarted", "the board refused the request", sent_when_seen)
+    assert (await devices_q.get_by_id(pool, "r-restarted")).online
+    # not heard since: marked
+    heard = (await devices_q.get_by_id(pool, "r-restarted")).last_seen
+    await registry.mark_unreachable("r-restarted", "no answer to blind/move", heard)
+    device = await devices_q.get_by_id(pool, "r-restarted")
+    assert not device.online and device.unreachable == "no answer to blind/move"
+
+
 async def test_a_lapsed_lifetime_is_offline(pool, registry, boards):
     boards.add("r-lapsed", "127.0.1.9")
     await registry.register(**registration("r-lapsed", "127.0.1.9", lifetime_s=5))

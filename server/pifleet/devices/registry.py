@@ -183,8 +183,8 @@ class Registry:
             self.hub.publish("telemetry")  # one notice for the batch: "readings changed"
         return [found.refusal for found in findings]
 
-    async def mark_unreachable(self, device_id: str, reason: str) -> None:
-        await q.mark_unreachable(self.pool, device_id, reason)
+    async def mark_unreachable(self, device_id: str, reason: str, heard: datetime | None = None) -> None:
+        await q.mark_unreachable(self.pool, device_id, reason, heard)
         self.hub.publish("devices")
 
     async def watch(self, interval: float = 1.0) -> None:

@@ -342,7 +342,8 @@ class Runner:
                 timeout,
             )
         except BoardUnreachableError as exc:
-            await self.registry.mark_unreachable(device.id, exc.detail)  # the next run fails fast
+            # the next run fails fast, unless the board was heard from since this one went out (it restarted)
+            await self.registry.mark_unreachable(device.id, exc.detail, device.last_seen)
             raise
         finally:
             self.metrics.command_duration.labels(row["capability"], row["command"]).observe(time.monotonic() - sent)

@@ -178,8 +178,19 @@ async def remove_registration(db, registration_id: str) -> str | None:
     )
 
 
-async def mark_unreachable(db, device_id: str, reason: str) -> None:
-    await db.execute("update devices set unreachable = $2 where id = $1", device_id, reason)
+async def mark_unreachable(db, device_id: str, reason: str, heard: datetime | None = None) -> None:
+    """Mark a board unreachable; with `heard` (its last_seen when the failed request went out) only if nothing came
+    from it since: a board that restarted and registered again meanwhile is there, even though it refused a
+    retransmission of the request from before its restart."""
+    if heard is None:
+        await db.execute("update devices set unreachable = $2 where id = $1", device_id, reason)
+    else:
+        await db.execute(
+            "update devices set unreachable = $2 where id = $1 and last_seen is not distinct from $3",
+            device_id,
+            reason,
+            heard,
+        )
 
 
 async def replace_capabilities(db: asyncpg.Pool, device_id: str, caps: list[dict[str, Any]]) -> None:
