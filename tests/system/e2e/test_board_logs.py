@@ -139,14 +139,24 @@ def test_what_a_virtual_board_prints_reaches_the_api(module_master, board_factor
 
 
 def cli(master, *args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pifleet", "logs", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=master.env(),
-        **kw,
-    )
+    """`pifleet logs …` as a person starts it in a terminal: with Ctrl-C working. A test run started in the
+    background of a shell inherits SIGINT as ignored, and a process started with SIGINT ignored keeps ignoring it
+    (so Ctrl-C would not reach the CLI here, though it does in any terminal)."""
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pifleet", "logs", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=master.env(),
+            **kw,
+        )
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def test_pifleet_logs_prints_and_follows(module_master, board):
