@@ -8,13 +8,13 @@ to the Huey schedule (jobs/queue.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from operator import attrgetter
 from typing import NamedTuple, Protocol
 
 import asyncpg
@@ -37,6 +37,7 @@ from ..model import (
 from ..storage import job_batches as batches
 from ..storage import jobs as q
 from . import results, targets, threshold, triggers
+from . import timeline as timelines
 from .planner import Clock, Planner, Scheduler, now
 
 log = logging.getLogger(__name__)
@@ -98,21 +99,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _in_order(entries: list[TimelineEntry]) -> list[TimelineEntry]:
-    """By time, then job: grouped by instant first (10,000 daily jobs share about 10,000 instants over a week),
-    which is several times cheaper than one sort of 70,000 entries by a tuple."""
-    by_at: dict[datetime, list[TimelineEntry]] = {}
-    for entry in entries:
-        by_at.setdefault(entry.at, []).append(entry)
-    ordered: list[TimelineEntry] = []
-    for at in sorted(by_at):
-        group = by_at[at]
-        if len(group) > 1:
-            group.sort(key=attrgetter("job"))
-        ordered += group
-    return ordered
 
 
 def _path(refusal: Refusal) -> str:
@@ -441,8 +427,8 @@ class JobService:
         trigger with the follow-ups they would bring (assuming the run succeeds)."""
         start = self.clock()
         end = start + timedelta(days=days)
-        rows = await batches.planned_runs(self.pool, end, device)
-        active = await self._active_specs()
+        # two connections: the planned runs and the jobs are read at the same time
+        rows, active = await asyncio.gather(batches.planned_runs(self.pool, end, device), self._active_specs())
         directory, members = targets.Directory(self.pool), {}
         for _, spec in active:  # the devices of role and group jobs, read before the entries are built
             target = spec.target
@@ -453,79 +439,7 @@ class JobService:
                     names = []
                 members[target.role, target.group] = names
         with _gc_paused():  # 70,000 new objects and no cycle among them: no collection passes meanwhile
-            return self._entries(start, end, rows, active, members, device, limit_per_job)
-
-    def _entries(self, start, end, rows, active, members, device, limit_per_job) -> list[TimelineEntry]:
-        """The timeline's entries from what `timeline` read: pure and synchronous."""
-        entries = [
-            TimelineEntry(
-                at=r["at"],
-                job=r["job"],
-                device=r["device"],
-                capability=r["capability"],
-                command=r["command"],
-                params=r["params"],
-                kind="planned",
-                follow_up=r["follow_up"],
-            )
-            for r in rows
-        ]  # a role/group run has no device: it is projected per device below
-        planned = {(e.job, e.at) for e in entries}
-        memo: dict = {}
-        for row, spec in active:
-            whens = triggers.occurrences(
-                spec.trigger,
-                start,
-                end,
-                limit=limit_per_job,
-                created=row["created_at"],
-                location=self.location,
-                memo=memo,
-            )
-            if not whens:
-                continue
-            target = spec.target
-            single = target.device or target.process  # else a role or group (the kind property costs, 10,000 times)
-            names = [single] if single else members[target.role, target.group]
-            action, job = spec.action, spec.name
-            lasts = float(action.params.get("seconds", 0) or 0)
-            follows = [f for f in spec.follow_ups if f.on in ("success", "always")]
-            for when in whens:
-                for name in names:
-                    if not single or (job, when) not in planned:
-                        entries.append(
-                            TimelineEntry(
-                                at=when,
-                                job=job,
-                                device=name,
-                                capability=action.capability,
-                                command=action.command,
-                                params=action.params,
-                                kind="projected",
-                                follow_up=False,
-                            )
-                        )
-                    for follow in follows:
-                        at = triggers.follow_up_time(follow.trigger, when + timedelta(seconds=lasts))
-                        if at <= end:
-                            on = follow.target.name if follow.target else name
-                            entries.append(self._projected(spec, on, follow.action, at, True))
-        if device is not None:
-            entries = [e for e in entries if e.device == device]
-        return _in_order(entries)
-
-    @staticmethod
-    def _projected(spec: JobSpec, device: str, action, at: datetime, follow_up: bool) -> TimelineEntry:
-        return TimelineEntry(
-            at=at,
-            job=spec.name,
-            device=device,
-            capability=action.capability,
-            command=action.command,
-            params=action.params,
-            kind="projected",
-            follow_up=follow_up,
-        )
+            return timelines.entries(start, end, rows, active, members, device, limit_per_job, self.location)
 
     async def upcoming(self, limit: int = 50) -> list[ExecutionRead]:
         return await q.list_executions(self.pool, state="scheduled", limit=limit, upcoming=True)
