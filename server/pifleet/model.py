@@ -63,6 +63,7 @@ class DeviceRead(Struct):
     role_config: dict[str, dict[str, Any]] = {}
     state: dict[str, StateRead] = {}  # capability -> its live state (one device's answer only; {} in lists)
     safe_mode: str | None = None  # why the board runs in safe mode (no role modules), as its registration said
+    site: str = "default"  # the site whose master paired the board and holds its OSCORE context (sql/0018)
 
 
 class GroupWrite(Struct, forbid_unknown_fields=True):

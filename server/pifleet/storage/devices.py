@@ -49,6 +49,7 @@ def _read(row: asyncpg.Record) -> DeviceRead:
         else None,
         role_config=row["role_config"],
         safe_mode=row["safe_mode"],
+        site=row["site"],
     )
 
 

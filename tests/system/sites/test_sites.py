@@ -107,6 +107,18 @@ def test_any_site_shows_the_whole_fleet_and_moves_the_other_sites_blind(sites):
         assert a.get(f"/api/executions/{execution['id']}")["state"] == "succeeded"
 
 
+def test_the_api_and_the_dashboard_say_which_site_holds_each_board(sites):
+    a, b, _ = sites
+    for master in (a, b):
+        fleet = {d["name"]: d["site"] for d in master.get("/api/devices")}
+        assert (fleet["blind-a"], fleet["blind-b"]) == ("a", "b"), fleet
+        assert master.get("/api/devices/blind-b")["site"] == "b"
+        listing = master.request("GET", "/ui/devices").text  # the dashboard's board list, a Site column
+        assert "<th>Site</th>" in listing and 'data-site="a"' in listing and 'data-site="b"' in listing, listing
+        page = master.request("GET", "/devices/blind-a").text
+        assert 'data-site="a"' in page, page
+
+
 def test_a_dashboard_hears_of_what_another_site_did(sites):
     a, b, boards = sites
     with httpx.Client(base_url=b.url, headers=b.headers) as client:
