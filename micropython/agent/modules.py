@@ -18,7 +18,7 @@ import os
 from hashlib import sha256
 
 from agent import coap
-from agent.port import const
+from agent.port import const, forget
 
 # caps/ and its naming rule, as agent/caps.py has them: not imported from there, because caps.py would take about
 # 2.5 KB of heap during every upload for a constant and one line
@@ -37,9 +37,11 @@ _CHANGED = const(68)
 _CONTENT_FORMAT = const(12)
 _CONTINUE = const(95)
 _JSON = const(50)
+_PUT = const(3)
 _REQUEST_ENTITY_INCOMPLETE = const(136)
 _REQUEST_ENTITY_TOO_LARGE = const(141)
 _SIZE1 = const(60)
+_URI_QUERY = const(15)
 
 _RESERVE = const(16384)  # left free for config.json rewrites and littlefs's copy-on-write blocks
 _MAX_SZX = const(6)  # 1024-byte blocks at most: one block plus headers fits the 1280-byte datagram
@@ -83,6 +85,23 @@ class Upload:
             except OSError:
                 pass
         self.stem = None
+
+    def block(self, res, msg, segments):
+        """A request for /m/… while this upload runs (agent/resources.py routes it here, admin not loaded): the
+        next PUT block, or admin's answer for anything else; the module is forgotten when the upload ends."""
+        try:
+            if len(segments) == 2 and msg.code == _PUT:
+                return self.put(segments[1], [v.decode() for v in msg.option_values(_URI_QUERY)], msg)
+            from agent import admin
+
+            try:
+                return admin.handle(res, msg, msg.path(), segments)
+            finally:
+                forget("admin")
+        finally:
+            if self.stem is None:
+                res.upload = None
+                forget("modules")
 
     def put(self, stem, query, msg):
         """Handle one PUT /m/STEM request (one block); return (code, options, payload)."""

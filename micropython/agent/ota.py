@@ -105,6 +105,16 @@ def status():
 class Update:
     """The one image transfer in progress."""
 
+    def block(self, res, msg, segments):
+        """A request for /ota while this update runs (agent/resources.py routes it here, admin not loaded)."""
+        try:
+            return handle(res, msg, segments)
+        finally:
+            if res.ota is None:
+                from agent.port import forget
+
+                forget("ota")
+
     def __init__(self):
         self.part = None
         self.size = 0

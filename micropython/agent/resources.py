@@ -107,6 +107,12 @@ class Resources:
             if msg.code != _PUT:
                 return _METHOD_NOT_ALLOWED, [], b""
             return await self.apply_role(msg)  # agent/role.py's switch()
+        # the next block of an upload or update in progress goes straight to it (agent/modules.py, agent/ota.py):
+        # loading admin for each block left ~4 KB of garbage per block
+        if segments[0] == "m" and self.upload:
+            return self.upload.block(self, msg, segments)
+        if path == "ota" and getattr(self, "ota", None):
+            return self.ota.block(self, msg, segments)
         # the rest is asked for rarely (after a registration, by a person, for a push): loaded for the request
         from agent import admin
 
