@@ -218,6 +218,7 @@ class Master:
         # a flash cut short is recorded as failed while the pool is open: the first part to stop
         stack.push_async_callback(self.flashing.stop)
         await self.jobs.recover()
+        await self.firmware_rollouts.resume()  # firmware rollouts a master left running go on where they were
         self.autonomy.start()
         stack.push_async_callback(self.autonomy.stop)
         self._background(self.registry.watch(), "device-watch")

@@ -186,6 +186,20 @@ async def insert_firmware_rollout(db, firmware_id: int, target: dict, device_ids
     return rollout_id
 
 
+async def running_firmware_rollouts(db) -> list[int]:
+    """The rollouts still running (at start: those a master left behind), oldest first."""
+    return [r["id"] for r in await db.fetch("select id from firmware_rollouts where state = 'running' order by id")]
+
+
+async def recent_firmware_rollouts(db, limit: int) -> list[int]:
+    """The newest rollouts first: the running ones, then the finished ones."""
+    rows = await db.fetch(
+        "select id from firmware_rollouts order by state = 'running' desc, id desc limit $1",
+        limit,
+    )
+    return [r["id"] for r in rows]
+
+
 async def devices_in_running_rollouts(db, device_ids: list[str]) -> list[str]:
     rows = await db.fetch(
         "select b.device_id from firmware_rollout_boards b join firmware_rollouts r on r.id = b.rollout_id "

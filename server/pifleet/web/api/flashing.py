@@ -114,6 +114,16 @@ class FirmwareRolloutController(Controller):
         return await firmware_rollouts.start(firmware_id, role=data.role, devices=data.devices, by=principal.name)
 
     @get(
+        "/rollouts",
+        operation_id="listFirmwareRollouts",
+        summary="Firmware rollouts: the running ones, then the newest finished ones, each board's state",
+    )
+    async def list_rollouts(
+        self, firmware_rollouts: FirmwareRollouts, limit: Annotated[int, Parameter(ge=1, le=100)] = 10
+    ) -> list[FirmwareRolloutRead]:
+        return await firmware_rollouts.recent(limit)
+
+    @get(
         "/rollouts/{rollout_id:int}",
         operation_id="getFirmwareRollout",
         summary="A firmware rollout: its state and each board's (pending, transferring %, rebooting, confirming …)",
