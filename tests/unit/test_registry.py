@@ -274,3 +274,32 @@ async def test_state_reports_keep_the_newest_values_and_a_sensors_state_is_its_t
     # a capability without STATE: its last telemetry is its state
     assert await registry.telemetry("r-blind", "127.0.1.11", "temperature", {"celsius": 21.5}) is None
     assert (await live.of_device(pool, "r-blind"))["temperature"].values == {"celsius": 21.5}
+
+
+async def test_telemetry_arriving_together_is_one_batch_with_each_capabilitys_last_state(pool, registry, boards):
+    for i, ep in enumerate(("r-t1", "r-t2"), start=1):
+        boards.add(ep, f"127.0.1.{20 + i}", caps=[{"name": "climate", "version": "1", "commands": {"read": {}}}])
+        await registry.register(**registration(ep, f"127.0.1.{20 + i}", name=f"batch-{ep}"))
+    await settled(registry)
+    batches = registry._reports.batches
+    with registry.hub.subscribe() as stream:
+        outcomes = await asyncio.gather(
+            registry.telemetry("r-t1", "127.0.1.21", "climate", {"c": 20.0, "rh": 40}),
+            registry.telemetry("r-t1", "127.0.1.21", "climate", {"c": 21.0}),  # merged over the first
+            registry.telemetry("r-t2", "127.0.1.22", "climate", {"c": 5.0}),
+            registry.telemetry("r-t2", "127.0.9.9", "climate", {"c": 99.0}),  # another address: refused alone
+            registry.telemetry("r-t1", "127.0.1.21", "climate", {"note": "a\x00b"}),  # cannot be stored
+            return_exceptions=True,
+        )
+        notices = []
+        while (notice := await stream.next(0.1)) is not None:  # all were published before the answers
+            notices.append(notice)
+    assert outcomes[:4] == [None, None, None, "board r-t2 is registered from 127.0.1.22, not 127.0.9.9"]
+    assert isinstance(outcomes[4], InvalidError) and outcomes[4].field == "values"
+    assert registry._reports.batches == batches + 1  # the four stored together
+    assert (await live.of_device(pool, "r-t1"))["climate"].values == {"c": 21.0, "rh": 40}
+    assert (await live.of_device(pool, "r-t2"))["climate"].values == {"c": 5.0}
+    states = sorted((n["device"], n["values"]) for n in (json.loads(b) for kind, b in notices if kind == "state"))
+    assert states == [("batch-r-t1", {"c": 21.0, "rh": 40}), ("batch-r-t2", {"c": 5.0})]
+    readings = await devices_q.readings(pool, "batch-r-t1")
+    assert sorted((r.path, r.value) for r in readings) == [("c", 20.0), ("c", 21.0), ("rh", 40.0)]

@@ -25,7 +25,7 @@ from ..storage import devices as q
 from ..storage import readings as readings_q
 from ..storage.batch import Batcher
 from .link import BoardLink, Described
-from .state import StateService, numbers
+from .state import StateService, numbers, storable
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,7 @@ class Registry:
         from another address). InvalidError for what cannot be stored."""
         if "\x00" in capability:
             raise InvalidError("must not contain NUL characters", field="cap")
+        storable(values)  # here, not in the batch: one report that cannot be stored must not fail the others
         report = readings_q.Report(ep, address, capability, numbers(values), datetime.now(UTC))
         return await self._reports.submit((report, values))
 
@@ -176,9 +177,13 @@ class Registry:
         as its capability's last state."""
         async with self.pool.acquire() as conn, conn.transaction():
             findings = await readings_q.store_reports(conn, [report for report, _ in batch])
-            for (report, values), found in zip(batch, findings, strict=True):
-                if found.refusal is None:
-                    await self.states.record(report.device_id, found.name, report.capability, values, conn)
+            states = [
+                (report.device_id, found.name, report.capability, values)
+                for (report, values), found in zip(batch, findings, strict=True)
+                if found.refusal is None
+            ]
+            if states:  # each capability's last state: one statement for the batch too
+                await self.states.record_many(states, conn)
         if any(found.refusal is None for found in findings):
             self.hub.publish("telemetry")  # one notice for the batch: "readings changed"
         return [found.refusal for found in findings]

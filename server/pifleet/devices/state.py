@@ -44,8 +44,9 @@ def numbers(values: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]
     return out
 
 
-def _storable(values: dict[str, Any]) -> None:
-    if "\x00" in msgspec.json.encode(values).decode():  # a NUL anywhere (jsonb takes none, escaped or not)
+def storable(values: dict[str, Any]) -> None:
+    """InvalidError for values jsonb cannot take: a NUL anywhere (msgspec writes it as \\u0000)."""
+    if b"\\u0000" in msgspec.json.encode(values):
         raise InvalidError("must not contain NUL characters", field="values")
 
 
@@ -66,7 +67,7 @@ class StateService:
             raise InvalidError("must be a capability name without NUL characters", field="cap")
         if len(values) > MAX_VALUES:
             raise InvalidError(f"at most {MAX_VALUES} values", field="values")
-        _storable(values)
+        storable(values)
         rows = [(ep, capability, path, value) for path, value in numbers(values)]
         async with self.pool.acquire() as conn, conn.transaction():
             if rows:
@@ -79,10 +80,19 @@ class StateService:
     async def record(self, device_id: str, name: str, capability: str, values: dict[str, Any], db=None) -> None:
         """The capability's newest values (merged into what it reported before); a `state` notice on the event
         stream with its whole state: {"device", "capability", "values", "at"}."""
-        _storable(values)
+        storable(values)
         state = await q.record(db or self.pool, device_id, capability, values)
         notice = {"device": name, "capability": capability, "values": state.values, "at": state.at}
         self.hub.publish("state", msgspec.json.encode(notice).decode())
+
+    async def record_many(self, reports: list[tuple[str, str, str, dict[str, Any]]], db) -> None:
+        """(device id, name, capability, values) of many reports (a batch of telemetry, checked with `storable`
+        before it was buffered) in one statement; one `state` notice per capability with its state after them."""
+        states = await q.record_many(db, [(device_id, cap, values) for device_id, _, cap, values in reports])
+        names = {device_id: name for device_id, name, _, _ in reports}
+        for (device_id, capability), state in states.items():
+            notice = {"device": names[device_id], "capability": capability, "values": state.values, "at": state.at}
+            self.hub.publish("state", msgspec.json.encode(notice).decode())
 
 
 async def of_device(db, device_id: str) -> dict[str, StateRead]:

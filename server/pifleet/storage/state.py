@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import msgspec
+
 
 class State(NamedTuple):
     capability: str
@@ -28,6 +30,28 @@ async def record(db, device_id: str, capability: str, values: dict[str, Any]) ->
     """Store a report; the capability's whole state as it is now."""
     row = await db.fetchrow(_UPSERT, device_id, capability, values)
     return State(capability, row["state"], row["at"])
+
+
+# many reports in one statement (a batch of telemetry): one row per (device, capability), already merged in order
+_UPSERT_MANY = """
+insert into device_state (device_id, capability, state, at)
+select r->>0, r->>1, r->2, now() from jsonb_array_elements($1::text::jsonb) r
+on conflict (device_id, capability) do update set state = device_state.state || excluded.state, at = excluded.at
+returning device_id, capability, state, at
+"""
+
+
+async def record_many(db, reports: list[tuple[str, str, dict[str, Any]]]) -> dict[tuple[str, str], State]:
+    """Store (device id, capability, values) reports, later ones merged over earlier ones of the same capability
+    as `record` one after the other would; {(device id, capability): its whole state as it is now}."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for device_id, capability, values in reports:
+        if (known := merged.get((device_id, capability))) is None:
+            merged[device_id, capability] = dict(values)
+        else:
+            known.update(values)
+    rows = await db.fetch(_UPSERT_MANY, msgspec.json.encode([[d, c, v] for (d, c), v in merged.items()]).decode())
+    return {(r["device_id"], r["capability"]): State(r["capability"], r["state"], r["at"]) for r in rows}
 
 
 async def of_device(db, device_id: str) -> list[State]:
