@@ -47,6 +47,7 @@ from .web.pages.adoptions import AdoptionPanelController
 from .web.pages.boards import BoardPanelController
 from .web.pages.dashboard import DashboardController
 from .web.pages.device import DevicePageController
+from .web.pages.firmware import FirmwareRolloutPanelController
 from .web.pages.jobs import JobsPageController
 from .web.pages.login import CONTROLLERS as LOGIN_CONTROLLERS
 from .web.pages.roles import RolePanelController
@@ -153,6 +154,7 @@ def create_app(master: Master, auth: AuthService | None = None) -> Litestar:
             AdoptionPanelController,
             *FLASHING_CONTROLLERS,
             BoardPanelController,
+            FirmwareRolloutPanelController,
             DeviceController,
             LogController,
             RoleController,
