@@ -170,9 +170,11 @@ async def _run_master(settings: Settings, demo: bool, log_format: str = "text") 
     from ..app import create_app
     from ..auth.service import AuthService
     from ..master import Master
+    from ..runtime import big_buffers_mapped
     from ..storage import devices as devices_q
     from ..storage.migrations import SchemaTooNewError
 
+    big_buffers_mapped()  # flashing's megabyte buffers go back to the system when freed (runtime.py says why)
     log = logging.getLogger("pifleet")
     started, started_at = time.monotonic(), datetime.now(UTC)
     master = Master(settings)
