@@ -1,7 +1,9 @@
-"""A firmware rollout outlives its master: the master is killed (kill -9) while a board of the first wave receives
-the image, with the canary done and another board offline; started again, it goes on — the canary stays done and
-is not updated again, the board that was transferring gets the image from its start and confirms it, and the one
-that was offline follows when it registers. Real masters, real virtual boards (tests/system/ota/test_rollout.py)."""
+"""A firmware rollout outlives its master. The master is killed (kill -9) twice: while the canary switches to the
+new image (it confirms it once the master is back: it needs to register first), and while a board of the first wave
+receives the image, with the canary done and another board offline. Started again each time, the rollout goes on:
+the canary stays done and is not updated again, the board that was transferring gets the image from its start and
+confirms it, and the one that was offline follows when it registers. Real masters, real virtual boards
+(tests/system/ota/test_rollout.py)."""
 
 from __future__ import annotations
 
@@ -39,7 +41,19 @@ def test_a_rollout_goes_on_after_the_master_is_killed_and_started_again(master_f
         def rows() -> dict[str, dict]:
             return {b["device"]: b for b in master.get(url)["boards"]}
 
-        # the canary done; the first wave: ota-rs2 a third through its image, ota-rs3 waiting for its registration
+        # 1. while the canary switches: the master is away when it comes back on the new image, on trial
+        wait_until(
+            lambda: rows()["ota-rs1"]["state"] in ("rebooting", "confirming"),
+            timeout=120,
+            what="the canary switching",
+            explain=lambda: f"{master.get(url)}\n{master.log_tail()}",
+        )
+        master.kill()
+        switching = _rows(master, r.json()["id"])["ota-rs1"][0]
+        master.start()
+        assert f"firmware rollout {r.json()['id']} resumed (ota-rs1 {switching}, " in master.log_text()
+
+        # 2. the canary done; the first wave: ota-rs2 a third through its image, ota-rs3 waiting for its registration
         wait_until(
             lambda: (
                 (now := rows())["ota-rs1"]["state"] == "done"
