@@ -267,10 +267,48 @@ class Telemetry(resource.Resource):
         return aiocoap.Message(code=code, payload=outcome.encode(), content_format=_TEXT)
 
 
+class _Stripped(aiocoap.Message):
+    """A request as a resource below the site sees it (its path shortened by the resource's place): the request's
+    own fields, its options copied one level deep, and its URI before the stripping worked out only if asked."""
+
+    @property
+    def _original_request_uri(self) -> str:  # aiocoap's Message.get_request_uri looks for it
+        return self._origin.get_request_uri()
+
+
+class Site(resource.Site):
+    """aiocoap's Site with a cheaper hand-over to the resource, the same resources found. aiocoap's copies every
+    request with a deep copy of all its options and works out its absolute URI at once (the sender's address
+    parsed by `ipaddress`, twice): with the OSCORE work around it, a fifth of the master's CPU per heartbeat and
+    per telemetry report (tools/bench/gateway.py --profile), for a URI no resource here reads."""
+
+    def _find_child_and_pathstripped_message(self, request):
+        path = request.opt.uri_path
+        if path in self._resources:
+            return self._resources[path], _stripped(request, ())
+        if not path:
+            raise KeyError()
+        for cut in range(len(path) - 1, 0, -1):  # the longest sub-site first, as aiocoap's
+            if path[:cut] in self._subsites:
+                remainder = path[cut:]
+                return self._subsites[path[:cut]], _stripped(request, () if remainder == ("",) else remainder)
+        raise KeyError()
+
+
+def _stripped(request: aiocoap.Message, path: tuple[str, ...]) -> _Stripped:
+    stripped = _Stripped.__new__(_Stripped)
+    stripped.__dict__.update(request.__dict__)
+    opt = stripped.opt = type(request.opt)()
+    opt._options = {number: list(options) for number, options in request.opt._options.items()}
+    opt.uri_path = path
+    stripped._origin = request
+    return stripped
+
+
 def build_site(
     registry: Registry, counters: Counter, paired: Callable[[str], bool] = lambda ep: False
 ) -> resource.Site:
-    site = resource.Site()
+    site = Site()
     site.add_resource((".well-known", "core"), resource.WKCResource(site.get_resources_as_linkheader))
     guard = Guard(paired, counters)
     site.add_resource(("rd",), Directory(registry, counters, guard))
