@@ -371,9 +371,11 @@ class DryRun(Struct):
     next_runs: list[datetime]
 
 
-class TimelineEntry(Struct):
+class TimelineEntry(Struct, gc=False):
     """One run expected in a time window: `planned` (a row in job_executions) or `projected` (computed from the
-    trigger, not planned yet — the next occurrences of a cron job, the follow-ups they will bring)."""
+    trigger, not planned yet — the next occurrences of a cron job, the follow-ups they will bring). Not tracked by
+    the cyclic garbage collector (it refers to no object that could refer back): a 7-day timeline makes 70,000 of
+    them, and tracked they started collections that walked the whole master after every timeline."""
 
     at: datetime
     job: str
