@@ -18,3 +18,10 @@ try:
                         print("boot:", key, repr(e))
 except Exception as e:  # noqa: BLE001 — boot must go on; the agent reports problems later
     print("boot:", repr(e))
+try:  # the agent and role modules for this MicroPython's .mpy version wait in mpy/: swap them in (mpyset_swap.py)
+    __import__("os").stat("mpy/%d/agent" % (getattr(__import__("sys").implementation, "_mpy", 0) & 1023))
+    __import__("mpyset_swap")
+except OSError:
+    pass  # none waits: the usual start
+except Exception as e:  # noqa: BLE001
+    print("boot:", repr(e))

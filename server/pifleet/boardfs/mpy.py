@@ -72,6 +72,19 @@ def mpy_cross_for(version: str) -> Path:
     return _executable(candidates[0])
 
 
+# MicroPython release (major, minor) from which on → the .mpy version and sub-version it loads, as a board's
+# sys.implementation._mpy & 1023 says it (DESIGN.md, "Facts"): a board's set of agent and role modules is kept
+# under this key (docs/flashing.md, "Different .mpy versions")
+_MPY_KEYS = (((1, 23), 6 | 3 << 8), ((1, 22), 6 | 2 << 8), ((1, 20), 6 | 1 << 8), ((1, 19), 6), ((0, 0), 5))
+
+
+def mpy_key(version: str) -> int:
+    """The .mpy version and sub-version MicroPython `version` loads, as sys.implementation._mpy & 1023 (v1.24.1 ->
+    774, i.e. 6.3; v1.22.2 -> 518; v1.19.1 -> 6; v1.18 -> 5)."""
+    major, minor, _ = version_tuple(version)
+    return next(key for since, key in _MPY_KEYS if (major, minor) >= since)
+
+
 def _executable(path: Path) -> Path:
     """The archive's binaries are installed without the execute bit: set it, or use a private copy."""
     if os.access(path, os.X_OK):
