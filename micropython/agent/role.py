@@ -5,7 +5,11 @@ after the master has pushed every module file it names (agent/modules.py). Capab
 configuration are unchanged keep running untouched. The others are stopped first (a new version may take over
 the same pins), then the new ones are imported, set up and self-checked. If any of them fails, the new ones
 are stopped and the old ones set up again: the board goes back to what it ran, stays online, and answers with
-the error (the files of the versions that cannot run are deleted). Only when all new ones run is config.json
+the error (the files of the versions that cannot run are deleted). One exception: a new module that fails with
+MemoryError may only lack one contiguous piece of a heap that a long run has fragmented. Then the board writes
+the new role as its config (the replaced versions kept as the fallback), answers that it restarts, and loads it
+on a fresh heap at boot; a version that cannot start there goes back to the one before (fall_back), as after any
+push. Only when all new ones run is config.json
 replaced: it is written to a new file and renamed over the old one (atomic on littlefs), so a power loss at
 any point boots the old role or the new one, never neither.
 Module files no longer named by the config are deleted last, except each replaced version, which stays (as
@@ -19,7 +23,7 @@ import json
 import os
 
 from agent import caps, port
-from agent.port import collect, const, forget, print_exception
+from agent.port import collect, const, forget, print_exception, sleep_ms
 
 _BAD_REQUEST = const(128)  # 4.00
 _BLOCK1 = const(27)
@@ -32,6 +36,18 @@ class RoleError(Exception):
     def __init__(self, message, field):
         super().__init__(message)
         self.field = field
+
+
+class Restart(Exception):
+    """The new role is in config.json, but only a fresh heap can load it (switch() restarts the board)."""
+
+
+async def _reset_soon(agent):
+    await sleep_ms(300)  # the answer goes out first
+    caps.stop_all(agent.capabilities)  # outputs safe
+    import machine
+
+    machine.reset()
 
 
 def save_config(config, path):
@@ -81,6 +97,10 @@ async def switch(agent, msg):
         with open(agent.path) as f:
             config = json.load(f)
         now, _, _, config = await apply(agent.capabilities, config, body, agent.path)
+    except Restart as exc:
+        print("role: %s: restarting to load it on a fresh heap" % exc)
+        asyncio.create_task(_reset_soon(agent))
+        return _json(_CHANGED, {"ok": True, "restart": True, "reason": str(exc)})
     except RoleError as exc:
         for cap in agent.capabilities:  # what ran before runs again, set up anew: so is its background work
             agent.start_work(cap)
@@ -135,16 +155,29 @@ async def apply(current, config, body, path):
     old = None
     await port.pause()
     started = []
+    fresh = None
     try:
         for name, stem, cfg in todo:
             try:
                 started.append(caps.load_one(name, stem, cfg, check=True))
                 await port.pause()
+            except MemoryError as exc:
+                # no contiguous piece left for it: a fresh heap may have one (the boot decides, see above)
+                fresh = "%s (%s) did not fit in this heap: %r" % (name, stem, exc)
+                raise RoleError(fresh, "caps." + name)
             except Exception as exc:  # noqa: BLE001 — whatever a module raises, the board goes back
                 print("role: %s (%s) cannot run:" % (name, stem))
                 print_exception(exc)
                 raise RoleError("%s (%s) cannot run: %r" % (name, stem, exc), "caps." + name)
     except RoleError:
+        if fresh is not None:
+            caps.stop_all(started)
+            for cap in started:
+                caps.unload(cap.stem)
+            started = cap = None
+            modules = {name: stems.get(name, name) for name in wanted}
+            _save(config, role, wanted, modules, keep, replaced, path)
+            raise Restart(fresh)
         caps.stop_all(started)
         for cap in started:
             caps.unload(cap.stem)
@@ -160,23 +193,28 @@ async def apply(current, config, body, path):
         raise
     running = {cap.name: cap for cap in keep + started}
     now = [running[name] for name in wanted]
-    # what each replaced capability ran before stays on the board until the next change: if the new version
-    # cannot start at a later boot, the board goes back to it (fall_back)
-    previous = {
-        name: entry for name, entry in config.get("previous", {}).items() if name in running and running[name] in keep
-    }
+    new_config = _save(config, role, wanted, {cap.name: cap.stem for cap in now}, keep, replaced, path)
+    await port.pause()
+    return now, replaced, started, new_config
+
+
+def _save(config, role, wanted, modules, keep, replaced, path):
+    """Write the new role as config.json and delete the module files it no longer names. What each replaced
+    capability ran before stays on the board until the next change: if the new version cannot start at a later
+    boot, the board goes back to it (fall_back)."""
+    kept = [cap.name for cap in keep]
+    previous = {name: entry for name, entry in config.get("previous", {}).items() if name in kept}
     for old in replaced:
-        if old.name in running:
+        if old.name in wanted:
             previous[old.name] = {"stem": old.stem, "cfg": old.cfg}
     new_config = dict(config)
     new_config["role"] = role
     new_config["caps"] = wanted
-    new_config["modules"] = {cap.name: cap.stem for cap in now}
+    new_config["modules"] = modules
     new_config["previous"] = previous
     save_config(new_config, path)
     caps.remove_unused(new_config)
-    await port.pause()
-    return now, replaced, started, new_config
+    return new_config
 
 
 def fall_back(config, failed, path):

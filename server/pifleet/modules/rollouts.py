@@ -29,6 +29,7 @@ from .sync import Syncer
 log = logging.getLogger(__name__)
 
 _FIRST = 8  # boards synced at once right after the first one (as many as before this grew)
+_RESTART_S = 60  # a board that restarts into a new version: until its registration settles the sync
 _PARALLEL = 64  # at most, once as many have come through healthy
 
 
@@ -112,6 +113,8 @@ class RolloutService:
         """done, skipped (offline) or failed (and the rollout halted)."""
         try:
             state = await self.syncer.sync(device_id)
+            if state == "updating":  # it restarts to load the new version: its registration settles the sync
+                state = await self._settled(device_id)
             if state == "in_sync":
                 device = await dq.get_by_id(self.pool, device_id)
                 assert device is not None and device.address is not None and device.port is not None
@@ -128,6 +131,19 @@ class RolloutService:
         await rq.finish_rollout(self.pool, rollout_id, "halted", device_id, reason)
         log.warning("rollout %d halted at %s: %s", rollout_id, device_id, reason)
         self.hub.publish("rollouts")
+        return "failed"
+
+    async def _settled(self, device_id: str) -> str:
+        """The sync state of a board that restarted into its new version, once its registration has settled it
+        (in_sync, or failed when it went back to the version before); failed after _RESTART_S without it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _RESTART_S
+        while loop.time() < deadline:
+            known = await rq.sync_state(self.pool, device_id)
+            if known is not None and known[0] != "updating":
+                return known[0]
+            await asyncio.sleep(0.25)
+        await rq.set_sync(self.pool, device_id, "failed", f"did not come back within {_RESTART_S} s of its restart")
         return "failed"
 
     async def stop(self) -> None:

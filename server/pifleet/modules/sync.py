@@ -5,7 +5,8 @@ configuration plus the board's own (`devices.role_config`). A sync:
 1. asks the board which module files it has (GET /m);
 2. pushes the missing ones, each built for the board's .mpy ABI (PUT /m/STEM, block-wise);
 3. switches the board over (PUT /role).
-The board swaps atomically and goes back to what it ran if the new role cannot run (docs/modules.md).
+The board swaps atomically and goes back to what it ran if the new role cannot run (docs/modules.md); if the new
+version did not fit its heap, it restarts into it and its next registration settles the sync.
 The sync state (pending, updating, in_sync, failed with the reason) is kept per board and shown everywhere.
 A board that is offline stays `pending` and is synced when it registers.
 
@@ -110,6 +111,11 @@ class Syncer:
                 return await self._state(device, "pending", f"{exc}: syncs when it registers")
             except (BoardError, InvalidError) as exc:
                 return await self._state(device, "failed", str(exc))
+            if answer.get("restart"):
+                # the new version did not fit the board's (fragmented) heap: it restarts to load it on a fresh one,
+                # and its registration says whether it runs it (registered(): in_sync, or failed when it went back)
+                reason = f"restarting to load it on a fresh heap ({answer.get('reason', '')})"
+                return await self._state(device, "updating", reason, applied=want.body())
             await dq.replace_capabilities(self.pool, device.id, answer.get("caps", []))
             return await self._state(device, "in_sync", "", applied=want.body())
 
