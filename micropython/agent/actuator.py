@@ -52,11 +52,12 @@ class Actuator:
         if dead_ms < _MIN_DEAD_MS:
             raise ValueError("dead_time_ms below %d is unsafe for a reversing motor" % _MIN_DEAD_MS)
         self._pins = pins
-        self._dead_ms = dead_ms
+        # dead_ms and direction: names the board has anyway (a name of its own is a qstr: agent/executions.py)
+        self.dead_ms = dead_ms
         self._max_ms = max_ms
         self._lock = asyncio.Lock()  # one run drives the pins at a time
         self._run = None  # the newest requested run
-        self._last_dir = None  # direction of the last run that drove a pin
+        self.direction = None  # of the last run that drove a pin
         self._off_at = ticks_ms()  # when the motor last stopped
         self._motion = None  # (direction, started) while a pin is on
 
@@ -79,14 +80,6 @@ class Actuator:
             previous.end("replaced")
         return run
 
-    async def _sleep_unless_ended(self, run, ms):
-        """Sleep ms; True if the run was ended (stop or a newer run) before that."""
-        try:
-            await wait_for_ms(run.wake.wait(), ms)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
     async def _drive(self, run, direction, ms, out, end=None):
         """Under the lock: dead time, then `direction` on for ms unless the run ends first. Sets "ran_ms" and
         "stopped" in `out` (the command's answer); `end` goes to _settle when the run went its full length."""
@@ -95,21 +88,29 @@ class Actuator:
             if other is not pin and other.value():  # cannot happen through this class; never trust it
                 self.off()
                 self._off_at = ticks_ms()
-        if self._last_dir != direction:  # None after boot: the motor may have run either way
-            wait = self._dead_ms - since(self._off_at)
-            if wait > 0 and await self._sleep_unless_ended(run, wait):
-                out["stopped"] = run.reason
-                return out
+        if self.direction != direction:  # None after boot: the motor may have run either way
+            wait = self.dead_ms - since(self._off_at)
+            if wait > 0:
+                try:
+                    await wait_for_ms(run.wake.wait(), wait)
+                    out["stopped"] = run.reason  # ended (a stop or a newer run) before the dead time was over
+                    return out
+                except asyncio.TimeoutError:
+                    pass
         if run.reason is not None:
             out["stopped"] = run.reason
             return out
         self._on(direction)
         started = ticks_ms()
-        self._last_dir = direction
+        self.direction = direction
         motion = self._motion = (direction, started)
         ended_early = None
         try:
-            ended_early = await self._sleep_unless_ended(run, ms)
+            try:
+                await wait_for_ms(run.wake.wait(), ms)
+                ended_early = True  # a stop or a newer run ended it
+            except asyncio.TimeoutError:
+                ended_early = False
         finally:
             self.off()  # also when cancelled: the motor never keeps running
             self._off_at = ticks_ms()

@@ -4,7 +4,8 @@ in agent/admin.py, loaded only while one of them is asked for.
 Layer: device side, application. It turns a request Message into (code, options, payload) for the
 endpoint. It does not touch the socket, and it never lets a handler's exception escape: a broken command
 answers 5.00. Execution ids (eid) of the last 8 commands are remembered with their answer (code and JSON bytes,
-None while running), so a retried command runs once.
+None while running), so a retried command runs once; those of commands with an effect are also written to a file
+before they act (agent/executions.py), so a command sent again after a power cut or a watchdog reset runs once too.
 """
 
 import json
@@ -168,6 +169,12 @@ class Resources:
             answer["duplicate"] = True
             return _json(done[0], answer)
 
+        from agent import executions  # its eid in a file first: at most once across resets too
+
+        forget("executions")
+        done = executions.load(eid, command)
+        if done:
+            return done
         self._remember(eid)
         try:
             result = await handler(**params)
@@ -181,6 +188,7 @@ class Resources:
         data = json.dumps(body).encode()
         if eid in self.executions:
             self.executions[eid] = (code, data)
+        executions.save(eid, command, code, data)
         return code, _JSON_OPT, data
 
     def _remember(self, eid):
