@@ -30,6 +30,8 @@ class Agent:
         self.capabilities = capabilities
         self._cap_tasks = {}  # capability name -> its background tasks (telemetry, run(emit))
         self._reporter = None  # agent/telemetry.py's Reporter, made for the first capability that reports
+        # the station (STA_IF), pulses without its link, and wifi.fallback_s in pulses (then agent/wifi.py's lost())
+        self.wifi = [__import__("network").WLAN(0), 0, (config.get("wifi") or {}).get("fallback_s", 300) * 4]
 
     async def serve(self):
         print("agent: listening on %s:%d as %s" % (self.ip, self.port, self.device_id))
@@ -49,8 +51,9 @@ class Agent:
 
     def pulse(self):
         """Every 250 ms (agent/endpoint.py's acker calls it, a loop that never waits on the network): the watchdog
-        fed (setup.py started it: a wedged loop starves it, and the board resets), and a planned run past its grace
-        looked at (agent/plan.py, loaded for it)."""
+        fed (setup.py started it: a wedged loop starves it, and the board resets), a planned run past its grace
+        looked at (agent/plan.py, loaded for it), and the Wi-Fi link: gone for wifi.fallback_s, agent/wifi.py
+        resets the board into its access point."""
         import agent
 
         if agent.WDT:
@@ -61,6 +64,12 @@ class Agent:
             from agent import plan  # due() forgets it when done
 
             asyncio.create_task(plan.due(self))
+        link = self.wifi
+        link[1] = 0 if link[0].isconnected() else link[1] + 1
+        if link[1] > link[2]:
+            from agent import wifi  # lost() forgets it
+
+            wifi.lost(self)
 
     # -- a capability's background work: periodic telemetry and its own run(emit) (agent/telemetry.py) ------
 

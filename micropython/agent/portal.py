@@ -288,7 +288,15 @@ class Portal:
         joined = self.current
         if self.typed and joined[0] == self.typed[0]:
             wifi = self.config.get("wifi") or {}
-            wifi["nets"] = [joined[:2]] + [n for n in _nets(wifi) if n[0] != joined[0]]
+            known = _nets(wifi)
+            old = known[len(known) - wifi.pop("old", 0) :]  # the old networks a push keeps meanwhile (agent/wifi.py)
+            if old and joined[0] in [n[0] for n in known if n not in old]:
+                known = [n for n in known if n not in old]  # one of the pushed ones: the old are forgotten, as there
+                old = []
+            wifi["nets"] = [joined[:2]] + [n for n in known if n[0] != joined[0]]
+            old = [n for n in old if n[0] != joined[0]]
+            if old:
+                wifi["old"] = len(old)
             wifi.pop("ssid", None)
             wifi.pop("psk", None)
             self.config["wifi"] = wifi

@@ -53,6 +53,11 @@ def join_network(config, path=CONFIG_PATH):
     wifi = config.get("wifi") or {}
     nets = wifi.get("nets") or ([[wifi["ssid"], wifi.get("psk", "")]] if "ssid" in wifi else [])
     left = wifi.get("fallback_s", 300) * 1000
+    try:  # the running agent had no network for fallback_s (agent/wifi.py's lost): the access point at once
+        __import__("os").remove("wifi.lost")
+        left = 0
+    except OSError:
+        pass
     wait_ms = _JOIN_FIRST_MS
     n = 0
     while not wlan.isconnected():

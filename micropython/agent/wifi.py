@@ -13,6 +13,8 @@ the new first again) and watches the link: gone for _LOST_LOOKS looks (the old r
 again, new ones first. On none it resets, and the boot tries them all, then opens its access point after
 fallback_s (agent/setup.py, agent/portal.py). The watch (this module, kept in the heap only on a board with new
 networks pending) starts again when the master asks GET /w after a restart. A key never goes to the console.
+A board whose link has been gone for fallback_s (agent/app.py's pulse counts) comes here too, lost(): it notes it
+and resets into its access point.
 GET /w: {"ssid": the network it is on (null: none), "busy": a switch is running, "old": old networks kept}.
 """
 
@@ -121,6 +123,10 @@ def handle(res, msg):
     if old:
         config["wifi"]["old"] = len(old)
     _save(config)
+    from agent import port
+
+    if port.AGENT is not None:
+        port.AGENT.wifi[2] = config["wifi"]["fallback_s"] * 4  # in pulses (agent/app.py)
     res.wifi_busy = 1
     asyncio.create_task(_switch(res, nets, old))
     forget("wifi")  # the task keeps what it needs
@@ -179,6 +185,23 @@ async def _switch(res, nets, old):
     finally:
         sta.config(reconnects=-1)  # from now on the station keeps at its network by itself again
         res.wifi_busy = 0
+
+
+def lost(agent):
+    """agent/app.py's pulse: the link has been gone for wifi.fallback_s (the station kept trying its network). Note it
+    in the file wifi.lost and reset: the next start opens the access point at once (agent/setup.py), where the role
+    modules are not loaded, and its portal keeps trying every known network and closes once one works (a reset, and
+    the agent starts on it). A switch to new networks, or their watch, decides by itself (it resets when none works)."""
+    res = agent.resources
+    agent.wifi[1] = 0
+    if IS_MICROPYTHON and not (getattr(res, "wifi_busy", 0) or getattr(res, "wifi_watch", None)):
+        print("wifi: no known network for %d s; restarting into the access point" % (agent.wifi[2] // 4))
+        with open("wifi.lost", "w") as f:
+            f.write("1")
+        import machine
+
+        machine.reset()
+    forget("wifi")
 
 
 def _watching(res):

@@ -281,3 +281,108 @@ def test_a_new_router_pushed_to_the_fleet(module_master, tmp_path):
     finally:
         for board in boards:
             board.stop()
+
+
+CELLAR_KEY = "cellar-router-key-5150"
+
+
+def test_a_running_board_whose_network_vanishes_opens_its_access_point(module_master, tmp_path):
+    """A board that runs and is registered loses its only network: after fallback_s it opens its access point (the
+    agent resets into it: the portal is loaded at start-up, without the role modules) and keeps trying the known
+    network; the router comes back, the board closes its access point and answers OSCORE commands again. Then a wrong
+    key pushed, and the old router taken away: the board is not stuck, its access point brings it onto the new one."""
+    master = module_master
+    boards = []
+    try:
+        r = master.put("/api/wifi", json={"networks": [{"ssid": "cellar-router", "psk": CELLAR_KEY}], "fallback_s": 5})
+        assert r.status_code == 200, r.text
+        from pifleet.sim.board import VirtualBoard
+
+        cellar = VirtualBoard("cellar", tmp_path / "cellar", erased=True, master=master.coap)
+        set_networks(cellar, {"cellar-router": {"psk": CELLAR_KEY}})
+        cellar.start()
+        boards.append(cellar)
+        flash(master, cellar, "cellar", "blind")
+        _online(master, "cellar", cellar)
+        r = master.post("/api/devices/cellar/commands", json={"capability": "blind", "command": "stop"})
+        assert r.status_code == 200 and r.json()["state"] == "succeeded", r.text
+
+        # the router is switched off for good (as far as the board can tell)
+        mark = len(cellar.console_text())
+        gone = time.monotonic()
+        set_networks(cellar, {})
+        url = portal_url(cellar, since=mark, timeout=60)
+        ap_after_s = time.monotonic() - gone
+        said = cellar.console_text()[mark:]
+        assert "wifi: no known network for 5 s; restarting into the access point" in said, said[-3000:]
+        assert said.index("restarting into the access point") < said.index("portal: access point")
+        assert ap_after_s >= 5, ap_after_s  # not before fallback_s
+        ap = access_point(cellar)
+        assert ap["active"] and ap["authmode"] == 3 and ap["essid"].startswith("pifleet-"), ap
+        assert f"portal: password {master.get('/api/wifi/ap/cellar')['password']}" in said
+        page = httpx.get(url, timeout=10)
+        assert page.status_code == 200 and 'name="psk"' in page.text and "cellar-router" not in page.text, page.text
+
+        # the router is back: the board, still trying its known network, joins it, closes the access point and runs
+        mark = len(cellar.console_text())
+        set_networks(cellar, {"cellar-router": {"psk": CELLAR_KEY}})
+        wait_until(
+            lambda: "agent: listening on" in cellar.console_text()[mark:],
+            timeout=60,
+            what="the cellar board running again on its network",
+            explain=lambda: cellar.console_text()[-3000:],
+        )
+        said = cellar.console_text()[mark:]
+        assert "portal: joined 'cellar-router'; access point" in said, said[-3000:]
+        assert not access_point(cellar)["active"]
+        assert "wifi.lost" not in cellar.read_files()  # the note was for one start only
+        r = wait_until(
+            lambda: (
+                (r := master.post("/api/devices/cellar/commands", json={"capability": "blind", "command": "stop"}))
+                and r.status_code == 200
+                and r.json()["state"] == "succeeded"
+                and r
+            ),
+            timeout=30,
+            what="an OSCORE command answered by the cellar board",
+            explain=lambda: cellar.console_text()[-3000:],
+        )
+        print(f"wifi_lost_to_ap_s={ap_after_s:.1f}")
+
+        # a wrong key never leaves it stuck: pushed, the board goes back to its router; that router then goes away
+        # too, and the board opens its access point, where a person gives it the new router's key
+        set_networks(cellar, {"cellar-router": {"psk": CELLAR_KEY}, "new-router": {"psk": NEW_KEY}})
+        r = master.put("/api/wifi", json={"networks": [{"ssid": "new-router", "psk": WRONG_KEY}]})
+        assert r.status_code == 200, r.text
+        assert "cellar" in master.post("/api/wifi/push").json()["pushing"]
+        assert _settled(master, "cellar", "kept_old")["ssid"] == "cellar-router"
+        mark = len(cellar.console_text())
+        set_networks(cellar, {"new-router": {"psk": NEW_KEY}})
+        url = portal_url(cellar, since=mark, timeout=60)
+        assert access_point(cellar)["active"]
+        submit(url, "new-router", NEW_KEY)
+        wait_until(
+            lambda: "agent: listening on" in cellar.console_text()[mark:].partition("portal: joined 'new-router'")[2],
+            timeout=60,
+            what="the cellar board running on the new router",
+            explain=lambda: cellar.console_text()[-3000:],
+        )
+        assert not access_point(cellar)["active"]
+        wifi = json.loads(cellar.read_files()["config.json"])["wifi"]
+        assert wifi["nets"] == [["new-router", NEW_KEY]] and "old" not in wifi, wifi  # the typed key, the old gone
+        wait_until(
+            lambda: (
+                (r := master.post("/api/devices/cellar/commands", json={"capability": "blind", "command": "stop"}))
+                and r.status_code == 200
+                and r.json()["state"] == "succeeded"
+            ),
+            timeout=30,
+            what="an OSCORE command answered by the cellar board on the new router",
+            explain=lambda: cellar.console_text()[-3000:],
+        )
+        assert master.post("/api/wifi/boards/cellar/refresh").json()["ssid"] == "new-router"
+        for key in (CELLAR_KEY, NEW_KEY, WRONG_KEY):
+            assert key not in cellar.console_text() and key not in page.text, key
+    finally:
+        for board in boards:
+            board.stop()
