@@ -72,6 +72,14 @@ if _mount():
         import _simticks
 
         _simticks.install()
+    import _simmpy  # the .mpy version of the image the chip started: what boot.py and the agent see and load
+
+    _simmpy.install()
     _run("boot")
+    _simmpy.check()
+    del sys.modules["_simmpy"], _simmpy
+    import gc
+
+    gc.collect()  # the shim was compiled here: its garbage out before the agent's start needs the heap
     if not os.getenv("PIFLEET_SIM_SOFT_RESET"):  # a soft reset into the raw REPL skips main.py, as the port
         _run("main")
