@@ -30,6 +30,7 @@ from ..storage import devices as devices_q
 from . import storage as q
 from .catalog import Catalog
 from .model import FirmwareRolloutRead
+from .sets import push_set
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,7 @@ class FirmwareRollouts:
                     pending.add(t)
                     t.add_done_callback(pending.discard)
 
+            await push_set(self.pool, self.link, device, version)  # first its agent for the new .mpy version (sets.py)
             answer = await self.link.put_image(address, port, sha, image, progress)
             await asyncio.gather(*pending)
             await self._state(rollout_id, device_id, "rebooting", progress=100, to_version=answer.get("version"))

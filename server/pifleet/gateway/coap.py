@@ -331,6 +331,20 @@ class Gateway:
         msg = aiocoap.Message(code=Code.GET, uri=_uri(address, port, "ota"))
         return await self._json(msg, timeout, "GET /ota")
 
+    async def ota_set(self, address: str, port: int, delete: bool = False) -> dict[str, Any]:
+        """GET /ota/set: the running MicroPython's .mpy key, the root set's, the sets waiting in mpy/; DELETE /ota/set
+        removes those waiting (agent/sets.py, docs/flashing.md "Different .mpy versions")."""
+        msg = aiocoap.Message(code=Code.DELETE if delete else Code.GET, uri=_uri(address, port, "ota", "set"))
+        return await self._json(msg, 30, "DELETE /ota/set" if delete else "GET /ota/set")
+
+    async def put_set_file(
+        self, address: str, port: int, key: int | None, path: str, sha256: str, data: bytes
+    ) -> dict[str, Any]:
+        """PUT /ota/set?p=PATH&sha=…[&v=KEY] block-wise, as put_module: one file of the set for .mpy KEY into the
+        board's mpy/KEY/ (boot.py and mpyset_swap.py, without KEY, to its root)."""
+        query = f"?p={path}&sha={sha256}" + (f"&v={key}" if key is not None else "")
+        return await self._put_blocks(address, port, _uri(address, port, "ota", "set") + query, data, 30, f"PUT {path}")
+
     async def put_plan(self, address: str, port: int, body: dict[str, Any]) -> dict[str, Any]:
         """PUT /plan: the board's own timed runs, the time, and the runs it did by itself that the master recorded
         (jobs/autonomy.py); the answer lists runs it did that are not recorded yet."""
