@@ -276,3 +276,49 @@ async def test_an_interrupted_device_of_a_role_run_settles_the_parent_at_the_nex
     await env.jobs.recover()
     parent = await q.get_execution(env.pool, run_id)
     assert (parent.state, parent.error) == ("failed", "1 of 3 devices did not succeed")
+
+
+async def test_a_run_its_board_began_before_a_reset_fails_at_once_and_is_not_retried(env):
+    """The board answers that a reset cut this execution (agent/executions.py, "field": "eid"): it will not run it
+    again, so a retry could only fail the same way; the run ends failed with the board's reason."""
+    run_id = await start(env, job("down-cut", retry={"attempts": 3, "backoff_s": 10}))
+    why = "board answered 4.12: interrupted: the board was reset (power cut or watchdog) while it ran this"
+    env.link.answer("vb-blind-1", BoardError(why, field="eid"))
+    await deliver(env, run_id)
+    (run,) = await rows(env, "down-cut")
+    assert (run.state, run.attempt, run.error) == ("failed", 1, why)
+    assert env.queue.when(run_id) == [env.clock()]  # its first hand-over only: no retry planned
+    assert len(env.link.commands) == 1
+
+
+class QueueAway(RecordingQueue):
+    """Huey's schedule on a PostgreSQL that is restarting: the first `down` hand-overs fail as psycopg fails."""
+
+    def __init__(self, down: int) -> None:
+        super().__init__()
+        self.down = down
+
+    async def schedule(self, execution_id: uuid.UUID, attempt: int, eta: datetime) -> None:
+        if self.down:
+            self.down -= 1
+            import psycopg
+
+            raise psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
+        await super().schedule(execution_id, attempt, eta)
+
+
+async def test_an_outcome_whose_hand_over_met_a_restarting_database_still_plans_its_follow_up(env, monkeypatch):
+    """The outcome's transaction committed, then the database went before its follow-up reached the queue: the record
+    is tried again, finds the run finished, and hands the follow-up over again (not only at the master's next start).
+    """
+    import pifleet.jobs.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "RECORD_BACKOFF_S", (0.01, 0.05))
+    up = {"action": {"capability": "blind", "command": "stop"}, "trigger": {"type": "delay", "seconds": 60}}
+    run_id = await start(env, job("down-away", follow_ups=[up]))
+    env.jobs.planner.queue = env.runner.jobs.queue = away = QueueAway(down=2)
+    env.link.answer("vb-blind-1", {"moved": 5.0})
+    await deliver(env, run_id)
+    run, follow_up = sorted(await rows(env, "down-away"), key=lambda e: e.step)
+    assert run.state == "succeeded" and follow_up.state == "scheduled"
+    assert away.when(uuid.UUID(follow_up.id)) == [follow_up.scheduled_for]

@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
+import asyncpg
 import msgspec
+import psycopg
 
 from ..errors import PifleetError
 from ..model import FINAL_STATES, DeviceRead, JobRead, JobSpec
@@ -30,7 +32,7 @@ from . import results, targets, triggers
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FINAL_STATES", "OUTCOME", "Planner", "interrupted_error", "now"]
+__all__ = ["FINAL_STATES", "OUTCOME", "Planner", "database_down", "interrupted_error", "now"]
 
 Clock = Callable[[], datetime]
 
@@ -40,6 +42,23 @@ OUTCOME = {"succeeded": "success", "failed": "failure", "timed_out": "failure"}
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def database_down(exc: BaseException) -> bool:
+    """A connection to PostgreSQL lost or refused (a restart, a network blip), by asyncpg or by Huey's psycopg: worth
+    trying again. A statement PostgreSQL refused is not."""
+    return isinstance(
+        exc,
+        (
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresConnectionError,  # class 08, and asyncpg's "connection was closed in the middle"
+            asyncpg.exceptions.OperatorInterventionError,  # 57P01 terminating (a fast shutdown), 57P03 starting up
+            asyncpg.InterfaceError,  # "connection is closed"
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+        ),
+    )
 
 
 def interrupted_error() -> str:
@@ -317,6 +336,13 @@ class Planner:
             scheduled_for=when,
             max_attempts=spec.retry.attempts,
         )
+
+    async def hand_over_again(self, row) -> None:
+        """The run (if it was rescheduled) and the runs planned after it that are scheduled, to the queue again: for
+        an outcome whose first tries to be recorded failed, one of which may have committed before its connection
+        went. A run handed over twice is claimed once."""
+        for again in await q.planned_by(self.pool, row["id"]):
+            await self.queue.schedule(again["id"], again["attempt"], again["scheduled_for"])
 
     async def hand_over(self, planned: list[Planned], after: uuid.UUID | None = None) -> None:
         for execution_id, when in planned:

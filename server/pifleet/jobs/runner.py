@@ -13,6 +13,11 @@ skips when it is taken, `replace` ignores it).
 Several sites (sites/): a master claims only runs of its own site's boards, and runs without a device. A role or
 group run fans out per site: the devices of this site start together here; the runs of another site's devices
 are handed to that site's queue (and its alarm), and that site's master runs them.
+
+An outcome is recorded until the database takes it: a connection lost or refused while it is written (PostgreSQL
+restarting) is retried with capped backoff for RECORD_FOR_S, so the run does not stay `running` until the master's
+next start. A board that answers that it began this run before a reset (agent/once.py: "field": "eid") will not
+run it again: that run fails at once, with the board's reason, and is not retried.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,12 +42,15 @@ from ..storage import devices as devices_q
 from ..storage import job_batches as batches
 from ..storage import jobs as q
 from .autonomy import autonomous
+from .planner import database_down
 from .service import JobService
 
 log = logging.getLogger(__name__)
 
 
 ON_TIME_S = 5.0  # the scheduler wakes every second; "on time" leaves room for that and a busy queue
+RECORD_FOR_S = 600.0  # how long an outcome is offered to a database that is away (a restart takes seconds)
+RECORD_BACKOFF_S = (0.5, 5.0)  # first wait between tries, and its cap
 
 
 def misfire_reason(row, spec: JobSpec, started: datetime) -> str | None:
@@ -236,7 +245,10 @@ class Runner:
         except BoardTimeoutError as exc:
             await self._failed(row, spec, exc.detail, "timed_out")
         except PifleetError as exc:
-            await self._failed(row, spec, exc.detail, "failed")
+            if exc.field == "eid":  # the board began it before a reset and will not run it again (agent/once.py)
+                await self._ended(row, spec, "failed", error=exc.detail)
+            else:
+                await self._failed(row, spec, exc.detail, "failed")
         except Exception as exc:  # a bug must not leave the run "running" forever
             log.exception("execution %s crashed", row["id"], extra=_fields(row, job))
             await self._failed(row, spec, f"internal error: {exc}", "failed")
@@ -254,13 +266,47 @@ class Runner:
 
     async def _ended(self, row, spec: JobSpec | None, state: str, **outcome: Any) -> None:
         """The planner records the outcome (and plans what follows); counted if it was this call that ended it."""
-        if await self.planner.complete(row, spec, state, **outcome):
+        if await self._recorded(row, lambda: self.planner.complete(row, spec, state, **outcome)):
             self.metrics.executions.labels(state).inc()
 
     async def _failed(self, row, spec: JobSpec, error: str, final_state: str) -> None:
         """An attempt failed: the planner retries it (not counted yet) or records the run's final failure."""
-        if await self.planner.failed(row, spec, error, final_state=final_state) is None:
+        if await self._recorded(row, lambda: self.planner.failed(row, spec, error, final_state=final_state)) is None:
             self.metrics.executions.labels(final_state).inc()
+
+    async def _recorded(self, row, write: Callable[[], Awaitable[Any]]) -> Any:
+        """`write` (one outcome's transaction, and handing what it planned to the queue) again until the database
+        takes it, for RECORD_FOR_S. A try that failed may have committed before its connection went (the answer to
+        COMMIT lost, or the queue unreachable after it): once a try went through, the run itself (if it was
+        rescheduled) and the runs planned after it are handed to the queue again, until that goes through too."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RECORD_FOR_S
+        delay, cap = RECORD_BACKOFF_S
+        tries, done, written = 0, None, False
+        while True:
+            try:
+                if not written:
+                    done, written = await write(), True
+                if tries:
+                    await self.planner.hand_over_again(row)
+                    log.info(
+                        "execution %s: outcome recorded after %d failed tries", row["id"], tries, extra=_fields(row)
+                    )
+                return done
+            except Exception as exc:
+                if not database_down(exc) or loop.time() + delay > deadline:
+                    raise
+                tries += 1
+                log.warning(
+                    "execution %s: its outcome could not be recorded (%s: %s); trying again in %.1f s",
+                    row["id"],
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                    extra=_fields(row),
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, cap)
 
     def start_command(self, row, timeout_s: float | None) -> asyncio.Task:
         """`command` as a task of the event loop, held like a job's run (an orderly stop lets it finish)."""

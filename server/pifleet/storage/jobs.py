@@ -295,6 +295,15 @@ async def scheduled(db, limit: int = 1000) -> list[asyncpg.Record]:
     )
 
 
+async def planned_by(db, execution_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The run itself if it is scheduled again (a retry), and the runs planned after it that are still scheduled."""
+    return await db.fetch(
+        "select id, attempt, scheduled_for from job_executions"
+        " where (id = $1 or parent_id = $1) and state = 'scheduled'",
+        execution_id,
+    )
+
+
 async def interrupted(db) -> list[asyncpg.Record]:
     """Runs that were dispatched or running when the master (of this site: sql/0018) stopped."""
     return await db.fetch(
