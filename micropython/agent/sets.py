@@ -6,7 +6,8 @@ after it. The root's agent/ and caps/ are the set the running MicroPython loads 
 sys.implementation._mpy & 1023); a set for another key waits in mpy/KEY/ until a MicroPython of that key starts and
 mpyset_swap.py (run by boot.py) swaps it in, parking the old one in mpy/OLD/ for a rollback.
 
-- `GET /ota/set`: {"mpy": the running key, "root": agent/_mpy's, "sets": [keys waiting in mpy/]}.
+- `GET /ota/set`: {"mpy": the running key, "root": agent/_mpy's, "sets": [keys of the whole sets in mpy/, their
+  record present]}.
 - `DELETE /ota/set`: every set in mpy/ removed (the master starts a push so: the root's set and the one pushed
   are then all the board keeps).
 - `PUT /ota/set?v=KEY&p=PATH&sha=HEX`, RFC 7959 Block1: one file of the set into mpy/KEY/PATH (agent/….mpy,
@@ -76,11 +77,17 @@ def status():
             root = int(f.read())
     except (OSError, ValueError):
         root = None
+    waiting = []  # whole sets only: their record is pushed last
     try:
-        waiting = sorted(int(entry[0]) for entry in os.ilistdir("mpy"))
-    except (OSError, ValueError):
-        waiting = []
-    return {"mpy": running(), "root": root, "sets": waiting}
+        for entry in os.ilistdir("mpy"):
+            try:
+                os.stat("mpy/%s/agent/_mpy" % entry[0])
+                waiting.append(int(entry[0]))
+            except (OSError, ValueError):
+                pass
+    except OSError:
+        pass
+    return {"mpy": running(), "root": root, "sets": sorted(waiting)}
 
 
 def _target(query):

@@ -9,11 +9,16 @@ file"), so a board that started B with A's agent, or A with B's, would not come 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
+from pifleet import resources
 from pifleet.boardfs import bundle
 from pifleet.boardfs.layout import TABLE_OFFSET, build_littlefs, parse_partition_table, read_littlefs
-from pifleet.sim.board import VirtualBoard
+from pifleet.sim.board import VirtualBoard, micropython_binary
 from pifleet.sim.firmware import bootloader_offset
 from pifleet.sim.flash import Flash
 from tests.support.waits import wait_until
@@ -33,6 +38,55 @@ def files(board: VirtualBoard) -> dict[str, bytes]:
     """The board's filesystem."""
     f = Flash(board.flash_path, board.flash_size)
     return read_littlefs(f.read(vfs_offset(f), board.flash_size - vfs_offset(f)))
+
+
+# A board's files around a swap: A's set (key 518) and B's (774), each an agent/ with its record and a caps/ module
+A_AGENT, A_CAPS = {"agent/_mpy": "518", "agent/app.mpy": "A"}, {"caps/blind_1.mpy": "a"}
+B_AGENT, B_CAPS = {"agent/_mpy": "774", "agent/app.mpy": "B"}, {"caps/blind_1.mpy": "b"}
+
+
+def under(prefix: str, files: dict[str, str]) -> dict[str, str]:
+    return {prefix + path: text for path, text in files.items()}
+
+
+SWAPPED = {**B_AGENT, **B_CAPS, **under("mpy/518/", {**A_AGENT, **A_CAPS})}
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.skipif(micropython_binary() is None, reason="the MicroPython unix port is not installed")
+@pytest.mark.parametrize(
+    "before",
+    [
+        # B's set waits: the first start of B's MicroPython
+        {**A_AGENT, **A_CAPS, **under("mpy/774/", {**B_AGENT, **B_CAPS})},
+        # the power was cut after A's caps/ was parked
+        {**A_AGENT, **under("mpy/518/", A_CAPS), **under("mpy/774/", {**B_AGENT, **B_CAPS})},
+        # ... after B's caps/ moved in
+        {**A_AGENT, **B_CAPS, **under("mpy/518/", A_CAPS), **under("mpy/774/", B_AGENT)},
+        # ... after A's agent/ was parked
+        {**B_CAPS, **under("mpy/518/", {**A_AGENT, **A_CAPS}), **under("mpy/774/", B_AGENT)},
+        # nothing waits (B's set at the root already): the usual start changes nothing
+        SWAPPED,
+    ],
+    ids=["waiting", "cut-after-caps-parked", "cut-after-caps-moved", "cut-after-agent-parked", "usual-start"],
+)
+def test_boot_swaps_in_the_set_for_the_running_mpy_version_and_finishes_a_swap_a_power_cut_left(tmp_path, before):
+    """boot.py and mpyset_swap.py as a board runs them, in the unix port (.mpy 6.3, key 774)."""
+    for path, text in before.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    for name in ("boot.py", "mpyset_swap.py"):
+        shutil.copy(resources.agent() / name, tmp_path / name)
+    run = subprocess.run(
+        [micropython_binary(), "-c", "import boot"], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    after = {p: t for p, t in tree(tmp_path).items() if p not in ("boot.py", "mpyset_swap.py")}
+    assert after == SWAPPED, run.stdout + run.stderr
+    moved = "mpyset_swap: the agent and role modules for .mpy 774 moved in" in run.stdout
+    assert moved == (before != SWAPPED), run.stdout
 
 
 def test_the_virtual_board_does_not_start_an_agent_built_for_another_mpy_version(tmp_path):
