@@ -167,5 +167,15 @@ def test_an_image_of_another_mpy_version_boots_its_own_agent_and_a_rollback_boot
         assert len(pushes) == 2, pushes  # one set pushed before each of the two switches
         print(pushes[-1].split(": ", 1)[-1])  # its size and time, for docs/flashing.md
         assert "mpy/518/" + stem in on_flash  # the role's module in both sets
+
+        # 3. and back to A by a rollout (a downgrade): A's set pushed anew, A starts it, B's waits beside
+        mark = len(board.console_text())
+        r = rollout(module_master, ids[A], devices=[board.name])
+        done = finished(module_master, r["id"], (board,))
+        assert done["state"] == "done", f"{done}\n{board.console_text()[-3000:]}"
+        assert running_version(board) == A and online(module_master, board)["mpy"] & 1023 == 518
+        assert "for .mpy 518 moved in; those for 774 kept in mpy/774" in board.console_text()[mark:]
+        on_flash = files(board)
+        assert on_flash["agent/_mpy"] == b"518" and on_flash["mpy/774/agent/_mpy"] == b"774"
     finally:
         board.kill()
