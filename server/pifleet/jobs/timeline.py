@@ -57,14 +57,13 @@ def entries(
         follows = [f for f in spec.follow_ups if f.on in ("success", "always")]
         lasts = timedelta(seconds=float(action.params.get("seconds", 0) or 0)) if follows else None
         skip = planned.get(job, ()) if single else ()
+        shown = names if device is None else [n for n in names if n == device]
         for when in whens:
-            shown = [n for n in names if device is None or n == device] if when not in skip else []
-            for name in shown:
-                entry = TimelineEntry(when, job, name, capability, command, params, "projected", False)
+            if shown and when not in skip:
                 if (group := by_at.get(when)) is None:
-                    by_at[when] = [entry]
-                else:
-                    group.append(entry)
+                    group = by_at[when] = []
+                for name in shown:
+                    group.append(TimelineEntry(when, job, name, capability, command, params, "projected", False))
             if not follows:
                 continue
             for follow in follows:
