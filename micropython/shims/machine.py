@@ -369,6 +369,10 @@ def reset_cause():
 
 
 def unique_id():
+    """The chip's base MAC (the ESP32 port returns the eFuse MAC), as the network shim's station MAC."""
+    mac = os.getenv("PIFLEET_SIM_MAC")
+    if mac:
+        return bytes(int(mac[i : i + 2], 16) for i in range(0, 12, 2))
     ip = os.getenv("PIFLEET_SIM_IP") or "127.0.0.2"
     return bytes([0x24, 0x0A] + [int(part) for part in ip.split(".")])
 

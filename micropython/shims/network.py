@@ -65,6 +65,15 @@ def _ip():
     return os.getenv("PIFLEET_SIM_IP") or "127.0.0.1"
 
 
+def _mac():
+    """The chip's base MAC, as esptool reads it from the virtual chip's eFuses (PIFLEET_SIM_MAC, 12 hex digits):
+    a real ESP32's station interface has that MAC. Without it (a shim run on its own): one made of the address."""
+    mac = os.getenv("PIFLEET_SIM_MAC")
+    if mac:
+        return bytes(int(mac[i : i + 2], 16) for i in range(0, 12, 2))
+    return bytes([0x24, 0x0A] + [int(part) for part in _ip().split(".")])
+
+
 def _around(wifi, ssid, key):
     """What an attempt to join ssid with key finds: 0 (it joins), STAT_NO_AP_FOUND or STAT_WRONG_PASSWORD."""
     networks = wifi.get("networks")
@@ -231,7 +240,7 @@ class _WLAN:
             self._reconnects = 0 if kwargs["reconnects"] == -1 else int(kwargs["reconnects"]) + 1
             return None
         if name == "mac":
-            return bytes([0x24, 0x0A] + [int(part) for part in _ip().split(".")])
+            return _mac()
         if name in ("ssid", "essid"):
             return self._ap["essid"] if self._interface == AP_IF else self._ssid
         if name == "authmode" and self._interface == AP_IF:

@@ -296,6 +296,7 @@ class VirtualBoard:
             os.environ,
             PIFLEET_SIM_IO=str(self.io.resolve()),
             PIFLEET_SIM_IP=self.ip,
+            PIFLEET_SIM_MAC=self.mac.hex(),  # the chip's eFuse MAC: machine.unique_id() and the station's MAC
             PIFLEET_SIM_FLASH=str(self.flash_path.resolve()),
             PIFLEET_SIM_RESET_CAUSE=self._chip.reset_cause if self._chip is not None else "power",
         )

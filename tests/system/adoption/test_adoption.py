@@ -19,7 +19,7 @@ def _code(board) -> str:
 
 
 def _adoption(master, board) -> dict:
-    mac = "24:0a:" + ":".join("%02x" % int(p) for p in board.ip.split("."))  # the network shim's MAC
+    mac = ":".join("%02x" % b for b in board.mac)  # the chip's MAC: the station's, as on an ESP32
     return wait_until(
         lambda: next((a for a in master.get("/api/adoptions") if a["mac"] == mac), None),
         what=f"{board.name} waiting for adoption",

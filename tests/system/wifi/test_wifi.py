@@ -93,8 +93,8 @@ def test_a_board_without_credentials_is_brought_online_through_its_captive_page(
         url = portal_url(board)
         ap = access_point(board)
         assert ap["active"] and ap["authmode"] == 3, ap  # WPA2
-        mac = "24:0a:" + ":".join("%02x" % int(p) for p in board.ip.split("."))
-        assert ap["essid"] == "pifleet-" + mac.replace(":", "")[-6:]
+        mac = ":".join("%02x" % b for b in board.mac)  # the chip's MAC, as esptool reads it and the board adopts
+        assert ap["essid"] == "pifleet-" + board.mac.hex()[-6:]
         password = re.search(r"portal: password ([a-z2-7]{12})", board.console_text())
         assert password, board.console_text()
 
@@ -260,7 +260,7 @@ def test_a_new_router_pushed_to_the_fleet(module_master, tmp_path):
         attic.start()
         url = portal_url(attic, since=mark, timeout=60)
         ap = master.get("/api/wifi/ap/attic")  # named after the MAC flashing read (the chip's, 02:e5:32:…)
-        assert ap["ssid"].startswith("pifleet-") and access_point(attic)["essid"].startswith("pifleet-")
+        assert ap["ssid"] == access_point(attic)["essid"] == "pifleet-" + attic.mac.hex()[-6:], ap
         assert access_point(attic)["active"] and access_point(attic)["authmode"] == 3
         assert f"portal: password {ap['password']}" in attic.console_text()[mark:]  # the master knows it
         submit(url, "new-router", NEW_KEY)
@@ -324,8 +324,9 @@ def test_a_running_board_whose_network_vanishes_opens_its_access_point(module_ma
         assert said.index("restarting into the access point") < said.index("portal: access point")
         assert ap_after_s >= 5, ap_after_s  # not before fallback_s
         ap = access_point(cellar)
-        assert ap["active"] and ap["authmode"] == 3 and ap["essid"].startswith("pifleet-"), ap
-        assert f"portal: password {master.get('/api/wifi/ap/cellar')['password']}" in said
+        shown = master.get("/api/wifi/ap/cellar")
+        assert ap["active"] and ap["authmode"] == 3 and ap["essid"] == shown["ssid"], (ap, shown)
+        assert f"portal: password {shown['password']}" in said
         page = httpx.get(url, timeout=10)
         assert page.status_code == 200 and 'name="psk"' in page.text and "cellar-router" not in page.text, page.text
 
