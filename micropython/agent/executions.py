@@ -75,11 +75,16 @@ def save(eid, command, code, data):
     if command is None:
         line = eid + "\n"
         if code >= 2 * _KEEP:
-            with open("executions.ran") as f:
-                kept = f.read().split("\n")[-_KEEP - 1 :]
-            with open("executions.ran.new", "w") as f:
-                f.write("\n".join(kept))
-                f.write(line)
+            # the last _KEEP lines copied one at a time: the whole file as one string (and its split and join)
+            # was a MemoryError on a board busy with commands
+            code -= _KEEP
+            with open("executions.ran") as f, open("executions.ran.new", "w") as out:
+                for kept in f:
+                    if code:
+                        code -= 1
+                    else:
+                        out.write(kept)
+                out.write(line)
             os.rename("executions.ran.new", "executions.ran")
             return
     elif command in ("read", "state", "position"):
