@@ -60,7 +60,7 @@ class Agent:
             agent.WDT.feed()
         res = self.resources
         if res.due and time.time() >= res.due:
-            res.due = 0
+            res.due = None  # a round runs (agent/plan.py): no second one meanwhile
             from agent import plan  # due() forgets it when done
 
             asyncio.create_task(plan.due(self))

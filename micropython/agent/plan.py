@@ -76,7 +76,8 @@ def handle(res, msg):
     ran = [d["eid"] for d in done]
     plan = sorted((e for e in plan if e[0] not in ran), key=lambda e: e[1])
     _save(_PLAN, plan)
-    _next(res, plan)
+    if res.due is not None:  # None: a round of due runs is under way, and looks at this plan when it ends
+        _next(res, plan)
     print("plan: %d runs planned, %d done by myself to report" % (len(plan), len(done)))
     return _answer(_CHANGED, {"planned": len(plan), "done": done[:_REPORT], "more": max(len(done) - _REPORT, 0)})
 
@@ -108,24 +109,27 @@ async def due(agent):
     except Exception as exc:  # noqa: BLE001 — the board serves on; the plan is looked at again when pushed
         print_exception(exc)
     finally:
+        if agent.resources.due is None:
+            agent.resources.due = 0
         forget("plan")
 
 
 async def _due(agent):
+    """One round (res.due is None while it runs, so the pulse starts no second one: a plan pushed meanwhile made
+    two rounds run the same entry, the second cutting the first's move)."""
     res = agent.resources
     now = boots.now()
-    plan = _load(_PLAN)
     if now is None:
         print("plan: no time from the master since the power came: running nothing by myself")
         res.due = 0
         return
-    keep = []
+    handled = []
     reachable = None
-    for entry in plan:
+    for entry in _load(_PLAN):
         eid, at, grace, until, cap, command, params = entry
         if now < at + grace:
-            keep.append(entry)
             continue
+        handled.append(eid)
         if eid in res.executions:
             print("plan: %s came from the master" % eid)
             continue  # done (or under way) by its command
@@ -138,6 +142,8 @@ async def _due(agent):
             print("plan: %s %s.%s not sent, but the master answers: it decides" % (eid, cap, command))
             continue
         await _run(res, eid, cap, command, params, now)
+    # the plan as it is now (the master may have pushed one while this round ran), without what this round handled
+    keep = [e for e in _load(_PLAN) if e[0] not in handled]
     _save(_PLAN, keep)
     _next(res, keep)
 
