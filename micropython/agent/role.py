@@ -91,6 +91,12 @@ async def switch(agent, msg):
         body = json.loads(msg.payload)
     except ValueError:
         return _json(_BAD_REQUEST, {"ok": False, "error": "payload is not JSON", "field": ""})
+    # a command under way ends first (30 s at most): the switch would cut it short, and a move the board runs by
+    # itself (agent/plan.py) is not under the master's device lock, which keeps its own runs apart from a switch
+    for _ in range(300):
+        if None not in agent.resources.executions.values():
+            break
+        await sleep_ms(100)
     for cap in agent.capabilities:
         agent.stop_work(cap)
     try:

@@ -253,6 +253,25 @@ def test_a_version_that_does_not_fit_the_running_heap_is_loaded_after_a_restart(
     assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), DOWN_PIN) if a > since] == [0.3]
 
 
+def test_a_switch_waits_for_the_move_under_way(master, board_factory):
+    # a person's command (or a run the board makes by itself) is not under the master's device lock: the board lets
+    # a move end before it switches to a new version, instead of cutting it short
+    board = board_factory("b11", master, role="blind")
+    wait_until(lambda: in_sync(master, "b11"), what="b11 in sync", explain=board.console_text)
+    since = board.pin_history()[-1][0]
+    r = master.post(
+        "/api/devices/b11/commands?wait=0",
+        {"capability": "blind", "command": "move", "params": {"direction": "down", "seconds": 4}},
+    )
+    assert r.status_code == 202, r.text
+    wait_until(lambda: board.pin_level(DOWN_PIN) == 1, what="the motor running", explain=board.console_text)
+    module = upload(master, variant("11-later"))
+    rollout = rollout_over(master, module["rollout"])
+    assert rollout["state"] == "succeeded", (rollout, board.console_text())
+    assert running(master, "b11")["blind"] == ("11-later", module["stem"])
+    assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), DOWN_PIN) if a > since] == [4.0]
+
+
 def test_a_module_whose_hash_or_size_is_wrong_is_refused_before_it_is_kept(tmp_path):
     """The board's own checks, spoken to directly (a board not paired with any master speaks plain CoAP)."""
     from pifleet.sim import VirtualBoard
