@@ -113,7 +113,6 @@ class Partition:
 def heap32(blocks: int) -> dict[str, int]:
     """The 32-bit board's heap: after boot, and at the peak of an update of `blocks` blocks."""
     sys.path.insert(0, str(ROOT / "tools" / "bench"))
-    from aiocoap.numbers.codes import Code
     from heap32 import harness
 
     interp, root = harness.wasm32()
@@ -129,27 +128,12 @@ def heap32(blocks: int) -> dict[str, int]:
         master = harness.Master(interp)  # a fresh sender: the one inside measure() sent no request
         app = build_app("esp32", "v1.25.0", size=blocks * 512)
         sha = hashlib.sha256(app).hexdigest()
-        total = -(-len(app) // 512)
-        highs = []
-        for num in range(total):
-            more = num + 1 < total
-            answer = master.request(
-                Code.PUT,
-                "ota",
-                app[num * 512 : (num + 1) * 512],
-                query=(f"sha={sha}",),
-                block1=(num, more, 5),
-                size1=len(app) if num == 0 else None,
-                measure=True,
-            )
-            if answer.code != (Code.CONTINUE if more else Code.CHANGED):
-                raise SystemExit(f"block {num}: {answer.code} {answer.payload[:200]!r}")
-            highs.append(interp.run("_r = h32.peak[0]"))
+        highs = master.put_blocks("ota", app, query=(f"sha={sha}",))
         return {
             "boot_b": figures["boot_b"] - standin,
             "ota_peak_b": max(highs) - harness_b,
             "ota_first_block_b": highs[0] - harness_b,
-            "ota_blocks": total,
+            "ota_blocks": len(highs),
         }
     finally:
         interp.close()

@@ -53,22 +53,9 @@ def main() -> None:
         for path in sorted(files, key=lambda p: -len(files[p])):
             data = files[path]
             sha = hashlib.sha256(data).hexdigest()
-            total = max(1, -(-len(data) // 512))
-            for num in range(total):
-                more = num + 1 < total
-                answer = master.request(
-                    Code.PUT,
-                    "ota/set",
-                    data[num * 512 : (num + 1) * 512],
-                    query=(f"v={KEY}", f"p={path}", f"sha={sha}"),
-                    block1=(num, more, 5),
-                    size1=len(data) if num == 0 else None,
-                    measure=True,
-                )
-                if answer.code != (Code.CONTINUE if more else Code.CHANGED):
-                    raise SystemExit(f"{path} block {num}: {answer.code} {answer.payload[:200]!r}")
-                highs.append(interp.run("_r = h32.peak[0]"))
-            blocks += total
+            sent = master.put_blocks("ota/set", data, query=(f"v={KEY}", f"p={path}", f"sha={sha}"))
+            highs += sent
+            blocks += len(sent)
         listed = master.request(Code.GET, "ota/set")
         if f"[{KEY}]".encode() not in listed.payload:
             raise SystemExit(f"GET /ota/set: {listed.payload!r}")
