@@ -25,6 +25,7 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from pathlib import Path
 
@@ -64,6 +65,7 @@ SIM_MICROPYTHON = "1.29.0"
 # How the process of a board ends when the shim's machine.WDT was not fed (see micropython/shims/machine.py).
 
 _claimed_ips: set[str] = set()  # addresses this process's boards hold, running or not (see _claim)
+_claim_lock = threading.Lock()
 
 
 def image_header(entry: int = 0x40080000) -> bytes:
@@ -85,29 +87,31 @@ def micropython_binary() -> str | None:
 def _claim(ip: str) -> bool:
     """Claim an address for a board of this process, across processes: RUNTIME/sim-ips/IP holds the claiming
     process's pid. A board's address must stay its own while it reboots (the socket is closed then), so a free
-    port alone does not prove an address free. Claims of processes that are gone are taken over."""
-    if ip in _claimed_ips:
-        return False
-    claims = runtime_dir() / "sim-ips"
-    claims.mkdir(parents=True, exist_ok=True)
-    path = claims / ip
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
+    port alone does not prove an address free. Claims of processes that are gone are taken over; a claim file
+    without a pid yet is another process's claim being written, taken over only once it is old."""
+    with _claim_lock:  # boards started side by side in threads of one process (a fixture's pool)
+        if ip in _claimed_ips:
+            return False
+        claims = runtime_dir() / "sim-ips"
+        claims.mkdir(parents=True, exist_ok=True)
+        path = claims / ip
+        for _ in range(2):
             try:
-                owner = int(path.read_text() or 0)
-            except (OSError, ValueError):
-                owner = 0
-            if owner and owner != os.getpid() and pid_alive(owner):
-                return False
-            path.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        _claimed_ips.add(ip)
-        return True
-    return False
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                try:
+                    owner, age = int(path.read_text() or 0), time.time() - path.stat().st_mtime
+                except (OSError, ValueError):
+                    owner, age = 0, 0.0
+                if owner == os.getpid() or (owner and pid_alive(owner)) or (not owner and age < 10):
+                    return False
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            _claimed_ips.add(ip)
+            return True
+        return False
 
 
 def free_loopback_ip(port: int) -> str:
