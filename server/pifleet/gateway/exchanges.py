@@ -1,0 +1,96 @@
+"""A request the master stopped waiting for stops being sent: two places where aiocoap (0.4.17) keeps a timed-out
+Confirmable request alive, found over a lossy link (tests/system/chaos/test_lossy_link.py).
+
+Layer: gateway (aiocoap adapter). Nothing here decides anything about boards.
+
+aiocoap sends one Confirmable request at a time to a peer (RFC 7252 §4.7, NSTART = 1): the next waits in a
+backlog until the one in flight is acknowledged, or until its retransmissions end (ACK_TIMEOUT 2-3 s, doubling,
+MAX_RETRANSMIT 4: 62-93 s later). But a request whose caller stopped waiting (a command's timeout, 21 s) was not
+taken off the wire (chrysn/aiocoap#363): its message manager returns no canceller to the token manager, and
+under OSCORE the protected request's task keeps waiting for its answer whoever asked. So over a 30 % loss link a
+command that timed out held every later request to that board — the job's retry, the plan push, the capability
+read, the separate answers to the board's registration updates — for up to a minute and a half, and then failed
+them all at once with ConRetransmitsExceeded (aiocoap takes one exchange's end for the peer's). A retry that
+never left the master timed out too, and the run used up its attempts. Now:
+
+- an exchange of ours is taken off the wire when its request's caller is gone (its pipe ends): no more
+  retransmissions, and the backlog to that peer goes on (a request still in the backlog is dropped from it);
+- under OSCORE the end of the caller's interest reaches the protected request's task, which then cancels the
+  inner (wire) request: the first point.
+
+A request the board took but whose answer was lost is not lost with it: the retry carries the same execution id,
+and the board answers it from what it remembers (docs/agent.md).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiocoap.messagemanager import MessageManager
+from aiocoap.numbers.types import CON
+from aiocoap.transports.oscore import TransportOSCORE
+
+log = logging.getLogger(__name__)
+
+_original_send_message = MessageManager.send_message
+
+
+def _send_message(self: MessageManager, message, messageerror_monitor=None):
+    """MessageManager.send_message, returning a canceller for our own Confirmable requests (the token manager
+    calls it when the request's pipe ends, and when the response came by another way)."""
+    result = _original_send_message(self, message, messageerror_monitor)
+    if message.mtype is not CON or not message.code.is_request():
+        return result
+
+    def cancel() -> None:
+        _abandon(self, message)
+
+    return cancel
+
+
+def _abandon(manager: MessageManager, message) -> None:
+    """Take `message` off the wire: stop its retransmissions (or drop it from the backlog) and let the next
+    request to the same peer go."""
+    if manager._active_exchanges is None:  # shutting down
+        return
+    key = (message.remote, message.mid)
+    exchange = manager._active_exchanges.pop(key, None)
+    if exchange is not None:
+        _monitor, next_retransmission = exchange
+        next_retransmission.cancel()
+        log.debug("exchange %d to %s abandoned: its caller stopped waiting", message.mid, message.remote)
+        if message.remote in manager._backlogs:
+            manager._continue_backlog(message.remote)
+        return
+    backlog = manager._backlogs.get(message.remote)
+    if backlog:
+        backlog[:] = [entry for entry in backlog if entry[0] is not message]
+
+
+def _oscore_request(self: TransportOSCORE, request) -> None:
+    """TransportOSCORE.request whose task ends when nobody waits for its answer any more (its inner request is
+    cancelled with it, so the exchange goes off the wire); a cancelled task is not an error."""
+    loop = self.loop
+    task = loop.create_task(self._request(request), name=f"OSCORE request {request!r}")
+    self._tasks.add(task)
+
+    def done(task, _tasks=self._tasks, _request=request) -> None:
+        _tasks.discard(task)
+        if task.cancelled():
+            return  # its caller stopped waiting: nobody to tell
+        exc = task.exception()
+        if exc is not None:
+            _request.add_exception(exc)
+
+    def interest_ended() -> None:
+        # also called at the last answer, from inside the task (which returns right after): looked at later
+        loop.call_soon(lambda: task.done() or task.cancel())
+
+    task.add_done_callback(done)
+    request.on_interest_end(interest_ended)
+
+
+def abandon_unwanted_requests() -> None:
+    """Install both (process-wide; idempotent)."""
+    MessageManager.send_message = _send_message
+    TransportOSCORE.request = _oscore_request
