@@ -4,6 +4,7 @@ test moves. Each test looks at what a user would see: the execution rows, and wh
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -289,6 +290,28 @@ async def test_a_run_its_board_began_before_a_reset_fails_at_once_and_is_not_ret
     assert (run.state, run.attempt, run.error) == ("failed", 1, why)
     assert env.queue.when(run_id) == [env.clock()]  # its first hand-over only: no retry planned
     assert len(env.link.commands) == 1
+
+
+async def test_the_next_run_waits_while_a_timed_out_move_may_still_run_on_the_board(env):
+    """A move's attempt timed out, but its last retransmission may have reached the board just before: the blind
+    may move for the move's seconds after it. The device's next run is sent only after that, so it does not cut
+    that move short (a `replace` job's run would)."""
+    move = {"capability": "blind", "command": "move"}
+    down = job("settle-down", action=move | {"params": {"direction": "down", "seconds": 0.5}})
+    up = job("settle-up", action=move | {"params": {"direction": "up", "seconds": 0.5}})
+    sent: list[float] = []
+    env.link.answer(
+        "vb-blind-1",
+        BoardTimeoutError("no answer from the board within 5.5 s"),
+        lambda p: sent.append(time.monotonic()) or {"moved": 0.5},
+    )
+    t0 = time.monotonic()
+    await deliver(env, await start(env, down))
+    await env.pool.execute("update devices set unreachable = null")  # the board is heard from again
+    await deliver(env, await start(env, up))
+    (first,), (second,) = await rows(env, "settle-down"), await rows(env, "settle-up")
+    assert (first.state, second.state) == ("timed_out", "succeeded")
+    assert sent[0] - t0 >= 0.5 + 1.0  # the timed-out move's seconds, and a second for its last datagram
 
 
 class QueueAway(RecordingQueue):

@@ -8,7 +8,8 @@ task does nothing; the command carries the execution id, so a board that already
 The Huey worker waits only for the claim; the run then goes on as a task of the event loop, so a 5-second blind
 move does not hold a worker thread. One run per device at a time is kept by a lock per device, a database lock
 shared by every master on the database (sites/locks.py; the `queue` concurrency policy waits for it, `refuse`
-skips when it is taken, `replace` ignores it).
+skips when it is taken, `replace` ignores it). A command that timed out may still have reached its board at the last
+moment and act for its `seconds`: the device's next run waits for that too (SETTLE_S), so it does not cut it short.
 
 Several sites (sites/): a master claims only runs of its own site's boards, and runs without a device. A role or
 group run fans out per site: the devices of this site start together here; the runs of another site's devices
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 ON_TIME_S = 5.0  # the scheduler wakes every second; "on time" leaves room for that and a busy queue
 RECORD_FOR_S = 600.0  # how long an outcome is offered to a database that is away (a restart takes seconds)
 RECORD_BACKOFF_S = (0.5, 5.0)  # first wait between tries, and its cap
+SETTLE_S = 1.0  # after a timed-out command's own `seconds`: its last datagram on the way, the board reading it
 
 
 def misfire_reason(row, spec: JobSpec, started: datetime) -> str | None:
@@ -84,6 +86,7 @@ class Runner:
         self.command_timeout_s = command_timeout_s
         self.locks = locks or LocalLocks()  # the master's: DeviceLocks, shared with the other masters
         self._running: set[asyncio.Task] = set()
+        self._settling: dict[str, float] = {}  # device -> until when its timed-out command may still act (monotonic)
 
     async def run(self, execution_id: uuid.UUID, attempt: int) -> None:
         """Claim the run and hand it to the event loop; returns once it is claimed (or found already taken)."""
@@ -240,9 +243,13 @@ class Runner:
         if device is None:
             await q.mark_running(self.pool, row["id"])
             self.jobs.hub.publish("executions")
+        await self._settled(row, spec)
         try:
             result = await self._send(row, spec, device, spread)
         except BoardTimeoutError as exc:
+            if row["device_id"]:  # it may have reached the board at the last moment: it may act for its seconds
+                acts_s = float(row["params"].get("seconds", 0) or 0)
+                self._settling[row["device_id"]] = time.monotonic() + acts_s + SETTLE_S
             await self._failed(row, spec, exc.detail, "timed_out")
         except PifleetError as exc:
             if exc.field == "eid":  # the board began it before a reset and will not run it again (agent/once.py)
@@ -263,6 +270,26 @@ class Runner:
                 result,
                 extra=_fields(row, job),
             )
+
+    async def _settled(self, row, spec: JobSpec) -> None:
+        """Wait until the device's last timed-out command can no longer act. The master gives up on an answer
+        `timeout` after it sent the command, but a retransmission over a lossy link may reach the board just before
+        that, and a move then runs its `seconds`: a next command sent at once cuts it short (chaos.py: a down move's
+        attempt timed out 1.7 s into its 2.7 s, the next run's up move replaced it, and the retry was answered
+        `succeeded` for the cut move). Not for `replace`, whose run is meant to cut the one under way."""
+        until = self._settling.get(row["device_id"]) if row["device_id"] else None
+        if until is None:
+            return
+        if (left := until - time.monotonic()) <= 0:
+            self._settling.pop(row["device_id"], None)
+        elif spec.concurrency != "replace":
+            log.info(
+                "execution %s waits %.1f s: the device's last command timed out and may still be acting",
+                row["id"],
+                left,
+                extra=_fields(row),
+            )
+            await asyncio.sleep(left)
 
     async def _ended(self, row, spec: JobSpec | None, state: str, **outcome: Any) -> None:
         """The planner records the outcome (and plans what follows); counted if it was this call that ended it."""
