@@ -14,9 +14,15 @@ the blind module; the same grown module uploaded through the API (`POST /api/mod
 upload` sends) starts a rollout: one board first (the canary: in sync and answering /stats), then the rest.
 `rollout_N_s` is from the upload request until the rollout has succeeded on all N (the master's own rollout
 record; polled every 0.2 s), `rollout_N_master_s` the rollout's created_at → finished_at, `canary_s` the canary's
-part of it (until the second board started).
+part of it (until the second board started). Beside the time, the CPU it took: `rollout_N_master_cpu_s` the master
+process's, `rollout_N_boards_cpu_s` the N MicroPython processes' (a board that restarts into the new version is a
+new process: the one that ended is counted too). Baseline in the same run: `mpremote cp` of the same .mpy to one
+board (`rollout_N_vs_cp`: the rollout to N in units of copying the file by hand to one).
+The boards' flash files are on a RAM disk (/dev/shm, where there is one; `--flash-dir`): each real board writes
+its own flash, while N virtual boards on the host's one disk wait for each other's fsyncs (the virtual chip syncs
+every flash write), which no fleet does.
 
-    python tools/bench/module_push.py [--boards 20,50] [--kb 10] [--rollout 50]
+    python tools/bench/module_push.py [--boards 20,50] [--kb 10] [--rollout 50] [--repeat 3] [--rollout-only]
 
 Last line: name=value figures.
 """
@@ -29,6 +35,8 @@ import hashlib
 import json
 import os
 import re
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -177,6 +185,14 @@ def cpu_s(pids: list[int]) -> float:
     return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
 
 
+def boards_cpu_s(boards: list[VirtualBoard]) -> float:
+    """CPU time of the boards' MicroPython processes so far, those that ended included: a board that restarts is a
+    new process, and the one before is a child of this one (the virtual chip's thread waits for it), so its whole
+    time is in RUSAGE_CHILDREN once it ended. Nothing else of this process's children ends while a rollout runs."""
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ended.ru_utime + ended.ru_stime + cpu_s([b.pid for b in boards if b.pid is not None])
+
+
 def upload_and_roll(master, boards: list[VirtualBoard], source: str) -> tuple[float, float, float, float, float]:
     """Upload a new version of the blind module; seconds until its rollout succeeded on all boards (from the
     request; by the master's record), the canary's part, and the CPU seconds the master and the boards spent."""
@@ -186,7 +202,7 @@ def upload_and_roll(master, boards: list[VirtualBoard], source: str) -> tuple[fl
 
     n = len(boards)
     offset = len(master.log_text())
-    cpu_master, cpu_boards = cpu_s([master.proc.pid]), cpu_s([b.pid for b in boards])
+    cpu_master, cpu_boards = cpu_s([master.proc.pid]), boards_cpu_s(boards)
     started = time.monotonic()
     r = master.post("/api/modules", json={"filename": "blind.py", "source": source})
     assert r.status_code == 201, r.text
@@ -200,7 +216,8 @@ def upload_and_roll(master, boards: list[VirtualBoard], source: str) -> tuple[fl
         explain=master.log_tail,
     )
     took = time.monotonic() - started
-    cpu_master, cpu_boards = cpu_s([master.proc.pid]) - cpu_master, cpu_s([b.pid for b in boards]) - cpu_boards
+    time.sleep(0.2)  # a board process that ended just now: its chip's thread waits for it within 20 ms
+    cpu_master, cpu_boards = cpu_s([master.proc.pid]) - cpu_master, boards_cpu_s(boards) - cpu_boards
     assert done["state"] == "succeeded" and len(done["done"]) == n, done
     master_s = (
         datetime.fromisoformat(done["finished_at"]) - datetime.fromisoformat(done["created_at"])
@@ -215,7 +232,23 @@ def upload_and_roll(master, boards: list[VirtualBoard], source: str) -> tuple[fl
     return took, master_s, canary, cpu_master, cpu_boards
 
 
-def rollout(n: int, source: str, repeat: int) -> dict[str, str]:
+def cp_baseline(source: str, flash_dir: str | None) -> float:
+    """`mpremote cp` of the module's .mpy to one board over its pty, best of 3 (the baseline of the rollout)."""
+    data = mpy.compile_mpy(mpy.mpy_cross_for(SIM_MICROPYTHON), source.encode(), "caps/blind.py")
+    root = Path(tempfile.mkdtemp(prefix="pifleet-bench-cp-", dir=flash_dir))
+    try:
+        path = root / f"{stems.module_stem('blind', source)}.mpy"
+        path.write_bytes(data)
+        board = asyncio.run(start_boards(root, ["cp-0"]))[0]
+        try:
+            return min(mpremote_cp(board, path) for _ in range(3))
+        finally:
+            board.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def rollout(n: int, source: str, repeat: int, flash_dir: str | None, cp_s: float) -> dict[str, str]:
     """The product's path: a module uploaded through the API, rolled out by the master to N flashed boards."""
     import benchdb
 
@@ -225,9 +258,10 @@ def rollout(n: int, source: str, repeat: int) -> dict[str, str]:
     from tests.support.waits import wait_until
 
     tmp = Path(tempfile.mkdtemp(prefix="pifleet-bench-rollout-"))
+    flash_root = Path(tempfile.mkdtemp(prefix="pifleet-bench-rollout-boards-", dir=flash_dir))
     base, pg = benchdb.server(tmp)
     master = MasterProcess(tmp / "data", postgres.with_database(base, f"bench_rollout_{os.getpid()}"))
-    boards = [VirtualBoard(f"r-{i:02d}", tmp / f"board{i}", erased=True, master=master.coap) for i in range(n)]
+    boards = [VirtualBoard(f"r-{i:02d}", flash_root / f"board{i}", erased=True, master=master.coap) for i in range(n)]
     try:
         master.start()
         firmware_id(master)
@@ -258,13 +292,18 @@ def rollout(n: int, source: str, repeat: int) -> dict[str, str]:
         print(
             f"rollout through the master to {n} flashed boards (OSCORE, 512-byte blocks), canary first: "
             f"{took:.2f} s from the upload ({master_s:.2f} s by the master's record; canary {canary:.2f} s); "
-            f"median of {repeat}: {', '.join(f'{r[0]:.2f}' for r in results)} s; CPU: the master {cpu_master:.1f} s, "
-            f"the boards {cpu_boards:.1f} s ({cpu_boards / n * 1000:.0f} ms each), on {os.cpu_count()} cores"
+            f"median of {repeat}: {', '.join(f'{r[0]:.2f}' for r in results)} s; CPU: the master {cpu_master:.2f} s "
+            f"({cpu_master / n * 1000:.0f} ms a board), the boards {cpu_boards:.2f} s ({cpu_boards / n * 1000:.0f} ms "
+            f"each), on {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}); "
+            f"{took / cp_s:.2f}× mpremote cp to one board ({cp_s:.3f} s)"
         )
         return {
             f"rollout_{n}_s": f"{took:.2f}",
             f"rollout_{n}_master_s": f"{master_s:.2f}",
             "canary_s": f"{canary:.2f}",
+            f"rollout_{n}_master_cpu_s": f"{cpu_master:.2f}",
+            f"rollout_{n}_boards_cpu_s": f"{cpu_boards:.2f}",
+            f"rollout_{n}_vs_cp": f"{took / cp_s:.2f}",
         }
     finally:
         for board in boards:
@@ -272,6 +311,8 @@ def rollout(n: int, source: str, repeat: int) -> dict[str, str]:
         master.stop()
         if pg is not None:
             pg.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(flash_root, ignore_errors=True)
 
 
 if __name__ == "__main__":
@@ -281,8 +322,20 @@ if __name__ == "__main__":
     parser.add_argument("--rollout", type=int, default=50, help="boards of the rollout through the master (0: none)")
     parser.add_argument("--repeat", type=int, default=3, help="rollouts (new versions) to the same boards")
     parser.add_argument("--rollout-only", action="store_true", help="only the rollout through the master")
+    parser.add_argument(
+        "--flash-dir",
+        default="/dev/shm" if os.path.isdir("/dev/shm") else None,
+        help="where the rollout's boards keep their flash files (default: /dev/shm, a RAM disk, where there is one)",
+    )
     args = parser.parse_args()
     figures = {} if args.rollout_only else asyncio.run(main([int(n) for n in args.boards.split(",")], args.kb))
     if args.rollout:
-        figures |= rollout(args.rollout, padded_blind(args.kb), args.repeat)
+        source = padded_blind(args.kb)
+        if "mpremote_cp_1_s" in figures:
+            cp_s = float(figures["mpremote_cp_1_s"])
+        else:
+            cp_s = cp_baseline(source, args.flash_dir)
+            figures["mpremote_cp_1_s"] = f"{cp_s:.3f}"
+            print(f"mpremote cp, one board over its pty: {cp_s:.3f} s")
+        figures |= rollout(args.rollout, source, args.repeat, args.flash_dir, cp_s)
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
