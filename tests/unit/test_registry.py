@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from pifleet.devices import registry as registry_module
 from pifleet.devices import state as live
 from pifleet.devices.registry import Registry
-from pifleet.errors import BoardError, BoardUnreachableError, InvalidError
+from pifleet.errors import BoardError, BoardTimeoutError, BoardUnreachableError, InvalidError
 from pifleet.events import EventHub
 from pifleet.storage import devices as devices_q
 
@@ -165,6 +166,34 @@ async def test_a_board_that_does_not_answer_its_cap_is_registered_without_capabi
     device = await devices_q.get_by_id(pool, "r-silent")
     assert device is not None and device.online and device.capabilities == []
     assert described == []  # the role sync is not asked about a board it knows nothing of
+
+
+async def test_a_capability_read_that_timed_out_is_tried_again_while_the_registration_stands(
+    pool, registry, boards, described, monkeypatch
+):
+    # over a lossy link GET /cap can go unanswered (4 transmissions in its 30 s): the board stays registered, and
+    # without its capabilities no job could use it until it registered anew
+    monkeypatch.setattr(registry_module, "CAPS_RETRY_S", (0.01, 0.02))
+    lossy = boards.add("r-lossy", "127.0.1.3")
+    capabilities, timeouts = boards.capabilities, []
+
+    async def lost_twice(address: str, port: int) -> dict[str, Any]:
+        if len(timeouts) < 2 or lossy.silent:
+            timeouts.append(address)
+            raise BoardTimeoutError("no answer from the board within 30 s")
+        return await capabilities(address, port)
+
+    monkeypatch.setattr(boards, "capabilities", lost_twice)
+    await registry.register(**registration("r-lossy", "127.0.1.3"))
+    await settled(registry)
+    device = await devices_q.get_by_id(pool, "r-lossy")
+    assert len(timeouts) == 2 and [c.name for c in device.capabilities] == ["blind"]
+    assert [d for d, _ in described] == ["r-lossy"]
+    # a read for a registration that has ended (the board registered anew, or left) is not tried again
+    lossy.silent = True  # from now on every read times out
+    rid = await registry.register(**registration("r-lossy", "127.0.1.3"))
+    assert await registry.remove(rid)
+    await asyncio.wait_for(settled(registry), 5)
 
 
 async def test_a_name_taken_by_another_board_gets_the_id_appended(pool, registry, boards):

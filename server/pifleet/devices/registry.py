@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from ..errors import BoardError, InvalidError
+from ..errors import BoardError, BoardTimeoutError, InvalidError
 from ..events import EventHub
 from ..storage import devices as q
 from ..storage import readings as readings_q
@@ -30,6 +30,9 @@ from .state import StateService, numbers, storable
 log = logging.getLogger(__name__)
 
 MIN_LIFETIME_S, MAX_LIFETIME_S = 5, 86400
+# a capability read the board did not answer (a lossy link: GET /cap gets 4 transmissions in its 30 s) is tried again
+# after 2, 4, 8 … 60 s, for as long as the registration it followed stands
+CAPS_RETRY_S = (2.0, 60.0)
 
 
 class Registry:
@@ -96,12 +99,15 @@ class Registry:
             lifetime_s,
             extra={"device": ep},
         )
-        self._spawn(self.refresh_capabilities(ep, address, port))
+        self._spawn(self.refresh_capabilities(ep, address, port, registration_id))
         self.hub.publish("devices")
         return registration_id
 
     async def close(self) -> None:
-        """Write the heartbeats and telemetry still buffered."""
+        """Write the heartbeats and telemetry still buffered (capability reads still waiting to try again end)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(self._heartbeats.close(), self._reports.close())
 
     async def update(self, registration_id: str, lifetime_s: int | None, address: str, port: int) -> bool:
@@ -135,18 +141,42 @@ class Registry:
             self.hub.publish("devices")
         return device_id is not None
 
-    async def refresh_capabilities(self, device_id: str, address: str, port: int) -> None:
-        try:
-            described = await self.link.capabilities(address, port)
-            caps: list[dict[str, Any]] = described["caps"]
-            await q.replace_capabilities(self.pool, device_id, caps)
-        except (BoardError, KeyError, TypeError) as exc:
+    async def refresh_capabilities(
+        self, device_id: str, address: str, port: int, registration_id: str | None = None
+    ) -> None:
+        """Read what the board offers (GET /cap) and keep it. With `registration_id`, a read the board did not
+        answer in time is tried again (CAPS_RETRY_S) while that registration stands: without its capabilities a
+        board is registered but no job can use it, and it registers anew only when the master forgets it."""
+        delay, cap = CAPS_RETRY_S
+        while True:
+            try:
+                described = await self.link.capabilities(address, port)
+                caps: list[dict[str, Any]] = described["caps"]
+                await q.replace_capabilities(self.pool, device_id, caps)
+                break
+            except BoardTimeoutError as exc:
+                if registration_id is not None and await q.registration_owner(self.pool, registration_id) == device_id:
+                    log.info(
+                        "could not read the capabilities of %s at %s:%d: %s; trying again in %g s",
+                        device_id,
+                        address,
+                        port,
+                        exc,
+                        delay,
+                        extra={"device": device_id},
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, cap)
+                    continue
+                error: Exception = exc
+            except (BoardError, KeyError, TypeError) as exc:
+                error = exc
             log.warning(
                 "could not read the capabilities of %s at %s:%d: %s",
                 device_id,
                 address,
                 port,
-                exc,
+                error,
                 extra={"device": device_id},
             )
             return
