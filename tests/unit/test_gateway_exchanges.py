@@ -81,3 +81,45 @@ async def test_a_timed_out_command_stops_and_the_next_goes_out_at_once(tmp_path,
     finally:
         await gateway.stop()
         transport.close()
+
+
+class SlowRegistry:
+    """A registry whose registration update takes 0.3 s (a database commit on a busy Pi)."""
+
+    states = None
+
+    async def heartbeat(self, registration_id, device_id, lifetime_s, address, port) -> bool:
+        await asyncio.sleep(0.3)
+        return True
+
+
+async def test_an_answer_ready_within_a_second_goes_back_in_the_ack(tmp_path):
+    # a separate response is a Confirmable of the master's own, queued behind any command in flight to that board
+    # (one exchange per peer): the board's registration update went unanswered for as long as the command took
+    loop = asyncio.get_running_loop()
+    port = free_port(socket.SOCK_DGRAM)
+    gateway = Gateway("127.0.0.1", port, keys_dir=tmp_path / "oscore")
+    await gateway.start(registry=SlowRegistry())
+    gateway.pair("esp-x", OSCORE_ID, SECRET, None, None)
+    board = Peer(SECRET, OSCORE_ID, b"")
+    answers: asyncio.Queue[aiocoap.Message] = asyncio.Queue()
+
+    class Board(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr) -> None:
+            answers.put_nowait(aiocoap.Message.decode(data))
+
+    transport, _ = await loop.create_datagram_endpoint(Board, local_addr=("127.0.0.1", 0))
+    try:
+        update = aiocoap.Message(code=Code.POST, uri_path=("rd", "r1"))
+        protected, request_id = board.protect(update)
+        protected.mtype, protected.mid, protected.token = aiocoap.CON, 4711, b"\x01\x02"
+        transport.sendto(protected.encode(), ("127.0.0.1", port))
+        first = await asyncio.wait_for(answers.get(), 2.0)
+        assert (first.mtype, first.mid) == (aiocoap.ACK, 4711) and first.code != Code.EMPTY, first
+        inner, _ = board.unprotect(first, request_id)
+        assert inner.code == Code.CHANGED
+        await asyncio.sleep(0.3)
+        assert answers.empty()  # nothing more: no separate response to acknowledge
+    finally:
+        transport.close()
+        await gateway.stop()

@@ -29,7 +29,7 @@ from aiocoap.optiontypes import BlockOption
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError
 from ..metrics import Metrics
 from . import state
-from .exchanges import abandon_unwanted_requests
+from .exchanges import abandon_unwanted_requests, answer_in_the_ack
 from .oscore import BoardContext
 from .resources import build_site
 from .strict import StrictOscoreSiteWrapper, refuse_undecodable_string_options
@@ -164,6 +164,7 @@ class Gateway:
             state.attach(self.site, registry.states, self.counters, self.paired)  # POST /s: the boards' live state
         refuse_undecodable_string_options()  # malformed datagrams are dropped and counted, never raised
         abandon_unwanted_requests()  # a command that timed out does not hold back the next one (exchanges.py)
+        answer_in_the_ack()  # an answer ready within 1 s needs no separate, queued response (exchanges.py)
         self.context = await aiocoap.Context.create_server_context(
             _CountingSiteWrapper(self.site, self._server_credentials, self.counters, self.metrics.datagrams),
             bind=(self.host, self.port),

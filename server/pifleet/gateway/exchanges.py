@@ -18,6 +18,15 @@ never left the master timed out too, and the run used up its attempts. Now:
 - under OSCORE the end of the caller's interest reaches the protected request's task, which then cancels the
   inner (wire) request: the first point.
 
+The same one-at-a-time rule held the master's answers to the board: aiocoap answers a request that takes longer
+than 0.1 s (EMPTY_ACK_DELAY: a registration update's database commit on a busy Pi) with an empty ACK and then a
+separate Confirmable response, which waits in that backlog too. A board's registration update then went without
+its answer for as long as a command to that board was in flight (the board sends no next update until it has it),
+and the master took the board for gone when its lifetime ran out. The master now waits up to 1 s before the empty
+ACK (`answer_in_the_ack`), as the board does (agent/endpoint.py, _PIGGYBACK_MS): below any client's ACK_TIMEOUT
+(2 s, RFC 7252 §4.8), so an answer ready within a second goes back in the ACK, which needs no backlog, and a lost
+one is sent again from aiocoap's deduplication cache when the request is retransmitted.
+
 A request the board took but whose answer was lost is not lost with it: the retry carries the same execution id,
 and the board answers it from what it remembers (docs/agent.md).
 """
@@ -27,10 +36,13 @@ from __future__ import annotations
 import logging
 
 from aiocoap.messagemanager import MessageManager
+from aiocoap.numbers.constants import TransportTuning
 from aiocoap.numbers.types import CON
 from aiocoap.transports.oscore import TransportOSCORE
 
 log = logging.getLogger(__name__)
+
+EMPTY_ACK_DELAY_S = 1.0  # how long an answer may take and still go back in the ACK (aiocoap's default: 0.1 s)
 
 _original_send_message = MessageManager.send_message
 
@@ -94,3 +106,8 @@ def abandon_unwanted_requests() -> None:
     """Install both (process-wide; idempotent)."""
     MessageManager.send_message = _send_message
     TransportOSCORE.request = _oscore_request
+
+
+def answer_in_the_ack() -> None:
+    """Answers ready within EMPTY_ACK_DELAY_S are piggy-backed on the ACK (process-wide; idempotent)."""
+    TransportTuning.EMPTY_ACK_DELAY = EMPTY_ACK_DELAY_S
