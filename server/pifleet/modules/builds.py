@@ -66,11 +66,12 @@ def has_native_code(tree: ast.Module) -> bool:
     return False
 
 
-def declarations(name: str, source: str) -> dict:
-    """What the module declares, read without running it; refuses a module that is not a capability module."""
+def declarations(name: str, source: str, tree: ast.Module | None = None) -> dict:
+    """What the module declares, read without running it; refuses a module that is not a capability module.
+    `tree`: the source already parsed, if it was."""
     filename = f"{name}.py"
     try:
-        tree = ast.parse(source, filename=filename)
+        tree = tree or ast.parse(source, filename=filename)
     except SyntaxError as exc:  # MicroPython accepted it (mpy-cross ran first), CPython does not: still refuse
         raise mpy.CompileError(f"{filename} line {exc.lineno}: {exc.msg}", field="source", line=exc.lineno)
     values, functions = {}, set()
@@ -126,20 +127,25 @@ def _schemas(value: object) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items())
 
 
+_BUILDS_KEPT = 16  # compiled modules kept in memory: a rollout pushes the same build to every board
+
+
 class ModuleService:
     def __init__(self, pool: asyncpg.Pool, hub: EventHub) -> None:
         self.pool = pool
         self.hub = hub
+        # (module id, ABI, arch) -> .mpy: a version's build never changes (a new source is a new module id)
+        self._builds: dict[tuple[int, str, str], bytes] = {}
 
     async def upload(self, upload: ModuleUpload) -> tuple[ModuleRead, bool]:
         name = upload.filename[:-3]
         try:
-            native = has_native_code(ast.parse(upload.source))
+            tree = ast.parse(upload.source, filename=upload.filename)
         except SyntaxError:
-            native = False  # mpy-cross says where, next
-        arch = CHECK_ARCH if native else ""
+            tree = None  # mpy-cross says where, next
+        arch = CHECK_ARCH if tree is not None and has_native_code(tree) else ""
         mpy, compiler = await asyncio.to_thread(self._compile, name, upload.source, CHECK_ABI, arch)
-        declared = declarations(name, upload.source)
+        declared = declarations(name, upload.source, tree)
         sha = hashlib.sha256(upload.source.encode()).hexdigest()
         async with self.pool.acquire() as conn, conn.transaction():
             module, new = await q.add(conn, name, sha, upload.source, declared)
@@ -178,16 +184,22 @@ class ModuleService:
     async def build(self, module_id: int, abi: str, arch: str = "") -> bytes:
         """The module compiled for a board's ABI (and native architecture, for native code), from the cache or
         compiled now."""
+        key = (module_id, abi, arch)
+        kept = self._builds.get(key)
+        if kept is not None:
+            return kept
         cached = await q.build(self.pool, module_id, abi, arch)
-        if cached is not None:
-            return cached
-        module = await q.get(self.pool, module_id)
-        source = await q.source(self.pool, module_id)
-        if module is None or source is None:
-            raise InvalidError(f"no module {module_id}", field="module")
-        mpy, compiler = await asyncio.to_thread(self._compile, module.name, source, abi, arch)
-        await q.add_build(self.pool, module_id, abi, arch, compiler, mpy)
-        return mpy
+        if cached is None:
+            module = await q.get(self.pool, module_id)
+            source = await q.source(self.pool, module_id)
+            if module is None or source is None:
+                raise InvalidError(f"no module {module_id}", field="module")
+            cached, compiler = await asyncio.to_thread(self._compile, module.name, source, abi, arch)
+            await q.add_build(self.pool, module_id, abi, arch, compiler, cached)
+        self._builds[key] = cached
+        while len(self._builds) > _BUILDS_KEPT:
+            del self._builds[next(iter(self._builds))]  # the oldest kept
+        return cached
 
     @staticmethod
     def _compile(name: str, source: str, abi: str, arch: str = "") -> tuple[bytes, str]:

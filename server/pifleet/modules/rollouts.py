@@ -12,6 +12,7 @@ An upload of a new version (API or dashboard: `upload()`) starts a rollout to th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import asyncpg
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _FIRST = 8  # boards synced at once right after the first one (as many as before this grew)
 _RESTART_S = 60  # a board that restarts into a new version: until its registration settles the sync
+_RECHECK_S = 0.5  # ... read again this often too (its registration may reach another site's master)
 _PARALLEL = 64  # at most, once as many have come through healthy
 
 
@@ -135,14 +137,17 @@ class RolloutService:
 
     async def _settled(self, device_id: str) -> str:
         """The sync state of a board that restarted into its new version, once its registration has settled it
-        (in_sync, or failed when it went back to the version before); failed after _RESTART_S without it."""
+        (in_sync, or failed when it went back to the version before); failed after _RESTART_S without it.
+        Woken by this master's registration of the board as soon as that wrote its state."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _RESTART_S
         while loop.time() < deadline:
+            changed = self.syncer.changed(device_id)  # before the read: a write between the two still wakes us
             known = await rq.sync_state(self.pool, device_id)
             if known is not None and known[0] != "updating":
                 return known[0]
-            await asyncio.sleep(0.25)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), max(0.0, min(_RECHECK_S, deadline - loop.time())))
         await rq.set_sync(self.pool, device_id, "failed", f"did not come back within {_RESTART_S} s of its restart")
         return "failed"
 

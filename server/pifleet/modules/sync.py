@@ -71,6 +71,7 @@ class Syncer:
         # the runner's device locks (sites/locks.py): a role switch waits for a run on the board to end
         self.locks = locks
         self._locks: dict[str, asyncio.Lock] = {}
+        self._changes: dict[str, asyncio.Event] = {}  # device id -> set when its sync state is next written here
         self._background = Background(log, "sync task")
 
     async def desired(self, device: DeviceRead) -> Desired | None:
@@ -81,6 +82,11 @@ class Syncer:
         caps = {cap: {**cfg, **device.role_config.get(cap, {})} for cap, cfg in role.modules.items()}
         versions = await self.modules.ensure(list(caps))
         return Desired(role, caps, versions)
+
+    def changed(self, device_id: str) -> asyncio.Event:
+        """Set the next time this master writes the board's sync state (a rollout waits on it for a board that
+        restarted into its new version, rather than reading the database again and again)."""
+        return self._changes.setdefault(device_id, asyncio.Event())
 
     @staticmethod
     def syncable(device: DeviceRead) -> bool:
@@ -121,19 +127,26 @@ class Syncer:
 
     async def _push(self, device: DeviceRead, want: Desired) -> dict[str, Any]:
         try:
-            return await self._push_once(device, want)
+            return await self._push_once(device, want, listed=False)
         except BoardError as exc:
             if not (exc.field or "").startswith("modules."):
                 raise
-            # a module we pushed is gone: the board restarted between the push and the switch, and its boot
-            # tidied away the file no config named yet. Push again, once.
+            # a module we did not push is not there after all (its files were lost), or one we pushed is gone: the
+            # board restarted between the push and the switch, and its boot tidied away the file no config named
+            # yet. Ask the board what it has, push the rest again, once.
             log.info("sync of %s: %s; pushing again", device.name, exc.detail)
-            return await self._push_once(device, want)
+            return await self._push_once(device, want, listed=True)
 
-    async def _push_once(self, device: DeviceRead, want: Desired) -> dict[str, Any]:
+    async def _push_once(self, device: DeviceRead, want: Desired, listed: bool) -> dict[str, Any]:
+        """Push what the board lacks, then switch. Without `listed`, what it lacks is known without asking it: the
+        modules it said it runs (its /cap at registration, or the answer to its last switch) are on its flash; a
+        rollout's new version never is. `listed`: GET /m first (the board's own list of its files)."""
         assert device.address is not None and device.port is not None and device.mpy
         abi = mpy_abi(device.mpy)
-        present = (await self.link.modules(device.address, device.port)).get("modules", {})
+        if listed:
+            present = set((await self.link.modules(device.address, device.port)).get("modules", {}))
+        else:
+            present = {c.module for c in device.capabilities if c.module}
         for cap, module in want.modules.items():
             if module.stem in present:
                 continue
@@ -177,6 +190,9 @@ class Syncer:
 
     async def _state(self, device: DeviceRead, state: str, reason: str, applied: dict | None = None) -> str:
         await rq.set_sync(self.pool, device.id, state, reason, applied)
+        changed = self._changes.pop(device.id, None)
+        if changed is not None:
+            changed.set()
         if state == "failed":
             log.warning("sync of %s failed: %s", device.name, reason)
         else:
