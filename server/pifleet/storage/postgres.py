@@ -73,9 +73,16 @@ async def ensure_database(url: str) -> None:
 
 async def create_pool(url: str) -> asyncpg.Pool:
     await ensure_database(url)
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=10, init=_init_connection)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=10, init=_init_connection, reset=_keep_session)
     assert pool is not None
     return pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A connection going back to the pool is not reset by another round trip (asyncpg's default: advisory unlock
+    all, CLOSE ALL, UNLISTEN *, RESET ALL on every release — as many statements as the queries themselves): the
+    pool's connections take no session state (LISTEN and the device locks have connections of their own, the
+    migrations' lock is let go in a finally), and asyncpg still rolls back a transaction left open before this."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
