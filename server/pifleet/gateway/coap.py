@@ -31,6 +31,7 @@ from ..metrics import Metrics
 from . import state
 from .exchanges import abandon_unwanted_requests, answer_in_the_ack
 from .oscore import BoardContext
+from .resolve import resolve_literals_once
 from .resources import build_site
 from .strict import StrictOscoreSiteWrapper, refuse_undecodable_string_options
 
@@ -170,6 +171,7 @@ class Gateway:
             bind=(self.host, self.port),
             transports=["oscore", "udp6"],
         )
+        resolve_literals_once(self.context)  # a board's address literal is not resolved again for each request
         logging.getLogger("coap-server").addFilter(self._filter)
         log.info("CoAP endpoint on udp://%s:%d", self.host, self.port)
 
