@@ -130,26 +130,18 @@ def stats(res):
 
 
 def _modules(res, msg, segments):
-    from agent import modules  # loaded for a module push, forgotten when no upload is in progress
+    """GET /m: the module files. A PUT /m/STEM (a push) goes to agent/modules.py without this module."""
+    if len(segments) != 1:
+        return _NOT_FOUND, [], b""
+    if msg.code != _GET:
+        return _METHOD_NOT_ALLOWED, [], b""
+    from agent import modules  # forgotten at once unless an upload is in progress
 
     try:
-        if len(segments) == 1:
-            if msg.code != _GET:
-                return _METHOD_NOT_ALLOWED, [], b""
-            return _json({"modules": modules.listing(), "free": modules.free_bytes()})
-        if len(segments) != 2:
-            return _NOT_FOUND, [], b""
-        if msg.code != _PUT:
-            return _METHOD_NOT_ALLOWED, [], b""
-        query = [v.decode() for v in msg.option_values(_URI_QUERY)]
-        if res.upload is None:
-            res.upload = modules.Upload()
-        return res.upload.put(segments[1], query, msg)
+        return _json({"modules": modules.listing(), "free": modules.free_bytes()})
     finally:
-        if res.upload is None or res.upload.stem is None:
-            res.upload = None
+        if getattr(res, "upload", None) is None:
             forget("modules")
-            forget("caps")
 
 
 async def _restart(res):

@@ -92,7 +92,6 @@ class Resources:
         self.registration = None  # set by the agent: shown in /stats
         self.role = ""
         self.apply_role = None  # set by the agent: coroutine (PUT /role request) -> (code, options, payload)
-        self.upload = None  # agent.modules.Upload, made at the first module upload
 
     async def handle(self, msg, addr):
         for number, _ in msg.options:
@@ -108,10 +107,12 @@ class Resources:
             if msg.code != _PUT:
                 return _METHOD_NOT_ALLOWED, [], b""
             return await self.apply_role(msg)  # agent/role.py's switch()
-        # the next block of an upload or update in progress goes straight to it (agent/modules.py, agent/ota.py):
+        # a block of a module push goes straight to agent/modules.py, the next block of an update to agent/ota.py:
         # loading admin for each block left ~4 KB of garbage per block
-        if segments[0] == "m" and self.upload:
-            return self.upload.block(self, msg, segments)
+        if segments[0] == "m" and msg.code == _PUT:
+            from agent import modules
+
+            return await modules.handle(self, msg, segments)
         if path == "ota" and getattr(self, "ota", None):
             return self.ota.block(self, msg, segments)
         # the rest is asked for rarely (after a registration, by a person, for a push): loaded for the request

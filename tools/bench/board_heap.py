@@ -121,6 +121,7 @@ def main() -> None:
             f"({f.get('push_blocks')} blocks of {f.get('push_mpy_b')} B; "
             f"the blocks alone {f.get('push_block_peak_b')} B), "
             f"after the role switch {f.get('after_switch_b')} B"
+            + ("" if "switch_restart" not in f else " (it restarted)" if f["switch_restart"] else " (in place)")
         )
     if "64" in runs:
         r = {k: runs["32"][k] / runs["64"][k] for k in ("boot_b", "after_b")}

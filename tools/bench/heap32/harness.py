@@ -391,6 +391,8 @@ def measure(interp: Interpreter, root: str, commands: int = 1000, push_kb: float
         if answer.code != Code.CHANGED:
             raise HarnessError(f"role switch: {answer.code} {answer.payload[:300]!r}")
         highs.append(interp.run("_r = h32.peak[0]"))
+        # the way the switch went: in place, or the new role written as the config and the board restarting
+        figures["switch_restart"] = int(bool(json.loads(answer.payload or b"{}").get("restart")))
         figures["push_peak_b"] = max(highs) - harness
         figures["push_block_peak_b"] = max(highs[:-1]) - harness  # the blocks alone, without the role switch
         figures["push_blocks"] = len(highs) - 1  # the role switch's reading is the last

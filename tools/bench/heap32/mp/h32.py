@@ -19,6 +19,7 @@ core = asyncio.core
 WASM = sys.platform == "webassembly"
 outbox = []  # (data, addr) the agent sent, until the driver takes them
 peak = [0]
+staged = None  # the datagram the driver delivers next (harness.Master): its name interned here, with the stand-ins
 socks = []
 
 
