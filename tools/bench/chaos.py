@@ -95,7 +95,7 @@ class Chaos:
         self.lan = netns.Lan()
         self.links = [self.lan.add(netem=a.netem or None, loss_only=True) for _ in range(a.boards)]
         self.impairment = self.links[0].impairment
-        say(f"LAN {self.lan.bridge} {self.lan.host_ip}/24; each link: {self.impairment}")
+        say(f"LAN {self.lan.bridge} {self.lan.host_ip}/24; each link: {self.impairment}; --seed {a.seed}")
         self.master = MasterProcess(
             self.tmp / "data", self.db_url, coap_host=self.lan.host_ip, environ={"PIFLEET_MDNS": "0"}
         )
@@ -498,10 +498,11 @@ def main() -> None:
     parser.add_argument("--netem", default=NETEM, help='tc netem on each link, each direction ("" for none)')
     parser.add_argument("--cut-every", type=float, default=30, help="seconds between power cuts")
     parser.add_argument("--drain", type=float, default=240, help="seconds to wait for the last runs to settle")
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="the schedule's and the faults' (default: new each run)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, pin logs)")
     args = parser.parse_args()
     args.runs = args.runs if args.runs is not None else round(20 * args.minutes)
+    args.seed = args.seed if args.seed is not None else random.randrange(1 << 31)
     problem = netns.unavailable()
     if problem:
         print(f"chaos: boards in network namespaces are not possible here: {problem}", file=sys.stderr)
