@@ -39,6 +39,9 @@ _URI_QUERY = const(15)
 
 _EID_SLOTS = const(8)  # the master sends one command per board at a time: 8 cover its retries with room
 _DUPLICATE_POLL_MS = const(50)  # how often a retried command looks whether its first run has finished
+# A role/group run's instant ("due") further ahead than this is a clock that is off (no master's time since the
+# power came, or drifted): act at once. The master's leads are at most a second.
+_DUE_WAIT_MS = const(2000)
 # Options we understand or may safely ignore; any other critical (odd) option gets 4.02 (RFC 7252 §5.4.1).
 _KNOWN = (
     _URI_HOST,
@@ -178,7 +181,20 @@ class Resources:
             return done
         self._remember(eid)
         try:
+            due = body.get("due") or 0
+            if due:
+                # a role/group run's instant (Unix ms, the master's clock): its boards act together. ms to go by this
+                # board's clock (the RTC holds the master's time; ticks time the wait); modulo a day, because the
+                # ESP32 counts from 2000, the unix port from 1970, and a day's ms are a small int on 32 bits
+                import time
+
+                due = (due - time.time_ns() // 1000000 + 43200000) % 86400000 - 43200000
+                if 0 < due < _DUE_WAIT_MS:
+                    await sleep_ms(due)
+                    due = 0
             result = await handler(**params)
+            if due and isinstance(result, dict):
+                result["due"] = due  # not waited for: late by -due ms (acted at once), or this board's clock is off
             code, body = _CHANGED, {"eid": eid, "ok": True, "result": result}
         except ValueError as exc:
             # The capability refused a value as unsafe (beyond what the schema says).
