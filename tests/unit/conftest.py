@@ -70,7 +70,9 @@ class FakeLink:
     async def capabilities(self, address: str, port: int) -> dict[str, Any]:
         return {"caps": []}
 
-    async def command(self, device_id, address, port, capability, command, eid, params, timeout) -> dict[str, Any]:
+    async def command(
+        self, device_id, address, port, capability, command, eid, params, timeout, due=None
+    ) -> dict[str, Any]:
         self.commands.append((device_id, capability, command, eid, params))
         if device_id in self.gates:
             await self.gates[device_id].wait()

@@ -24,8 +24,10 @@ class BoardLink(Protocol):
         eid: str,
         params: dict[str, Any],
         timeout: float,
+        due: int | None = None,
     ) -> dict[str, Any]:
-        """POST /a/CAP/COMMAND; returns the board's `result`. Raises pifleet.errors.BoardError."""
+        """POST /a/CAP/COMMAND; returns the board's `result`. Raises pifleet.errors.BoardError. `due`: the instant
+        (Unix ms, the master's clock) the board acts at, for a role/group run's commands (docs/protocol.md)."""
         ...
 
     async def modules(self, address: str, port: int) -> dict[str, Any]:

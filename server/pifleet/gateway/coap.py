@@ -374,9 +374,13 @@ class Gateway:
         eid: str,
         params: dict[str, Any],
         timeout: float,
+        due: int | None = None,
     ) -> dict[str, Any]:
         # "ep" names the board we mean: one that now holds a reused address refuses instead of acting
-        body = msgspec.json.encode({"eid": eid, "ep": device_id, "params": params})
+        fields = {"eid": eid, "ep": device_id, "params": params}
+        if due is not None:
+            fields["due"] = due  # a role/group run's instant: the board acts then (Unix ms)
+        body = msgspec.json.encode(fields)
         msg = aiocoap.Message(
             code=Code.POST, uri=_uri(address, port, "a", capability, command), payload=body, content_format=JSON
         )

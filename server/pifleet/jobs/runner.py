@@ -11,6 +11,12 @@ shared by every master on the database (sites/locks.py; the `queue` concurrency 
 skips when it is taken, `replace` ignores it). A command that timed out may still have reached its board at the last
 moment and act for its `seconds`: the device's next run waits for that too (SETTLE_S), so it does not cut it short.
 
+A role or group run's commands carry one instant to act at ("due", Unix ms by the master's clock), a short lead
+after the first of them leaves (Lead: room for the commands to leave and be read on the boards, from the send
+spreads measured): each board waits for it by its own clock, so their pins move together however long each took
+to read its command; a board that got it late acts at once and says so in its result ("due": ms late, negative).
+A device's own run carries no instant: it acts when its command arrives.
+
 Several sites (sites/): a master claims only runs of its own site's boards, and runs without a device. A role or
 group run fans out per site: the devices of this site start together here; the runs of another site's devices
 are handed to that site's queue (and its alarm), and that site's master runs them.
@@ -28,7 +34,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..devices.link import BoardLink
@@ -53,6 +59,11 @@ ON_TIME_S = 5.0  # the scheduler wakes every second; "on time" leaves room for t
 RECORD_FOR_S = 600.0  # how long an outcome is offered to a database that is away (a restart takes seconds)
 RECORD_BACKOFF_S = (0.5, 5.0)  # first wait between tries, and its cap
 SETTLE_S = 1.0  # after a timed-out command's own `seconds`: its last datagram on the way, the board reading it
+# a role/group run's lead (ms from its first command to the instant its boards act): at least the time a board
+# takes to read a command (OSCORE, JSON, its eid file: ~10 ms of a board's CPU, more on a busy Wi-Fi), plus twice
+# the send spreads seen lately; never more than LEAD_MAX_MS (a person pressing a button waits for it)
+LEAD_BASE_MS = 200
+LEAD_MAX_MS = 1000
 
 
 def misfire_reason(row, spec: JobSpec, started: datetime) -> str | None:
@@ -85,6 +96,7 @@ class Runner:
         self.link = link
         self.command_timeout_s = command_timeout_s
         self.locks = locks or LocalLocks()  # the master's: DeviceLocks, shared with the other masters
+        self.lead = Lead()  # how far ahead a role/group run's instant is
         self._running: set[asyncio.Task] = set()
         self._settling: dict[str, float] = {}  # device -> until when its timed-out command may still act (monotonic)
 
@@ -208,7 +220,8 @@ class Runner:
                 if locked:
                     await self.locks.release(child["device_id"])
             raise
-        spread = SendSpread(row, job, len(ready))
+        due = round(time.time() * 1000) + self.lead.ms()  # the instant every board of this run acts at
+        spread = SendSpread(row, job, len(ready), due, self.lead)
         for child, locked in ready:
             device = members[child["id"]]
             self._spawn(self._member(child, job, device, locked, spread), child)
@@ -217,7 +230,7 @@ class Runner:
 
     async def _member(self, row, job, device, locked: bool, spread: SendSpread) -> None:
         try:
-            await self._attempt(row, job, device=device, spread=spread)
+            await self._attempt(row, job, device=device, spread=spread, due=spread.due)
         finally:
             spread.note(row["id"], None)  # not sent at all (refused, offline): the spread is told so
             if locked:
@@ -236,16 +249,25 @@ class Runner:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _attempt(self, row, job, *, device: DeviceRead | None = None, spread: SendSpread | None = None) -> None:
+    async def _attempt(
+        self,
+        row,
+        job,
+        *,
+        device: DeviceRead | None = None,
+        spread: SendSpread | None = None,
+        due: int | None = None,
+    ) -> None:
         """One attempt: the command to the board, its outcome to the planner. With `device` (a role/group run's
-        member, marked running with the others and its device read with them) it goes out at once."""
+        member, marked running with the others and its device read with them) it goes out at once, to act at
+        `due`."""
         spec = job.spec
         if device is None:
             await q.mark_running(self.pool, row["id"])
             self.jobs.hub.publish("executions")
         await self._settled(row, spec)
         try:
-            result = await self._send(row, spec, device, spread)
+            result = await self._send(row, spec, device, spread, due)
         except BoardTimeoutError as exc:
             if row["device_id"]:  # it may have reached the board at the last moment: it may act for its seconds
                 acts_s = float(row["params"].get("seconds", 0) or 0)
@@ -260,6 +282,15 @@ class Runner:
             log.exception("execution %s crashed", row["id"], extra=_fields(row, job))
             await self._failed(row, spec, f"internal error: {exc}", "failed")
         else:
+            if due is not None and isinstance(late := result.get("due"), int | float) and late < 0:
+                self.lead.late(-late)
+                log.info(
+                    "execution %s of %s: the board acted at once, %d ms after the run's instant (it came late)",
+                    row["id"],
+                    job.name,
+                    -late,
+                    extra=_fields(row, job),
+                )
             await self._ended(row, spec, "succeeded", result=result)
             log.info(
                 "execution %s (%s %s.%s) succeeded: %s",
@@ -382,15 +413,26 @@ class Runner:
         return (timeout_s or self.command_timeout_s) + float(row["params"].get("seconds", 0) or 0)
 
     async def _send(
-        self, row, spec: JobSpec, device: DeviceRead | None = None, spread: SendSpread | None = None
+        self,
+        row,
+        spec: JobSpec,
+        device: DeviceRead | None = None,
+        spread: SendSpread | None = None,
+        due: int | None = None,
     ) -> dict[str, Any]:
-        return await self.send(row, self.timeout(row, spec.timeout_s), device, spread)
+        timeout = self.timeout(row, spec.timeout_s) + (self.lead.ms() / 1000 if due is not None else 0)
+        return await self.send(row, timeout, device, spread, due)
 
     async def send(
-        self, row, timeout: float, device: DeviceRead | None = None, spread: SendSpread | None = None
+        self,
+        row,
+        timeout: float,
+        device: DeviceRead | None = None,
+        spread: SendSpread | None = None,
+        due: int | None = None,
     ) -> dict[str, Any]:
         """Check the run's command against its board as it is now (`device`: read just now by the caller) and
-        send it, carrying the execution's id."""
+        send it, carrying the execution's id (and a role/group run's instant, `due`)."""
         if device is None and row["device_id"]:
             device = await devices_q.get_by_id(self.pool, row["device_id"])
         if device is None:
@@ -413,6 +455,7 @@ class Runner:
                 str(row["id"]),
                 row["params"],
                 timeout,
+                due=due,
             )
         except BoardUnreachableError as exc:
             # the next run fails fast, unless the board was heard from since this one went out (it restarted)
@@ -422,12 +465,36 @@ class Runner:
             self.metrics.command_duration.labels(row["capability"], row["command"]).observe(time.monotonic() - sent)
 
 
+class Lead:
+    """How far ahead of its first command a role/group run's instant lies: LEAD_BASE_MS for the boards to read
+    their commands, plus twice the largest send spread of the last runs (it decays by half a run), plus what a board
+    that still came late reported (halved at every run); at most LEAD_MAX_MS."""
+
+    def __init__(self) -> None:
+        self.spread_ms = 0.0
+        self.late_ms = 0.0
+
+    def ms(self) -> int:
+        return round(min(LEAD_MAX_MS, LEAD_BASE_MS + 2 * self.spread_ms + self.late_ms))
+
+    def sent(self, spread_ms: float) -> None:
+        """A run's commands left within `spread_ms`."""
+        self.spread_ms = max(spread_ms, self.spread_ms / 2)
+        self.late_ms /= 2
+
+    def late(self, ms: float) -> None:
+        """A board got its command `ms` after the instant."""
+        self.late_ms = max(self.late_ms, ms)
+
+
 class SendSpread:
     """When the commands of one role/group run left: logged once every device's run has sent its command (or
-    found it could not), as "N commands sent within X ms" — first to last (tools/bench/group.py reads it)."""
+    found it could not), as "N commands sent within X ms, due at T (L ms ahead)" — first to last, and the instant
+    the boards act at (tools/bench/group.py reads both). The spread goes to the lead of the next run."""
 
-    def __init__(self, row, job, expected: int) -> None:
-        self.row, self.job, self.expected = row, job, expected
+    def __init__(self, row, job, expected: int, due: int, lead: Lead) -> None:
+        self.row, self.job, self.expected, self.due, self.lead = row, job, expected, due, lead
+        self.ahead = lead.ms()
         self.times: dict[uuid.UUID, float | None] = {}
 
     def note(self, execution_id: uuid.UUID, at: float | None) -> None:
@@ -438,13 +505,16 @@ class SendSpread:
             sent = [t for t in self.times.values() if t is not None]
             within = (max(sent) - min(sent)) * 1000 if sent else 0.0
             unsent = f" ({self.expected - len(sent)} not sent)" if len(sent) < self.expected else ""
+            self.lead.sent(within)
             log.info(
-                "execution %s of %s: %d commands sent within %.1f ms%s",
+                "execution %s of %s: %d commands sent within %.1f ms%s, due at %s (%d ms ahead)",
                 self.row["id"],
                 self.job.name,
                 len(sent),
                 within,
                 unsent,
+                datetime.fromtimestamp(self.due / 1000, UTC).isoformat(timespec="milliseconds"),
+                self.ahead,
                 extra=_fields(self.row, self.job),
             )
 

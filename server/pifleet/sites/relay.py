@@ -56,10 +56,13 @@ class SiteLink:
         eid: str,
         params: dict[str, Any],
         timeout: float,
+        due: int | None = None,
     ) -> dict[str, Any]:
         site = await self._site_of(device_id, address, port)
         if site is None:
-            return await self.local.command(device_id, address, port, capability, command, eid, params, timeout)
+            return await self.local.command(
+                device_id, address, port, capability, command, eid, params, timeout, due=due
+            )
         args = {
             "device_id": device_id,
             "address": address,
@@ -70,6 +73,8 @@ class SiteLink:
             "params": params,
             "timeout": timeout,
         }
+        if due is not None:
+            args["due"] = due
         result = await self.sites.call(site, "command", args, None, timeout + CALL_MARGIN_S)
         if not isinstance(result, dict):
             raise BoardError(f"site {site} answered no result")
