@@ -4,8 +4,9 @@ who), sent by the runner's own path (jobs/runner.py `Runner.command`) and finish
 
 Layer: service (no litestar, no aiocoap). A role's or group's command is one execution without a device, with one
 run per device under it (step 0); the planner settles it once they have all finished, as it settles a role job's
-run. The caller waits for the outcome up to `wait_s`; a command still running then goes on as a task of the event
-loop, and its execution says how it ended (`GET /api/executions/ID`, the live event stream).
+run, and its boards act at one instant as a role job's do (jobs/runner.py, "due"). The caller waits for the outcome
+up to `wait_s`; a command still running then goes on as a task of the event loop, and its execution says how it
+ended (`GET /api/executions/ID`, the live event stream).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
 import asyncpg
@@ -109,7 +111,18 @@ class CommandService:
                 for d in devices
             ]
         self.hub.publish("executions")
-        tasks = [self.runner.start_command(row, request.timeout_s) for row in rows]
+        due = self.runner.instant() if parent is not None and len(rows) > 1 else None  # its boards act together
+        tasks = [self.runner.start_command(row, request.timeout_s, due) for row in rows]
+        if due is not None:
+            log.info(
+                "command %s to %s %s: %d boards act at %s",
+                parent["id"],
+                kind,
+                name,
+                len(rows),
+                datetime.fromtimestamp(due / 1000, UTC).isoformat(timespec="milliseconds"),
+                extra={"execution": str(parent["id"])},
+            )
         await asyncio.wait(tasks, timeout=wait_s)
         done = all(t.done() for t in tasks)
         error = tasks[0].result() if parent is None and done else None

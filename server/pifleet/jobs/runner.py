@@ -220,7 +220,7 @@ class Runner:
                 if locked:
                     await self.locks.release(child["device_id"])
             raise
-        due = round(time.time() * 1000) + self.lead.ms()  # the instant every board of this run acts at
+        due = self.instant()  # the instant every board of this run acts at
         spread = SendSpread(row, job, len(ready), due, self.lead)
         for child, locked in ready:
             device = members[child["id"]]
@@ -366,22 +366,28 @@ class Runner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, cap)
 
-    def start_command(self, row, timeout_s: float | None) -> asyncio.Task:
+    def instant(self) -> int:
+        """The instant (Unix ms) for the boards of a role/group run whose commands go out now (see Lead)."""
+        return round(time.time() * 1000) + self.lead.ms()
+
+    def start_command(self, row, timeout_s: float | None, due: int | None = None) -> asyncio.Task:
         """`command` as a task of the event loop, held like a job's run (an orderly stop lets it finish)."""
-        task = asyncio.get_running_loop().create_task(self.command(row, timeout_s), name=f"command-{row['id']}")
+        task = asyncio.get_running_loop().create_task(self.command(row, timeout_s, due), name=f"command-{row['id']}")
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         return task
 
-    async def command(self, row, timeout_s: float | None) -> PifleetError | None:
-        """Run a command a person or script sent (jobs/commands.py has recorded it as running): sent at once, and
-        recorded through the planner like a job's run; returns why it failed, or None when it succeeded.
+    async def command(self, row, timeout_s: float | None, due: int | None = None) -> PifleetError | None:
+        """Run a command a person or script sent (jobs/commands.py has recorded it as running): sent at once (a
+        role's or group's with the instant `due`, like a role job's), and recorded through the planner like a job's
+        run; returns why it failed, or None when it succeeded.
 
         It does not wait for the device's lock: the board orders its own commands (a new move or a stop cancels
         the running one), and a person's stop must not queue behind a scheduled 30-second move."""
         error: PifleetError | None = None
         try:
-            result = await self.send(row, self.timeout(row, timeout_s))
+            lead_s = self.lead.ms() / 1000 if due is not None else 0
+            result = await self.send(row, self.timeout(row, timeout_s) + lead_s, due=due)
         except BoardTimeoutError as exc:
             error, state, outcome = exc, "timed_out", {"error": exc.detail}
         except PifleetError as exc:

@@ -23,6 +23,7 @@ from tests.system.e2e.test_blind_job import online_with_caps
 
 BOARDS = ("step-1", "step-2", "step-3")
 MOVE = {"capability": "blind", "command": "move", "params": {"direction": "down", "seconds": 0.3}}
+COMMANDED = re.compile(r"command (\S+) to role blind: (\d+) boards act at (\S+)")
 SENT = re.compile(r"execution (\S+) of in-step: (\d+) commands sent within [0-9.]+ ms, due at (\S+) \((\d+) ms ahead\)")
 EARLY_S = 0.005  # the board's wait is in whole ms, and its pin log's clock is read after its wait's
 WAKE_S = 0.15  # from the instant to the pin on a board that got its command in time (about 1-5 ms on a quiet host)
@@ -67,6 +68,19 @@ def test_a_role_job_moves_its_blinds_at_one_instant_and_a_late_board_acts_at_onc
         if "due" in execution["result"]:  # its command came after the instant (a very busy host): it says so
             assert execution["result"]["due"] < 0 and edge >= due - EARLY_S, (board.name, execution)
             continue
+        assert due - EARLY_S <= edge <= due + WAKE_S, (board.name, edge - due)
+
+    # a person's command to the role: the same instant for its boards
+    wait_until(lambda: not any(b.pin_level(DOWN_PIN) for b in boards), what="the moves ended", explain=explain)
+    since = time.time()
+    answer = master.post("/api/roles/blind/commands", MOVE)
+    assert answer.status_code in (200, 202), answer.text
+    parent = answer.json()["execution"]["id"]
+    (found,) = [m for m in COMMANDED.finditer(master.log_text()) if m.group(1) == parent]
+    assert int(found.group(2)) == len(boards)
+    due = datetime.fromisoformat(found.group(3)).timestamp()
+    for board in boards:
+        edge = wait_until(lambda b=board: first_edge(b, since), what=f"{board.name}'s down pin", explain=explain)
         assert due - EARLY_S <= edge <= due + WAKE_S, (board.name, edge - due)
 
     # one board frozen through the instant: it reads its command late, acts at once and says by how much
