@@ -6,13 +6,21 @@ agent in the MicroPython unix port) flashed through the master with the role `bl
 Figures, over RUNS runs of one job targeting the role (`blind.move` down for 0.2 s, started by
 `POST /api/jobs/NAME/run`):
 - send spread: first to last command sent by the master for one run (the runner's log line "N commands sent
-  within X ms", timed at the send of each command);
-- pin spread: first to last rising edge of the blind's down pin across the boards (their pin logs, wall clock);
+  within X ms, due at T (L ms ahead)", timed at the send of each command);
+- pin spread: first to last rising edge of the blind's down pin across the boards (their pin logs, wall clock).
+  The commands carry the run's instant T (jobs/runner.py, docs/jobs.md "In step"): each board waits for it by its
+  own clock and moves its pin then;
+- pin after due: each board's edge minus T (median over boards and runs, and the worst): how precisely a virtual
+  board acts at the instant (its clock is its host's, so this is the wait's wake-up and the work to the pin);
+- lead: how far ahead of the first command T was (median); late commands: how many boards read theirs after T
+  (they act at once; the runner logs it).
 Baseline, in the same run: BOARDS separate device jobs due at one instant (an `at` trigger each), as a person
-would have had to write them — their pin spread.
+would have had to write them — their pin spread. A device's own command carries no instant: each board acts when it
+has read its command, which is how a role run's boards acted before the instant too.
 
 Where the pin spread comes from: the boards are MicroPython processes sharing the host's cores, and each has
-to unprotect its OSCORE request and run the command before its pin moves. So the run also reads each board's
+to unprotect its OSCORE request and run the command before its pin moves (without the instant, the whole command;
+with it, the few ms from the instant to the pin, all boards at once). So the run also reads each board's
 CPU time (user+system, /proc) before and after every run — `board_cpu_per_command_ms` is what one command
 costs a board — and, with `--sweep 5,10`, runs the same job over groups of the first 5 and 10 boards: a spread
 that grows with the number of boards while the send spread stays put is the boards queueing for a core
@@ -52,17 +60,22 @@ from tests.support.masters import MasterProcess  # noqa: E402
 from tests.support.waits import wait_until  # noqa: E402
 
 DOWN_PIN = 26  # the blind role's preset down pin on a virtual board
-SENT = re.compile(r"execution (\S+) of \S+: (\d+) commands sent within ([0-9.]+) ms")
+SENT = re.compile(
+    r"execution (\S+) of \S+: (\d+) commands sent within ([0-9.]+) ms(?: \(\d+ not sent\))?"
+    r"(?:, due at (\S+) \((\d+) ms ahead\))?"
+)
 
 
 def rising_edges(board: VirtualBoard, since: float) -> list[float]:
     return [t for t, pin, level in board.pin_history() if pin == DOWN_PIN and level and t >= since]
 
 
+def first_edges(boards: list[VirtualBoard], since: float) -> list[float]:
+    return [wait_until(lambda b=b: rising_edges(b, since), timeout=30, what=f"{b.name}'s down pin")[0] for b in boards]
+
+
 def pin_spread_ms(boards: list[VirtualBoard], since: float) -> float:
-    firsts = [
-        wait_until(lambda b=b: rising_edges(b, since), timeout=30, what=f"{b.name}'s down pin")[0] for b in boards
-    ]
+    firsts = first_edges(boards, since)
     return (max(firsts) - min(firsts)) * 1000
 
 
@@ -75,8 +88,10 @@ def boards_cpu_s(boards: list[VirtualBoard]) -> float:
     return total
 
 
-def run_job(master, name: str, boards: list[VirtualBoard]) -> tuple[float, float, float]:
-    """One run of a job over `boards`: its send spread, pin spread (ms), and the boards' CPU time for it (s)."""
+def run_job(master, name: str, boards: list[VirtualBoard]) -> tuple[float, float, float, list[float], int, int]:
+    """One run of a job over `boards`: its send spread, pin spread (ms), the boards' CPU time for it (s), each
+    board's edge after the run's instant (ms; empty without one), the lead (ms), and how many boards got their
+    command after the instant (they act at once and say so: the runner logs "the board acted at once")."""
     since = time.time()
     offset = len(master.log_text())
     cpu = boards_cpu_s(boards)
@@ -93,9 +108,15 @@ def run_job(master, name: str, boards: list[VirtualBoard]) -> tuple[float, float
         what="the runner's send line",
     )
     assert int(found[0].group(2)) == len(boards), found[0].group(0)
-    pins = pin_spread_ms(boards, since)
+    edges = first_edges(boards, since)
+    pins = (max(edges) - min(edges)) * 1000
+    after_due, lead = [], 0
+    if found[0].group(4):
+        due = datetime.fromisoformat(found[0].group(4)).timestamp()
+        after_due, lead = [(edge - due) * 1000 for edge in edges], int(found[0].group(5))
+    late = master.log_text()[offset:].count(f" of {name}: the board acted at once")
     time.sleep(0.3)  # the 0.2 s moves end (and their stop is part of the command's cost) before the next run
-    return float(found[0].group(3)), pins, boards_cpu_s(boards) - cpu
+    return float(found[0].group(3)), pins, boards_cpu_s(boards) - cpu, after_due, lead, late
 
 
 def main() -> None:
@@ -136,12 +157,15 @@ def main() -> None:
         )
         assert r.status_code < 300, r.text
 
-        send_spreads, pin_spreads, cpu = [], [], []
+        send_spreads, pin_spreads, cpu, after_due, leads, late_boards = [], [], [], [], [], 0
         for _ in range(args.runs):
-            send, pins, used = run_job(master, "in-step", boards)
+            send, pins, used, late, lead, came_late = run_job(master, "in-step", boards)
+            late_boards += came_late
             send_spreads.append(send)
             pin_spreads.append(pins)
             cpu.append(used)
+            after_due += late
+            leads.append(lead)
 
         swept = {}
         for n in sweep:  # the same job over fewer boards: a group of the first n
@@ -171,12 +195,19 @@ def main() -> None:
 
         send, pin = statistics.median(send_spreads), statistics.median(pin_spreads)
         per_command_ms = statistics.median(cpu) * 1000 / len(boards)
+        after_due = after_due or [0.0]
+        after_median, after_worst = statistics.median(after_due), max(after_due, key=abs)
         cores = os.cpu_count() or 1
         queue_ms = len(boards) * per_command_ms / cores
         print(
             f"role job over {len(boards)} boards, {args.runs} runs: commands sent within {send:.1f} ms (median),"
             f" {max(send_spreads):.1f} ms (worst); pins moved within {pin:.1f} ms (median), {max(pin_spreads):.1f} ms"
             f" (worst); {len(boards)} separate jobs due at one instant: pins within {separate:.1f} ms"
+        )
+        print(
+            f"  the run's instant was {statistics.median(leads)} ms ahead of its first command (median); the pins"
+            f" moved {after_median:.1f} ms after it (median over boards and runs), {after_worst:.1f} ms at worst;"
+            f" {late_boards} of {len(boards) * args.runs} commands came after it (acted at once)"
         )
         for n, (pins, sent) in swept.items():
             print(f"  the same job over {n} boards: pins within {pins:.1f} ms, commands sent within {sent:.1f} ms")
@@ -189,6 +220,8 @@ def main() -> None:
             f"boards={len(boards)} runs={args.runs} group_send_spread_ms={send:.1f} group_pin_spread_ms={pin:.1f} "
             f"group_send_spread_max_ms={max(send_spreads):.1f} group_pin_spread_max_ms={max(pin_spreads):.1f} "
             f"separate_jobs_pin_spread_ms={separate:.1f} ratio_pin_vs_separate={pin / separate if separate else 0:.2f} "
+            f"lead_ms={statistics.median(leads)} pin_after_due_ms={after_median:.1f} "
+            f"pin_after_due_max_ms={after_worst:.1f} late_commands={late_boards} "
             f"{sweep_figures}board_cpu_per_command_ms={per_command_ms:.1f} cpu_queue_ms={queue_ms:.0f}"
         )
     finally:
