@@ -314,6 +314,38 @@ async def test_the_next_run_waits_while_a_timed_out_move_may_still_run_on_the_bo
     assert sent[0] - t0 >= 0.5 + 1.0  # the timed-out move's seconds, and a second for its last datagram
 
 
+async def test_the_next_run_waits_while_the_board_may_run_a_planned_run_itself(env, monkeypatch):
+    """A run in its board's plan whose first attempt did not get through: once its grace has passed the board may run
+    it itself (agent/plan.py), for its seconds, unknown to the master. The device's next run waits until then, so
+    it does not cut that move short; once the board has answered a planned run, the next one goes at once."""
+    import pifleet.jobs.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "AUTONOMY_SLACK_S", 0.2)
+    move = {"capability": "blind", "command": "move"}
+    down, up = ({"params": {"direction": d, "seconds": 0.5}} for d in ("down", "up"))
+    later = {"type": "at", "at": (env.clock() + timedelta(hours=1)).isoformat()}
+    planned = job("own-down", action=move | down, trigger=later, autonomy_grace_s=1, retry={"attempts": 3})
+    person = job("person-up", action=move | up)
+    sent: list[float] = []
+    env.link.answer(
+        "vb-blind-1",
+        BoardError("CoAP exchange failed: the link dropped it"),
+        lambda p: sent.append(time.monotonic()) or {"moved": 0.5},
+        {"moved": 0.5},
+        lambda p: sent.append(time.monotonic()) or {"moved": 0.5},
+    )
+    t0 = time.monotonic()
+    await deliver(env, await start(env, planned))  # its first attempt fails: a retry is planned
+    await deliver(env, await start(env, person))
+    assert sent[0] - t0 >= 1 + 0.5 + 0.2  # its grace, its seconds, the board's slack
+
+    env.clock.advance(60)
+    t1 = time.monotonic()
+    await deliver(env, await start(env, planned))  # this time the board answers it
+    await deliver(env, await start(env, person))
+    assert sent[1] - t1 < 1.0  # the board answered the planned run: nothing else can act on the device
+
+
 class QueueAway(RecordingQueue):
     """Huey's schedule on a PostgreSQL that is restarting: the first `down` hand-overs fail as psycopg fails."""
 

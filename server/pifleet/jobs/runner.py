@@ -8,8 +8,10 @@ task does nothing; the command carries the execution id, so a board that already
 The Huey worker waits only for the claim; the run then goes on as a task of the event loop, so a 5-second blind
 move does not hold a worker thread. One run per device at a time is kept by a lock per device, a database lock
 shared by every master on the database (sites/locks.py; the `queue` concurrency policy waits for it, `refuse`
-skips when it is taken, `replace` ignores it). A command that timed out may still have reached its board at the last
-moment and act for its `seconds`: the device's next run waits for that too (SETTLE_S), so it does not cut it short.
+skips when it is taken, `replace` ignores it). A command may act on a board beyond what the master saw: one that
+timed out may have reached it at the last moment (SETTLE_S), and a planned run whose first attempt did not get through
+may be run by the board itself after its grace (AUTONOMY_SLACK_S): the device's next run waits until neither can act
+any more, so it does not cut that move short.
 
 A role or group run's commands carry one instant to act at ("due", Unix ms by the master's clock), a short lead
 after the first of them leaves (Lead: room for the commands to leave and be read on the boards, from the send
@@ -59,6 +61,8 @@ ON_TIME_S = 5.0  # the scheduler wakes every second; "on time" leaves room for t
 RECORD_FOR_S = 600.0  # how long an outcome is offered to a database that is away (a restart takes seconds)
 RECORD_BACKOFF_S = (0.5, 5.0)  # first wait between tries, and its cap
 SETTLE_S = 1.0  # after a timed-out command's own `seconds`: its last datagram on the way, the board reading it
+# after a planned run's grace and `seconds`: the board's look at its plan, its 2 s try to reach the master, its start
+AUTONOMY_SLACK_S = 5.0
 # a role/group run's lead (ms from its first command to the instant its boards act): at least the time a board
 # takes to read a command (OSCORE, JSON, its eid file: ~10 ms of a board's CPU, more on a busy Wi-Fi), plus twice
 # the send spreads seen lately; never more than LEAD_MAX_MS (a person pressing a button waits for it)
@@ -98,7 +102,8 @@ class Runner:
         self.locks = locks or LocalLocks()  # the master's: DeviceLocks, shared with the other masters
         self.lead = Lead()  # how far ahead a role/group run's instant is
         self._running: set[asyncio.Task] = set()
-        self._settling: dict[str, float] = {}  # device -> until when its timed-out command may still act (monotonic)
+        # device -> {execution id: until when that command may still act on the board unknown to us (monotonic)}
+        self._acting: dict[str, dict[str, float]] = {}
 
     async def run(self, execution_id: uuid.UUID, attempt: int) -> None:
         """Claim the run and hand it to the event loop; returns once it is claimed (or found already taken)."""
@@ -266,15 +271,16 @@ class Runner:
             await q.mark_running(self.pool, row["id"])
             self.jobs.hub.publish("executions")
         await self._settled(row, spec)
+        self._board_may_run(row, job)
         try:
             result = await self._send(row, spec, device, spread, due)
         except BoardTimeoutError as exc:
-            if row["device_id"]:  # it may have reached the board at the last moment: it may act for its seconds
-                acts_s = float(row["params"].get("seconds", 0) or 0)
-                self._settling[row["device_id"]] = time.monotonic() + acts_s + SETTLE_S
+            # it may have reached the board at the last moment: it may act for its seconds from now
+            self._may_act(row, time.monotonic() + _seconds(row) + SETTLE_S)
             await self._failed(row, spec, exc.detail, "timed_out")
         except PifleetError as exc:
             if exc.field == "eid":  # the board began it before a reset and will not run it again (agent/once.py)
+                self._acted(row)
                 await self._ended(row, spec, "failed", error=exc.detail)
             else:
                 await self._failed(row, spec, exc.detail, "failed")
@@ -282,6 +288,7 @@ class Runner:
             log.exception("execution %s crashed", row["id"], extra=_fields(row, job))
             await self._failed(row, spec, f"internal error: {exc}", "failed")
         else:
+            self._acted(row)
             if due is not None and isinstance(late := result.get("due"), int | float) and late < 0:
                 self.lead.late(-late)
                 log.info(
@@ -303,24 +310,52 @@ class Runner:
             )
 
     async def _settled(self, row, spec: JobSpec) -> None:
-        """Wait until the device's last timed-out command can no longer act. The master gives up on an answer
-        `timeout` after it sent the command, but a retransmission over a lossy link may reach the board just before
-        that, and a move then runs its `seconds`: a next command sent at once cuts it short (chaos.py: a down move's
-        attempt timed out 1.7 s into its 2.7 s, the next run's up move replaced it, and the retry was answered
-        `succeeded` for the cut move). Not for `replace`, whose run is meant to cut the one under way."""
-        until = self._settling.get(row["device_id"]) if row["device_id"] else None
-        if until is None:
+        """Wait until no other command can still act on the device unknown to the master, so this one does not cut
+        it short (a blind's new move replaces the one under way):
+        - a command that timed out: a retransmission over a lossy link may reach the board just before the master
+          gives up, and a move then runs its `seconds` (chaos.py: a down move's attempt timed out 1.7 s into its
+          2.7 s, the next run's up move replaced it, and the retry was answered `succeeded` for the cut move);
+        - a board's planned run whose first attempt did not get through: the board may run it itself once its grace
+          has passed (agent/plan.py, when the master does not answer it within 2 s — over a lossy link, while the
+          master is up; chaos.py: the next run's move replaced such a move 2.9 s into its 4.2 s).
+        Not the run's own earlier attempts (the board answers the same eid without acting again), and not for
+        `replace`, whose run is meant to cut the one under way."""
+        acting = self._acting.get(row["device_id"]) if row["device_id"] else None
+        if not acting:
             return
-        if (left := until - time.monotonic()) <= 0:
-            self._settling.pop(row["device_id"], None)
-        elif spec.concurrency != "replace":
+        now = time.monotonic()
+        for eid in [eid for eid, until in acting.items() if until <= now]:
+            del acting[eid]
+        others = [until for eid, until in acting.items() if eid != str(row["id"])]
+        if others and spec.concurrency != "replace":
             log.info(
-                "execution %s waits %.1f s: the device's last command timed out and may still be acting",
+                "execution %s waits %.1f s: another command may still be acting on the device",
                 row["id"],
-                left,
+                max(others) - now,
                 extra=_fields(row),
             )
-            await asyncio.sleep(left)
+            await asyncio.sleep(max(others) - now)
+
+    def _may_act(self, row, until: float) -> None:
+        """`row`'s command may act on its device until `until` (monotonic) without the master knowing."""
+        if row["device_id"]:
+            acting = self._acting.setdefault(row["device_id"], {})
+            acting[str(row["id"])] = max(until, acting.get(str(row["id"]), 0.0))
+
+    def _acted(self, row) -> None:
+        """The board answered for `row`: it acts no more, and will not run it by itself (it knows its eid)."""
+        if row["device_id"]:
+            self._acting.get(row["device_id"], {}).pop(str(row["id"]), None)
+
+    def _board_may_run(self, row, job) -> None:
+        """The first attempt of a run in its board's plan (jobs/autonomy.py): until the board has answered, it may
+        run it itself after its grace, for its seconds."""
+        spec = job.spec
+        if row["parent_id"] is not None or row["attempt"] != 1 or not autonomous(job, spec.target.device or ""):
+            return
+        grace = (spec.autonomy_grace_s or 0) + _seconds(row) + AUTONOMY_SLACK_S
+        ends = row["scheduled_for"] + timedelta(seconds=grace)
+        self._may_act(row, time.monotonic() + (ends - self.planner.clock()).total_seconds())
 
     async def _ended(self, row, spec: JobSpec | None, state: str, **outcome: Any) -> None:
         """The planner records the outcome (and plans what follows); counted if it was this call that ended it."""
@@ -416,7 +451,7 @@ class Runner:
     def timeout(self, row, timeout_s: float | None) -> float:
         """How long to wait for the board's answer: the given timeout, else the master's, plus the command's own
         `seconds` (a 5-second move answers after 5 seconds)."""
-        return (timeout_s or self.command_timeout_s) + float(row["params"].get("seconds", 0) or 0)
+        return (timeout_s or self.command_timeout_s) + _seconds(row)
 
     async def _send(
         self,
@@ -523,6 +558,11 @@ class SendSpread:
                 self.ahead,
                 extra=_fields(self.row, self.job),
             )
+
+
+def _seconds(row) -> float:
+    """How long a run's command acts on its board (its `seconds` parameter, a blind's move), 0 if it says not."""
+    return float(row["params"].get("seconds", 0) or 0)
 
 
 def _fields(row, job=None) -> dict[str, Any]:
