@@ -2,8 +2,9 @@
 
 Layer: device side, pure. Built on one AES block encryption (port.aes_ecb_encryptor: cryptolib on MicroPython),
 because cryptolib has no CCM mode: CBC-MAC over B0, the AAD and the plaintext gives the tag, CTR mode with
-counter blocks A1, A2 … encrypts the data, and A0's key stream block encrypts the tag. The three 16-byte work
-blocks are allocated once per key; a message allocates only its output.
+counter blocks A1, A2 … encrypts the data, and A0's key stream block encrypts the tag. The plaintext goes into
+the CBC-MAC in the same pass over the data as the CTR mode (its blocks are the counter blocks'). The three 16-byte
+work blocks are allocated once per key; a message allocates only its output.
 """
 
 from agent.port import aes_ecb_encryptor, const
@@ -35,9 +36,13 @@ class Ccm:
         if n > _MAX_LEN:
             raise ValueError("message too long for CCM with L = 2")
         out = bytearray(n + TAG_LEN)
-        self._mac(nonce, aad, plaintext)
-        self._ctr(nonce, plaintext, out, n)
-        self._tag(nonce, out, n)
+        self._mac(nonce, aad, n)
+        self._ctr(nonce, plaintext, out, n, plaintext)
+        s, x = self._s, self._x
+        self._counter(nonce, 0)
+        self._enc(self._a, s)
+        for i in range(TAG_LEN):  # T XOR S0 behind the ciphertext: T the CBC-MAC left in x, S0 = E(A0)
+            out[n + i] = x[i] ^ s[i]
         return out
 
     def decrypt(self, nonce, aad, data):
@@ -46,8 +51,8 @@ class Ccm:
         if n < 0 or n > _MAX_LEN:
             return None
         out = bytearray(n)
-        self._ctr(nonce, data, out, n)
-        self._mac(nonce, aad, out)
+        self._mac(nonce, aad, n)
+        self._ctr(nonce, data, out, n, out)
         s = self._s
         self._counter(nonce, 0)
         self._enc(self._a, s)
@@ -64,9 +69,10 @@ class Ccm:
         a[14] = i >> 8
         a[15] = i & 0xFF
 
-    def _ctr(self, nonce, src, dst, n):
-        """dst[:n] = src[:n] XOR the key stream of A1, A2 …"""
-        enc, a, s = self._enc, self._a, self._s
+    def _ctr(self, nonce, src, dst, n, plaintext):
+        """dst[:n] = src[:n] XOR the key stream of A1, A2 …, and plaintext[:n] (src or dst) into the CBC-MAC: its
+        last block zero-padded, which XOR leaves as it is."""
+        enc, a, s, x = self._enc, self._a, self._s, self._x
         self._counter(nonce, 1)
         pos = 0
         block = 1
@@ -75,23 +81,16 @@ class Ccm:
             end = min(pos + 16, n)
             for i in range(pos, end):
                 dst[i] = src[i] ^ s[i - pos]
+                x[i - pos] ^= plaintext[i]
+            enc(x, x)
             pos = end
             block += 1
             a[14] = block >> 8
             a[15] = block & 0xFF
 
-    def _tag(self, nonce, out, n):
-        """Write T XOR S0 behind the ciphertext; T is the CBC-MAC left in self._x, S0 = E(A0)."""
-        s, x = self._s, self._x
-        self._counter(nonce, 0)
-        self._enc(self._a, s)
-        for i in range(TAG_LEN):
-            out[n + i] = x[i] ^ s[i]
-
-    def _mac(self, nonce, aad, data):
-        """CBC-MAC of B0, the length-prefixed AAD and data; the result is in self._x."""
+    def _mac(self, nonce, aad, n):
+        """CBC-MAC of B0 and the length-prefixed AAD for n bytes of data, in self._x (_ctr adds the data)."""
         x, enc = self._x, self._enc
-        n = len(data)
         x[0] = _B0_FLAGS if aad else _B0_FLAGS_NO_AAD
         x[1:14] = nonce
         x[14] = n >> 8
@@ -103,8 +102,6 @@ class Ccm:
             x[0] ^= la >> 8
             x[1] ^= la & 0xFF
             self._absorb(aad, 2)
-        if n:
-            self._absorb(data, 0)
 
     def _absorb(self, data, start):
         """XOR data into the CBC-MAC state from byte `start` of the current block, encrypting full blocks.
