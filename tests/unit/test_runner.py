@@ -377,3 +377,39 @@ async def test_an_outcome_whose_hand_over_met_a_restarting_database_still_plans_
     run, follow_up = sorted(await rows(env, "down-away"), key=lambda e: e.step)
     assert run.state == "succeeded" and follow_up.state == "scheduled"
     assert away.when(uuid.UUID(follow_up.id)) == [follow_up.scheduled_for]
+
+
+async def test_a_run_waiting_for_its_retry_that_the_board_did_by_itself_is_recorded_from_its_report(env):
+    """The first attempt of a run in the board's plan did not get through; the board ran it itself after its grace
+    and reports it (PUT /plan's answer) while the run waits for its next attempt: it is recorded as the board did it —
+    succeeded, ran_by board, its follow-up planned — and the retry finds nothing to send."""
+    from pifleet.events import EventHub
+    from pifleet.jobs.autonomy import Autonomy
+
+    move = {"capability": "blind", "command": "move"}
+    later = {"type": "at", "at": (env.clock() + timedelta(hours=1)).isoformat()}
+    up = {"action": move | {"params": {"direction": "up", "seconds": 0.5}}, "trigger": {"type": "delay", "seconds": 60}}
+    planned = job(
+        "own-report",
+        action=move | {"params": {"direction": "down", "seconds": 0.5}},
+        trigger=later,
+        retry={"attempts": 3, "backoff_s": 30},
+        follow_ups=[up],
+    )
+    run_id = await start(env, planned)
+    env.link.answer("vb-blind-1", BoardError("CoAP exchange failed: the link dropped it"))
+    await deliver(env, run_id)
+    (run,) = [r for r in await rows(env, "own-report") if r.id == str(run_id)]
+    assert (run.state, run.attempt) == ("scheduled", 1)  # waiting for its second attempt
+
+    autonomy = Autonomy(env.jobs, env.link, EventHub(), clock=env.clock)
+    answer = {"eid": str(run_id), "ok": True, "result": {"moved": 0.5}, "by": "board"}
+    report = {"eid": str(run_id), "at": env.clock().timestamp(), "code": 68, "answer": answer}
+    assert await autonomy.record("vb-blind-1", report)
+    run, follow_up = sorted(
+        (r for r in await rows(env, "own-report") if r.id == str(run_id) or r.step == 1), key=lambda r: r.step
+    )
+    assert (run.state, run.ran_by, run.result) == ("succeeded", "board", {"moved": 0.5})
+    assert (follow_up.state, follow_up.step, follow_up.params["direction"]) == ("scheduled", 1, "up")
+    await deliver(env, run_id, 1)  # its retry, as Huey would hand it over
+    assert len(env.link.commands) == 1

@@ -22,10 +22,15 @@ async def execution_row(db, execution_id: uuid.UUID) -> asyncpg.Record | None:
 
 
 async def mark_ran_by_board(db, execution_id: uuid.UUID, at: datetime) -> None:
-    """The board ran it by itself at `at` (its one attempt), whatever state the row is in."""
+    """The board ran it by itself at `at` (its one attempt), whatever state the row is in. A run still `scheduled`
+    (its first attempt not made yet, or waiting for its next after one that did not get through) is under way from
+    now: its outcome can be recorded (a finished row's is final, a scheduled one's was not recorded at all), and its
+    next attempt finds nothing to claim (chaos.py: such a report was dropped, the last retry met a power cut, and a
+    run the board did ended `failed`, without its follow-up)."""
     await db.execute(
         "update job_executions set ran_by = 'board', started_at = coalesce(started_at, $2),"
-        " attempt = greatest(attempt, 1) where id = $1",
+        " attempt = greatest(attempt, 1), state = case when state = 'scheduled' then 'dispatched' else state end"
+        " where id = $1",
         execution_id,
         at,
     )
