@@ -20,7 +20,9 @@ Figures (last line):
 - runs_planned: executions the master planned for these jobs (the runs and their follow-ups);
 - runs_final: of those, in a final state at the end;
 - runs_lost: a job without a run, a run not final at the end, or a run recorded `succeeded` whose pulse is not in
-  the board's pin log;
+  the board's pin log. A run that failed (after its retries, or at once when the board answered 4.12 "interrupted":
+  a power cut while it ran) is final, not lost: the line before says how many did, and how many of those moved all
+  the same (the master never had the board's answer, or the cut came after the whole move);
 - effects_doubled: runs whose pulse is in the pin log more than once, plus pulses no run explains;
 - max_overrun_ms: the longest a motor ran beyond its command's duration (pulses cut by a power cut excepted);
 - ran_by_board: runs the board did by itself (the executions' `ran_by`, 0 where the master has no such column);
@@ -385,6 +387,7 @@ class Chaos:
         lost = [f"job {name}: no run" for name in self.jobs if not any(r["job"] == name for r in runs)]
         lost += [f"{r['job']} step {r['step']}: still {r['state']}" for r in runs if r["state"] not in FINAL_STATES]
         doubled: list[str] = []
+        moved: list[str] = []  # runs recorded failed (or timed out, missed) whose whole move is in the pin log
         overrun = 0.0
         cut_pulses = 0
         effects: dict[str, int] = {r["id"]: 0 for r in runs}
@@ -427,7 +430,11 @@ class Chaos:
                 )
             if r["state"] == "succeeded" and effects[r["id"]] == 0 and not self.was_cut(r):
                 lost.append(f"{r['job']} step {r['step']}: succeeded, but no pulse on {r['device']}")
-        for line in lost + doubled:
+            if r["state"] not in ("succeeded", "skipped") and effects[r["id"]]:
+                # not lost (final, and its move happened), but the record says otherwise and no follow-up comes: the
+                # master never had an answer (a 4.12 "interrupted" after a whole move is the board's honest doubt)
+                moved.append(f"{r['job']} step {r['step']} on {r['device']}: {r['state']} ({r['error']}), but it moved")
+        for line in lost + doubled + moved:
             say("  " + line)
         stuck = getattr(self, "stuck", {})
         if stuck:
@@ -447,6 +454,7 @@ class Chaos:
             "oscore_refused": self.refused + self.refused_now,
             "_failed": len(failed),
             "_cut_pulses": cut_pulses,
+            "_moved": len(moved),
         }
 
     def began(self, run: dict) -> float:
@@ -525,9 +533,9 @@ def main() -> None:
     kinds = {f.split(" (")[0].split(" chaos")[0] for f in chaos.faults}
     say(f"faults: {len(chaos.faults)} ({', '.join(sorted(kinds))})")
     print(
-        f"link: {chaos.impairment}; {figures['_failed']} runs failed after their retries, {figures['_cut_pulses']}"
-        f" pulses cut by power cuts; ideal: runs_final={figures['runs_planned']} runs_lost=0 effects_doubled=0"
-        f" max_overrun_ms<=100",
+        f"link: {chaos.impairment}; {figures['_failed']} runs failed after their retries ({figures['_moved']} of them"
+        f" moved all the same), {figures['_cut_pulses']} pulses cut by power cuts;"
+        f" ideal: runs_final={figures['runs_planned']} runs_lost=0 effects_doubled=0 max_overrun_ms<=100",
     )
     print(" ".join(f"{k}={v}" for k, v in figures.items() if not k.startswith("_")))
 
