@@ -111,15 +111,16 @@ def stats(res):
     out["uptime_ms"] = ticks_diff(ticks_ms(), res.booted)
     out["executions"] = len(res.executions)
     out["failed_caps"] = [name for name, _ in res.failed_caps]
-    try:  # why the board last started (machine.reset_cause(): the ESP32 port's numbers)
+    from agent import boots  # the starts by their reason, safe mode, the words for a reset cause (agent/boots.py)
+
+    try:  # why the board last started (machine.reset_cause(): the ESP32 port's numbers); the words are boots.py's
+        # (a tuple's strings are not interned: this module is loaded at boot, words of its own would fill the pool)
         import machine
 
-        out["reset_cause"] = {1: "power", 2: "hard", 3: "watchdog", 4: "deepsleep", 5: "soft"}.get(
-            machine.reset_cause(), "unknown"
-        )
+        cause = machine.reset_cause()
+        out["reset_cause"] = boots.CAUSES[cause if 0 < cause < len(boots.CAUSES) else 0]
     except (ImportError, AttributeError):
         pass  # CPython without the shims
-    from agent import boots  # the starts by their reason, and safe mode (agent/boots.py)
 
     boots.stats(out)
     forget("boots")

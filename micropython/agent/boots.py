@@ -21,7 +21,7 @@ Bytes: [0] boots in a row that failed (never reached the master), [1] 1 while th
 
 import time
 
-CAUSES = ("", "power", "hard", "watchdog", "deepsleep", "soft")  # the words of /stats' reset_cause
+CAUSES = ("unknown", "power", "hard", "watchdog", "deepsleep", "soft")  # the words of /stats' reset_cause
 # seconds from 1970-01-01 to the runtime's epoch (the ESP32 port counts from 2000-01-01, the unix port from 1970)
 EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
 

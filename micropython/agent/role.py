@@ -1,259 +1,178 @@
-"""Changing what the board does while it runs: a new role, new module versions, new configuration.
+"""Changing what the board does while it runs: a new role, new module versions, new configuration (PUT /role).
 
-Layer: device side, application. `PUT /role` {"role", "caps": {name: cfg}, "modules": {name: stem}} (switch()) arrives
-after the master has pushed every module file it names (agent/modules.py). Capabilities whose stem and
-configuration are unchanged keep running untouched. The others are stopped first (a new version may take over
-the same pins), then the new ones are imported, set up and self-checked. If any of them fails, the new ones
-are stopped and the old ones set up again: the board goes back to what it ran, stays online, and answers with
-the error (the files of the versions that cannot run are deleted). One exception: a new module that fails with
-MemoryError may only lack one contiguous piece of a heap that a long run has fragmented. Then the board writes
-the new role as its config (the replaced versions kept as the fallback), answers that it restarts, and loads it
-on a fresh heap at boot; a version that cannot start there goes back to the one before (fall_back), as after any
-push. Only when all new ones run is config.json
-replaced: it is written to a new file and renamed over the old one (atomic on littlefs), so a power loss at
-any point boots the old role or the new one, never neither.
-Module files no longer named by the config are deleted last, except each replaced version, which stays (as
-config["previous"]) until the next change: a new version that runs now but cannot start at a later boot makes
-the board go back to it (fall_back) and say so. Imported on the first PUT /role, or at a boot where a module
-failed.
+Layer: device side, application. `PUT /role` {"role", "caps": {name: cfg}, "modules": {name: stem}} (switch())
+arrives after the master has pushed every module file it names (agent/modules.py). This module decides how the
+switch goes. In place (agent/replace.py, loaded for it): the capabilities it changes are swapped while the board keeps
+running. Or by a restart, when swapping in place would take the heap past its ceiling: the new role is written as
+the config (the replaced versions kept as the fallback), the board answers {"ok": true, "restart": true,
+"reason"}, resets, and loads the new role on a fresh heap at boot (agent/setup.py; a version that cannot start
+there goes back to the one before, fall_back). The master keeps the board "updating" until it registers again
+(docs/modules.md).
+
+The ceiling is 64/112 of the heap the board has (gc.mem_alloc() + gc.mem_free(): about 112 KB on a plain ESP32, so
+64 KiB, the agent's budget in docs/agent.md, "Heap"). What the switch would take: the heap in use now, plus what each
+new module takes while it is imported, less what each replaced one takes once loaded, both from the size of their
+.mpy files (factors measured with tools/bench/board_heap.py's modules on 32 bits). Under CPython (process targets)
+there is no such heap, and the 64-bit virtual ESP32 does not decide so yet (its Python shims take ~25 KB of its
+heap that a board's C does not, and its 64/32-bit ratio is ~1.7, not the 1.56 its 174 KiB assumes: 64/112 of its
+heap would restart nearly every switch): both switch in place, and restart only on MemoryError.
+Imported on the first PUT /role, and forgotten after (agent/app.py).
 """
 
 import asyncio
 import json
 import os
+import sys
 
-from agent import caps, port
-from agent.port import collect, const, forget, print_exception, sleep_ms
+from agent.port import const, forget, pause, sleep_ms
 
+# Names: this module is loaded for a switch, often just after a push has filled the interned-string pool (docs/
+# agent.md, "Heap"): what it names the board has already (it does not intern a name of its own but its file's),
+# so that the pool does not grow by 4.5 KB at the switch.
 _BAD_REQUEST = const(128)  # 4.00
-_BLOCK1 = const(27)
-_CONTENT_FORMAT = const(12)
-_REQUEST_ENTITY_TOO_LARGE = const(141)  # 4.13
 _CHANGED = const(68)  # 2.04
+_BLOCK1 = const(27)
+_REQUEST_ENTITY_TOO_LARGE = const(141)  # 4.13
+# Heap per byte of .mpy, in tenths (32 bits): a 10 KB module while it is imported 1.7-2.6 (the most, 27, is used)
+# and once it runs 1.3-2.0 (the least, 13: what a replaced one frees at least)
+_LOADING = const(27)
+_LOADED = const(13)
 
 
-class RoleError(Exception):
-    def __init__(self, message, field):
-        super().__init__(message)
-        self.field = field
+def answer(code, obj):
+    return code, [(12, b"\x32")], json.dumps(obj).encode()  # Content-Format 50: application/json
 
 
-class Restart(Exception):
-    """The new role is in config.json, but only a fresh heap can load it (switch() restarts the board)."""
-
-
-async def _reset_soon(agent):
-    await sleep_ms(300)  # the answer goes out first
-    caps.stop_all(agent.capabilities)  # outputs safe
-    import machine
-
-    machine.reset()
-
-
-def save_config(config, path):
+def save(config, path):
+    """config.json replaced whole: written to a new file, renamed over the old one (atomic on littlefs)."""
     tmp = path + ".new"
     with open(tmp, "w") as f:
         json.dump(config, f)
     os.rename(tmp, path)
 
 
-def _checked(body):
-    if not isinstance(body, dict):
-        raise RoleError("the role must be a JSON object", "")
-    wanted = body.get("caps")
-    stems = body.get("modules", {})
-    if not isinstance(wanted, dict) or not all(isinstance(c, dict) for c in wanted.values()):
-        raise RoleError("caps must map capability names to configuration objects", "caps")
-    if not isinstance(stems, dict):
-        raise RoleError("modules must map capability names to module files", "modules")
-    for name in wanted:
-        stem = stems.get(name, name)
-        if not isinstance(stem, str) or not caps.valid_stem(stem):
-            raise RoleError("%r is not a module file name" % stem, "modules." + name)
-        if not caps.exists(stem):
-            raise RoleError("module %s is not on the board (push it first)" % stem, "modules." + name)
-    role = body.get("role", "")
-    if not isinstance(role, str):
-        raise RoleError("role must be a string", "role")
-    return role, wanted, stems
+async def _restart(agent):
+    await sleep_ms(300)  # the answer goes out first
+    for cap in agent.capabilities:  # outputs safe
+        try:
+            cap.stop()
+        except Exception:  # noqa: BLE001, S110 — keep stopping the others; the reset follows anyway
+            pass
+    import machine
+
+    machine.reset()
 
 
-def _json(code, obj):
-    return code, [(_CONTENT_FORMAT, b"\x32")], json.dumps(obj).encode()  # 50: application/json
+def restart(agent, reason):
+    """The answer to a switch whose new role is in config.json and loads on a fresh heap: the board resets."""
+    print("role: %s: restarting to load it on a fresh heap" % reason)
+    asyncio.create_task(_restart(agent))
+    return answer(_CHANGED, {"ok": True, "restart": True, "reason": reason})
+
+
+def size(stem):
+    """Bytes of caps/STEM's file, 0 when there is none or STEM is no module name (agent/caps.py's rule)."""
+    if not isinstance(stem, str) or not 0 < len(stem) <= 40:
+        return 0
+    for b in stem.encode():  # as bytes: each character of a str iterated over would be interned
+        if not (48 <= b <= 57 or b == 95 or 97 <= b <= 122):
+            return 0
+    for name in ("caps/%s.mpy", "caps/%s.py"):
+        try:
+            return os.stat(name % stem)[6]
+        except OSError:
+            pass
+    return 0
 
 
 async def switch(agent, msg):
-    """PUT /role on the running agent (agent/app.py): (code, options, payload). Background work of the
-    capabilities stops during the switch (it holds them) and starts again for those that run after it."""
+    """PUT /role on the running agent (agent/app.py): (code, options, payload). In place (agent/replace.py), or by
+    a restart into the new role when that would take the heap past its ceiling (above)."""
     if msg.option(_BLOCK1) is not None:
-        return _json(_REQUEST_ENTITY_TOO_LARGE, {"ok": False, "error": "a role fits one datagram", "field": ""})
+        return answer(_REQUEST_ENTITY_TOO_LARGE, {"ok": False, "error": "a role fits one datagram", "field": ""})
     try:
         body = json.loads(msg.payload)
     except ValueError:
-        return _json(_BAD_REQUEST, {"ok": False, "error": "payload is not JSON", "field": ""})
+        return answer(_BAD_REQUEST, {"ok": False, "error": "payload is not JSON", "field": ""})
+    msg = None
     # a command under way ends first (30 s at most): the switch would cut it short, and a move the board runs by
     # itself (agent/plan.py) is not under the master's device lock, which keeps its own runs apart from a switch
     for _ in range(300):
         if None not in agent.resources.executions.values():
             break
         await sleep_ms(100)
-    for cap in agent.capabilities:
-        agent.stop_work(cap)
+    await pause()  # the request's copies are garbage now: before the config is read
+    with open(agent.path) as f:
+        config = json.load(f)
+    # what switching in place would take: the heap in use, plus each new module while it is imported, less each
+    # replaced one once loaded (tenths of a byte); None when there is no ESP32's heap to fit (CPython; the 64-bit
+    # virtual ESP32, see above) or the role is one agent/replace.py refuses (it says why)
+    import gc
+
+    need = None
+    wanted = body.get("caps") if isinstance(body, dict) else None
+    stems = body.get("modules", {}) if wanted is not None else None
+    if hasattr(gc, "mem_free") and sys.maxsize < 1 << 32 and isinstance(wanted, dict) and isinstance(stems, dict):
+        need = 0
+        by_name = {cap.name: cap for cap in agent.capabilities}
+        previous = {}
+        for name, cfg in wanted.items():
+            stem = stems.get(name, name)
+            old = by_name.get(name)
+            if old is not None and old.stem == stem and old.cfg == cfg:  # kept as it runs
+                if name in config.get("previous", {}):
+                    previous[name] = config["previous"][name]
+                continue
+            loading = size(stem) * _LOADING
+            if not loading or not isinstance(cfg, dict):
+                need = None
+                break
+            need += loading
+            if old is not None:
+                previous[name] = {"stem": old.stem, "cfg": old.cfg}
+        if need and isinstance(body.get("role", ""), str):
+            for cap in agent.capabilities:  # replaced or dropped: its code leaves the heap first
+                if cap.name not in wanted or previous.get(cap.name, {}).get("stem") == cap.stem:
+                    need -= size(cap.stem) * _LOADED
+            used = gc.mem_alloc()
+            total = used + gc.mem_free()
+            need = used + need // 10
+            if need > total * 64 // 112:
+                config = dict(config)
+                config["role"] = body.get("role", "")
+                config["caps"] = wanted
+                config["modules"] = {name: stems.get(name, name) for name in wanted}
+                config["previous"] = previous
+                for cap in agent.capabilities:
+                    agent.stop_work(cap)
+                save(config, agent.path)  # the module files it no longer names go at boot (agent/setup.py)
+                return restart(
+                    agent,
+                    "switching in place would take %d of %d bytes of heap (ceiling %d)"
+                    % (need, total, total * 64 // 112),
+                )
+    from agent import replace
+
     try:
-        with open(agent.path) as f:
-            config = json.load(f)
-        now, _, _, config = await apply(agent.capabilities, config, body, agent.path)
-    except Restart as exc:
-        print("role: %s: restarting to load it on a fresh heap" % exc)
-        asyncio.create_task(_reset_soon(agent))
-        return _json(_CHANGED, {"ok": True, "restart": True, "reason": str(exc)})
-    except RoleError as exc:
-        for cap in agent.capabilities:  # what ran before runs again, set up anew: so is its background work
-            agent.start_work(cap)
-        return _json(_BAD_REQUEST, {"ok": False, "error": str(exc), "field": exc.field})
-    resources = agent.resources
-    from agent import admin  # the links (set_capabilities) and the answer: imported once, forgotten below
-
-    agent.capabilities = now
-    resources.set_capabilities(now)
-    resources.role = config.get("role", "")
-    for cap in now:
-        agent.start_work(cap)
-    await port.pause()  # what the switch left is garbage now: collect before the answer is made
-    print("role: now %s: %s" % (config.get("role"), ", ".join(c.stem for c in now)))
-    answer = admin.describe(resources)
-    forget("admin")
-    answer["ok"] = True
-    answer = _json(_CHANGED, answer)
-    from agent import register
-
-    # register anew with the new links: the registration starts once this answer is on its way
-    register.changed(agent.registration, resources.links, resources.role)
-    forget("register")  # the registration imports it again: not kept meanwhile
-    return answer
-
-
-async def apply(current, config, body, path):
-    """Switch from the capabilities `current` to the role in `body`.
-
-    Returns (capabilities now running, the ones that were replaced, the ones started, new config).
-    Raises RoleError (nothing changed, or everything restored) when the role cannot run. Between its phases
-    (old code gone, each new module in, config written) it collects (port.pause): the switch is the heap's
-    high point, and what a phase left behind is garbage before the next one allocates.
-    """
-    role, wanted, stems = _checked(body)
-    by_name = {cap.name: cap for cap in current}
-    keep, todo = [], []
-    for name, cfg in wanted.items():
-        stem = stems.get(name, name)
-        old = by_name.get(name)
-        if old is not None and old.stem == stem and old.cfg == cfg:
-            keep.append(old)
-        else:
-            todo.append((name, stem, cfg))
-    replaced = [cap for cap in current if cap not in keep]
-    caps.stop_all(replaced)  # outputs safe, and their pins free for the new versions
-    # the replaced code leaves the heap before the new comes in (the switch is the heap's high point); if the
-    # new cannot run, the old is imported again from its file, which stays until the switch has succeeded
-    for old in replaced:
-        old.module = old.instance = None
-        caps.unload(old.stem)
-    old = None
-    await port.pause()
-    started = []
-    fresh = None
-    try:
-        for name, stem, cfg in todo:
-            try:
-                started.append(caps.load_one(name, stem, cfg, check=True))
-                await port.pause()
-            except MemoryError as exc:
-                # no contiguous piece left for it: a fresh heap may have one (the boot decides, see above)
-                fresh = "%s (%s) did not fit in this heap: %r" % (name, stem, exc)
-                raise RoleError(fresh, "caps." + name)
-            except Exception as exc:  # noqa: BLE001 — whatever a module raises, the board goes back
-                print("role: %s (%s) cannot run:" % (name, stem))
-                print_exception(exc)
-                raise RoleError("%s (%s) cannot run: %r" % (name, stem, exc), "caps." + name)
-    except RoleError:
-        if fresh is not None:
-            caps.stop_all(started)
-            for cap in started:
-                caps.unload(cap.stem)
-            started = cap = None
-            modules = {name: stems.get(name, name) for name in wanted}
-            _save(config, role, wanted, modules, keep, replaced, path)
-            raise Restart(fresh)
-        caps.stop_all(started)
-        for cap in started:
-            caps.unload(cap.stem)
-        started = cap = None  # the new code may go before the old comes back
-        for old in replaced:  # the previous versions, as they were
-            try:
-                back = caps.load_one(old.name, old.stem, old.cfg)
-                old.module, old.instance = back.module, back.instance
-            except Exception as exc:  # noqa: BLE001 — it ran before; report, keep restoring the others
-                print_exception(exc)
-        caps.remove_unused(config)  # the versions that cannot run are not kept
-        collect()
-        raise
-    running = {cap.name: cap for cap in keep + started}
-    now = [running[name] for name in wanted]
-    new_config = _save(config, role, wanted, {cap.name: cap.stem for cap in now}, keep, replaced, path)
-    await port.pause()
-    return now, replaced, started, new_config
-
-
-def _save(config, role, wanted, modules, keep, replaced, path):
-    """Write the new role as config.json and delete the module files it no longer names. What each replaced
-    capability ran before stays on the board until the next change: if the new version cannot start at a later
-    boot, the board goes back to it (fall_back)."""
-    kept = [cap.name for cap in keep]
-    previous = {name: entry for name, entry in config.get("previous", {}).items() if name in kept}
-    for old in replaced:
-        if old.name in wanted:
-            previous[old.name] = {"stem": old.stem, "cfg": old.cfg}
-    new_config = dict(config)
-    new_config["role"] = role
-    new_config["caps"] = wanted
-    new_config["modules"] = modules
-    new_config["previous"] = previous
-    save_config(new_config, path)
-    caps.remove_unused(new_config)
-    return new_config
+        return await replace.switch(agent, body, config)
+    finally:
+        forget("replace")
 
 
 def fall_back(config, failed, path):
-    """At boot: a capability whose version cannot start goes back to the version it replaced, if the board
-    still has it. The config then names that version (the next boot starts it directly) and the failure is
-    still reported, so the master knows. Returns (capabilities started, failures as reported)."""
-    previous = config.get("previous", {})
-    started, reported = [], []
-    for name, error in failed:
-        entry = previous.get(name)
-        if entry is None or not caps.exists(entry["stem"]):
-            reported.append((name, error))
-            continue
-        bad = config.get("modules", {}).get(name, name)
-        try:
-            started.append(caps.load_one(name, entry["stem"], entry["cfg"], check=True))
-        except Exception as exc:  # noqa: BLE001 — then it stays failed, as without a previous version
-            print_exception(exc)
-            reported.append((name, error))
-            continue
-        print("role: %s went back to %s: %s cannot start" % (name, entry["stem"], bad))
-        reported.append((name, "%s cannot start at boot, running %s again: %s" % (bad, entry["stem"], error)))
-        config["caps"][name] = entry["cfg"]
-        config.setdefault("modules", {})[name] = entry["stem"]
-        del previous[name]
-    if started:
-        save_config(config, path)
-        caps.remove_unused(config)
-    return started, reported
+    """At boot: a capability whose version cannot start goes back to the version it replaced (agent/replace.py)."""
+    from agent import replace
+
+    try:
+        return replace.fall_back(config, failed, path)
+    finally:
+        forget("replace")
 
 
 async def stop(agent):
     """The agent's orderly stop (Ctrl-C): outputs safe first, then tell the master we are gone."""
+    from agent import caps
+
     caps.stop_all(agent.capabilities)
     receiver = asyncio.create_task(agent.endpoint.serve())  # to hear the master's answer
     await agent.registration.deregister()

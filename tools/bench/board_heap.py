@@ -120,8 +120,13 @@ def main() -> None:
             f"{args.commands} commands {f['after_b']} B, push peak {f.get('push_peak_b')} B "
             f"({f.get('push_blocks')} blocks of {f.get('push_mpy_b')} B; "
             f"the blocks alone {f.get('push_block_peak_b')} B), "
-            f"after the role switch {f.get('after_switch_b')} B"
-            + ("" if "switch_restart" not in f else " (it restarted)" if f["switch_restart"] else " (in place)")
+            f"the role switch {f.get('push_switch_b')} B, after it {f.get('after_switch_b')} B"
+            + ("" if "switch_restart" not in f else " (in place)" if not f["switch_restart"] else "")
+            + (
+                f" (it restarted: {f['restart_boot_b']} B after the boot into the new role, then a command)"
+                if f.get("switch_restart")
+                else ""
+            )
         )
     if "64" in runs:
         r = {k: runs["32"][k] / runs["64"][k] for k in ("boot_b", "after_b")}

@@ -3,6 +3,7 @@
 // with \x01 are answers, any other line is what MicroPython printed. Requests:
 //   {"op": "put", "path": P, "b64": DATA}   write a file (folders made as needed)
 //   {"op": "run", "code": SRC}              run SRC at the top level; answers the global _r (number or string)
+//   {"op": "files", "root": R}             the files under R (as a board's flash is after a step): {path: base64}
 //   {"op": "step", "count": N, "ms": T}     let the event loop run until N datagrams wait to be taken, at most T ms;
 //                                           answers -1 when the agent waits for a collection (h32.pause)
 // Between top-level calls this build collects garbage (it collects only there), so a run of "gc.collect()"
@@ -48,6 +49,18 @@ for await (const line of createInterface({ input: process.stdin })) {
       mp.runPython(req.code);
       const value = mp.globals.get("_r");
       say({ ok: true, value: typeof value === "number" || typeof value === "string" ? value : null });
+    } else if (req.op === "files") {
+      const out = {};
+      const walk = (dir) => {
+        for (const name of mp.FS.readdir(dir)) {
+          if (name === "." || name === "..") continue;
+          const path = dir + "/" + name;
+          if (mp.FS.isDir(mp.FS.stat(path).mode)) walk(path);
+          else out[path] = Buffer.from(mp.FS.readFile(path)).toString("base64");
+        }
+      };
+      walk(req.root);
+      say({ ok: true, value: JSON.stringify(out) });
     } else if (req.op === "step") {
       const until = Date.now() + req.ms;
       while (sent < req.count && !gcWanted && Date.now() < until) await tick();

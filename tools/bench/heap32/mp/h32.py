@@ -15,11 +15,12 @@ import random
 import sys
 import time
 
+from micropython import const
+
 core = asyncio.core
 WASM = sys.platform == "webassembly"
 outbox = []  # (data, addr) the agent sent, until the driver takes them
 peak = [0]
-staged = None  # the datagram the driver delivers next (harness.Master): its name interned here, with the stand-ins
 socks = []
 
 
@@ -294,7 +295,28 @@ class cryptolib:  # noqa: N801
     aes = _Aes
 
 
+# the board's heap, what gc.mem_alloc() + gc.mem_free() add up to on it: a plain ESP32's 112 KiB, or the virtual
+# ESP32's heap for the 64-bit port (harness.standins() writes it in; a const, so no name of its own is interned)
+_HEAP = const(114688)
+
+
 def install():
+    import gc as real
+
+    class gc:  # noqa: N801 — gc with the board's heap in mem_free(): this build's own is 4 MiB (8 MiB on 64 bits)
+        # so that it never collects by itself, which would make the agent's choices by heap (agent/role.py) unlike
+        # a board's. Named and built of names the board has: the interned-string pool stays as it was.
+        collect = real.collect
+        mem_alloc = real.mem_alloc
+        threshold = real.threshold
+        enable = real.enable
+        disable = real.disable
+
+        @staticmethod
+        def mem_free():
+            return _HEAP - real.mem_alloc()
+
+    sys.modules["gc"] = gc
     sys.modules["socket"] = socket
     sys.modules["machine"] = machine
     sys.modules["network"] = network
