@@ -7,9 +7,10 @@ both surviving a reboot.
 
 A plan entry is [eid, due, grace_s, until, capability, command, params] (due and until in unix seconds, soonest
 first). When `due + grace_s` has passed, the board has the master's time (agent/boots.py), the master has not
-sent that execution (its id is not among the commands the board remembers) and the master does not answer now,
-the board runs it itself — unless it is past `until` (the job's misfire window) — and remembers it in done
-until the master acknowledges it (PUT /plan's "ack"). A run the board did is answered as a duplicate if the master
+sent that execution (its id is not among the commands the board remembers) and the master does not answer now
+(a command under way on the board counts as its answer: the master is there, and this run's move would cut that
+one short), the board runs it itself — unless it is past `until` (the job's misfire window) — and remembers it in
+done until the master acknowledges it (PUT /plan's "ack"). A run the board did is answered as a duplicate if the master
 sends it later ("by": "board" in the answer): its effect happens once.
 """
 
@@ -137,7 +138,8 @@ async def _due(agent):
             print("plan: %s %s.%s is past its window: not run" % (eid, cap, command))
             continue
         if reachable is None:
-            reachable = await _reachable(agent)
+            # a command under way came from the master, which is there then; and this run's move would cut it short
+            reachable = None in res.executions.values() or await _reachable(agent)
         if reachable:
             print("plan: %s %s.%s not sent, but the master answers: it decides" % (eid, cap, command))
             continue

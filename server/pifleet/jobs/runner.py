@@ -154,6 +154,7 @@ class Runner:
             return await self._fan_out(row, job)
         if not await self._await_board(row, job):
             return  # the board ran it by itself, and said so (jobs/autonomy.py)
+        self._board_may_run(row, job)  # before the device's lock: a run waiting for it past its grace, too
         device_id = row["device_id"]
         if device_id is None or spec.concurrency == "replace":
             return await self._attempt(row, job)
@@ -271,7 +272,6 @@ class Runner:
             await q.mark_running(self.pool, row["id"])
             self.jobs.hub.publish("executions")
         await self._settled(row, spec)
-        self._board_may_run(row, job)
         try:
             result = await self._send(row, spec, device, spread, due)
         except BoardTimeoutError as exc:
@@ -349,7 +349,8 @@ class Runner:
 
     def _board_may_run(self, row, job) -> None:
         """The first attempt of a run in its board's plan (jobs/autonomy.py): until the board has answered, it may
-        run it itself after its grace, for its seconds."""
+        run it itself after its grace, for its seconds — also while the run waits for the device's lock (runs ahead
+        of it took long over a lossy link), so the runs queued behind it wait for that too."""
         spec = job.spec
         if row["parent_id"] is not None or row["attempt"] != 1 or not autonomous(job, spec.target.device or ""):
             return

@@ -10,6 +10,7 @@ until 2 s after it, and the board's grace is 10 s.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from datetime import datetime
 
@@ -17,7 +18,7 @@ import pytest
 
 from tests.support.pins import high_periods
 from tests.support.waits import wait_until
-from tests.system.e2e.helpers import DOWN_PIN, blind_job
+from tests.system.e2e.helpers import DOWN_PIN, UP_PIN, blind_job
 from tests.system.e2e.test_blind_job import online_with_caps
 
 # a master started, a board flashed through it, the master stopped and started again: minutes on a loaded CI machine
@@ -115,4 +116,48 @@ def test_a_master_back_within_the_grace_sends_the_run_itself_and_the_board_does_
     while time.time() < due + 10 + 3:  # past the board's grace: it ran nothing by itself
         time.sleep(0.2)
     assert "blind.move myself" not in board.console_text()
+    assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), DOWN_PIN)] == [0.5]
+
+
+def test_the_board_leaves_a_run_to_the_master_while_a_command_of_its_moves_the_blind(master, board_factory):
+    """A planned run's grace passes while a person's 8 s move is under way on the board and the master does not answer
+    (frozen): the command under way says the master is there, and the board's own move would cut it short, so the
+    board leaves the run to the master. Back after the move, the master sends it: each move once, whole (chaos.py: a
+    board ran its planned run over a follow-up the master had just sent it, which was recorded succeeded, cut)."""
+    board = board_factory("au3", master, role="blind", lifetime=15)
+    wait_until(lambda: online_with_caps(master, "au3"), what="au3 online", explain=master.log_tail)
+    before = board.console_text().count("plan: 1 runs planned")
+    job = blind_job("evening3", "au3", at_in=8, down_s=0.5, up_after_s=3600, up_s=0.5)
+    job["autonomy_grace_s"] = 2
+    assert master.post("/api/jobs", job).status_code == 201
+    wait_until(lambda: planned(board, 1, before), timeout=10, what="au3's plan", explain=board.console_text)
+    run = the_run(master, "evening3")[0]
+    due = datetime.fromisoformat(run["scheduled_for"]).timestamp()
+    while time.time() < due - 2:
+        time.sleep(0.05)
+    up = {"capability": "blind", "command": "move", "params": {"direction": "up", "seconds": 8}}
+    person = threading.Thread(target=lambda: master.post("/api/devices/au3/commands", up))
+    person.start()
+    wait_until(lambda: board.pin_level(UP_PIN) == 1, timeout=5, interval=0.02, what="au3 moving up")
+    master.proc.send_signal(signal.SIGSTOP)  # from before the run's instant until the move is over
+    try:
+        wait_until(
+            lambda: f"plan: {run['id']} blind.move not sent, but the master answers" in board.console_text(),
+            timeout=10,
+            what="au3 to leave the run to the master at its grace",
+            explain=board.console_text,
+        )
+        wait_until(lambda: board.pin_level(UP_PIN) == 0, timeout=10, what="the up move over")
+    finally:
+        master.proc.send_signal(signal.SIGCONT)
+    person.join(60)
+    done = wait_until(
+        lambda: (r := the_run(master, "evening3")) and r[0]["state"] == "succeeded" and r,
+        timeout=40,
+        what="the master to send the run itself",
+        explain=master.log_tail,
+    )
+    assert done[0]["ran_by"] == "master", done
+    assert "blind.move myself" not in board.console_text()
+    assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), UP_PIN)] == [8.0]
     assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), DOWN_PIN)] == [0.5]
