@@ -262,6 +262,7 @@ def rollout(n: int, source: str, repeat: int, flash_dir: str | None, cp_s: float
     base, pg = benchdb.server(tmp)
     master = MasterProcess(tmp / "data", postgres.with_database(base, f"bench_rollout_{os.getpid()}"))
     boards = [VirtualBoard(f"r-{i:02d}", flash_root / f"board{i}", erased=True, master=master.coap) for i in range(n)]
+    kept = False
     try:
         master.start()
         firmware_id(master)
@@ -305,14 +306,19 @@ def rollout(n: int, source: str, repeat: int, flash_dir: str | None, cp_s: float
             f"rollout_{n}_boards_cpu_s": f"{cpu_boards:.2f}",
             f"rollout_{n}_vs_cp": f"{took / cp_s:.2f}",
         }
+    except BaseException:
+        kept = True  # the master's log and the boards' consoles, for a look
+        print(f"kept for a look: {tmp} (the master) and {flash_root} (the boards)", file=sys.stderr)
+        raise
     finally:
         for board in boards:
             board.kill()
         master.stop()
         if pg is not None:
             pg.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(flash_root, ignore_errors=True)
+        if not kept:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(flash_root, ignore_errors=True)
 
 
 if __name__ == "__main__":
