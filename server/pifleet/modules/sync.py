@@ -127,22 +127,26 @@ class Syncer:
 
     async def _push(self, device: DeviceRead, want: Desired) -> dict[str, Any]:
         try:
-            return await self._push_once(device, want)
+            return await self._push_once(device, want, listed=False)
         except BoardError as exc:
             if not (exc.field or "").startswith("modules."):
                 raise
-            # a module we pushed is gone: the board restarted between the push and the switch, and its boot
-            # tidied away the file no config named yet. Push again, once.
+            # a module we did not push is not there after all (its files were lost), or one we pushed is gone: the
+            # board restarted between the push and the switch, and its boot tidied away the file no config named
+            # yet. Ask the board what it has, push the rest again, once.
             log.info("sync of %s: %s; pushing again", device.name, exc.detail)
-            return await self._push_once(device, want)
+            return await self._push_once(device, want, listed=True)
 
-    async def _push_once(self, device: DeviceRead, want: Desired) -> dict[str, Any]:
+    async def _push_once(self, device: DeviceRead, want: Desired, listed: bool) -> dict[str, Any]:
+        """Push what the board lacks, then switch. Without `listed`, what it lacks is known without asking it: the
+        modules it said it runs (its /cap at registration, or the answer to its last switch) are on its flash; a
+        rollout's new version never is. `listed`: GET /m first (the board's own list of its files)."""
         assert device.address is not None and device.port is not None and device.mpy
         abi = mpy_abi(device.mpy)
-        # asked every time, also where what the board said it runs would tell: without this request first, boards
-        # of a 50-board rollout stopped reading their socket at the next push's first block (module_push.py
-        # --rollout 50: 4 runs of 4 lost boards so, 0 of 1 with it; docs/modules.md)
-        present = (await self.link.modules(device.address, device.port)).get("modules", {})
+        if listed:
+            present = set((await self.link.modules(device.address, device.port)).get("modules", {}))
+        else:
+            present = {c.module for c in device.capabilities if c.module}
         for cap, module in want.modules.items():
             if module.stem in present:
                 continue
