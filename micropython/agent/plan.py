@@ -138,9 +138,10 @@ async def _due(agent):
             print("plan: %s %s.%s is past its window: not run" % (eid, cap, command))
             continue
         if reachable is None:
-            # a command under way came from the master, which is there then; and this run's move would cut it short
-            reachable = None in res.executions.values() or await _reachable(agent)
-        if reachable:
+            reachable = await _reachable(agent)
+        # a command under way (looked at after that try, which takes up to 2 s) came from the master, which is there
+        # then; and this run's move would cut it short
+        if reachable or None in res.executions.values():
             print("plan: %s %s.%s not sent, but the master answers: it decides" % (eid, cap, command))
             continue
         await _run(res, eid, cap, command, params, now)
