@@ -166,7 +166,15 @@ class Master:
         self.metrics.read_pool(pool)
         await self.roles.store_presets()
         await self.modules.refresh_shipped()
-        self.runner = Runner(self.jobs, self.registry, link, settings.command_timeout_s, self.metrics, locks=self.locks)
+        self.runner = Runner(
+            self.jobs,
+            self.registry,
+            link,
+            settings.command_timeout_s,
+            self.metrics,
+            locks=self.locks,
+            replan=self.autonomy.push,
+        )
         self.commands = CommandService(pool, self.runner, hub)
 
         await gateway.start(self.registry)

@@ -163,21 +163,23 @@ class Autonomy:
 
     # -- push and reconcile -------------------------------------------------------------------------------
 
-    async def push(self, device_id: str) -> None:
-        """The board's plan, and its own runs recorded (never raises: a board that is away gets it next time)."""
+    async def push(self, device_id: str) -> bool:
+        """The board's plan, and its own runs recorded; True once the board has the plan as it is now (never raises:
+        a board that is away gets it next time)."""
         lock = self._locks.setdefault(device_id, asyncio.Lock())
         async with lock:
             try:
-                await self._push(device_id)
+                return await self._push(device_id)
             except PifleetError as exc:
                 log.info("plan for %s not delivered: %s", device_id, exc, extra={"device": device_id})
             except Exception:  # noqa: BLE001 — a plan must never take the master down
                 log.exception("plan for %s failed", device_id, extra={"device": device_id})
+            return False
 
-    async def _push(self, device_id: str) -> None:
+    async def _push(self, device_id: str) -> bool:
         device = await devices_q.get_by_id(self.pool, device_id)
         if device is None or device.address is None or device.port is None or device.kind != "pifleet.esp32":
-            return
+            return False
         ack: list[str] = []
         for _ in range(_ROUNDS):
             now = self.clock()
@@ -203,7 +205,8 @@ class Autonomy:
                 if await self.record(device_id, run):
                     ack.append(run["eid"])
             if not done or not ack:
-                return
+                break
+        return True  # each round delivered the plan as it was then
 
     async def record(self, device_id: str, run: dict[str, Any]) -> bool:
         """A run the board did by itself, as it reported it ({"eid", "at", "code", "answer"}): recorded as its

@@ -91,6 +91,7 @@ class Runner:
         command_timeout_s: float,
         metrics: Metrics | None = None,
         locks: LocalLocks | None = None,
+        replan: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.jobs = jobs
         self.metrics = metrics or Metrics()
@@ -101,6 +102,8 @@ class Runner:
         self.command_timeout_s = command_timeout_s
         self.locks = locks or LocalLocks()  # the master's: DeviceLocks, shared with the other masters
         self.lead = Lead()  # how far ahead a role/group run's instant is
+        # a board's plan pushed anew (jobs/autonomy.py, Autonomy.push): True once the board has it
+        self.replan = replan
         self._running: set[asyncio.Task] = set()
         # device -> {execution id: until when that command may still act on the board unknown to us (monotonic)}
         self._acting: dict[str, dict[str, float]] = {}
@@ -160,7 +163,8 @@ class Runner:
             return await self._attempt(row, job)
         # queue (and refuse, when free): one run per device at a time, in arrival order
         if not await self.locks.acquire(device_id, wait=spec.concurrency != "refuse"):
-            return await self._ended(row, spec, "skipped", error="skipped: another run on the device was running")
+            await self._ended(row, spec, "skipped", error="skipped: another run on the device was running")
+            return await self._withdrawn(row)
         try:
             await self._attempt(row, job)
         finally:
@@ -320,21 +324,26 @@ class Runner:
           master is up; chaos.py: the next run's move replaced such a move 2.9 s into its 4.2 s).
         Not the run's own earlier attempts (the board answers the same eid without acting again), and not for
         `replace`, whose run is meant to cut the one under way."""
-        acting = self._acting.get(row["device_id"]) if row["device_id"] else None
-        if not acting:
+        if not row["device_id"] or spec.concurrency == "replace":
             return
-        now = time.monotonic()
-        for eid in [eid for eid, until in acting.items() if until <= now]:
-            del acting[eid]
-        others = [until for eid, until in acting.items() if eid != str(row["id"])]
-        if others and spec.concurrency != "replace":
-            log.info(
-                "execution %s waits %.1f s: another command may still be acting on the device",
-                row["id"],
-                max(others) - now,
-                extra=_fields(row),
-            )
-            await asyncio.sleep(max(others) - now)
+        said = False
+        while True:  # looked at again every half second: the board may answer, or take a fresh plan, meanwhile
+            acting = self._acting.get(row["device_id"], {})
+            now = time.monotonic()
+            for eid in [eid for eid, until in acting.items() if until <= now]:
+                del acting[eid]
+            others = [until for eid, until in acting.items() if eid != str(row["id"])]
+            if not others:
+                return
+            if not said:
+                log.info(
+                    "execution %s waits up to %.1f s: another command may still be acting on the device",
+                    row["id"],
+                    max(others) - now,
+                    extra=_fields(row),
+                )
+                said = True
+            await asyncio.sleep(min(0.5, max(others) - now))
 
     def _may_act(self, row, until: float) -> None:
         """`row`'s command may act on its device until `until` (monotonic) without the master knowing."""
@@ -346,6 +355,14 @@ class Runner:
         """The board answered for `row`: it acts no more, and will not run it by itself (it knows its eid)."""
         if row["device_id"]:
             self._acting.get(row["device_id"], {}).pop(str(row["id"]), None)
+
+    async def _withdrawn(self, row) -> None:
+        """A run of the board's plan that the master ended without sending it (skipped): once the board has a fresh
+        plan without it, it will not run it by itself, and the device's next runs need not wait out its grace (a
+        `queue` run behind a `refuse` run that was skipped waited 35 s). A plan that does not get through keeps them
+        waiting: the board may still run it."""
+        if row["device_id"] and self.replan is not None and await self.replan(str(row["device_id"])):
+            self._acted(row)
 
     def _board_may_run(self, row, job) -> None:
         """The first attempt of a run in its board's plan (jobs/autonomy.py): until the board has answered, it may
