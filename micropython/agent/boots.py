@@ -64,9 +64,10 @@ def boot():
         print("boot: safe mode:", agent.safe)
 
 
-def start(time_=None):
+def start(time_=None, us=0):
     """The agent registered and the master pushed its plan: this boot did not fail. `time_`: the master's time
-    (unix seconds) for the RTC."""
+    (unix seconds, an int: the ESP32 port's floats are single precision, 128 s apart at 1.7e9) and `us` its
+    microseconds, for the RTC."""
     b = record()
     old = bytes(b)
     b[0] = 0
@@ -76,7 +77,7 @@ def start(time_=None):
             import machine
 
             g = time.gmtime(int(time_) - EPOCH)
-            machine.RTC().datetime((g[0], g[1], g[2], g[6], g[3], g[4], g[5], 0))  # the virtual board's: its host's
+            machine.RTC().datetime((g[0], g[1], g[2], g[6], g[3], g[4], g[5], us))  # the virtual board's: its host's
         except (ImportError, AttributeError):
             pass
     if bytes(b) != old:

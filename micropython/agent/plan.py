@@ -5,7 +5,7 @@ planned run's grace has passed (agent/app.py's pulse, which keeps nothing of the
 again, `resources.due`); forgotten after. The plan lives in plan, what the board ran itself in done,
 both surviving a reboot.
 
-A plan entry is [eid, due, grace_s, until, capability, command, params] (due and until in unix seconds, soonest
+A plan entry is [eid, due, grace_s, until, capability, command, params] (due and until in whole unix seconds, soonest
 first). When `due + grace_s` has passed, the board has the master's time (agent/boots.py), the master has not
 sent that execution (its id is not among the commands the board remembers) and the master does not answer now
 (a command under way on the board counts as its answer: the master is there, and this run's move would cut that
@@ -60,16 +60,16 @@ def _answer(code, obj):
 
 
 def handle(res, msg):
-    """PUT /plan {"time": unix seconds, "plan": [entry …], "ack": [eid …]}: the master's time, the new plan, and the
-    runs done by the board that the master has recorded. The answer lists (some of) the runs done by the board that it
-    has not acknowledged yet: {"done": [{"eid", "at", "code", "answer"}], "more": n}."""
+    """PUT /plan {"time": unix seconds, "us": µs, "plan": [entry …], "ack": [eid …]}: the master's time, the new plan,
+    and the runs done by the board that the master has recorded. The answer lists (some of) the runs done by the
+    board that it has not acknowledged yet: {"done": [{"eid", "at", "code", "answer"}], "more": n}."""
     if msg.code != _PUT:
         return _METHOD_NOT_ALLOWED, [], b""
     try:
         body = json.loads(msg.payload)
         plan = body["plan"]
         ack = body.get("ack") or []
-        boots.start(body["time"])
+        boots.start(body["time"], body.get("us", 0))
     except (ValueError, KeyError, TypeError) as exc:
         return _answer(_BAD_REQUEST, {"ok": False, "error": "plan: " + repr(exc), "field": "plan"})
     done = [d for d in _load(_DONE) if d["eid"] not in ack]

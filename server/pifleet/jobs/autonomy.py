@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -150,9 +151,9 @@ class Autonomy:
                 entries.append(
                     [
                         str(eid),
-                        round(_unix(due), 3),
+                        math.ceil(_unix(due)),  # whole seconds: a board's floats are single precision
                         spec.autonomy_grace_s,
-                        round(_unix(due) + window, 3),
+                        math.floor(_unix(due) + window),
                         spec.action.capability,
                         spec.action.command,
                         spec.action.params,
@@ -184,7 +185,9 @@ class Autonomy:
         for _ in range(_ROUNDS):
             now = self.clock()
             entries = await self.plan_for(device.name, now)
-            body: dict[str, Any] = {"time": round(now.timestamp(), 3), "plan": [], "ack": ack}
+            # the time as whole seconds and µs (a float of 1.7e9 s is 128 s apart on a board, see agent/boots.py)
+            seconds, us = divmod(round(now.timestamp() * 1_000_000), 1_000_000)
+            body: dict[str, Any] = {"time": seconds, "us": us, "plan": [], "ack": ack}
             for entry in entries:
                 body["plan"].append(entry)
                 if len(msgspec.json.encode(body)) > PLAN_BYTES:
