@@ -53,6 +53,7 @@ _URI_QUERY = const(15)
 
 _RESERVE = const(16384)  # left free for config.json rewrites and littlefs's copy-on-write blocks
 _MAX_SZX = const(6)  # 1024-byte blocks at most: one block plus headers fits the 1280-byte datagram
+_DATAGRAM = const(1280)  # agent/endpoint.py's _MAX_DATAGRAM: what recvfrom takes for each
 
 
 def free_bytes():
@@ -157,6 +158,18 @@ def write(res, stem, query, msg):
         except OSError:
             return _answer(_REQUEST_ENTITY_TOO_LARGE, "the board's filesystem is full", "size")
         res.upload = upload
+        # the upload holds this module, its file and its hash until the last block: the next block's datagram
+        # must still fit beside them (agent/port.py's recvfrom: 1,280 contiguous bytes, and on the unix port
+        # the datagram's copy). Where it would not, the board spun on recvfrom's MemoryError for good while the
+        # upload waited for that very datagram, its watchdog fed (module_push.py --rollout 20, after in-place
+        # switches: 34 KB free in holes of at most 608 bytes). It restarts unanswered instead (the .new file goes
+        # at boot): the master's retransmission of this block finds a fresh heap. handle() collected just before.
+        try:
+            _ = bytearray(_DATAGRAM), bytearray(_DATAGRAM // 2)
+        except MemoryError:
+            print("modules: no room: restarting")
+            __import__("machine").reset()
+        _ = None
     elif upload is None or stem != upload[_STEM] or num * (16 << szx) != upload[_SIZE]:
         return _answer(_REQUEST_ENTITY_INCOMPLETE, "block %d does not continue an upload" % num, sizes[:6])
     try:

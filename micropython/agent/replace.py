@@ -6,9 +6,10 @@ running untouched. The others are stopped first (a new version may take over the
 imported, set up and self-checked. If any of them fails, the new ones are stopped and the old ones set up again:
 the board goes back to what it ran, stays online, and answers with the error (the files of the versions that
 cannot run are deleted). One exception: a new module that fails with MemoryError may only lack one contiguous
-piece of a heap that a long run has fragmented. Then the board writes the new role as its config (the replaced
-versions kept as the fallback), answers that it restarts, and loads it on a fresh heap at boot; a version that
-cannot start there goes back to the one before (fall_back), as after any push. Only when all new ones run is
+piece of a heap that a long run has fragmented; so may one that loads but leaves no piece the next datagram needs
+(_DATAGRAM). Then the board writes the new role as its config (the replaced versions kept as the fallback), answers that
+it restarts, and loads it on a fresh heap at boot; a version that cannot start there goes back to the one before
+(fall_back), as after any push. Only when all new ones run is
 config.json replaced: it is written to a new file and renamed over the old one (atomic on littlefs), so a power
 loss at any point boots the old role or the new one, never neither.
 Module files no longer named by the config are deleted last, except each replaced version, which stays (as
@@ -18,8 +19,10 @@ failed (agent/role.py's fall_back), and forgotten after.
 """
 
 from agent import caps, port
-from agent.port import collect, forget, print_exception
+from agent.port import collect, const, forget, print_exception
 from agent.role import save as save_config
+
+_DATAGRAM = const(1280)  # agent/endpoint.py's _MAX_DATAGRAM: what recvfrom takes for each
 
 
 class RoleError(Exception):
@@ -123,6 +126,15 @@ async def apply(current, config, body, path):
             try:
                 started.append(caps.load_one(name, stem, cfg, check=True))
                 await port.pause()
+                # and the heap it leaves must still take the next datagram: agent/port.py's recvfrom needs 1,280
+                # contiguous bytes (and on the unix port the datagram's copy). A switch that left no such piece
+                # (free memory in holes under 1,280 bytes) made the board spin on recvfrom's MemoryError for good,
+                # its watchdog fed (module_push.py --rollout 20: boards stopped reading their socket)
+                try:
+                    _ = bytearray(_DATAGRAM), bytearray(_DATAGRAM // 2)
+                except MemoryError:
+                    raise MemoryError("it left no room for a datagram")
+                _ = None
             except MemoryError as exc:
                 # no contiguous piece left for it: a fresh heap may have one (the boot decides, see above)
                 fresh = "%s (%s) did not fit in this heap: %r" % (name, stem, exc)
