@@ -52,6 +52,7 @@ if IS_MICROPYTHON:
 
     async def recvfrom(sock, size):
         """Wait for one datagram; return (data, raw_addr). raw_addr can be passed back to sendto()."""
+        short = 0  # since when the heap has had no `size` contiguous bytes for it
         while True:
             await _readable(sock)
             try:
@@ -61,8 +62,14 @@ if IS_MICROPYTHON:
                 if exc.errno != 11:
                     raise
             except MemoryError:
-                # recvfrom needs `size` contiguous bytes (there is no recvfrom_into): compact and retry;
-                # the datagram waits in the socket meanwhile.
+                # recvfrom needs `size` contiguous bytes (there is no recvfrom_into): compact and retry; the
+                # datagram waits in the socket meanwhile. A heap without such a piece for 5 s will not get one (what
+                # holds it may wait for this very datagram, as an upload does): the board restarts rather than spin
+                # on it for good, its watchdog fed by the acker (docs/agent.md, "Room for the next datagram")
+                short = short or ticks_ms()
+                if ticks_diff(ticks_ms(), short) > 5000:
+                    print("port: no room: restarting")
+                    __import__("machine").reset()
                 gc.collect()
 
 else:  # the agent under CPython (process targets, tests): its edge is a module a board never loads
