@@ -153,15 +153,11 @@ def write(res, stem, query, msg):
                 "size",
                 [(_SIZE1, coap.uint(max(free, 0)))],
             )
-        try:
-            upload = [stem, sha256(), 0, digest, open("caps/%s.new" % stem, "wb")]
-        except OSError:
-            return _answer(_REQUEST_ENTITY_TOO_LARGE, "the board's filesystem is full", "size")
-        res.upload = upload
         # the upload holds this module, its file and its hash until the last block: the next block's datagram
-        # must still fit beside them (agent/port.py's recvfrom: 1,280 contiguous bytes, and on the unix port
-        # the datagram's copy). Where it would not, the board spun on recvfrom's MemoryError for good while the
-        # upload waited for that very datagram, its watchdog fed (module_push.py --rollout 20, after in-place
+        # must still fit beside them (agent/port.py's recvfrom: 1,280 contiguous bytes, and on the unix port the
+        # datagram's copy; tried before they are made, so the push's peak is not theirs and the try's together).
+        # Where it would not, the board spun on recvfrom's MemoryError for good while the upload waited for that
+        # very datagram, its watchdog fed (module_push.py --rollout 20, after in-place
         # switches: 34 KB free in holes of at most 608 bytes). It restarts unanswered instead (the .new file goes
         # at boot): the master's retransmission of this block finds a fresh heap. handle() collected just before.
         try:
@@ -170,6 +166,11 @@ def write(res, stem, query, msg):
             print("modules: no room: restarting")
             __import__("machine").reset()
         _ = None
+        try:
+            upload = [stem, sha256(), 0, digest, open("caps/%s.new" % stem, "wb")]
+        except OSError:
+            return _answer(_REQUEST_ENTITY_TOO_LARGE, "the board's filesystem is full", "size")
+        res.upload = upload
     elif upload is None or stem != upload[_STEM] or num * (16 << szx) != upload[_SIZE]:
         return _answer(_REQUEST_ENTITY_INCOMPLETE, "block %d does not continue an upload" % num, sizes[:6])
     try:

@@ -8,6 +8,7 @@ error.
 """
 
 import asyncio
+import sys
 
 from agent import coap
 from agent.endpoint import RequestError
@@ -66,6 +67,12 @@ class Registration:
                 if self.location is None:
                     ok = await self._register()
                 else:
+                    # not while a module upload is open (agent/modules.py is loaded only then): an update's exchange
+                    # beside a block took a plain ESP32's heap past 64 KiB (heap32: +2.7 KB); lifetime/3 at most
+                    n = self.lifetime * 4 // 3
+                    while n and "agent.modules" in sys.modules:
+                        n -= 1
+                        await sleep_ms(250)
                     # an update gets lifetime/3: the master takes only its first copy as heard, so one whose answer
                     # is lost is followed by a fresh one, not retransmitted for up to 93 s while our registration
                     # lapses there (a 30 % loss link: 3.5 % of updates, then a minute and a half offline)

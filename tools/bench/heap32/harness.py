@@ -292,11 +292,15 @@ class Master:
         raise HarnessError("the board never registered:\n" + "\n".join(self.interp.console[-30:]))
 
     def next_update(self, timeout_s: float = 40) -> None:
-        """Serve the board until it has sent its next registration update (one every lifetime/3)."""
+        """Serve the board until it has sent its next registration update (one every lifetime/3) and read the
+        answer: a board that was not stepped within its ACK timeout (this side busy on a loaded machine) sends the
+        update again, and a retransmission served within the push's first blocks put its copies into their figure
+        (about 2.1 KB)."""
         seen = self.updates
         for _ in range(int(timeout_s * 1000 / 500)):
             self.pump(500)
             if self.updates > seen:
+                self.pump(500)  # its answer read (or its retransmission answered again) before anything else
                 return
         raise HarnessError("the board sent no registration update:\n" + "\n".join(self.interp.console[-30:]))
 
