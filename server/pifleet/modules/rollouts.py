@@ -114,8 +114,11 @@ class RolloutService:
     async def _roll_one(self, rollout_id: int, device_id: str) -> str:
         """done, skipped (offline) or failed (and the rollout halted)."""
         try:
+            before = await dq.get_by_id(self.pool, device_id)
             state = await self.syncer.sync(device_id)
-            if state == "updating":  # it restarts to load the new version: its registration settles the sync
+            # it restarts to load the new version, or the push met it restarting (a board whose heap had no room
+            # for the next datagram restarts, agent/modules.py and agent/port.py): its registration settles the sync
+            if state == "updating" or (state == "pending" and before is not None and before.online):
                 state = await self._settled(device_id)
             if state == "in_sync":
                 device = await dq.get_by_id(self.pool, device_id)
@@ -136,18 +139,22 @@ class RolloutService:
         return "failed"
 
     async def _settled(self, device_id: str) -> str:
-        """The sync state of a board that restarted into its new version, once its registration has settled it
-        (in_sync, or failed when it went back to the version before); failed after _RESTART_S without it.
+        """The sync state of a board that restarted, once its registration has settled it (in_sync, or failed when
+        it went back to the version before). After _RESTART_S without it: failed when it restarted into the new
+        version; pending (skipped: it syncs when it registers) when the push met it restarting or gone.
         Woken by this master's registration of the board as soon as that wrote its state."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _RESTART_S
+        known = None
         while loop.time() < deadline:
             changed = self.syncer.changed(device_id)  # before the read: a write between the two still wakes us
             known = await rq.sync_state(self.pool, device_id)
-            if known is not None and known[0] != "updating":
+            if known is not None and known[0] not in ("updating", "pending"):
                 return known[0]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), max(0.0, min(_RECHECK_S, deadline - loop.time())))
+        if known is not None and known[0] == "pending":
+            return "pending"
         await rq.set_sync(self.pool, device_id, "failed", f"did not come back within {_RESTART_S} s of its restart")
         return "failed"
 
