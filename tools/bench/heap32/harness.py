@@ -300,7 +300,12 @@ class Master:
         for _ in range(int(timeout_s * 1000 / 500)):
             self.pump(500)
             if self.updates > seen:
-                self.pump(500)  # its answer read (or its retransmission answered again) before anything else
+                # its answer read (or its retransmissions answered again) before anything else: no exchange of
+                # the board's own left open
+                for _ in range(40):
+                    self.pump(250)
+                    if not self.interp.run("_r = len(__import__('agent.port').port.AGENT.endpoint._pending)"):
+                        break
                 return
         raise HarnessError("the board sent no registration update:\n" + "\n".join(self.interp.console[-30:]))
 
