@@ -8,6 +8,7 @@ datagram")."""
 import os
 import signal
 import subprocess
+import textwrap
 import time
 
 import pytest
@@ -24,25 +25,22 @@ from tests.system.modules.test_push import boots, command, in_sync, rollout_over
 # is loaded then, not at boot), the module fills the heap with 512-byte pieces and lets every other one go. Free
 # memory stays (about half of it), but in holes of about 560 bytes, none a datagram fits in (256 pieces are more
 # than the heap holds; a piece of 1,280 bytes that is left is taken too).
-HOLES_IN_PLACE = """
-import sys as _sys
-
-_KEPT = []
-if "agent.role" in _sys.modules:
-    _KEPT = [None] * 256  # sized at once: a list that grows would leave bigger holes where it was
-    try:
-        for _i in range(256):
-            _KEPT[_i] = bytearray(512)
-    except MemoryError:
-        pass
+HOLES = """
+_KEPT = [None] * 256  # sized at once: a list that grows would leave bigger holes where it was
+try:
+    for _i in range(256):
+        _KEPT[_i] = bytearray(512)
+except MemoryError:
+    pass
+for _i in range(0, 256, 2):
+    _KEPT[_i] = None
+try:  # and whatever piece a datagram would still fit in is taken too
     for _i in range(0, 256, 2):
-        _KEPT[_i] = None
-    try:  # and whatever piece a datagram would still fit in is taken too
-        for _i in range(0, 256, 2):
-            _KEPT[_i] = bytearray(1280)
-    except MemoryError:
-        pass
+        _KEPT[_i] = bytearray(1280)
+except MemoryError:
+    pass
 """
+HOLES_IN_PLACE = 'import sys as _sys\n\n_KEPT = []\nif "agent.role" in _sys.modules:\n' + textwrap.indent(HOLES, "    ")
 
 
 def test_a_switch_that_leaves_no_piece_for_a_datagram_restarts_into_the_new_version(master, board_factory):
@@ -64,32 +62,24 @@ def test_a_switch_that_leaves_no_piece_for_a_datagram_restarts_into_the_new_vers
 
 
 # The same holes, made in the unix port around agent/port.py's recvfrom, with a datagram waiting in the socket.
-STARVED = """
+STARVED = (
+    """
 import asyncio, gc, machine, socket  # machine: a board has it from its boot on
 from agent import port
 
 sock = port.udp_socket("127.0.0.1", %d)
 addr = port.sockaddr("127.0.0.1", %d)
 peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-kept = [None] * 256
-try:
-    for i in range(256):
-        kept[i] = bytearray(512)
-except MemoryError:
-    pass
-for i in range(0, 256, 2):
-    kept[i] = None
-try:  # and whatever piece a datagram would still fit in is taken too
-    for i in range(0, 256, 2):
-        kept[i] = bytearray(1280)
-except MemoryError:
-    pass
+"""
+    + HOLES.replace("%", "%%")
+    + """
 gc.collect()
 print("free", gc.mem_free())
 peer.sendto(b"x" * 600, addr)
 asyncio.run(port.recvfrom(sock, 1280))
 print("received")
 """
+)
 
 
 @pytest.mark.skipif(micropython_binary() is None, reason="the MicroPython unix port (micropython) is not installed")
