@@ -13,9 +13,9 @@ The ceiling is 64/112 of the heap the board has (gc.mem_alloc() + gc.mem_free():
 64 KiB, the agent's budget in docs/agent.md, "Heap"). What the switch would take: the heap in use now, plus what each
 new module takes while it is imported, less what each replaced one takes once loaded, both from the size of their
 .mpy files (factors measured with tools/bench/board_heap.py's modules on 32 bits). Under CPython (process targets)
-there is no such heap, and the 64-bit virtual ESP32 does not decide so yet (its Python shims take ~25 KB of its
-heap that a board's C does not, and its 64/32-bit ratio is ~1.7, not the 1.56 its 174 KiB assumes: 64/112 of its
-heap would restart nearly every switch): both switch in place, and restart only on MemoryError.
+there is no such heap, and the 64-bit virtual ESP32 does not decide so (its heap is 112 KiB x 1.67 for the agent
+plus 28 KiB for its Python shims, which a board has in C: the factors above are 32-bit ones): both switch in place,
+and restart only on MemoryError or when the switch leaves no room for a datagram (agent/replace.py).
 Imported on the first PUT /role, and forgotten after (agent/app.py).
 """
 

@@ -2,6 +2,7 @@
 reaches its REPL. Unmodified esptool and mpremote, default options, through the board's pty."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import pytest
 from pifleet.boardfs.layout import build_littlefs, read_littlefs
 from pifleet.runtime import free_udp_port, runtime_dir
 from pifleet.sim import VirtualBoard
-from pifleet.sim.board import micropython_binary
+from pifleet.sim.board import AGENT_HEAP_64, DEFAULT_HEAPSIZE, SHIMS, SHIMS_HEAP, micropython_binary
 from pifleet.sim.firmware import build_image
 from tests.support.waits import wait_until
 
@@ -204,3 +205,33 @@ def test_sim_start_prints_its_serial_port_first_and_stops_cleanly(tmp_path):
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
     assert "board: t-cli stopped" in out
+
+
+def test_the_shims_share_of_the_heap_is_what_they_take(tmp_path):
+    """SHIMS_HEAP, added to the virtual ESP32's heap for what a board has in C, is what the shims a running board
+    holds (as _boot imports them: esp32, the io, machine, network) take in the 64-bit port: not less (the agent
+    would have less room than on a board) and not much more (it would have more)."""
+    script = tmp_path / "measure.py"
+    script.write_text(
+        "import gc\ngc.collect()\nbefore = gc.mem_alloc()\n"
+        "import esp32, _simio, machine, network\n"
+        "gc.collect()\nprint('shims', gc.mem_alloc() - before)\n"
+    )
+    env = dict(
+        os.environ,
+        MICROPYPATH=str(SHIMS),
+        PIFLEET_SIM_IO=str(tmp_path),
+        PIFLEET_SIM_IP="127.0.0.1",
+        PIFLEET_SIM_MAC="24b2deadbeef",
+    )
+    out = subprocess.run(
+        [micropython_binary(), "-X", f"heapsize={DEFAULT_HEAPSIZE}", str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=True,
+    ).stdout
+    taken = int(out.split("shims")[1])
+    assert taken <= SHIMS_HEAP <= taken + 4096, (taken, SHIMS_HEAP)
+    assert DEFAULT_HEAPSIZE == AGENT_HEAP_64 + SHIMS_HEAP

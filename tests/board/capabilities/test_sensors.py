@@ -25,8 +25,8 @@ CAPS = {
     "button": {"pin": BUTTON},
 }
 # Six capabilities on one board, and the shims are Python models of what the ESP32 does in C (1-Wire and DHT
-# timing, a BME280's registers): they take heap a real board would not spend. The default 160 KB (sized for
-# one role's module, see docs/agent.md) is too little for all six and their models.
+# timing, a BME280's registers): they take heap a real board would not spend, beyond the share the default heap
+# gives the shims every board loads (docs/agent.md, "The virtual board's heap").
 HEAP = 256 * 1024
 
 
