@@ -95,7 +95,7 @@ class Chaos:
         self.pg = postgres.start_embedded(self.tmp / "pg")
         self.db_url = postgres.with_database(postgres.embedded_url(self.pg, "postgres"), "chaos")
         self.lan = netns.Lan()
-        self.links = [self.lan.add(netem=a.netem or None, loss_only=True) for _ in range(a.boards)]
+        self.links = [self.lan.add(netem=a.netem or None) for _ in range(a.boards)]
         self.impairment = self.links[0].impairment
         say(f"LAN {self.lan.bridge} {self.lan.host_ip}/24; each link: {self.impairment}; --seed {a.seed}")
         self.master = MasterProcess(

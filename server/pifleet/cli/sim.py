@@ -60,7 +60,7 @@ def sim() -> None:
     "--netem",
     default=None,
     help='tc netem on the namespace\'s link, each direction: "loss 20% delay 40ms 30ms reorder 5% duplicate 1%" '
-    "(implies --netns NAME). A kernel without sch_netem gets the loss alone, and says so.",
+    "(implies --netns NAME). A kernel without sch_netem gets the same in user space, as long as this command runs.",
 )
 def start(
     name: str,
@@ -142,7 +142,7 @@ def _namespace(name: str, netem: str | None):
     except netns.NetnsError as exc:
         raise click.UsageError(f"--netns: {exc}") from None
     try:
-        return lan, lan.add(name, netem, loss_only=True)
+        return lan, lan.add(name, netem)
     except netns.NetnsError as exc:
         lan.close()
         raise click.UsageError(f"--netns/--netem: {exc}") from None

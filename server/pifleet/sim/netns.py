@@ -16,9 +16,11 @@ The picture (docs/agent.md, "A board behind a lossy link"):
 left behind by a killed process is taken over). Traffic keeps the namespaces' addresses: no NAT, no proxy.
 The same netem line is applied in both directions, so `loss 30%` loses 30 % of the datagrams each way.
 
-Where the kernel has no sch_netem (some VMs), `Link.impair(..., loss_only=True)` drops datagrams at random
-with a classic-BPF `cls_bpf` filter instead (loss only; delay, reordering and duplication are not applied) and
-says so; without `loss_only` it raises NetemError.
+Where the kernel has no sch_netem (some VMs), the same line is applied in user space (sim/impair.py): the host's
+end of the veth pair leaves the bridge, a second pair takes its place there, and a thread of this process carries
+the frames between the two, impaired (loss, delay with jitter, reordering, duplication), and says so:
+
+             |-- pfbNxK (veth) == pfrNxK  <- relay thread ->  pfvNxK (veth) == eth0 in the namespace
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import shutil
 import subprocess
 
 from pifleet.runtime import pid_alive
+from pifleet.sim.impair import Impairment, Relay, UnsupportedImpairment
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +100,6 @@ def parse_netem(spec: str) -> list[str]:
     return out
 
 
-def loss_percent(spec: str) -> float:
-    """The `loss` of a netem line in percent (0 without one)."""
-    args = parse_netem(spec)
-    if "loss" not in args:
-        return 0.0
-    return float(args[args.index("loss") + 1].rstrip("%"))
-
-
 def _alias(ifname: str) -> str | None:
     done = _run("ip", "-j", "link", "show", "dev", ifname, check=False)
     if done.returncode != 0:
@@ -146,6 +141,7 @@ class Lan:
         self.host_ip = f"{NET}.{self.index}.1"
         self.links: dict[str, Link] = {}
         self._next = 2
+        self._relay: Relay | None = None  # netem in user space, made for the first link that needs it
         _run("ip", "addr", "add", f"{self.host_ip}/24", "dev", self.bridge)
         _run("ip", "link", "set", self.bridge, "up")
         log.info("LAN %s: %s/24 on the host", self.bridge, self.host_ip)
@@ -159,7 +155,13 @@ class Lan:
                 return index
         raise NetnsError(f"no free LAN: bridges pfbr1 … pfbr254 all exist ({NET}.0.0/16 is taken)")
 
-    def add(self, name: str | None = None, netem: str | None = None, *, loss_only: bool = False) -> Link:
+    def relay(self) -> Relay:
+        """The thread that impairs this LAN's links where the kernel has no sch_netem."""
+        if self._relay is None:
+            self._relay = Relay()
+        return self._relay
+
+    def add(self, name: str | None = None, netem: str | None = None) -> Link:
         """A namespace (NAME, or one named for this process) on this LAN, with its address; netem if given."""
         if self._next > 254:
             raise NetnsError(f"LAN {self.bridge} is full (253 boards)")
@@ -167,12 +169,14 @@ class Lan:
         link = Link(name or f"pf{os.getpid()}n{number}", self, number)
         self.links[link.name] = link
         if netem:
-            link.impair(netem, loss_only=loss_only)
+            link.impair(netem)
         return link
 
     def close(self) -> None:
         for link in list(self.links.values()):
             link.close()
+        if self._relay is not None:
+            self._relay.close()
         _run("ip", "link", "del", self.bridge, check=False)
 
     def __enter__(self) -> Lan:
@@ -191,6 +195,9 @@ class Link:
         self.ip = f"{NET}.{lan.index}.{number}"
         self.host_ip = lan.host_ip
         self.host_if = f"pfv{lan.index}x{number}"
+        self.relay_if = f"pfr{lan.index}x{number}"  # netem in user space: the relay's end of the bridge's pair
+        self.bridge_if = f"pfb{lan.index}x{number}"
+        self.relayed = False
         self.impairment = "none"  # what impair() applied, in words
         if _run("ip", "netns", "add", name, check=False).returncode != 0:
             raise NetnsError(f"network namespace {name!r} exists already (remove it: ip netns del {name})")
@@ -212,11 +219,10 @@ class Link:
         """What runs a program inside the namespace (ip netns exec execs it: the pid stays the program's)."""
         return ["ip", "netns", "exec", self.name]
 
-    def impair(self, spec: str, *, loss_only: bool = False) -> str:
-        """tc netem with `spec` on both ends of the link (each direction); returns what was applied, in words.
-
-        loss_only: where the kernel has no netem, drop `loss` % at random with cls_bpf instead (see the module's
-        docstring) rather than raise NetemError."""
+    def impair(self, spec: str) -> str:
+        """tc netem with `spec` on both ends of the link (each direction), or the same in user space where the kernel
+        has no sch_netem (see the module's docstring); returns what was applied, in words. NetemError when neither
+        can apply it."""
         args = parse_netem(spec)
         self.clear()
         host = _run("tc", "qdisc", "replace", "dev", self.host_if, "root", "netem", *args, check=False)
@@ -224,19 +230,20 @@ class Link:
             _run("tc", "-n", self.name, "qdisc", "replace", "dev", "eth0", "root", "netem", *args)
             self.impairment = f"netem {' '.join(args)} (each direction)"
             return self.impairment
-        if "unknown" not in host.stderr or not loss_only:
-            reason = host.stderr.strip()
-            if "unknown" in host.stderr:
-                reason = "this kernel has no sch_netem (tc: Specified qdisc kind is unknown)"
-            raise NetemError(f"netem {' '.join(args)} on {self.host_if}: {reason}")
-        loss = loss_percent(spec)
-        for prefix, dev in ((["tc"], self.host_if), (["tc", "-n", self.name], "eth0")):
-            _run(*prefix, "qdisc", "replace", "dev", dev, "clsact")
-            _run(*prefix, "filter", "replace", "dev", dev, "egress", "bpf", "da", "bytecode", _drop_bytecode(loss))
-        skipped = [w for w in args if w in _NETEM_WORDS and w != "loss"]
-        self.impairment = f"loss {loss:g}% each direction by cls_bpf (this kernel has no sch_netem" + (
-            f"; not applied: {', '.join(skipped)})" if skipped else ")"
-        )
+        if "unknown" not in host.stderr:
+            raise NetemError(f"netem {' '.join(args)} on {self.host_if}: {host.stderr.strip()}")
+        try:
+            impairment = Impairment.from_args(args)
+        except UnsupportedImpairment as exc:
+            raise NetemError(f"this kernel has no sch_netem, and {exc}") from exc
+        _run("ip", "link", "add", self.relay_if, "type", "veth", "peer", "name", self.bridge_if)
+        self.relayed = True
+        _run("ip", "link", "set", self.host_if, "nomaster")
+        _run("ip", "link", "set", self.bridge_if, "master", self.lan.bridge)
+        for dev in (self.relay_if, self.bridge_if):
+            _run("ip", "link", "set", dev, "up")
+        self.lan.relay().add(self.host_if, self.relay_if, impairment)
+        self.impairment = f"{impairment.words()} each direction, in user space (this kernel has no sch_netem)"
         log.info("namespace %s: %s", self.name, self.impairment)  # the callers say it (CLI, tests, chaos.py)
         return self.impairment
 
@@ -244,23 +251,21 @@ class Link:
         """No impairment: the link as it is."""
         for prefix, dev in ((["tc"], self.host_if), (["tc", "-n", self.name], "eth0")):
             _run(*prefix, "qdisc", "del", "dev", dev, "root", check=False)
-            _run(*prefix, "qdisc", "del", "dev", dev, "clsact", check=False)
+        if self.relayed:
+            self.lan.relay().remove(self.host_if, self.relay_if)
+            _run("ip", "link", "del", self.relay_if, check=False)  # its peer on the bridge goes with it
+            _run("ip", "link", "set", self.host_if, "master", self.lan.bridge, check=False)
+            self.relayed = False
         self.impairment = "none"
 
     def close(self) -> None:
         """Remove the namespace (its end of the veth pair goes with it, and so does the host's)."""
+        if self.relayed:
+            self.lan.relay().remove(self.host_if, self.relay_if)
+            _run("ip", "link", "del", self.relay_if, check=False)
         _run("ip", "netns", "del", self.name, check=False)
         _run("ip", "link", "del", self.host_if, check=False)
         self.lan.links.pop(self.name, None)
 
     def __repr__(self) -> str:
         return f"<Link {self.name} {self.ip} via {self.host_if} ({self.impairment})>"
-
-
-def _drop_bytecode(percent: float) -> str:
-    """Classic BPF for cls_bpf in direct-action mode: a random u32 (the ancillary load SKF_AD_RANDOM) at or above
-    the threshold is TC_ACT_SHOT, else TC_ACT_UNSPEC (the datagram goes on)."""
-    threshold = min(2**32 - 1, int(round((1 - percent / 100) * 2**32)))
-    random = 2**32 - 0x1000 + 56  # SKF_AD_OFF + SKF_AD_RANDOM, as an unsigned k
-    # ld [rand]; jge #threshold, +0, +1; ret #2 (shot); ret #-1 (unspec)
-    return f"4,32 0 0 {random},53 0 1 {threshold},6 0 0 2,6 0 0 {2**32 - 1}"

@@ -1,5 +1,5 @@
 """Fixtures for boards behind a real lossy network (pifleet.sim.netns): a LAN of network namespaces, or a skip that
-says why there cannot be one here (no iproute2, no CAP_NET_ADMIN, no sch_netem)."""
+says why there cannot be one here (no iproute2, no CAP_NET_ADMIN)."""
 
 from __future__ import annotations
 
