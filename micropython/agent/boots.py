@@ -64,19 +64,19 @@ def boot():
         print("boot: safe mode:", agent.safe)
 
 
-def start(time_=None, us=0):
-    """The agent registered and the master pushed its plan: this boot did not fail. `time_`: the master's time
+def start(seconds=None, us=0):
+    """The agent registered and the master pushed its plan: this boot did not fail. `seconds`: the master's time
     (unix seconds, an int: the ESP32 port's floats are single precision, 128 s apart at 1.7e9) and `us` its
     microseconds, for the RTC."""
     b = record()
     old = bytes(b)
     b[0] = 0
-    if time_:
+    if seconds:
         b[1] = 1
         try:
             import machine
 
-            g = time.gmtime(int(time_) - EPOCH)
+            g = time.gmtime(int(seconds) - EPOCH)
             machine.RTC().datetime((g[0], g[1], g[2], g[6], g[3], g[4], g[5], us))  # the virtual board's: its host's
         except (ImportError, AttributeError):
             pass
@@ -94,5 +94,6 @@ def stats(out):
     import agent
 
     b = record()
-    out["reboots"] = {CAUSES[i]: b[1 + i] for i in range(1, 6) if b[1 + i]}
-    out["safe_mode"] = getattr(agent, "safe", None)
+    reboots, safe = "reboots safe_mode".split()  # not interned: boots.py is loaded at every start (plan.py's note)
+    out[reboots] = {CAUSES[i]: b[1 + i] for i in range(1, 6) if b[1 + i]}
+    out[safe] = getattr(agent, "safe", None)

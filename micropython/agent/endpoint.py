@@ -121,6 +121,9 @@ class Endpoint:
                 except Exception as exc:  # noqa: BLE001 — the top loop of the message layer keeps serving
                     self.stats["errors"] += 1
                     print_exception(exc)
+                # and the message can go too: held here, it kept the datagram's buffer (its payload is a view of
+                # it) until the next one came, 1 KB after a plan push
+                msg = addr = None
         finally:
             acker.cancel()
 

@@ -22,8 +22,11 @@ from agent.port import const, forget, print_exception, wait_for_ms
 
 forget("boots")  # held by this module alone: it goes when this one is forgotten
 
-_PLAN = "plan"
-_DONE = "done"
+# Names: this module is loaded after every registration (the plan push), and every name of its own the board does
+# not have yet stays interned in its heap; a dozen of them grew the pool by 4.6 KB (docs/agent.md, "Heap"). So its
+# private functions take names the firmware has (read, update, step, poll), its files' names are literals the board
+# has ("plan", "done"), and the fields it adds to JSON are split from one literal longer than 10 characters (such a
+# literal is not interned, and neither are the locals they go to).
 _CHANGED = const(68)
 _BAD_REQUEST = const(128)
 _METHOD_NOT_ALLOWED = const(133)
@@ -35,7 +38,7 @@ _REACH_MS = const(2000)  # how long the master has to answer before the board ru
 _REPORT = const(4)  # runs done by the board per answer (one datagram)
 
 
-def _load(path):
+def read(path):
     try:
         with open(path) as f:
             return json.load(f)
@@ -65,30 +68,31 @@ def handle(res, msg):
     board that it has not acknowledged yet: {"done": [{"eid", "at", "code", "answer"}], "more": n}."""
     if msg.code != _PUT:
         return _METHOD_NOT_ALLOWED, [], b""
+    ack, planned = "ack planned".split()
     try:
         body = json.loads(msg.payload)
         plan = body["plan"]
-        ack = body.get("ack") or []
+        ack = body.get(ack) or []
         boots.start(body["time"], body.get("us", 0))
     except (ValueError, KeyError, TypeError) as exc:
-        return _answer(_BAD_REQUEST, {"ok": False, "error": "plan: " + repr(exc), "field": "plan"})
-    done = [d for d in _load(_DONE) if d["eid"] not in ack]
-    _save(_DONE, done)
+        return _answer(_BAD_REQUEST, {"ok": False, "error": "plan payload: " + repr(exc), "field": "plan"})
+    done = [d for d in read("done") if d["eid"] not in ack]
+    _save("done", done)
     ran = [d["eid"] for d in done]
     plan = sorted((e for e in plan if e[0] not in ran), key=lambda e: e[1])
-    _save(_PLAN, plan)
+    _save("plan", plan)
     if res.due is not None:  # None: a round of due runs is under way, and looks at this plan when it ends
-        _next(res, plan)
+        update(res, plan)
     print("plan: %d runs planned, %d done by myself to report" % (len(plan), len(done)))
-    return _answer(_CHANGED, {"planned": len(plan), "done": done[:_REPORT], "more": max(len(done) - _REPORT, 0)})
+    return _answer(_CHANGED, {planned: len(plan), "done": done[:_REPORT], "more": max(len(done) - _REPORT, 0)})
 
 
-def _next(res, plan):
+def update(res, plan):
     """When the pulse looks again (board time): the first entry's due time plus its grace; 0 for never."""
     res.due = min(e[1] + e[2] for e in plan) - boots.EPOCH if plan else 0
 
 
-async def _reachable(agent):
+async def poll(agent):
     reg = agent.registration
     if reg.master is None:
         return False
@@ -106,7 +110,7 @@ async def due(agent):
     """The pulse saw a planned run's grace pass: run what the master did not send and cannot, keep the rest (a task
     of its own; this module is forgotten when it ends)."""
     try:
-        await _due(agent)
+        await step(agent)
     except Exception as exc:  # noqa: BLE001 — the board serves on; the plan is looked at again when pushed
         print_exception(exc)
     finally:
@@ -115,7 +119,7 @@ async def due(agent):
         forget("plan")
 
 
-async def _due(agent):
+async def step(agent):
     """One round (res.due is None while it runs, so the pulse starts no second one: a plan pushed meanwhile made
     two rounds run the same entry, the second cutting the first's move)."""
     res = agent.resources
@@ -126,7 +130,7 @@ async def _due(agent):
         return
     handled = []
     reachable = None
-    for entry in _load(_PLAN):
+    for entry in read("plan"):
         eid, at, grace, until, cap, command, params = entry
         if now < at + grace:
             continue
@@ -138,7 +142,7 @@ async def _due(agent):
             print("plan: %s %s.%s is past its window: not run" % (eid, cap, command))
             continue
         if reachable is None:
-            reachable = await _reachable(agent)
+            reachable = await poll(agent)
         # a command under way (looked at after that try, which takes up to 2 s) came from the master, which is there
         # then; and this run's move would cut it short
         if reachable or None in res.executions.values():
@@ -146,9 +150,9 @@ async def _due(agent):
             continue
         await _run(res, eid, cap, command, params, now)
     # the plan as it is now (the master may have pushed one while this round ran), without what this round handled
-    keep = [e for e in _load(_PLAN) if e[0] not in handled]
-    _save(_PLAN, keep)
-    _next(res, keep)
+    keep = [e for e in read("plan") if e[0] not in handled]
+    _save("plan", keep)
+    update(res, keep)
 
 
 async def _run(res, eid, cap, command, params, now):
@@ -156,9 +160,10 @@ async def _run(res, eid, cap, command, params, now):
     code, _, data = await res._command(cap, command, payload)
     answer = json.loads(data)
     print("plan: ran %s %s.%s myself (the master does not answer): %s" % (eid, cap, command, code == _CHANGED))
-    answer["by"] = "board"
+    by, board, at = "by board at".split()
+    answer[by] = board
     if eid in res.executions:  # a later send of it by the master gets this answer, and nothing moves again
         res.executions[eid] = (code, json.dumps(answer).encode())
-    done = _load(_DONE)
-    done.append({"eid": eid, "at": now, "code": code, "answer": answer})
-    _save(_DONE, done)
+    done = read("done")
+    done.append({"eid": eid, at: now, "code": code, "answer": answer})
+    _save("done", done)

@@ -21,6 +21,12 @@ from .config import LIFETIME_S, LISTEN_PORT, Identity, config_json, encode
 from .mpy import compile_mpy, mpy_cross_for, mpy_key
 from .stems import module_stem
 
+# The source name an agent module's .mpy carries (mpy-cross -s), shown in its tracebacks: its file on the board, the
+# very string the import makes its __file__, so each module loaded interns one name, not two (the .py and the
+# .mpy path: 16-20 bytes each, and with boots.py and plan.py loaded at every start the pool had no slot left for a
+# push's, which grew it by 4.6 KB; docs/agent.md, "Heap")
+AGENT_NAME = "{}.mpy"
+
 __all__ = ["Bundle", "Identity", "agent_set", "board_files", "build", "vfs_partition"]
 
 
@@ -58,10 +64,11 @@ def board_files(
         source = path.read_bytes() if source is None else source
         if binary is None:
             return f"{name}.py", source
-        # the agent without line-number tables (-O3: its heap is the board's tightest budget); role modules
-        # keep theirs, for the tracebacks their authors read
-        level = 3 if name.startswith("agent/") else 0
-        return f"{name}.mpy", compile_mpy(binary, source, f"{name}.py", optimize=level)
+        # the agent without line-number tables (-O3: its heap is the board's tightest budget), and named in its
+        # tracebacks by its file on the board (AGENT_NAME); role modules keep both, for the authors who read theirs
+        if name.startswith("agent/"):
+            return f"{name}.mpy", compile_mpy(binary, source, AGENT_NAME.format(name), optimize=3)
+        return f"{name}.mpy", compile_mpy(binary, source, f"{name}.py")
 
     files: dict[str, bytes] = {
         "boot.py": (agent / "boot.py").read_bytes(),
@@ -106,7 +113,7 @@ def agent_set(version: str, modules: dict[str, tuple[str, str]]) -> dict[str, by
     files = {"caps/__init__.py": b"", MPY_RECORD: b"%d" % mpy_key(version)}
     for path in sorted((resources.agent() / "agent").glob("*.py")):
         name = f"agent/{path.stem}"
-        files[f"{name}.mpy"] = compile_mpy(binary, path.read_bytes(), f"{name}.py", optimize=3)
+        files[f"{name}.mpy"] = compile_mpy(binary, path.read_bytes(), AGENT_NAME.format(name), optimize=3)
     for stem, (source, march) in sorted(modules.items()):
         files[f"caps/{stem}.mpy"] = compile_mpy(binary, source.encode(), f"caps/{stem}.py", march)
     return files
