@@ -31,7 +31,7 @@ def _json(obj):
 
 
 def handle(res, msg, path, segments):
-    """(code, options, payload) for GET /.well-known/core, /cap, /stats, GET or PUT /m…, POST /restart;
+    """(code, options, payload) for GET /.well-known/core, /cap, /stats, GET or PUT /m…, POST /restart and PUT /plan;
     4.04 otherwise."""
     if segments[0] == "m":
         return _modules(res, msg, segments)
@@ -43,6 +43,13 @@ def handle(res, msg, path, segments):
         finally:
             if getattr(res, "ota", None) is None:
                 forget("ota")
+    if path == "plan":  # the plan of the board's own timed runs, and those it ran itself (agent/plan.py)
+        from agent import plan
+
+        try:
+            return plan.handle(res, msg)
+        finally:
+            forget("plan")
     if path == "w":  # the board's Wi-Fi: its network, new credentials (agent/wifi.py)
         from agent import wifi
 

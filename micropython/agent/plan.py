@@ -1,7 +1,7 @@
 """The board's own timed runs for when the master is away (docs/jobs.md, "When the master is away").
 
-Layer: device side, application. Loaded only when the master pushes a plan (PUT /plan, from agent/resources.py) or
-a planned run's grace has passed (agent/app.py's pulse, which keeps nothing of the plan but the time to look
+Layer: device side, application. Loaded only when the master pushes a plan (PUT /plan, through agent/admin.py) or a
+planned run's grace has passed (agent/app.py's pulse, which keeps nothing of the plan but the time to look
 again, `resources.due`); forgotten after. The plan lives in plan, what the board ran itself in done,
 both surviving a reboot.
 

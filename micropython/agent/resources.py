@@ -11,7 +11,7 @@ before they act (agent/executions.py), so a command sent again after a power cut
 import json
 
 from agent import coap
-from agent.port import const, forget, pause, print_exception, sleep_ms, ticks_ms
+from agent.port import const, forget, print_exception, sleep_ms, ticks_ms
 from agent.schema import validate
 
 # CoAP numbers (RFC 7252, 7959), inlined: agent/coap.py keeps only what the tests use by name
@@ -118,16 +118,6 @@ class Resources:
             return await modules.handle(self, msg, segments)
         if path == "ota" and getattr(self, "ota", None):
             return self.ota.block(self, msg, segments)
-        # the plan (agent/plan.py), pushed after every registration: straight there too, once the request's copies
-        # are collected (its payload, a view of the plaintext, stays), so that its highest point is not theirs too
-        if path == "plan":
-            await pause()
-            from agent import plan
-
-            try:
-                return plan.handle(self, msg)
-            finally:
-                forget("plan")
         # the rest is asked for rarely (after a registration, by a person, for a push): loaded for the request
         from agent import admin
 
