@@ -6,10 +6,9 @@ forgotten after it (agent/resources.py), leaving the heap to the commands that c
 """
 
 import asyncio
-import json
 
 from agent import coap
-from agent.port import IS_MICROPYTHON, const, forget, sleep_ms, ticks_diff, ticks_ms
+from agent.port import IS_MICROPYTHON, const, forget, json, sleep_ms, ticks_diff, ticks_ms
 
 # CoAP numbers (RFC 7252), inlined: agent/coap.py keeps only what the tests use by name
 _CHANGED = const(68)

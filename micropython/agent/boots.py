@@ -19,7 +19,7 @@ Bytes: [0] boots in a row that failed (never reached the master), [1] 1 while th
   again (agent/plan.py).
 """
 
-import time
+from agent.port import time
 
 CAUSES = ("unknown", "power", "hard", "watchdog", "deepsleep", "soft")  # the words of /stats' reset_cause
 # seconds from 1970-01-01 to the runtime's epoch (the ESP32 port counts from 2000-01-01, the unix port from 1970)

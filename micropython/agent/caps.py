@@ -23,10 +23,9 @@ This module must not touch hardware itself; a module that fails to load is repor
 board keeps serving the others.
 """
 
-import os
 import sys
 
-from agent.port import collect, print_exception
+from agent.port import collect, os, print_exception
 from agent.resources import Capability
 
 CAPS_DIR = "caps"

@@ -24,10 +24,7 @@ module defines no global name of its own (load and save are FileStore's, the con
 are the board's existing ones or longer than 10 characters.
 """
 
-import json
-import os
-
-from agent.port import const
+from agent.port import const, json, os
 
 _KEEP = const(24)
 _PRECONDITION_FAILED = const(140)  # 4.12

@@ -15,11 +15,10 @@ and for GET /m, and forgotten when no upload is in progress: a board that never 
 (and it does not import agent/caps.py).
 """
 
-import os
 from hashlib import sha256
 
 from agent import coap
-from agent.port import const, forget, pause
+from agent.port import const, forget, os, pause
 
 # caps/ and its naming rule, as agent/caps.py has them: not imported from there, because caps.py would take about
 # 2.5 KB of heap during every upload for a constant and one line

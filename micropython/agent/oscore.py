@@ -164,7 +164,7 @@ class FileStore:
         return int(text)
 
     def save(self, value):
-        import os
+        from agent.port import os
 
         with open(self.path + ".new", "w") as f:
             f.write(str(value))

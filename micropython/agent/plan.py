@@ -14,11 +14,8 @@ done until the master acknowledges it (PUT /plan's "ack"). A run the board did i
 sends it later ("by": "board" in the answer): its effect happens once.
 """
 
-import json
-import os
-
 from agent import boots
-from agent.port import const, forget, print_exception, wait_for_ms
+from agent.port import const, forget, json, os, print_exception, wait_for_ms
 
 forget("boots")  # held by this module alone: it goes when this one is forgotten
 

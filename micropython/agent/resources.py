@@ -186,7 +186,7 @@ class Resources:
                 # a role/group run's instant (Unix ms, the master's clock): its boards act together. ms to go by this
                 # board's clock (the RTC holds the master's time; ticks time the wait); modulo a day, because the
                 # ESP32 counts from 2000, the unix port from 1970, and a day's ms are a small int on 32 bits
-                import time
+                from agent.port import time
 
                 due = (due - time.time_ns() // 1000000 + 43200000) % 86400000 - 43200000
                 if 0 < due < _DUE_WAIT_MS:

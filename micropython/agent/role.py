@@ -20,11 +20,9 @@ Imported on the first PUT /role, and forgotten after (agent/app.py).
 """
 
 import asyncio
-import json
-import os
 import sys
 
-from agent.port import const, forget, pause, sleep_ms
+from agent.port import const, forget, json, os, pause, sleep_ms
 
 # Names: this module is loaded for a switch, often just after a push has filled the interned-string pool (docs/
 # agent.md, "Heap"): what it names the board has already (it does not intern a name of its own but its file's),
