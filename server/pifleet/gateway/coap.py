@@ -180,6 +180,11 @@ class Gateway:
     def paired(self, device_id: str) -> bool:
         return device_id in self._boards
 
+    def paired_at(self, address: str, port: int) -> bool:
+        """Whether what goes to this address is protected with a context held here (a board of ours registered
+        from it)."""
+        return _uri(address, port) + "*" in self._bound.values()
+
     def pair(self, device_id: str, oscore_id: bytes, secret: bytes, address: str | None, port: int | None) -> None:
         """Know a board's keys (flashed, adopted, or at start); replaces what was known before."""
         if self.keys_dir is None:
@@ -314,7 +319,7 @@ class Gateway:
     ) -> dict[str, Any]:
         """PUT `data` to `uri` in Block1 blocks, one request each (put_module says why): 512 bytes to a paired
         board, 1024 to an unpaired one; progress(done, total) after each block."""
-        szx = 5 if _uri(address, port) + "*" in self._bound.values() else 6
+        szx = 5 if self.paired_at(address, port) else 6
         size = 16 << szx
         total = max(1, -(-len(data) // size))
         for num in range(total):

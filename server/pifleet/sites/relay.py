@@ -2,8 +2,9 @@
 one with another site's board is handed to that site's master (sites/service.py `Sites.call`), which holds the
 board's OSCORE context, and its answer (or error) comes back as if it had been made here.
 
-A board is this master's when the gateway holds its keys (no database read on that path); otherwise its site is
-read from the database (by device id, or by the address it registered from). Layer: service.
+A board is this master's when the gateway holds its keys, or (an exchange by address) protects what goes to that
+address with keys it holds: no database read on that path, which a module push takes three times for each board.
+Otherwise its site is read from the database (by device id, or by the address it registered from). Layer: service.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class SiteLink:
     def __init__(self, local: Any, sites: Sites) -> None:
         self.local: BoardLink = local
         self._owns = local.paired
+        self._owns_at = local.paired_at
         self.sites = sites
 
     def __getattr__(self, name: str) -> Any:
@@ -39,7 +41,7 @@ class SiteLink:
 
     async def _site_of(self, device_id: str | None, address: str, port: int) -> str | None:
         """None: this master's own board (or one nobody owns: tried here, as before sites)."""
-        if device_id is not None and self._owns(device_id):
+        if self._owns(device_id) if device_id is not None else self._owns_at(address, port):
             return None
         site = await q.device_site(self.sites.pool, device_id) if device_id else None
         if site is None:
