@@ -346,6 +346,38 @@ async def test_the_next_run_waits_while_the_board_may_run_a_planned_run_itself(e
     assert sent[1] - t1 < 1.0  # the board answered the planned run: nothing else can act on the device
 
 
+async def test_after_a_start_the_next_run_waits_while_the_board_may_run_a_planned_run_not_sent_yet(env, monkeypatch):
+    """The master was down at a planned run's instant: after its start, the alarm hands the runs due meanwhile over
+    one by one, and the board may be running that one by itself already (its grace passed without the master). A
+    run of the same device that goes out first waits until that move can have ended, so it does not cut it short
+    (chaos.py, after a kill -9: two pulses 1.0 s apart counted for one run's retry, none for the next run of its
+    board)."""
+    import pifleet.jobs.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "AUTONOMY_SLACK_S", 0.2)
+    move = {"capability": "blind", "command": "move"}
+    down, up = ({"params": {"direction": d, "seconds": 0.5}} for d in ("down", "up"))
+    later = {"type": "at", "at": (env.clock() + timedelta(hours=1)).isoformat()}
+    planned = job("own-down-unsent", action=move | down, trigger=later, autonomy_grace_s=1)
+    person = job("person-up-after-start", action=move | up)
+    sent: list[float] = []
+    env.link.answer(
+        "vb-blind-1",
+        lambda p: sent.append(time.monotonic()) or {"moved": 0.5},
+        lambda p: sent.append(time.monotonic()) or {"moved": 0.5},
+    )
+    await env.jobs.save(planned)
+    unsent = uuid.UUID((await env.jobs.run_now(planned.name)).id)  # due now, not handed over yet
+    t0 = time.monotonic()
+    await deliver(env, await start(env, person))
+    assert sent[0] - t0 >= 1 + 0.5 + 0.2 - 0.05  # its grace, its seconds, the board's slack
+
+    t1 = time.monotonic()
+    await deliver(env, unsent)  # the planned run itself does not wait for itself
+    assert sent[1] - t1 < 1.0
+    assert [r.state for r in await rows(env, planned.name) if r.id == str(unsent)] == ["succeeded"]
+
+
 class QueueAway(RecordingQueue):
     """Huey's schedule on a PostgreSQL that is restarting: the first `down` hand-overs fail as psycopg fails."""
 

@@ -275,6 +275,7 @@ class Runner:
         if device is None:
             await q.mark_running(self.pool, row["id"])
             self.jobs.hub.publish("executions")
+            await self._unsent_planned(row)
         await self._settled(row, spec)
         try:
             result = await self._send(row, spec, device, spread, due)
@@ -344,6 +345,21 @@ class Runner:
                 )
                 said = True
             await asyncio.sleep(min(0.5, max(others) - now))
+
+    async def _unsent_planned(self, row) -> None:
+        """The device's planned runs that are due and that no master has sent yet count as acting, as they would once
+        started here (_board_may_run): after this master's start its alarm hands the runs due while it was down over
+        one by one, while the board may be running one of them by itself (chaos.py, after a kill -9: two pulses 1.0 s
+        apart counted for one run's retry, none for the next run of its board). A role or group member's command
+        does not look: it acts at its instant."""
+        if not row["device_id"]:
+            return
+        for other in await autonomy_q.unsent_roots(self.pool, row["device_id"], self.planner.clock()):
+            if other["id"] == row["id"] or str(other["id"]) in self._acting.get(row["device_id"], {}):
+                continue
+            job = await q.get_job_by_id(self.pool, other["job_id"])
+            if job is not None:
+                self._board_may_run(dict(other, attempt=1), job)
 
     def _may_act(self, row, until: float) -> None:
         """`row`'s command may act on its device until `until` (monotonic) without the master knowing."""

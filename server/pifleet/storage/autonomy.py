@@ -17,6 +17,17 @@ async def scheduled_roots(db, job_ids: list[int]) -> list[asyncpg.Record]:
     )
 
 
+async def unsent_roots(db, device_id: str, due_by: datetime) -> list[asyncpg.Record]:
+    """The device's own runs due by `due_by` that no master has sent yet (no attempt made): after a master's start
+    they wait for its alarm, while the board may run one by itself."""
+    return await db.fetch(
+        "select * from job_executions where device_id = $1 and parent_id is null and state = 'scheduled'"
+        " and attempt = 0 and scheduled_for <= $2",
+        device_id,
+        due_by,
+    )
+
+
 async def execution_row(db, execution_id: uuid.UUID) -> asyncpg.Record | None:
     return await db.fetchrow("select * from job_executions where id = $1", execution_id)
 
