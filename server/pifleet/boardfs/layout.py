@@ -145,13 +145,15 @@ def _lfs(size: int, *, mount: bool, context=None) -> littlefs.LittleFS:
     )
 
 
-def build_littlefs(files: dict[str, bytes], size: int) -> bytes:
-    """A littlefs v2 image of `size` bytes holding `files` ("dir/name.py" -> content; parents are made)."""
+def build_littlefs(files: dict[str, bytes], size: int, last: tuple[str, ...] = ()) -> bytes:
+    """A littlefs v2 image of `size` bytes holding `files` ("dir/name.py" -> content; parents are made), written in
+    name order, the paths in `last` after the others, in that order: littlefs finds an entry by walking its
+    directory's log back from the newest commit, so a file written later takes fewer flash reads to open."""
     fs = _lfs(size, mount=False)
     fs.format()
     fs.mount()
     try:
-        for path in sorted(files):
+        for path in sorted(files, key=lambda p: (p in last, last.index(p) if p in last else 0, p)):
             parts = path.strip("/").split("/")
             if not parts[-1]:
                 raise LayoutError(f"file name missing in {path!r}")

@@ -253,7 +253,7 @@ class VirtualBoard:
         flash.write(BOOTLOADER_OFFSET, image_header())
         flash.write(TABLE_OFFSET, build_partition_table(table))
         flash.write(find_app(table).offset, image_header())
-        flash.write(vfs.offset, build_littlefs(self.board_files(identity), vfs.size))
+        flash.write(vfs.offset, build_littlefs(self.board_files(identity), vfs.size, last=bundle.LOADED_PER_USE))
 
     # -- power -----------------------------------------------------------------------------------
 
