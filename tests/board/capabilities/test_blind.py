@@ -61,11 +61,16 @@ async def test_partial_moves_add_up_and_the_overrun_only_at_the_ends(board, clie
     assert abs(last_period(board, UP, since) - 0.6) < TOLERANCE
     since = board.pin_history()[-1][0]
     answer = await result(client, board, "blind", "move", direction="up", seconds=0.4)  # legacy move: 20 % more
-    assert answer["stopped"] == "elapsed" and answer["position"] == 50
+    # the position counts the travel the motor made: 20 % for its 0.4 s, more when the board switched it off late
+    # (CI's loaded machine: 0.5 s, 55 %)
+    ran = last_period(board, UP, since)
+    assert answer["stopped"] == "elapsed" and 0.4 - TOLERANCE < ran
+    assert abs(answer["position"] - (30 + ran / TRAVEL_S * 100)) <= 1
+    at = answer["position"]
     since = board.pin_history()[-1][0]
-    answer = await result(client, board, "blind", "goto", position=20)  # 30 % down
+    answer = await result(client, board, "blind", "goto", position=20)  # about 30 % down
     assert answer["position"] == 20 and answer["direction"] == "down"
-    assert abs(last_period(board, DOWN, since) - 0.6) < TOLERANCE
+    assert abs(last_period(board, DOWN, since) - (at - 20) / 100 * TRAVEL_S) < TOLERANCE
     assert await result(client, board, "blind", "position") == {"position": 20, "moving": None}
 
 
