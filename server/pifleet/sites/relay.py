@@ -41,7 +41,8 @@ class SiteLink:
 
     async def _site_of(self, device_id: str | None, address: str, port: int) -> str | None:
         """None: this master's own board (or one nobody owns: tried here, as before sites)."""
-        if self._owns(device_id) if device_id is not None else self._owns_at(address, port):
+        ours = self._owns(device_id) if device_id is not None else self._owns_at(address, port)
+        if ours:
             return None
         site = await q.device_site(self.sites.pool, device_id) if device_id else None
         if site is None:
