@@ -12,7 +12,7 @@ Bytes: [0] boots in a row that failed (never reached the master), [1] 1 while th
 - Every boot counts as failed until the agent has registered (start()). A board whose three boots in a row failed
   before that (a role module that hangs at import, resets the board, runs out of memory …) starts in safe mode:
   the agent without role modules, registered and saying why (agent.safe), so the master can push a fix
-  (agent/register.py's changed(): a role that starts ends it). A power-on starts the count afresh: power cuts
+  (agent/replace.py's changed(): a role that starts ends it). A power-on starts the count afresh: power cuts
   while the master is away are no failure of the board's code.
 - The RTC keeps running through soft and watchdog resets, not through a power cut or the EN pin: a boot for
   those reasons drops the clock, and the board runs nothing by itself until the master has given it the time

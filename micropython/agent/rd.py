@@ -36,6 +36,7 @@ class Registration:
         self.query = query  # [(key, value)] of POST /rd (agent/register.py's query())
         self.links = links
         self.location = None  # 'rd/REG_ID' while registered
+        self.relink = False  # the links changed in place (a role switch): the next update carries them
         self._wake = None  # set while run() sleeps between updates
         self.registrations = 0  # how often we registered anew (shown in /stats)
 
@@ -64,7 +65,7 @@ class Registration:
         backoff = _BACKOFF_MIN_MS
         while True:
             try:
-                if self.location is None:
+                if self.location is None or self.relink:  # agent/register.py: a registration or the links
                     ok = await self._register()
                 else:
                     # not while a module upload is open (agent/modules.py is loaded only then): an update's exchange
@@ -93,7 +94,7 @@ class Registration:
                 backoff = min(backoff * 2, _BACKOFF_MAX_MS)
                 continue
             backoff = _BACKOFF_MIN_MS
-            if self.location is not None:
+            if self.location is not None and not self.relink:  # new links while an update was on its way: at once
                 self._wake = asyncio.Event()
                 try:
                     await wait_for_ms(self._wake.wait(), self.lifetime * 1000 // 3)

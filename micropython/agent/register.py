@@ -1,5 +1,6 @@
 """Registering anew with the master: finding it (mDNS, else the configured address) and POST /rd?ep=…&lt=…;
-and DELETE of the registration when the board stops in order.
+the new links after a role switch in place (POST /rd/REG_ID?role=… with them, RFC 9176 §5.3); and DELETE of the
+registration when the board stops in order.
 
 Layer: device side, application (part of agent/rd.py). A board registers at boot, after a role switch and when
 the master forgot it: seldom, so agent/rd.py imports this module for each registration and forgets it after.
@@ -15,11 +16,13 @@ from agent.endpoint import RequestError
 from agent.port import IS_MICROPYTHON, const, forget, sockaddr, wait_for_ms
 
 # CoAP numbers (RFC 7252), inlined: agent/coap.py keeps only what the tests use by name
+_CHANGED = const(68)
 _CONTENT_FORMAT = const(12)
 _CREATED = const(65)
 _DELETE = const(4)
 _LINK_FORMAT = const(40)
 _LOCATION_PATH = const(8)
+_NOT_FOUND = const(132)
 _POST = const(2)
 _URI_PATH = const(11)
 _URI_QUERY = const(15)
@@ -106,7 +109,10 @@ def _quote(text):
 
 
 async def register(reg):
-    """POST /rd with the board's query and links; True when the master took it (reg.location is set)."""
+    """POST /rd with the board's query and links; True when the master took it (reg.location is set). While
+    registered, with new links (a role switch in place): the update that carries them (relink)."""
+    if reg.location is not None:
+        return await relink(reg)
     if reg.mdns and reg.lookup:  # not when registering anew with a master that answers (a new role)
         reg.master = await find(reg)
     if reg.master is None:
@@ -120,7 +126,8 @@ async def register(reg):
         query = query + [("safe", safe)]
     options += [(_URI_QUERY, ("%s=%s" % (k, _quote(v))).encode()) for k, v in query]
     options.append((_CONTENT_FORMAT, coap.uint(_LINK_FORMAT)))
-    response = await reg.endpoint.request(reg.master, _POST, options, reg.links)
+    links = reg.links
+    response = await reg.endpoint.request(reg.master, _POST, options, links)
     if response.code != _CREATED:
         print("rd: registration refused:", coap.code_str(response.code), response.payload)
         return False
@@ -130,6 +137,7 @@ async def register(reg):
         return False
     reg.location = location
     reg.lookup = False
+    reg.relink = reg.links is not links  # a switch while it was on its way: its links follow in an update
     reg.registrations += 1
     print("rd: registered as", location)
     return True
@@ -148,15 +156,23 @@ async def deregister(reg, timeout_ms):
     reg.location = None
 
 
-def changed(reg, links, role):
-    """What the board offers changed (a new role): register anew at once with the new links."""
-    reg.links = links
-    reg.query = [(k, role if k == "role" else v) for k, v in reg.query]
-    import agent
-
-    if getattr(agent, "safe", None):  # a role that starts ends safe mode: the push repaired the board
-        print("agent: safe mode ends: role %s runs" % role)
-        agent.safe = None
-    reg.location = None
-    if reg._wake is not None:
-        reg._wake.set()
+async def relink(reg):
+    """POST /rd/REG_ID?role=ROLE with the new links as its payload: an update that replaces the registration's
+    links (RFC 9176 §5.3). The board did not restart, so the registration stands, and with it the master's plan
+    and time on the board: only the links and the role changed (and safe mode ended: agent/replace.py's
+    changed()). True when the master took it; a master that forgot the registration (4.04) gets a new one at once."""
+    options = coap.path_options(_URI_PATH, reg.location)
+    role = [v for k, v in reg.query if k == "role"][0]
+    options += [(_URI_QUERY, ("role=%s" % _quote(role)).encode()), (_CONTENT_FORMAT, coap.uint(_LINK_FORMAT))]
+    links = reg.links
+    response = await reg.endpoint.request(reg.master, _POST, options, links)
+    if response.code == _NOT_FOUND:
+        print("rd: master forgot", reg.location, "- registering anew")
+        reg.location = None
+        return True  # not a failure: register at once
+    if response.code != _CHANGED:
+        print("rd: links update refused:", coap.code_str(response.code), response.payload)
+        return False
+    reg.relink = reg.links is not links  # another switch while it was on its way: once more
+    print("rd: links updated (role %s)" % role)
+    return True

@@ -84,12 +84,24 @@ async def switch(agent, body, config):
     forget("admin")
     answer["ok"] = True
     answer = role.answer(68, answer)  # 2.04
-    from agent import register
-
-    # register anew with the new links: the registration starts once this answer is on its way
-    register.changed(agent.registration, resources.links, resources.role)
-    forget("register")  # the registration imports it again: not kept meanwhile
+    # the registration's links and role updated (agent/register.py's relink): it starts once this answer is on its way
+    changed(agent.registration, resources.links, resources.role)
     return answer
+
+
+def changed(reg, links, role):
+    """What the board offers changed (a role switch in place): the registration's links and role are updated at
+    once (agent/register.py's relink; its code is loaded for that, not for this too)."""
+    reg.links = links
+    reg.query = [(k, role if k == "role" else v) for k, v in reg.query]
+    import agent
+
+    if getattr(agent, "safe", None):  # a role that starts ends safe mode: the push repaired the board
+        print("agent: safe mode ends: role %s runs" % role)
+        agent.safe = None
+    reg.relink = True  # the links update, or the registration under way (agent/register.py sends them after it)
+    if reg._wake is not None:
+        reg._wake.set()
 
 
 async def apply(current, config, body, path):

@@ -9,7 +9,7 @@ import pytest
 from aiocoap.numbers.codes import Code
 
 from pifleet.sim import VirtualBoard
-from tests.board.conftest import free_udp_port
+from tests.board.conftest import free_udp_port, request
 
 
 class Directory:
@@ -42,7 +42,9 @@ class Directory:
                 self.reg = reg
 
             async def render_post(self, request):
-                directory.updates.append((self.reg, asyncio.get_running_loop().time()))
+                query = dict(q.split("=", 1) for q in request.opt.uri_query)
+                now = asyncio.get_running_loop().time()
+                directory.updates.append((self.reg, now, query, request.payload.decode(), request.opt.content_format))
                 directory.changed.set()
                 if directory.hang_first_update and len(directory.updates) == 1:
                     await directory.release.wait()
@@ -123,6 +125,43 @@ async def test_an_update_whose_answer_is_lost_is_followed_by_a_fresh_one(directo
         directory.release.set()
         await board.stop_async()
     assert "rd: master did not answer: TimeoutError" in board.console_text()
+
+
+async def test_a_role_switch_in_place_updates_the_registrations_links_and_role(directory, tmp_path, coap_client):
+    # RFC 9176 §5.3: an update may carry new links; the board did not restart, so its registration stands
+    board = VirtualBoard("t-relink", tmp_path, role="blind", master=("127.0.0.1", directory.port), lifetime=60)
+    board.start()
+    try:
+        await directory.until(lambda: directory.registrations, timeout=20)
+        uri = "coap://%s" % board.ip
+        described = json.loads((await request(coap_client, Code.GET, uri + "/cap")).payload)
+        stem = described["caps"][0]["module"]
+        body = {"role": "shutters", "caps": {"blind": {"up_pin": 27, "down_pin": 14}}, "modules": {"blind": stem}}
+        answer = await request(coap_client, Code.PUT, uri + "/role", json.dumps(body).encode())
+        assert answer.code == Code.CHANGED and json.loads(answer.payload)["role"] == "shutters", answer.payload
+        await directory.until(lambda: directory.updates, timeout=20)
+        reg, _, query, links, content_format = directory.updates[0]
+        assert (reg, query, content_format) == ("r1", {"role": "shutters"}, 40)
+        assert '</a/blind/move>;rt="pifleet.cmd";ct=50' in links.split(",")
+        for _ in range(100):  # the board says so once it has the answer
+            if "rd: links updated (role shutters)" in board.console_text():
+                break
+            await asyncio.sleep(0.05)
+        assert "rd: links updated (role shutters)" in board.console_text()
+        assert len(directory.registrations) == 1
+
+        # a master that forgot the registration meanwhile: the links update gets 4.04, the board registers anew
+        directory.known.clear()
+        body["caps"]["blind"] = {"up_pin": 25, "down_pin": 26}
+        body["role"] = "porch"
+        answer = await request(coap_client, Code.PUT, uri + "/role", json.dumps(body).encode())
+        assert answer.code == Code.CHANGED, answer.payload
+        await directory.until(lambda: len(directory.registrations) == 2, timeout=20)
+        query, links, _ = directory.registrations[1]
+        assert query["role"] == "porch" and '</a/blind/stop>;rt="pifleet.cmd";ct=50' in links.split(",")
+        assert [u[2] for u in directory.updates] == [{"role": "shutters"}, {"role": "porch"}]
+    finally:
+        await board.stop_async()
 
 
 async def test_sensor_board_reads_temperature(directory, tmp_path, coap_client):

@@ -217,6 +217,44 @@ async def test_a_heartbeat_moves_the_board_and_an_unknown_registration_is_refuse
     assert not await registry.update("no-such-registration", None, "127.0.1.6", 5684)
 
 
+async def test_new_links_after_a_switch_in_place_update_the_registration_and_need_no_second_read(
+    pool, registry, boards, described
+):
+    # a board that switched its role without a restart updates its registration with its new links (RFC 9176
+    # §5.3); its answer to the switch said what it runs now, so the master reads no /cap, and its plan stands
+    board = boards.add("r-switch", "127.0.1.8")
+    rid = await registry.register(**registration("r-switch", "127.0.1.8", role="blind", safe_mode="boot failed"))
+    await settled(registry)
+    asked = len(boards.asked)
+    board.files["relay_ab"] = b"M"
+    switch = {"role": "porch", "caps": {"light": {}}, "modules": {"light": "relay_ab"}}
+    registry.switched("r-switch", await boards.put_role("127.0.1.8", 5683, switch))
+    links = '</cap>;ct=50,</stats>;ct=50,</a/light/on>;rt="pifleet.cmd";ct=50,</a/light/off>;rt="pifleet.cmd";ct=50'
+    assert await registry.relink(rid, "r-switch", links, "porch", None, "127.0.1.9", 5683)
+    await settled(registry)
+    assert boards.asked[asked:] == [("put_role", "r-switch")]  # no GET /cap
+    assert [d for d, _ in described] == ["r-switch"]  # no second role sync or plan: only the registration's
+    device = await devices_q.get_by_id(pool, "r-switch")
+    assert device.online and device.safe_mode is None  # a role runs: safe mode ended
+    assert device.role == "blind"  # as a registration: the role the master has wins over the board's
+    assert (device.address, boards.bound["r-switch"]) == ("127.0.1.9", ("127.0.1.9", 5683))
+    assert await pool.fetchval("select links from devices where id = $1", "r-switch") == links
+    assert await registry.owner(rid) == "r-switch"  # the same registration
+
+    # links its last switch's answer did not say (that answer was lost, or came to another master): read again
+    board.caps = [{"name": "light", "version": "2", "commands": {"on": {}, "off": {}, "toggle": {}}}]
+    boards.boards[("127.0.1.9", 5683)] = board
+    assert await registry.relink(rid, "r-switch", links + ",</a/light/toggle>;ct=50", "porch", None, "127.0.1.9", 5683)
+    await settled(registry)
+    assert boards.asked[-1] == ("cap", "r-switch") and [d for d, _ in described] == ["r-switch", "r-switch"]
+    device = await devices_q.get_by_id(pool, "r-switch")
+    assert [(c.name, c.version, sorted(c.commands)) for c in device.capabilities] == [
+        ("light", "2", ["off", "on", "toggle"])
+    ]
+    # another board's registration is not this one's to update
+    assert not await registry.relink(rid, "r-blind-1", links, None, None, "127.0.1.9", 5683)
+
+
 async def test_deregistering_marks_the_board_offline(pool, registry, boards):
     boards.add("r-leaves", "127.0.1.7")
     rid = await registry.register(**registration("r-leaves", "127.0.1.7"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from .state import StateService, numbers, storable
 log = logging.getLogger(__name__)
 
 MIN_LIFETIME_S, MAX_LIFETIME_S = 5, 86400
+_COMMAND_LINK = re.compile(r"<(/a/[^>]*)>")  # a command's link in a board's link-format (docs/protocol.md)
 # a capability read the board did not answer (a lossy link: GET /cap gets 4 transmissions in its 30 s) is tried again
 # after 2, 4, 8 … 60 s, for as long as the registration it followed stands
 CAPS_RETRY_S = (2.0, 60.0)
@@ -42,6 +44,9 @@ class Registry:
         self.link = link
         self._tasks: set[asyncio.Task] = set()  # fire-and-forget capability reads, kept alive here
         self._online: dict[str, bool] = {}
+        # device id -> the command links of the description its answer to a role switch gave (switched()): the
+        # update with its new links that follows needs no GET /cap when they are the same
+        self._switched: dict[str, frozenset[str]] = {}
         # called with (device id, its /cap description) after each registration: the role sync hooks in here
         self.on_described = described
         # called with the device id at the first heartbeat this master hears from a board since it started or since
@@ -128,6 +133,48 @@ class Registry:
             self._heard.add(device_id)
             if self.on_heard is not None:
                 self.on_heard(device_id)
+        return True
+
+    def switched(self, device_id: str, described: dict[str, Any]) -> None:
+        """A board answered a role switch in place with what it runs now (its /cap, which modules/sync.py stores):
+        the registration update with its new links that follows (relink) needs no GET /cap of its own."""
+        caps = described.get("caps")
+        if isinstance(caps, list):
+            commands = [(c.get("name"), c.get("commands", ())) for c in caps if isinstance(c, dict)]
+            self._switched[device_id] = frozenset(f"/a/{name}/{command}" for name, each in commands for command in each)
+
+    async def relink(
+        self,
+        registration_id: str,
+        device_id: str,
+        links: str,
+        role: str | None,
+        lifetime_s: int | None,
+        address: str,
+        port: int,
+    ) -> bool:
+        """A registration update with new links (RFC 9176 §5.3): the board switched its role in place, without a
+        restart, so its plan and time stand. Its capabilities are read (GET /cap, then the role sync and the plan,
+        as after a registration) unless its answer to the switch already said them: the same command links."""
+        if role:
+            await q.ensure_role(self.pool, role)
+        found = await q.relink_registration(
+            self.pool,
+            registration_id=registration_id,
+            device_id=device_id,
+            links=links,
+            role=role,
+            lifetime_s=lifetime_s,
+            address=address,
+            port=port,
+        )
+        if not found:
+            return False
+        self.link.bind(device_id, address, port)
+        log.info("board %s updated its links (role %s)", device_id, role, extra={"device": device_id})
+        if self._switched.pop(device_id, None) != frozenset(_COMMAND_LINK.findall(links)):
+            self._spawn(self.refresh_capabilities(device_id, address, port, registration_id))
+        self.hub.publish("devices")
         return True
 
     async def owner(self, registration_id: str) -> str | None:

@@ -7,6 +7,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import NamedTuple
 from urllib.parse import unquote
 
 import aiocoap
@@ -64,6 +65,21 @@ def _lifetime(query: dict[str, str]) -> int | None | bool:
     except ValueError:
         return False
     return lifetime if MIN_LIFETIME_S <= lifetime <= MAX_LIFETIME_S else False
+
+
+class _Refusal(NamedTuple):
+    reason: str
+
+
+def _links(request: aiocoap.Message, required: bool = False) -> str | _Refusal:
+    """The links a registration (or an update, `required`: its Content-Format must say so) carries, or why not."""
+    if request.opt.content_format != LINK_FORMAT and (required or request.opt.content_format is not None):
+        return _Refusal("payload must be link-format (ct=40)")
+    try:
+        links = request.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return _Refusal("payload is not UTF-8 link-format")
+    return _Refusal("payload: NUL characters") if "\x00" in links else links
 
 
 def valid_ep(ep: str) -> bool:
@@ -140,14 +156,9 @@ class Directory(resource.Resource):
             return self._refuse(f"lt: must be {MIN_LIFETIME_S}..{MAX_LIFETIME_S} s", request)
         if mpy is not None and not 0 <= mpy < 2**31:
             return self._refuse("mpy: out of range", request)
-        if request.opt.content_format not in (None, LINK_FORMAT):
-            return self._refuse("payload must be link-format (ct=40)", request)
-        try:
-            links = request.payload.decode("utf-8")
-        except UnicodeDecodeError:
-            return self._refuse("payload is not UTF-8 link-format", request)
-        if "\x00" in links:
-            return self._refuse("payload: NUL characters", request)
+        links = _links(request)
+        if isinstance(links, _Refusal):
+            return self._refuse(links.reason, request)
         address, port = peer(request)
         registration_id = await self.registry.register(
             ep=ep,
@@ -190,9 +201,9 @@ class Registrations(resource.Resource, resource.PathCapable):
         if len(path) != 1:
             return aiocoap.Message(code=Code.NOT_FOUND)
         who = sender(request)
-        if request.code == Code.POST and who is not None:
+        if request.code == Code.POST and who is not None and not request.payload:
             # the common case, a paired board's heartbeat: "is it the owner's" and the update in one batched
-            # statement; anything else (another board's registration, none, a bad lt) takes the path below
+            # statement; anything else (another board's registration, none, a bad lt, new links) takes the path below
             lifetime = _lifetime(_query(request))
             if lifetime is not False and await self.registry.heartbeat(path[0], who, lifetime, *peer(request)):
                 self.counters["updates"] += 1
@@ -204,13 +215,13 @@ class Registrations(resource.Resource, resource.PathCapable):
         if refused is not None:
             return refused
         if request.code == Code.POST:
-            return await self._update(request, path[0])
+            return await self._update(request, path[0], owner)
         if request.code == Code.DELETE:
             ok = await self.registry.remove(path[0])
             return aiocoap.Message(code=Code.DELETED if ok else Code.NOT_FOUND)
         return aiocoap.Message(code=Code.METHOD_NOT_ALLOWED)
 
-    async def _update(self, request: aiocoap.Message, registration_id: str) -> aiocoap.Message:
+    async def _update(self, request: aiocoap.Message, registration_id: str, owner: str) -> aiocoap.Message:
         query = _query(request)
         lifetime = None
         if "lt" in query:
@@ -221,10 +232,32 @@ class Registrations(resource.Resource, resource.PathCapable):
             if not MIN_LIFETIME_S <= lifetime <= MAX_LIFETIME_S:
                 return _bad(f"lt: must be {MIN_LIFETIME_S}..{MAX_LIFETIME_S} s")
         address, port = peer(request)
+        if request.payload or request.opt.content_format is not None:
+            return await self._relink(request, registration_id, owner, query, lifetime)
         if not await self.registry.update(registration_id, lifetime, address, port):
             return aiocoap.Message(code=Code.NOT_FOUND)
         self.counters["updates"] += 1
         return aiocoap.Message(code=Code.CHANGED)
+
+    async def _relink(
+        self, request: aiocoap.Message, registration_id: str, owner: str, query: dict[str, str], lifetime: int | None
+    ) -> aiocoap.Message:
+        """An update with links (RFC 9176 §5.3: they replace the registration's): a board's role switch in place."""
+        links = _links(request, required=True)
+        if isinstance(links, _Refusal):
+            return self._refuse_update(links.reason, request)
+        if problem := text_problem(query):
+            return self._refuse_update(problem, request)
+        role = unquote(query.get("role", "")) or None
+        if not await self.registry.relink(registration_id, owner, links, role, lifetime, *peer(request)):
+            return aiocoap.Message(code=Code.NOT_FOUND)
+        self.counters["updates"] += 1
+        return aiocoap.Message(code=Code.CHANGED)
+
+    def _refuse_update(self, reason: str, request: aiocoap.Message) -> aiocoap.Message:
+        self.counters["updates_refused"] += 1
+        log.warning("registration update from %s refused: %s", peer(request)[0], reason)
+        return _bad(reason)
 
 
 class Telemetry(resource.Resource):

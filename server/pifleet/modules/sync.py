@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -72,6 +73,9 @@ class Syncer:
         self.locks = locks
         self._locks: dict[str, asyncio.Lock] = {}
         self._changes: dict[str, asyncio.Event] = {}  # device id -> set when its sync state is next written here
+        # called with (device id, the switch's answer: its /cap) as soon as a board answered a switch in place: the
+        # registry then knows the links update that follows (devices/registry.py's relink)
+        self.on_switched: Callable[[str, dict[str, Any]], None] | None = None
         self._background = Background(log, "sync task")
 
     async def desired(self, device: DeviceRead) -> Desired | None:
@@ -181,12 +185,18 @@ class Syncer:
         motor mid-move; found by tools/bench/chaos.py), so it takes the device's run lock like a run does."""
         assert device.address is not None and device.port is not None
         if self.locks is None:
-            return await self.link.put_role(device.address, device.port, body)
+            return self._switched(device, await self.link.put_role(device.address, device.port, body))
         await self.locks.acquire(device.id)
         try:
-            return await self.link.put_role(device.address, device.port, body)
+            return self._switched(device, await self.link.put_role(device.address, device.port, body))
         finally:
             await self.locks.release(device.id)
+
+    def _switched(self, device: DeviceRead, answer: dict[str, Any]) -> dict[str, Any]:
+        """Said at once (before anything else is awaited): the board's links update follows its answer closely."""
+        if self.on_switched is not None and not answer.get("restart"):
+            self.on_switched(device.id, answer)
+        return answer
 
     async def _state(self, device: DeviceRead, state: str, reason: str, applied: dict | None = None) -> str:
         await rq.set_sync(self.pool, device.id, state, reason, applied)

@@ -126,6 +126,39 @@ async def upsert_registration(
     )
 
 
+async def relink_registration(
+    db,
+    *,
+    registration_id: str,
+    device_id: str,
+    links: str,
+    role: str | None,
+    lifetime_s: int | None,
+    address: str,
+    port: int,
+) -> bool:
+    """A registration update that carries the board's new links (a role switch in place): the links, the role as a
+    registration sets it, safe mode ended (a role runs). False when the registration is not this board's."""
+    return (
+        await db.fetchval(
+            """
+            update devices set last_seen = now(), unreachable = null, address = $5, port = $6,
+                               lifetime_s = coalesce($7, lifetime_s), links = $3,
+                               role = coalesce(role, $4), safe_mode = null
+            where registration_id = $1 and id = $2 returning true
+            """,
+            registration_id,
+            device_id,
+            links,
+            role,
+            address,
+            port,
+            lifetime_s,
+        )
+        is not None
+    )
+
+
 async def touch_registration(db, registration_id: str, lifetime_s: int | None, address: str, port: int) -> str | None:
     """A registration update (heartbeat); returns the device id, or None for an unknown registration."""
     return await db.fetchval(

@@ -120,6 +120,11 @@ def test_changed_module_runs_without_reboot_and_the_master_knows_its_version(mas
 
     assert running(master, "b1")["blind"] == ("7-test", module["stem"])
     assert boots(board) == 1, board.console_text()  # loaded in place: the agent never restarted
+    # its registration stands, with the new links (RFC 9176 §5.3); the switch's answer said what it runs, so the
+    # master read no /cap after it (one at its registration)
+    wait_until(lambda: "rd: links updated (role blind)" in board.console_text(), what="b1's links updated")
+    assert board.console_text().count("rd: registered as") == 1, board.console_text()
+    assert master.log_text().count(f"board {master.device('b1')['id']} offers") == 1, master.log_tail()
     assert files_on_board(master, "b1") == {module["stem"], before[1]}  # the old version stays, as the fallback
 
     # the new version drives the motor
