@@ -28,7 +28,7 @@ from aiocoap.optiontypes import BlockOption
 
 from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError
 from ..metrics import Metrics
-from . import state
+from . import speed, state
 from .exchanges import abandon_unwanted_requests, answer_in_the_ack
 from .oscore import BoardContext
 from .resolve import resolve_literals_once
@@ -166,6 +166,7 @@ class Gateway:
         refuse_undecodable_string_options()  # malformed datagrams are dropped and counted, never raised
         abandon_unwanted_requests()  # a command that timed out does not hold back the next one (exchanges.py)
         answer_in_the_ack()  # an answer ready within 1 s needs no separate, queued response (exchanges.py)
+        speed.install()  # aiocoap's per-message copies and address parsing, cheaper (speed.py)
         self.context = await aiocoap.Context.create_server_context(
             _CountingSiteWrapper(self.site, self._server_credentials, self.counters, self.metrics.datagrams),
             bind=(self.host, self.port),
@@ -322,13 +323,24 @@ class Gateway:
         szx = 5 if self.paired_at(address, port) else 6
         size = 16 << szx
         total = max(1, -(-len(data) // size))
+        first = remote = None
         for num in range(total):
             more = num + 1 < total
-            msg = aiocoap.Message(code=Code.PUT, uri=uri, payload=data[num * size : (num + 1) * size])
+            payload = data[num * size : (num + 1) * size]
+            if first is None:
+                msg = first = aiocoap.Message(code=Code.PUT, uri=uri, payload=payload)
+            else:
+                # the next block to the peer the first one's answer came from, as aiocoap found it (under OSCORE:
+                # with its security context): no URI to parse, address to resolve or context to look up again
+                msg = aiocoap.Message(
+                    code=Code.PUT, payload=payload, uri_path=first.opt.uri_path, uri_query=first.opt.uri_query
+                )
+                msg.remote = remote
             msg.opt.block1 = BlockOption.BlockwiseTuple(num, more, szx)
             if num == 0:
                 msg.opt.size1 = len(data)
             response = await self._request(msg, timeout, handle_blockwise=False)
+            remote = response.remote
             if progress is not None:
                 progress(num + 1, total)
             if more and response.code == Code.CONTINUE:
