@@ -13,8 +13,9 @@ ROLLOUT virtual boards flashed through it (paired: OSCORE, so 512-byte blocks) w
 the blind module; the same grown module uploaded through the API (`POST /api/modules`, what `pifleet module
 upload` sends) starts a rollout: one board first (the canary: in sync and answering /stats), then the rest.
 `rollout_N_s` is from the upload request until the rollout has succeeded on all N (the master's own rollout
-record; polled every 0.2 s), `rollout_N_master_s` the rollout's created_at → finished_at, `canary_s` the canary's
-part of it (until the second board started). Beside the time, the CPU it took: `rollout_N_master_cpu_s` the master
+record, looked at whenever the master's event stream says a rollout changed, as the dashboard follows it),
+`rollout_N_master_s` the rollout's created_at → finished_at, `canary_s` the canary's part of it (until the second
+board started). Beside the time, the CPU it took: `rollout_N_master_cpu_s` the master
 process's, `rollout_N_boards_cpu_s` the N MicroPython processes' (a board that restarts into the new version is a
 new process: the one that ended is counted too). Baseline in the same run: `mpremote cp` of the same .mpy to one
 board (`rollout_N_vs_cp`: the rollout to N in units of copying the file by hand to one).
@@ -41,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -193,29 +195,60 @@ def boards_cpu_s(boards: list[VirtualBoard]) -> float:
     return ended.ru_utime + ended.ru_stime + cpu_s([b.pid for b in boards if b.pid is not None])
 
 
+class RolloutEvents:
+    """The master's event stream (GET /api/events, as the dashboard follows it live): `changed` is set at each
+    `rollouts` event (a rollout started, halted or ended). Looking at the rollout only then, rather than polling
+    it, takes no CPU from the rollout and sees its end within milliseconds."""
+
+    def __init__(self, master) -> None:
+        import httpx
+
+        self.changed = threading.Event()
+        self._client = httpx.Client(base_url=master.url, headers=master.headers, timeout=None)
+        self._open = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+        self._thread.start()
+        assert self._open.wait(30), "no event stream from the master"
+
+    def _follow(self) -> None:
+        import httpx
+
+        try:
+            with self._client.stream("GET", "/api/events") as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("event: hello"):
+                        self._open.set()
+                    elif line == "event: rollouts":
+                        self.changed.set()
+        except httpx.HTTPError:
+            pass  # closed (close()), or the master stopped
+
+    def close(self) -> None:
+        self._client.close()
+
+
 def upload_and_roll(master, boards: list[VirtualBoard], source: str) -> tuple[float, float, float, float, float]:
     """Upload a new version of the blind module; seconds until its rollout succeeded on all boards (from the
-    request; by the master's record), the canary's part, and the CPU seconds the master and the boards spent."""
+    request, seen through the master's event stream; by the master's record), the canary's part, and the CPU
+    seconds the master and the boards spent."""
     from datetime import datetime
-
-    from tests.support.waits import wait_until
 
     n = len(boards)
     offset = len(master.log_text())
+    events = RolloutEvents(master)
     cpu_master, cpu_boards = cpu_s([master.proc.pid]), boards_cpu_s(boards)
     started = time.monotonic()
     r = master.post("/api/modules", json={"filename": "blind.py", "source": source})
     assert r.status_code == 201, r.text
     rollout_id = r.json()["rollout"]
     assert rollout_id is not None, r.text
-    done = wait_until(
-        lambda: (x := master.get(f"/api/rollouts/{rollout_id}"))["state"] != "running" and x,
-        timeout=300,
-        interval=0.2,  # (a request to the master costs it CPU the rollout needs: not too often)
-        what="the rollout to end",
-        explain=master.log_tail,
-    )
+    while (done := master.get(f"/api/rollouts/{rollout_id}"))["state"] == "running":
+        # a missed event (the stream's keep-alive is 15 s) only delays the look until the next second
+        assert time.monotonic() - started < 300, f"the rollout did not end within 300 s\n{master.log_tail()}"
+        events.changed.wait(1)
+        events.changed.clear()
     took = time.monotonic() - started
+    events.close()
     time.sleep(0.2)  # a board process that ended just now: its chip's thread waits for it within 20 ms
     cpu_master, cpu_boards = cpu_s([master.proc.pid]) - cpu_master, boards_cpu_s(boards) - cpu_boards
     assert done["state"] == "succeeded" and len(done["done"]) == n, done
