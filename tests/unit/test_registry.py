@@ -253,6 +253,11 @@ async def test_new_links_after_a_switch_in_place_update_the_registration_and_nee
     ]
     # another board's registration is not this one's to update
     assert not await registry.relink(rid, "r-blind-1", links, None, None, "127.0.1.9", 5683)
+    # a board without a role yet takes the one it names, stored as a role
+    boards.add("r-roleless", "127.0.1.10")
+    rid = await registry.register(**registration("r-roleless", "127.0.1.10"))
+    assert await registry.relink(rid, "r-roleless", links, "greenhouse", None, "127.0.1.10", 5683)
+    assert (await devices_q.get_by_id(pool, "r-roleless")).role == "greenhouse"
 
 
 async def test_deregistering_marks_the_board_offline(pool, registry, boards):

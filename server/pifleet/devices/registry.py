@@ -156,8 +156,6 @@ class Registry:
         """A registration update with new links (RFC 9176 §5.3): the board switched its role in place, without a
         restart, so its plan and time stand. Its capabilities are read (GET /cap, then the role sync and the plan,
         as after a registration) unless its answer to the switch already said them: the same command links."""
-        if role:
-            await q.ensure_role(self.pool, role)
         found = await q.relink_registration(
             self.pool,
             registration_id=registration_id,

@@ -116,12 +116,13 @@ class RolloutService:
         try:
             before = await dq.get_by_id(self.pool, device_id)
             state = await self.syncer.sync(device_id)
+            device = before  # switched in place: where it was
             # it restarts to load the new version, or the push met it restarting (a board whose heap had no room
             # for the next datagram restarts, agent/modules.py and agent/port.py): its registration settles the sync
             if state == "updating" or (state == "pending" and before is not None and before.online):
                 state = await self._settled(device_id)
+                device = await dq.get_by_id(self.pool, device_id)  # where it registered from
             if state == "in_sync":
-                device = await dq.get_by_id(self.pool, device_id)
                 assert device is not None and device.address is not None and device.port is not None
                 await self.link.stats(device.address, device.port)  # healthy: it answers after the swap
                 await rq.rollout_progress(self.pool, rollout_id, done=device_id)

@@ -138,13 +138,15 @@ async def relink_registration(
     port: int,
 ) -> bool:
     """A registration update that carries the board's new links (a role switch in place): the links, the role as a
-    registration sets it, safe mode ended (a role runs). False when the registration is not this board's."""
+    registration sets it (stored as a role if it is new: one statement), safe mode ended (a role runs). False when
+    the registration is not this board's."""
     return (
         await db.fetchval(
             """
+            with named as (insert into roles (name) select $4::text where $4::text is not null on conflict do nothing)
             update devices set last_seen = now(), unreachable = null, address = $5, port = $6,
                                lifetime_s = coalesce($7, lifetime_s), links = $3,
-                               role = coalesce(role, $4), safe_mode = null
+                               role = coalesce(role, $4::text), safe_mode = null
             where registration_id = $1 and id = $2 returning true
             """,
             registration_id,
