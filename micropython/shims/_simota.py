@@ -10,7 +10,7 @@
 import struct
 from binascii import crc32
 
-from esp32 import _open_flash, _table
+from esp32 import _forget_sector, _open_flash, _table
 
 _SECTOR = 4096
 _SELECT = "<L20sLL"  # esp_ota_select_entry_t: ota_seq, seq_label, ota_state, crc (32 bytes)
@@ -88,6 +88,7 @@ def _power_cut_here(f):
 
 def _erase(f, offset, size):
     # All bits back to 1, in small pieces (the port erases in C, taking nothing from the Python heap).
+    _forget_sector(offset, size)
     piece = b"\xff" * 256
     f.seek(offset)
     for _ in range(size // 256):
@@ -103,6 +104,7 @@ def _rewrite(info, entries, seq, sector):
         _erase(f, info[2] + sector * _SECTOR, _SECTOR)
         _power_cut_here(f)
         f.seek(info[2] + sector * _SECTOR)
+        _forget_sector(info[2] + sector * _SECTOR, _SECTOR)
         f.write(struct.pack(_SELECT, *entry))
 
 

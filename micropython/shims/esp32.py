@@ -22,6 +22,32 @@ _ENTRY = "<2sBBLL16sL"
 _table_cache = None
 _erased = b""
 
+# The flash sector littlefs read last, kept (one for every Partition: they share the flash file). littlefs walks a
+# directory's log in reads of 32-128 bytes, hundreds for a stat() and nearly all in one 4 KiB metadata block; each a
+# seek and a read of the host's file took a tenth of a virtual board's CPU in a rollout (perf: the syscalls). A
+# board's flash reads are SPI transfers, not syscalls. Allocated here, at import, so that tests/board/
+# test_virtual_esp32.py counts it in the shims' share of the heap (SHIMS_HEAP), never in the agent's.
+_SECTOR = 4096
+_sector = bytearray(_SECTOR)
+_sector_at = [-1]  # the flash offset of what _sector holds; -1: nothing
+
+
+@micropython.viper
+def _copy(dst, src, start: int, n: int):
+    d = ptr8(dst)  # noqa: F821 — viper's own types
+    s = ptr8(src)  # noqa: F821
+    i = 0
+    while i < n:
+        d[i] = s[start + i]
+        i += 1
+
+
+def _forget_sector(at, length):
+    """A write to [at, at + length) of the flash: the sector kept is read again if it overlaps."""
+    held = _sector_at[0]
+    if held >= 0 and at < held + _SECTOR and held < at + length:
+        _sector_at[0] = -1
+
 
 def _open_flash(mode, suffix=""):
     """The flash file; once _boot has put littlefs at "/", the host's files are under /host."""
@@ -131,15 +157,27 @@ class Partition:
     # littlefs reads in pieces of 32-128 bytes (readsize 32, its cache 128), hundreds for each stat() of a file on
     # the agent's flash: an import of one of its modules reads ~850 times. A call from C into bytecode is most of
     # what each costs the host, and machine code (the unix port's native emitter; its code is outside the heap)
-    # takes about a fifth off: fifty virtual boards share the host's two cores (tools/bench/module_push.py)
+    # takes about a fifth off: fifty virtual boards share the host's two cores (tools/bench/module_push.py). A read
+    # within one sector comes from the sector kept (_sector), read from the file once.
     @micropython.native
     def readblocks(self, block_num, buf, offset=0):
         start = block_num * self._block_size + offset
-        if start < 0 or start + len(buf) > self._size:
+        n = len(buf)
+        if start < 0 or start + n > self._size:
             raise OSError(22)  # EINVAL, as the port raises for an access outside the partition
-        f = self._file
-        f.seek(self._offset + start)
-        f.readinto(buf)
+        at = self._offset + start
+        sector = at - at % _SECTOR
+        if at + n > sector + _SECTOR:  # across sectors (a file's data, read straight into its buffer)
+            f = self._file
+            f.seek(at)
+            f.readinto(buf)
+            return
+        if _sector_at[0] != sector:
+            f = self._file
+            f.seek(sector)
+            f.readinto(_sector)
+            _sector_at[0] = sector
+        _copy(buf, _sector, at - sector, n)
 
     def writeblocks(self, block_num, buf, offset=None):
         if offset is None:  # the port erases whole blocks first when no offset is given
@@ -147,6 +185,7 @@ class Partition:
                 self.ioctl(6, block_num + n)
             offset = 0
         f = self._at(block_num, offset, len(buf))
+        _forget_sector(self._offset + block_num * self._block_size + offset, len(buf))
         f.write(buf)
         f.flush()
 
@@ -160,6 +199,7 @@ class Partition:
             return self._block_size
         if op == 6:  # erase one block: all bits back to 1, as NOR flash erases
             f = self._at(arg, 0, self._block_size)
+            _forget_sector(self._offset + arg * self._block_size, self._block_size)
             f.write(self._erased)
             f.flush()
             return 0

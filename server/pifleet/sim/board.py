@@ -62,9 +62,9 @@ SHIMS = resources.agent() / "shims"  # machine, network, esp32 … for the unix 
 # docs/agent.md, "Heap".
 ESP32_HEAP = 112 * 1024
 RATIO_64 = 1.67
-SHIMS_HEAP = 28 * 1024
+SHIMS_HEAP = 32 * 1024
 AGENT_HEAP_64 = round(ESP32_HEAP * RATIO_64 / 1024) * 1024  # 187 KiB: the agent's share
-DEFAULT_HEAPSIZE = AGENT_HEAP_64 + SHIMS_HEAP  # 215 KiB
+DEFAULT_HEAPSIZE = AGENT_HEAP_64 + SHIMS_HEAP  # 219 KiB
 
 # The MicroPython version of the unix port the virtual board runs: its modules are compiled for it.
 SIM_MICROPYTHON = "1.29.0"
