@@ -119,15 +119,15 @@ async def heap_with_more_modules(gateway: Gateway, client: aiocoap.Context, boar
     before = await heap(client, board)
     board.set_input(bme280={"celsius": 21.0, "hpa": 1013.0, "humidity": 45.0})  # a sensor on the bus
     binary = mpy.mpy_cross_for(SIM_MICROPYTHON)
-    stems = {}
+    pushed = {}  # capability -> the stem of its module (not named `stems`: that is the module the stem comes from)
     for name in ("blind", "relay", "bme280"):
         source = (ROOT / "capabilities" / "board" / f"{name}.py").read_text()
         stem = stems.module_stem(name, source)
         data = mpy.compile_mpy(binary, source.encode(), f"caps/{name}.py")
         await gateway.put_module(board.ip, board.listen_port, stem, hashlib.sha256(data).hexdigest(), data)
-        stems[name] = stem
+        pushed[name] = stem
     caps = {"blind": {"up_pin": 25, "down_pin": 26}, "relay": {"out_pin": 27}, "bme280": {"sda": 21, "scl": 22}}
-    await gateway.put_role(board.ip, board.listen_port, {"role": "trio", "caps": caps, "modules": stems})
+    await gateway.put_role(board.ip, board.listen_port, {"role": "trio", "caps": caps, "modules": pushed})
     return before, await heap(client, board)
 
 
