@@ -163,8 +163,18 @@ def test_an_image_whose_agent_cannot_start_rolls_back_by_itself_and_halts(module
 
 
 def power_cycle(board: VirtualBoard) -> None:
+    """Off and on again, until the new start has registered. Its console keeps the lines of the start before, so
+    wait_ready() (a "listening" line) and the device's `online` (the registration before, still within its lifetime)
+    said yes at once: a rollout started then met a board still starting, which refused it (CI, stop 24)."""
+    registered = board.console_text().count("rd: registered as")
     board.kill()
     board.start()
+    wait_until(
+        lambda: board.console_text().count("rd: registered as") > registered,
+        timeout=30,
+        what=f"{board.name} registered again after its power cycle",
+        explain=board.console_text,
+    )
 
 
 def test_power_cut_during_the_transfer_and_during_the_switch_boots_a_then_a_second_rollout_completes(
