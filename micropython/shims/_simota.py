@@ -104,8 +104,7 @@ def _rewrite(info, entries, seq, sector):
         _erase(f, info[2] + sector * _SECTOR, _SECTOR)
         _power_cut_here(f)
         f.seek(info[2] + sector * _SECTOR)
-        _forget_sector(info[2] + sector * _SECTOR, _SECTOR)
-        f.write(struct.pack(_SELECT, *entry))
+        f.write(struct.pack(_SELECT, *entry))  # (the erase above forgot the sector the esp32 shim kept)
 
 
 def running():

@@ -7,7 +7,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import NamedTuple
 from urllib.parse import unquote
 
 import aiocoap
@@ -67,19 +66,18 @@ def _lifetime(query: dict[str, str]) -> int | None | bool:
     return lifetime if MIN_LIFETIME_S <= lifetime <= MAX_LIFETIME_S else False
 
 
-class _Refusal(NamedTuple):
-    reason: str
-
-
-def _links(request: aiocoap.Message, required: bool = False) -> str | _Refusal:
-    """The links a registration (or an update, `required`: its Content-Format must say so) carries, or why not."""
+def _links(request: aiocoap.Message, required: bool = False) -> str:
+    """The links a registration (or an update, `required`: its Content-Format must say so) carries; ValueError
+    saying why they cannot be stored."""
     if request.opt.content_format != LINK_FORMAT and (required or request.opt.content_format is not None):
-        return _Refusal("payload must be link-format (ct=40)")
+        raise ValueError("payload must be link-format (ct=40)")
     try:
         links = request.payload.decode("utf-8")
     except UnicodeDecodeError:
-        return _Refusal("payload is not UTF-8 link-format")
-    return _Refusal("payload: NUL characters") if "\x00" in links else links
+        raise ValueError("payload is not UTF-8 link-format") from None
+    if "\x00" in links:
+        raise ValueError("payload: NUL characters")
+    return links
 
 
 def valid_ep(ep: str) -> bool:
@@ -156,9 +154,10 @@ class Directory(resource.Resource):
             return self._refuse(f"lt: must be {MIN_LIFETIME_S}..{MAX_LIFETIME_S} s", request)
         if mpy is not None and not 0 <= mpy < 2**31:
             return self._refuse("mpy: out of range", request)
-        links = _links(request)
-        if isinstance(links, _Refusal):
-            return self._refuse(links.reason, request)
+        try:
+            links = _links(request)
+        except ValueError as exc:
+            return self._refuse(str(exc), request)
         address, port = peer(request)
         registration_id = await self.registry.register(
             ep=ep,
@@ -231,10 +230,9 @@ class Registrations(resource.Resource, resource.PathCapable):
                 return _bad("lt must be an integer")
             if not MIN_LIFETIME_S <= lifetime <= MAX_LIFETIME_S:
                 return _bad(f"lt: must be {MIN_LIFETIME_S}..{MAX_LIFETIME_S} s")
-        address, port = peer(request)
         if request.payload or request.opt.content_format is not None:
             return await self._relink(request, registration_id, owner, query, lifetime)
-        if not await self.registry.update(registration_id, lifetime, address, port):
+        if not await self.registry.update(registration_id, lifetime, *peer(request)):
             return aiocoap.Message(code=Code.NOT_FOUND)
         self.counters["updates"] += 1
         return aiocoap.Message(code=Code.CHANGED)
@@ -243,9 +241,10 @@ class Registrations(resource.Resource, resource.PathCapable):
         self, request: aiocoap.Message, registration_id: str, owner: str, query: dict[str, str], lifetime: int | None
     ) -> aiocoap.Message:
         """An update with links (RFC 9176 §5.3: they replace the registration's): a board's role switch in place."""
-        links = _links(request, required=True)
-        if isinstance(links, _Refusal):
-            return self._refuse_update(links.reason, request)
+        try:
+            links = _links(request, required=True)
+        except ValueError as exc:
+            return self._refuse_update(str(exc), request)
         if problem := text_problem(query):
             return self._refuse_update(problem, request)
         role = unquote(query.get("role", "")) or None
