@@ -260,7 +260,13 @@ def test_a_board_offline_at_the_start_follows_when_it_registers(module_master, i
     def waiting():
         now = module_master.get(f"/api/firmware/rollouts/{r['id']}")
         rows = {b["device"]: b for b in now["boards"]}
-        return now["state"] == "running" and rows["ota-on"]["state"] == "done" and rows["ota-off"]
+        # ota-off's reason is written when its own wave starts, a moment after the canary's row says done
+        return (
+            now["state"] == "running"
+            and rows["ota-on"]["state"] == "done"
+            and rows["ota-off"]["reason"]
+            and rows["ota-off"]
+        )
 
     row = wait_until(waiting, timeout=90, what="the canary done, ota-off waiting", explain=module_master.log_tail)
     assert row["state"] == "pending" and row["reason"] == "offline: follows when it registers"
