@@ -52,3 +52,48 @@ def test_address_answers_are_aiocoaps():
         assert address.is_multicast is multicast
         assert address._plainaddress() == (text[7:] if text.startswith("::ffff:") else text)
         assert address.hostinfo == (text[7:] if text.startswith("::ffff:") else f"[{text}]")
+
+
+async def test_a_protected_request_goes_to_the_board_whole_in_one_datagram(tmp_path):
+    # the board reads one datagram (up to 1,280 bytes) and unprotects it whole: a protected request just over
+    # aiocoap's 1,124-byte fragmentation threshold must not come as outer blocks (speed.whole_protected_requests)
+    import asyncio
+    import socket
+
+    from pifleet.gateway.coap import Gateway
+    from tests.support.masters import free_port
+    from tests.support.oscore import Peer
+
+    secret, oscore_id = bytes(range(32)), b"\x07"
+    peer = Peer(secret, oscore_id, b"")
+    seen: list[aiocoap.Message] = []
+
+    class Board(asyncio.DatagramProtocol):
+        def connection_made(self, transport) -> None:
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr) -> None:
+            msg = aiocoap.Message.decode(data)
+            seen.append(msg)
+            request, request_id = peer.unprotect(msg)
+            answer = aiocoap.Message(code=Code.CHANGED, payload=b"%d" % len(request.payload))
+            answer, _ = peer.protect(answer, request_id)
+            answer.mtype, answer.mid, answer.token = aiocoap.ACK, msg.mid, msg.token
+            self.transport.sendto(answer.encode(), addr)
+
+    loop = asyncio.get_running_loop()
+    board_port = free_port(socket.SOCK_DGRAM)
+    transport, _ = await loop.create_datagram_endpoint(Board, local_addr=("127.0.0.1", board_port))
+    gateway = Gateway("127.0.0.1", free_port(socket.SOCK_DGRAM), keys_dir=tmp_path / "oscore")
+    await gateway.start(registry=None)
+    gateway.pair("esp-x", oscore_id, secret, "127.0.0.1", board_port)
+    try:
+        uri = f"coap://127.0.0.1:{board_port}/s/display?text=" + "t" * 150
+        request = aiocoap.Message(code=Code.PUT, uri=uri, payload=b"x" * 1000)
+        answer = await asyncio.wait_for(gateway.context.request(request).response, 5)
+        assert (answer.code, answer.payload) == (Code.CHANGED, b"1000")
+        assert len(seen) == 1 and len(seen[0].payload) > 1124, [(m.opt.block1, len(m.payload)) for m in seen]
+        assert seen[0].opt.block1 is None and seen[0].opt.oscore is not None
+    finally:
+        await gateway.stop()
+        transport.close()

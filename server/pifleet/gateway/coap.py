@@ -173,6 +173,7 @@ class Gateway:
             transports=["oscore", "udp6"],
         )
         resolve_literals_once(self.context)  # a board's address literal is not resolved again for each request
+        speed.whole_protected_requests(self.context)  # no outer block-wise layer under OSCORE (speed.py)
         logging.getLogger("coap-server").addFilter(self._filter)
         log.info("CoAP endpoint on udp://%s:%d", self.host, self.port)
 
