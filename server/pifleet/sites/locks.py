@@ -85,18 +85,27 @@ class LocalLocks:
 
 
 class DeviceLocks(LocalLocks):
-    """Per-device locks shared by every master on the database."""
+    """Per-device locks shared by every master on the database.
+
+    What the runs ask of the connection goes together: while one statement is out, the devices asked for meanwhile
+    gather, and the next statement takes (or lets go of) all of them. A rollout to 50 boards took and released 50
+    locks one round trip after another, each queued behind the others; now a few statements do it.
+    """
 
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
         self._conn: asyncpg.Connection | None = None
-        self._io = asyncio.Lock()  # one query at a time on the connection
+        self._asked: dict[str, dict[str, asyncio.Future]] = {"unlock": {}, "try": {}}  # the next statements' devices
+        self._sender: asyncio.Task | None = None  # sends them, one statement at a time, while any are asked
 
     async def start(self) -> None:
         self._conn = await asyncpg.connect(self.url)
 
     async def stop(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -108,15 +117,57 @@ class DeviceLocks(LocalLocks):
             self._conn = await asyncpg.connect(self.url)
         return self._conn
 
+    def _ask(self, kind: str, device_id: str) -> asyncio.Future:
+        answer = asyncio.get_running_loop().create_future()
+        self._asked[kind][device_id] = answer  # once per device at a time: its asyncio lock is held meanwhile
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send(), name="device locks")
+        return answer
+
+    async def _send(self) -> None:
+        while any(self._asked.values()):
+            for kind in ("unlock", "try"):  # what is let go of first: a try in the same round may want it
+                asked, self._asked[kind] = self._asked[kind], {}
+                if asked:
+                    await self._one_statement(kind, asked)
+
+    async def _one_statement(self, kind: str, asked: dict[str, asyncio.Future]) -> None:
+        devices = list(asked)
+        try:
+            if kind == "unlock":
+                if self._conn is not None and not self._conn.is_closed():  # else they went with the connection
+                    await self._conn.execute(
+                        "select pg_advisory_unlock($1, hashtext(d)) from unnest($2::text[]) d", _CLASS, devices
+                    )
+                taken = set()
+            else:
+                conn = await self._connection()
+                rows = await conn.fetch(
+                    "select d, pg_try_advisory_lock($1, hashtext(d)) as taken from unnest($2::text[]) d",
+                    _CLASS,
+                    devices,
+                )
+                taken = {r["d"] for r in rows if r["taken"]}
+        except Exception as exc:  # noqa: BLE001 — each caller of a try gets it; an unlock's are told in the log
+            if kind == "unlock":
+                log.warning("devices %s: their locks could not be released (the connection is gone with them)", devices)
+                taken = set()
+            else:
+                for answer in asked.values():
+                    if not answer.done():
+                        answer.set_exception(exc)
+                return
+        for device_id, answer in asked.items():
+            if answer.done():  # its caller was cancelled meanwhile: a lock taken for nobody is let go of
+                if device_id in taken:
+                    self._asked["unlock"][device_id] = asyncio.get_running_loop().create_future()
+                continue
+            answer.set_result(device_id in taken)
+
     async def _try(self, device_ids: list[str]) -> set[str]:
-        async with self._io:
-            conn = await self._connection()
-            rows = await conn.fetch(
-                "select d, pg_try_advisory_lock($1, hashtext(d)) as taken from unnest($2::text[]) d",
-                _CLASS,
-                device_ids,
-            )
-        return {r["d"] for r in rows if r["taken"]}
+        answers = [self._ask("try", d) for d in device_ids]
+        taken = await asyncio.gather(*answers)
+        return {d for d, yes in zip(device_ids, taken, strict=True) if yes}
 
     async def _shared(self, device_id: str, wait: bool) -> bool:
         pause = _POLL_S[0]
@@ -133,9 +184,4 @@ class DeviceLocks(LocalLocks):
         return await self._try(device_ids) if device_ids else set()
 
     async def _unshare(self, device_id: str) -> None:
-        try:
-            async with self._io:
-                if self._conn is not None and not self._conn.is_closed():
-                    await self._conn.execute("select pg_advisory_unlock($1, hashtext($2))", _CLASS, device_id)
-        except (OSError, asyncpg.PostgresError):
-            log.warning("device %s: its lock could not be released (the connection is gone with it)", device_id)
+        await self._ask("unlock", device_id)

@@ -142,3 +142,34 @@ async def test_one_run_per_device_holds_across_masters(db):
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_locks_asked_together_go_together_and_each_holds(db):
+    # a rollout or a role's run asks for many devices at once: their tries and releases share statements
+    url, _pools, _job_id = db
+    a, b = DeviceLocks(session_url(url, "a")), DeviceLocks(session_url(url, "b"))
+    await a.start()
+    await b.start()
+    statements = []
+    a._conn.add_query_logger(lambda query: statements.append(len(query.args[1])))  # the devices of each
+    devices = [f"many-{i:02d}" for i in range(40)]
+    try:
+        assert all(await asyncio.gather(*(a.acquire(d) for d in devices)))
+        assert sum(statements) == 40 and len(statements) < 10, statements
+        assert await b.acquire_free(devices) == set()  # each is held against the other master
+        statements.clear()
+        await asyncio.gather(*(a.release(d) for d in devices))
+        assert sum(statements) == 40 and len(statements) < 10, statements
+        assert await b.acquire_free(devices) == set(devices)
+        for d in devices:
+            await b.release(d)
+        # a run cancelled while its try is out: the lock taken for it is let go of, the device stays free
+        asking = asyncio.create_task(a.acquire("many-00"))
+        await asyncio.sleep(0)
+        asking.cancel()
+        await asyncio.gather(asking, return_exceptions=True)
+        await asyncio.sleep(0.2)
+        assert await b.acquire("many-00", wait=False)
+    finally:
+        await a.stop()
+        await b.stop()
