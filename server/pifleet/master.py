@@ -161,6 +161,7 @@ class Master:
         stack.push_async_callback(self.registry.close)  # buffered telemetry is written after the gateway stopped
         self.registry.on_heard = self.autonomy.soon
         self.sync.on_switched = self.registry.switched  # its links update after a switch needs no GET /cap
+        self.rollouts.relinked = self.registry.relinked  # that update is a rollout's health check too
         self.pairing = PairingService(pool, hub, keys=gateway)
         self.devices = DeviceService(pool, link, self.pairing, self.sync.sync)
         self.metrics.read_boards(self.devices.list)

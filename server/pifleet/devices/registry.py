@@ -11,6 +11,7 @@ answer once its batch is committed. `close()` writes what is still buffered (bef
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -47,6 +48,9 @@ class Registry:
         # device id -> the command links of the description its answer to a role switch gave (switched()): the
         # update with its new links that follows needs no GET /cap when they are the same
         self._switched: dict[str, frozenset[str]] = {}
+        # device id -> when its last links update came (loop time), and the waiters for its next (relinked())
+        self._relinks: dict[str, float] = {}
+        self._relink_waiters: dict[str, asyncio.Event] = {}
         # called with (device id, its /cap description) after each registration: the role sync hooks in here
         self.on_described = described
         # called with the device id at the first heartbeat this master hears from a board since it started or since
@@ -172,7 +176,26 @@ class Registry:
         log.info("board %s updated its links (role %s)", device_id, role, extra={"device": device_id})
         if self._switched.pop(device_id, None) != frozenset(_COMMAND_LINK.findall(links)):
             self._spawn(self.refresh_capabilities(device_id, address, port, registration_id))
+        self._relinks[device_id] = asyncio.get_running_loop().time()
+        waiter = self._relink_waiters.pop(device_id, None)
+        if waiter is not None:
+            waiter.set()
         self.hub.publish("devices")
+        return True
+
+    async def relinked(self, device_id: str, since: float, timeout: float) -> bool:
+        """Whether the board updated its links (after a switch in place) at or after loop time `since`, waiting up to
+        `timeout` s for it. Its agent sends the update right after its answer to the switch, from its loop on the new
+        role; the update may be handled here before the answer is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._relinks.get(device_id, -1.0) < since:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            waiter = self._relink_waiters.setdefault(device_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), left)
         return True
 
     async def owner(self, registration_id: str) -> str | None:

@@ -1,11 +1,11 @@
 """Rolling a new module version out across the fleet, and the one way an upload leads to a rollout.
 
 Layer: service. A rollout syncs one board first (modules/sync.py). The rest follow only when that one is in
-sync and answers /stats (healthy): a few at once, and one more for every board that comes through healthy (so
-the number at once doubles with each round, as TCP's slow start does, up to _PARALLEL). The boards are separate
-machines and a push is mostly waiting for one board's answers, so many at once is what makes a big rollout quick;
-growing from a few keeps a bad version on few boards. The first failure halts the rollout: boards not started
-keep their version.
+sync and healthy (its links update after the switch came, else it answers /stats): a few at once, and one more
+for every board that comes through healthy (so the number at once doubles with each round, as TCP's slow start
+does, up to _PARALLEL). The boards are separate machines and a push is mostly waiting for one board's answers, so
+many at once is what makes a big rollout quick; growing from a few keeps a bad version on few boards. The first
+failure halts the rollout: boards not started keep their version.
 An upload of a new version (API or dashboard: `upload()`) starts a rollout to the boards whose role uses it.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -33,6 +34,7 @@ _FIRST = 8  # boards synced at once right after the first one (as many as before
 _RESTART_S = 60  # a board that restarts into a new version: until its registration settles the sync
 _RECHECK_S = 0.5  # ... read again this often too (its registration may reach another site's master)
 _PARALLEL = 64  # at most, once as many have come through healthy
+_RELINK_S = 2.0  # a board switched in place: how long its links update may take before /stats is asked instead
 
 
 class RolloutService:
@@ -44,6 +46,8 @@ class RolloutService:
         self.link = link
         self.modules = modules
         self.syncer = syncer
+        # master.py: the registry's relinked(device id, since, timeout): a board's links update after its switch
+        self.relinked: Callable[[str, float, float], Awaitable[bool]] | None = None
         self._background = Background(log, "rollout task")
 
     async def upload(self, upload: ModuleUpload) -> tuple[ModuleRead, bool]:
@@ -115,8 +119,10 @@ class RolloutService:
         """done, skipped (offline) or failed (and the rollout halted)."""
         try:
             before = await dq.get_by_id(self.pool, device_id)
+            syncing = asyncio.get_running_loop().time()  # its links update after the switch comes after this
             state = await self.syncer.sync(device_id)
             device = before  # switched in place: where it was
+            in_place = state == "in_sync"
             # it restarts to load the new version, or the push met it restarting (a board whose heap had no room
             # for the next datagram restarts, agent/modules.py and agent/port.py): its registration settles the sync
             if state == "updating" or (state == "pending" and before is not None and before.online):
@@ -124,7 +130,8 @@ class RolloutService:
                 device = await dq.get_by_id(self.pool, device_id)  # where it registered from
             if state == "in_sync":
                 assert device is not None and device.address is not None and device.port is not None
-                await self.link.stats(device.address, device.port)  # healthy: it answers after the swap
+                if not (in_place and await self._relinked(rollout_id, device_id, syncing)):
+                    await self.link.stats(device.address, device.port)  # healthy: it answers after the swap
                 await rq.rollout_progress(self.pool, rollout_id, done=device_id)
                 return "done"
             if state in ("pending", None):
@@ -138,6 +145,16 @@ class RolloutService:
         log.warning("rollout %d halted at %s: %s", rollout_id, device_id, reason)
         self.hub.publish("rollouts")
         return "failed"
+
+    async def _relinked(self, rollout_id: int, device_id: str, since: float) -> bool:
+        """Whether a board switched in place updated its registration with its new links (RFC 9176 §5.3) within
+        _RELINK_S: its agent sent that from its loop on the new role, which is as healthy as an answer to GET
+        /stats says, without the request (on the board: a module loaded and two collections). False when it did
+        not come in time, or comes to another site's master: then /stats is asked."""
+        if self.relinked is None or not await self.relinked(device_id, since, _RELINK_S):
+            return False
+        log.info("rollout %d: %s healthy: its links update came after the switch", rollout_id, device_id)
+        return True
 
     async def _settled(self, device_id: str) -> str:
         """The sync state of a board that restarted, once its registration has settled it (in_sync, or failed when

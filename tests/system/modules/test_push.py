@@ -125,6 +125,8 @@ def test_changed_module_runs_without_reboot_and_the_master_knows_its_version(mas
     wait_until(lambda: "rd: links updated (role blind)" in board.console_text(), what="b1's links updated")
     assert board.console_text().count("rd: registered as") == 1, board.console_text()
     assert master.log_text().count(f"board {master.device('b1')['id']} offers") == 1, master.log_tail()
+    # and that update was the rollout's health check: no GET /stats to the board after the switch
+    assert f"{master.device('b1')['id']} healthy: its links update came after the switch" in master.log_text()
     assert files_on_board(master, "b1") == {module["stem"], before[1]}  # the old version stays, as the fallback
 
     # the new version drives the motor
