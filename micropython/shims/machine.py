@@ -262,14 +262,25 @@ class WDT:
     The runner reads that as "reset by the watchdog" (returncode -10), distinct from a clean exit (0), a
     crash (1) and a power cut (SIGKILL, -9). PIFLEET_SIM_WDT_MS, when set, shortens the timeout (tests: a wedged
     board resets in seconds, not after the agent's 30 s). As on the ESP32 it cannot be stopped.
+
+    On a virtual chip (PIFLEET_SIM_WDT_CHIP, set by pifleet/sim/board.py) the chip is the watchdog, as the ESP32's
+    is hardware: a feed rewrites io/wdt (its timeout), and the chip ends the interpreter when the file has not
+    changed for that long. Elsewhere (the shims run directly) a thread of this process watches. A thread costs the
+    board at every collection: the unix port stops each of its threads by a signal to scan its stack.
     """
 
     def __init__(self, id=0, timeout=5000):
-        import _thread
-
         cap = os.getenv("PIFLEET_SIM_WDT_MS")
         self._timeout = min(timeout, int(cap)) if cap else timeout
-        self._fed = time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.monotonic() * 1000)
+        self._file = None
+        if os.getenv("PIFLEET_SIM_WDT_CHIP"):
+            self._text = "%d\n" % self._timeout
+            self._file = open(_simio._path("wdt"), "w")
+            self.feed()
+            return
+        import _thread
+
+        self._fed = self._now()
         _thread.start_new_thread(self._watch, ())
 
     @staticmethod
@@ -277,7 +288,14 @@ class WDT:
         return time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.monotonic() * 1000)
 
     def feed(self):
-        self._fed = self._now()
+        f = self._file
+        if f is None:
+            self._fed = self._now()
+            return
+        f.seek(0)
+        f.write(self._text)
+        if sys.implementation.name != "micropython":
+            f.flush()  # CPython buffers it
 
     def _watch(self):
         # asleep until the timeout after the last feed known, then looks again: a board's thread that woke every

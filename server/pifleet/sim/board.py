@@ -310,6 +310,7 @@ class VirtualBoard:
             PIFLEET_SIM_MAC=self.mac.hex(),  # the chip's eFuse MAC: machine.unique_id() and the station's MAC
             PIFLEET_SIM_FLASH=str(self.flash_path.resolve()),
             PIFLEET_SIM_RESET_CAUSE=self._chip.reset_cause if self._chip is not None else "power",
+            PIFLEET_SIM_WDT_CHIP="1",  # the chip watches machine.WDT's feeds (io/wdt; chip.py, _watchdog)
         )
         if soft:
             env["PIFLEET_SIM_SOFT_RESET"] = "1"  # _boot runs boot.py, not main.py (the raw REPL waits)

@@ -157,6 +157,10 @@ class Chip(threading.Thread):
         self._pending: list[str] = []  # power/reset requests from other threads
         self._closing = False
         self._console = open(console_path, "ab", buffering=0)
+        # machine.WDT's feeds (micropython/shims/machine.py): the file's content is its timeout in ms, its time of
+        # last change the last feed; the chip is the watchdog, as the ESP32's is hardware
+        self._wdt = console_path.parent / "wdt"
+        self._wdt_timeout: float | None = None  # s, once the firmware started its watchdog
 
     # -- requests from other threads --------------------------------------------------------------
 
@@ -227,6 +231,8 @@ class Chip(threading.Thread):
         if find_vfs(parts) is None and max(p.end for p in parts) >= self.flash.size:
             self.console(b"W (boot) no vfs partition: MicroPython runs without a filesystem\n")
         self._app_started(app)
+        self._wdt.unlink(missing_ok=True)  # a watchdog runs from the start that creates it
+        self._wdt_timeout = None
         inner, slave = os.openpty()
         _raw(slave, isig=True)
         os.set_blocking(inner, False)
@@ -404,7 +410,11 @@ class Chip(threading.Thread):
                 poller.register(self._opens, select.POLLIN)  # an open since the look above is queued there
             if self._inner is not None:
                 poller.register(self._inner, select.POLLIN)
-            events = poller.poll(50 if hup and self._opens is None else 500)
+            wait_ms = 50 if hup and self._opens is None else 500
+            left = self._watchdog()
+            if left is not None:
+                wait_ms = min(wait_ms, int(left * 1000) + 1)
+            events = poller.poll(wait_ms)
             for fd, event in events:
                 if fd == self._wake_r:
                     os.read(self._wake_r, 64)
@@ -422,6 +432,26 @@ class Chip(threading.Thread):
                 self._drain_inner()
                 if self.proc.returncode in RESETS and not self._closing:
                     self._reset_by_firmware(self.proc.returncode)
+
+    def _watchdog(self) -> float | None:
+        """Seconds until the firmware's watchdog fires (None: it runs none, or fired); fires it when due: the line
+        the port's task watchdog would print, and the interpreter ends by SIGUSR1 (WATCHDOG_RESET), which the loop
+        then sees as a watchdog reset."""
+        if self.state != RUNNING or self.proc is None or self.proc.poll() is not None:
+            return None
+        try:
+            if self._wdt_timeout is None:
+                self._wdt_timeout = int(self._wdt.read_text()) / 1000
+            fed = self._wdt.stat().st_mtime
+        except (OSError, ValueError):
+            return None  # none started yet (or its first write is under way)
+        left = self._wdt_timeout - (time.time() - fed)
+        if left > 0:
+            return left
+        self.console(b"WDT: not fed for %d ms, resetting\r\n" % round(self._wdt_timeout * 1000))
+        self._wdt.unlink(missing_ok=True)
+        self.proc.send_signal(signal.SIGUSR1)
+        return None
 
     def _check_port(self) -> bool:
         """Track whether someone has the port open; a close after a download session resets the chip."""
