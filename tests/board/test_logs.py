@@ -59,7 +59,9 @@ class Master:
 
 async def _serve(master):
     port = free_udp_port()
-    context = await aiocoap.Context.create_server_context(master.site(), bind=("127.0.0.1", port))
+    context = await aiocoap.Context.create_server_context(
+        master.site(), bind=("127.0.0.1", port), transports=["oscore", "udp6"]
+    )
     return port, context
 
 

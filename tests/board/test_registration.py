@@ -76,7 +76,9 @@ class Directory:
 async def directory():
     rd = Directory()
     port = free_udp_port()
-    context = await aiocoap.Context.create_server_context(rd.site(), bind=("127.0.0.1", port))
+    context = await aiocoap.Context.create_server_context(
+        rd.site(), bind=("127.0.0.1", port), transports=["oscore", "udp6"]
+    )
     rd.port = port
     yield rd
     await context.shutdown()

@@ -296,7 +296,9 @@ async def test_board_client_talks_to_aiocoap_server(runtime, tmp_path):
     site.add_resource(["hello"], HelloResource())
     credentials = CredentialsMap()
     credentials[":board"] = filesystem_context(tmp_path / "master", {"next-to-send": 0, "received": "unknown"})
-    server = await aiocoap.Context.create_server_context(OscoreSiteWrapper(site, credentials), bind=("127.0.0.1", port))
+    server = await aiocoap.Context.create_server_context(
+        OscoreSiteWrapper(site, credentials), bind=("127.0.0.1", port), transports=["oscore", "udp6"]
+    )
     try:
         got = await last_json_line(await start(runtime, "client", port, tmp_path / "board.seq"))
     finally:

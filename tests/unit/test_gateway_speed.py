@@ -97,3 +97,68 @@ async def test_a_protected_request_goes_to_the_board_whole_in_one_datagram(tmp_p
     finally:
         await gateway.stop()
         transport.close()
+
+
+async def test_protected_requests_given_up_at_once_leave_no_failed_task_behind(tmp_path, caplog):
+    # a request whose caller stops waiting a few loop turns after asking, by URI (its address still to be
+    # resolved, in a worker thread) and to the address a board's answer gave: the request sent whole on the wire
+    # is never handed to aiocoap's transport after it was given up (its task then failed inside aiocoap: "Task
+    # exception was never retrieved", CI on 990e5dd+), and the next request is answered as before
+    import asyncio
+    import gc
+    import logging
+    import socket
+
+    from pifleet.gateway.coap import Gateway
+    from tests.support.masters import free_port
+    from tests.support.oscore import Peer
+
+    secret, oscore_id = bytes(range(32)), b"\x07"
+    peer = Peer(secret, oscore_id, b"")
+
+    class Board(asyncio.DatagramProtocol):
+        def connection_made(self, transport) -> None:
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr) -> None:
+            msg = aiocoap.Message.decode(data)
+            _request, request_id = peer.unprotect(msg)
+            answer, _ = peer.protect(aiocoap.Message(code=Code.CHANGED, payload=b"ok"), request_id)
+            answer.mtype, answer.mid, answer.token = aiocoap.ACK, msg.mid, msg.token
+            self.transport.sendto(answer.encode(), addr)
+
+    loop = asyncio.get_running_loop()
+    board_port = free_port(socket.SOCK_DGRAM)
+    transport, _ = await loop.create_datagram_endpoint(Board, local_addr=("127.0.0.1", board_port))
+    gateway = Gateway("127.0.0.1", free_port(socket.SOCK_DGRAM), keys_dir=tmp_path / "oscore")
+    await gateway.start(registry=None)
+    gateway.pair("esp-x", oscore_id, secret, "127.0.0.1", board_port)
+    uri = f"coap://127.0.0.1:{board_port}/a/blind/stop"
+    caplog.set_level(logging.WARNING)
+    try:
+
+        async def given_up(remote=None) -> None:
+            for turns in range(12):
+                for _ in range(5):
+                    msg = aiocoap.Message(code=Code.POST, uri=uri)
+                    if remote is not None:
+                        msg = aiocoap.Message(code=Code.POST, uri_path=("a", "blind", "stop"))
+                        msg.remote = remote
+                    request = gateway.context.request(msg)
+                    for _ in range(turns):
+                        await asyncio.sleep(0)
+                    request.response.cancel()
+                    await asyncio.sleep(0.01)
+
+        await given_up()
+        first = await asyncio.wait_for(gateway.context.request(aiocoap.Message(code=Code.POST, uri=uri)).response, 5)
+        await given_up(first.remote)
+        gc.collect()  # a task that failed unseen says so when it is collected
+        await asyncio.sleep(0.05)
+        again = await asyncio.wait_for(gateway.context.request(aiocoap.Message(code=Code.POST, uri=uri)).response, 5)
+        assert (first.code, again.code, again.payload) == (Code.CHANGED, Code.CHANGED, b"ok")
+        failed = [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()]
+        assert failed == [], failed
+    finally:
+        await gateway.stop()
+        transport.close()

@@ -63,7 +63,41 @@ class _WholeDatagrams:
         self.loop = context.loop
 
     def request(self, message):
-        return self._context.request(message, handle_blockwise=False)
+        if isinstance(message.remote, UDP6EndpointAddress):
+            # resolved (a board's answer said where it is): aiocoap's task hands the request on in its first step,
+            # before anything scheduled later can cancel it
+            return self._context.request(message, handle_blockwise=False)
+        return _Resolving(self._context, message)
+
+
+class _Resolving:
+    """A protected request whose address is resolved before the request is made, as aiocoap's block-wise layer
+    does. A plain request's own task would resolve it after (in a worker thread): one given up meanwhile (its
+    OSCORE task cancelled) ended its pipe before that task handed it on, which then failed inside aiocoap ("Task
+    exception was never retrieved")."""
+
+    __slots__ = ("response", "observation", "_task")
+
+    def __init__(self, context, message) -> None:
+        self.response = context.loop.create_future()
+        self.observation = None  # the master observes nothing on its boards
+        self._task = context.loop.create_task(self._run(context, message), name="protected request")
+        self.response.add_done_callback(self._given_up)
+
+    async def _run(self, context, message) -> None:
+        try:
+            await context.find_remote_and_interface(message)
+            answer = await context.request(message, handle_blockwise=False).response
+        except Exception as exc:  # noqa: BLE001 — the OSCORE transport awaiting the response gets it
+            if not self.response.done():
+                self.response.set_exception(exc)
+            return
+        if not self.response.done():
+            self.response.set_result(answer)
+
+    def _given_up(self, response) -> None:
+        if response.cancelled():
+            self._task.cancel()
 
 
 def whole_protected_requests(context) -> None:

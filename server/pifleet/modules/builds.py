@@ -143,7 +143,10 @@ class ModuleService:
             tree = ast.parse(upload.source, filename=upload.filename)
         except SyntaxError:
             tree = None  # mpy-cross says where, next
-        arch = CHECK_ARCH if tree is not None and has_native_code(tree) else ""
+        # the walk over every node only when a native decorator's name is in the text at all (10 ms of a 20 KB
+        # module's upload, before its rollout can start)
+        native = tree is not None and any(word in upload.source for word in _NATIVE) and has_native_code(tree)
+        arch = CHECK_ARCH if native else ""
         mpy, compiler = await asyncio.to_thread(self._compile, name, upload.source, CHECK_ABI, arch)
         declared = declarations(name, upload.source, tree)
         sha = hashlib.sha256(upload.source.encode()).hexdigest()
