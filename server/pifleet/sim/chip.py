@@ -432,6 +432,11 @@ class Chip(threading.Thread):
                 self._drain_inner()
                 if self.proc.returncode in RESETS and not self._closing:
                     self._reset_by_firmware(self.proc.returncode)
+                elif self._inner is not None:
+                    # any other end (a crash, a signal from outside) leaves the chip as it is; its terminal says
+                    # nothing more, and its hang-up no longer wakes the loop (it spun at 100 % CPU on it)
+                    os.close(self._inner)
+                    self._inner = None
 
     def _watchdog(self) -> float | None:
         """Seconds until the firmware's watchdog fires (None: it runs none, or fired); fires it when due: the line
