@@ -22,6 +22,7 @@ import aiocoap
 import aiocoap.oscore
 import msgspec
 from aiocoap.credentials import CredentialsMap
+from aiocoap.message import UndecidedRemote
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.contentformat import ContentFormat
 from aiocoap.optiontypes import BlockOption
@@ -30,6 +31,7 @@ from ..errors import BoardError, BoardTimeoutError, BoardUnreachableError
 from ..metrics import Metrics
 from . import speed, state
 from .exchanges import abandon_unwanted_requests, answer_in_the_ack
+from .icmp import pending_errors_stay_their_boards
 from .oscore import BoardContext
 from .resolve import resolve_literals_once
 from .resources import build_site
@@ -166,6 +168,7 @@ class Gateway:
         refuse_undecodable_string_options()  # malformed datagrams are dropped and counted, never raised
         abandon_unwanted_requests()  # a command that timed out does not hold back the next one (exchanges.py)
         answer_in_the_ack()  # an answer ready within 1 s needs no separate, queued response (exchanges.py)
+        pending_errors_stay_their_boards()  # one board's ICMP error does not fail the next request (icmp.py)
         speed.install()  # aiocoap's per-message copies and address parsing, cheaper (speed.py)
         self.context = await aiocoap.Context.create_server_context(
             _CountingSiteWrapper(self.site, self._server_credentials, self.counters, self.metrics.datagrams),
@@ -235,9 +238,14 @@ class Gateway:
     ) -> aiocoap.Message:
         assert self.context is not None, "gateway not started"
         try:
-            return await asyncio.wait_for(
-                self.context.request(message, handle_blockwise=handle_blockwise).response, timeout
-            )
+            async with asyncio.timeout(timeout):
+                if message.remote is None or isinstance(message.remote, UndecidedRemote):
+                    # resolved (a URI's host) before aiocoap's request exists: a plain request
+                    # (handle_blockwise=False) resolves it in its own task, in a worker thread, and one given up
+                    # meanwhile has ended its pipe before that task hands it on, which then fails inside aiocoap
+                    # ("Task exception was never retrieved"; its block-wise layer resolves first, as here)
+                    await self.context.find_remote_and_interface(message)
+                return await self.context.request(message, handle_blockwise=handle_blockwise).response
         except TimeoutError:
             raise BoardTimeoutError(f"no answer from the board within {timeout:g} s") from None
         except aiocoap.error.NetworkError as exc:

@@ -53,6 +53,13 @@ def _send_message(self: MessageManager, message, messageerror_monitor=None):
     result = _original_send_message(self, message, messageerror_monitor)
     if message.mtype is not CON or not message.code.is_request():
         return result
+    if (message.remote, message.mid) not in (self._active_exchanges or ()) and not any(
+        entry[0] is message for entry in self._backlogs.get(message.remote, ())
+    ):
+        # the exchange ended while it was sent (the socket refused the datagram: its error was dispatched at once
+        # and ended the request's pipe): nothing to take off the wire, and the token manager must not be given a
+        # canceller to hook to the ended pipe (that failed inside aiocoap: "Task exception was never retrieved")
+        return result
 
     def cancel() -> None:
         _abandon(self, message)
