@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -160,8 +161,17 @@ class MasterProcess:
     def assert_no_errors(self) -> None:
         """Unexpected errors in a master's log fail the test that ran it (text lines, or JSON ones)."""
         marks = (" ERROR ", '"level":"ERROR"', '"level":"CRITICAL"', "Traceback")
-        errors = [line for line in self.log_text().splitlines() if any(mark in line for mark in marks)]
-        assert not errors, "errors in the master's log:\n" + "\n".join(errors)
+        lines = self.log_text().splitlines()
+        errors = [n for n, line in enumerate(lines) if any(mark in line for mark in marks)]
+        shown: list[str] = []  # each error with the lines under it up to the next record (its traceback)
+        covered: set[int] = set()
+        for n in errors:
+            if n in covered:
+                continue
+            under = list(itertools.takewhile(lambda line: not line[:4].isdigit(), lines[n + 1 : n + 60]))
+            covered.update(range(n, n + 1 + len(under)))
+            shown += [lines[n], *under]
+        assert not errors, "errors in the master's log:\n" + "\n".join(shown)
 
     def log_text(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
