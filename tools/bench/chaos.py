@@ -414,7 +414,10 @@ class Chaos:
                     ]
                     best = min(window, key=lambda r: abs(r["params"]["seconds"] - length), default=None)
                     if best is None or not -STEP_S / 2 < length - best["params"]["seconds"] < 1.0:
-                        doubled.append(f"{board.name}: {length:.3f} s {direction} at {start:.3f}: no run explains it")
+                        doubled.append(
+                            f"{board.name}: {length:.3f} s {direction} at {start:.3f}: no run explains it"
+                            + self.nearest(candidates, start, length, cuts)
+                        )
                         continue
                     effects[best["id"]] += 1
                     pulse_at.setdefault(best["id"], []).append(start)
@@ -429,7 +432,7 @@ class Chaos:
                     f" {last - first:.1f} s apart ({why}; attempts {r['attempt']})"
                 )
             if r["state"] == "succeeded" and effects[r["id"]] == 0 and not self.was_cut(r):
-                lost.append(f"{r['job']} step {r['step']}: succeeded, but no pulse on {r['device']}")
+                lost.append(f"{r['job']} step {r['step']}: succeeded, but no pulse on {r['device']}" + self.window(r))
             if r["state"] not in ("succeeded", "skipped") and effects[r["id"]]:
                 # not lost (final, and its move happened), but the record says otherwise and no follow-up comes: the
                 # master never had an answer (a 4.12 "interrupted" after a whole move is the board's honest doubt)
@@ -456,6 +459,23 @@ class Chaos:
             "_cut_pulses": cut_pulses,
             "_moved": len(moved),
         }
+
+    def window(self, run: dict) -> str:
+        """A run's window and record, for a look at what went wrong (times in unix seconds)."""
+        finished = f"{run['finished_at'].timestamp() + 2:.3f}" if run["finished_at"] else "open"
+        cuts = [round(c, 3) for c in self.cuts.get(run["device"], [])]
+        return (
+            f" (window {self.began(run) - 2:.3f} to {finished}, {run['params']['seconds']} s, attempts"
+            f" {run['attempt']}, ran by {run['ran_by']}, error {run['error']}, cuts on the board at {cuts})"
+        )
+
+    def nearest(self, candidates: list[dict], start: float, length: float, cuts: list[float]) -> str:
+        """The run of that length (or else the one) whose window is nearest to a pulse no run explains."""
+        same = [r for r in candidates if abs(r["params"]["seconds"] - length) < STEP_S / 2] or candidates
+        if not same:
+            return f" (no run on this board in that direction; cuts at {[round(c, 3) for c in cuts]})"
+        near = min(same, key=lambda r: abs(self.began(r) - start))
+        return f"; nearest: {near['job']} step {near['step']} {near['state']}" + self.window(near)
 
     def began(self, run: dict) -> float:
         """When a run could first have moved the blind: its job's instant, or when its parent's success planned it
