@@ -100,8 +100,12 @@ def _oscore_request(self: TransportOSCORE, request) -> None:
         if task.cancelled():
             return  # its caller stopped waiting: nobody to tell
         exc = task.exception()
-        if exc is not None:
+        if exc is not None and _request._event_callbacks is not False:  # (aiocoap's own mark of an ended pipe)
             _request.add_exception(exc)
+        elif exc is not None:
+            # the caller stopped waiting while the answer came in (the task then failed to give it, InvalidStateError):
+            # nobody to tell; given to the ended pipe, it failed inside aiocoap's logging
+            log.debug("protected request failed after its caller stopped waiting: %r", exc)
 
     def interest_ended() -> None:
         # also called at the last answer, from inside the task (which returns right after): looked at later
