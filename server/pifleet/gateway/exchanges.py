@@ -16,7 +16,11 @@ never left the master timed out too, and the run used up its attempts. Now:
 - an exchange of ours is taken off the wire when its request's caller is gone (its pipe ends): no more
   retransmissions, and the backlog to that peer goes on (a request still in the backlog is dropped from it);
 - under OSCORE the end of the caller's interest reaches the protected request's task, which then cancels the
-  inner (wire) request: the first point.
+  inner (wire) request: the first point;
+- a request whose caller stopped waiting in the very loop turn its answer (or error) came in ends quietly:
+  aiocoap stops such a request one turn after the caller gave up, and an answer in between was set on the
+  cancelled response future, whose InvalidStateError aiocoap logged as an error from wherever the answer came
+  (its datagram callback, its error dispatch, its block-wise runner: `quiet_late_answers`).
 
 The same one-at-a-time rule held the master's answers to the board: aiocoap answers a request that takes longer
 than 0.1 s (EMPTY_ACK_DELAY: a registration update's database commit on a busy Pi) with an empty ACK and then a
@@ -33,11 +37,13 @@ and the board answers it from what it remembers (docs/agent.md).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.constants import TransportTuning
 from aiocoap.numbers.types import CON
+from aiocoap.protocol import BlockwiseRequest, Request
 from aiocoap.transports.oscore import TransportOSCORE
 
 log = logging.getLogger(__name__)
@@ -115,10 +121,37 @@ def _oscore_request(self: TransportOSCORE, request) -> None:
     request.on_interest_end(interest_ended)
 
 
+_original_request_run = Request.__dict__["_run"]
+_original_blockwise_run = BlockwiseRequest.__dict__["_run"].__func__
+
+
+def _request_run(self: Request):
+    """Request's runner (a generator the pipe's events are sent to), ending quietly when it finds its response
+    cancelled: its caller stopped waiting in this loop turn, and aiocoap stops the request in the next."""
+    try:
+        return (yield from _original_request_run(self))
+    except asyncio.InvalidStateError:
+        if not self.response.cancelled():
+            raise
+        log.debug("an answer came in the loop turn its caller stopped waiting: dropped")
+
+
+async def _blockwise_run(cls, app_request, response, *args) -> None:
+    """BlockwiseRequest's runner, ending quietly when what it has for its caller finds nobody waiting."""
+    try:
+        await _original_blockwise_run(cls, app_request, response, *args)
+    except Exception as exc:
+        if not response.cancelled() or app_request.opt.observe is not None:
+            raise
+        log.debug("block-wise request ended after its caller stopped waiting: %r", exc)
+
+
 def abandon_unwanted_requests() -> None:
-    """Install both (process-wide; idempotent)."""
+    """Install them (process-wide; idempotent)."""
     MessageManager.send_message = _send_message
     TransportOSCORE.request = _oscore_request
+    Request._run = _request_run
+    BlockwiseRequest._run = classmethod(_blockwise_run)
 
 
 def answer_in_the_ack() -> None:
