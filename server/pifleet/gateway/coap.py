@@ -128,24 +128,6 @@ def _uri(address: str, port: int, *path: str) -> str:
     return f"coap://{host}:{port}/" + "/".join(path)
 
 
-def _quiet_late_oscore_failures(loop: asyncio.AbstractEventLoop) -> None:
-    """aiocoap 0.4.17: an OSCORE request that fails (the board is gone) after we stopped waiting for it ends in a
-    TypeError inside aiocoap's own error logging, reported by asyncio as an ERROR with a traceback. Nothing is
-    wrong on our side (the command already timed out and was handled), so it is logged as what it is."""
-    previous = loop.get_exception_handler()
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
-        if "TransportOSCORE.request.<locals>.done" in str(context.get("handle", "")):
-            log.info("a protected request failed after its caller stopped waiting: %r", context.get("exception"))
-            return
-        if previous is not None:
-            previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handler)
-
-
 class Gateway:
     """Owns the aiocoap context; implements devices.link.BoardLink and BoardKeys."""
 
@@ -161,7 +143,6 @@ class Gateway:
         self._bound: dict[str, str] = {}  # device id -> its address pattern in the client credentials
 
     async def start(self, registry) -> None:
-        _quiet_late_oscore_failures(asyncio.get_running_loop())
         self.site = build_site(registry, self.counters, self.paired)
         if registry is not None:  # a gateway without a registry (tests of the endpoint alone) keeps no state
             state.attach(self.site, registry.states, self.counters, self.paired)  # POST /s: the boards' live state
