@@ -20,7 +20,7 @@ never left the master timed out too, and the run used up its attempts. Now:
 - a request whose caller stopped waiting in the very loop turn its answer (or error) came in ends quietly:
   aiocoap stops such a request one turn after the caller gave up, and an answer in between was set on the
   cancelled response future, whose InvalidStateError aiocoap logged as an error from wherever the answer came
-  (its datagram callback, its error dispatch, its block-wise runner: `quiet_late_answers`).
+  (its datagram callback, its error dispatch, its block-wise runner: `_request_run`, `_blockwise_run`).
 
 The same one-at-a-time rule held the master's answers to the board: aiocoap answers a request that takes longer
 than 0.1 s (EMPTY_ACK_DELAY: a registration update's database commit on a busy Pi) with an empty ACK and then a

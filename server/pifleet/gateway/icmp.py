@@ -10,35 +10,18 @@ sending the datagram. aiocoap took that for an error of the datagram being sent:
 away and the loop had not yet read its error, a request to another board (a rollout's next block, a command)
 failed with "board unreachable" (tests/system/ota/test_rollout.py's offline board, CI on 2c0422b).
 
-So a `sendmsg` that fails with an error an ICMP message can leave pending is tried once more: the pending error
-is cleared by the failed call, the datagram goes out, and the error queue still gives the first error to the
-board it belongs to. A second failure is this datagram's own and is reported as aiocoap did.
+So a `sendmsg` that fails is tried once more, through aiocoap's own send: a failed `sendmsg` sent nothing, and the
+failed call cleared the pending error. The datagram goes out, and the error queue still gives the first error to
+the board it belongs to. A second failure is this datagram's own and is reported as aiocoap does.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 
 from aiocoap.util.asyncio.recvmsg import RecvmsgSelectorDatagramTransport
 
 log = logging.getLogger(__name__)
-
-# what Linux makes of ICMP(v6) errors on a UDP socket (icmp_err_convert, icmpv6_err_convert)
-FROM_ICMP = frozenset(
-    {
-        errno.ECONNREFUSED,
-        errno.EHOSTUNREACH,
-        errno.ENETUNREACH,
-        errno.EHOSTDOWN,
-        errno.ENONET,
-        errno.ENOPROTOOPT,
-        errno.EPROTO,
-        errno.EACCES,
-        errno.EMSGSIZE,
-        errno.EOPNOTSUPP,
-    }
-)
 
 _original_sendmsg = RecvmsgSelectorDatagramTransport.sendmsg
 
@@ -47,11 +30,8 @@ def _sendmsg(self: RecvmsgSelectorDatagramTransport, data, ancdata, flags, addre
     try:
         self.get_extra_info("socket").sendmsg((data,), ancdata, flags, address)
         return
-    except OSError as exc:
-        if exc.errno not in FROM_ICMP:
-            self._protocol.error_received(exc)
-            return
-        log.debug("sending to %s: %s pending from an earlier datagram; sending again", address, exc)
+    except Exception as exc:  # noqa: BLE001 — aiocoap's own send, below, reports what fails again
+        log.debug("sending to %s failed (%s), perhaps for an earlier datagram: once more", address, exc)
     _original_sendmsg(self, data, ancdata, flags, address)
 
 
