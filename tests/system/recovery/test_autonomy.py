@@ -161,3 +161,48 @@ def test_the_board_leaves_a_run_to_the_master_while_a_command_of_its_moves_the_b
     assert "blind.move myself" not in board.console_text()
     assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), UP_PIN)] == [8.0]
     assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), DOWN_PIN)] == [0.5]
+
+
+def test_a_command_sent_while_the_board_runs_its_own_run_waits_for_that_move(master, board_factory):
+    """The mirror of the test above: the board runs its planned run itself (the master frozen at the instant), and the
+    master, back in the middle of that move, sends a person's command: it waits until the board's own move is over,
+    which it would have cut short (chaos.py: a board's own 1.7 s run was replaced 0.7 s in, and recorded succeeded)."""
+    board = board_factory("au4", master, role="blind", lifetime=15)
+    wait_until(lambda: online_with_caps(master, "au4"), what="au4 online", explain=master.log_tail)
+    before = board.console_text().count("plan: 1 runs planned")
+    job = blind_job("evening4", "au4", at_in=8, down_s=4, up_after_s=3600, up_s=0.5)
+    job["autonomy_grace_s"] = 2
+    assert master.post("/api/jobs", job).status_code == 201
+    wait_until(lambda: planned(board, 1, before), timeout=10, what="au4's plan", explain=board.console_text)
+    run = the_run(master, "evening4")[0]
+    due = datetime.fromisoformat(run["scheduled_for"]).timestamp()
+    while time.time() < due - 2:
+        time.sleep(0.05)
+    master.proc.send_signal(signal.SIGSTOP)  # away from before the instant until the board's own move has begun
+    try:
+        wait_until(lambda: board.pin_level(DOWN_PIN) == 1, timeout=20, interval=0.02, what="au4 moving down by itself")
+    finally:
+        master.proc.send_signal(signal.SIGCONT)
+    up = {"capability": "blind", "command": "move", "params": {"direction": "up", "seconds": 0.5}}
+    answer = master.post("/api/devices/au4/commands", up)
+    assert answer.status_code in (200, 202), answer.text  # 202: still under way when the API stopped waiting
+    wait_until(
+        lambda: high_periods(board.pin_history(), UP_PIN) and board.pin_level(UP_PIN) == 0,
+        timeout=20,
+        what="the person's up move over",
+        explain=board.console_text,
+    )
+    assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), DOWN_PIN)] == [4.0]
+    (down_end,) = [b for _, b in high_periods(board.pin_history(), DOWN_PIN)]
+    (up_start, up_end), *rest = high_periods(board.pin_history(), UP_PIN)
+    assert rest == [] and round(up_end - up_start, 1) == 0.5 and up_start >= down_end
+    # one run, succeeded: the master's own send of it, held until the board's move was over, was answered with the
+    # board's outcome (a duplicate: nothing moved again)
+    done = wait_until(
+        lambda: (r := the_run(master, "evening4")) and r[0]["state"] == "succeeded" and r,
+        timeout=40,
+        what="the run recorded",
+        explain=master.log_tail,
+    )
+    assert len(done) == 1, done
+    assert [round(b - a, 1) for a, b in high_periods(board.pin_history(), DOWN_PIN)] == [4.0]
