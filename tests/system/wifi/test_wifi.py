@@ -187,9 +187,9 @@ def _settled(master, name, state):
 
 def _online(master, name, board):
     wait_until(
-        lambda: (d := master.device(name)) and d["online"],
+        lambda: (d := master.device(name)) and d["online"] and d["capabilities"],  # commands need its capabilities
         timeout=30,
-        what=f"{name} online",
+        what=f"{name} online with its capabilities",
         explain=lambda: board.console_text()[-2500:],
     )
 
