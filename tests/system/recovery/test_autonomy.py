@@ -33,6 +33,20 @@ def the_run(master, job: str) -> list[dict]:
     return [e for e in master.executions(job) if e["step"] == 0]
 
 
+def planned_down_move(master, board_factory, name: str, job_name: str, down_s: float):
+    """A blind board, and a job whose down move is due 8 s from now with a 2 s grace, in the board's plan:
+    (board, the run, its instant in unix seconds)."""
+    board = board_factory(name, master, role="blind", lifetime=15)
+    wait_until(lambda: online_with_caps(master, name), what=f"{name} online", explain=master.log_tail)
+    before = board.console_text().count("plan: 1 runs planned")
+    job = blind_job(job_name, name, at_in=8, down_s=down_s, up_after_s=3600, up_s=0.5)
+    job["autonomy_grace_s"] = 2
+    assert master.post("/api/jobs", job).status_code == 201
+    wait_until(lambda: planned(board, 1, before), timeout=10, what=f"{name}'s plan", explain=board.console_text)
+    run = the_run(master, job_name)[0]
+    return board, run, datetime.fromisoformat(run["scheduled_for"]).timestamp()
+
+
 def test_the_board_runs_its_timed_run_itself_while_the_master_is_away_and_once(master, board_factory):
     board = board_factory("au1", master, role="blind", lifetime=15)
     wait_until(lambda: online_with_caps(master, "au1"), what="au1 online", explain=master.log_tail)
@@ -124,15 +138,7 @@ def test_the_board_leaves_a_run_to_the_master_while_a_command_of_its_moves_the_b
     (frozen): the command under way says the master is there, and the board's own move would cut it short, so the
     board leaves the run to the master. Back after the move, the master sends it: each move once, whole (chaos.py: a
     board ran its planned run over a follow-up the master had just sent it, which was recorded succeeded, cut)."""
-    board = board_factory("au3", master, role="blind", lifetime=15)
-    wait_until(lambda: online_with_caps(master, "au3"), what="au3 online", explain=master.log_tail)
-    before = board.console_text().count("plan: 1 runs planned")
-    job = blind_job("evening3", "au3", at_in=8, down_s=0.5, up_after_s=3600, up_s=0.5)
-    job["autonomy_grace_s"] = 2
-    assert master.post("/api/jobs", job).status_code == 201
-    wait_until(lambda: planned(board, 1, before), timeout=10, what="au3's plan", explain=board.console_text)
-    run = the_run(master, "evening3")[0]
-    due = datetime.fromisoformat(run["scheduled_for"]).timestamp()
+    board, run, due = planned_down_move(master, board_factory, "au3", "evening3", down_s=0.5)
     while time.time() < due - 2:
         time.sleep(0.05)
     up = {"capability": "blind", "command": "move", "params": {"direction": "up", "seconds": 8}}
@@ -167,15 +173,7 @@ def test_a_command_sent_while_the_board_runs_its_own_run_waits_for_that_move(mas
     """The mirror of the test above: the board runs its planned run itself (the master frozen at the instant), and the
     master, back in the middle of that move, sends a person's command: it waits until the board's own move is over,
     which it would have cut short (chaos.py: a board's own 1.7 s run was replaced 0.7 s in, and recorded succeeded)."""
-    board = board_factory("au4", master, role="blind", lifetime=15)
-    wait_until(lambda: online_with_caps(master, "au4"), what="au4 online", explain=master.log_tail)
-    before = board.console_text().count("plan: 1 runs planned")
-    job = blind_job("evening4", "au4", at_in=8, down_s=4, up_after_s=3600, up_s=0.5)
-    job["autonomy_grace_s"] = 2
-    assert master.post("/api/jobs", job).status_code == 201
-    wait_until(lambda: planned(board, 1, before), timeout=10, what="au4's plan", explain=board.console_text)
-    run = the_run(master, "evening4")[0]
-    due = datetime.fromisoformat(run["scheduled_for"]).timestamp()
+    board, run, due = planned_down_move(master, board_factory, "au4", "evening4", down_s=4)
     while time.time() < due - 2:
         time.sleep(0.05)
     master.proc.send_signal(signal.SIGSTOP)  # away from before the instant until the board's own move has begun
